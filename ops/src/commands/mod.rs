@@ -1,0 +1,29 @@
+//! One module per subcommand. Each `run` takes its parsed arguments and returns an [`Exit`];
+//! fatal errors are printed here as one line (`opsync: error: ...`).
+
+pub mod sync;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Exit;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Exit {
+    crate::output::init_logging(cli.log_format);
+    let global = Global { config: cli.config };
+    match cli.command {
+        Command::Sync(args) => sync::run(&global, args),
+    }
+}
+
+/// Options every command sees.
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// `--config FILE`, if given.
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// Prints a fatal error as one line on stderr and returns its exit code.
+pub fn fail(exit: Exit, err: &anyhow::Error) -> Exit {
+    eprintln!("opsync: error: {err:#}");
+    exit
+}

@@ -1,0 +1,25 @@
+//! `ops`: the command-line front of opsync and the server operations around the mirror engine.
+//!
+//! Module map (one owner per concern):
+//! - [`cli`]: clap definitions of every command and option, nothing else.
+//! - [`commands`]: one module per subcommand; each turns parsed options into work and an [`exit::Exit`].
+//! - [`exit`]: exit codes (rsync's where they mean the same) and how errors map to them.
+//! - [`output`]: everything printed for humans or scripts (itemize lines, JSON events, progress bars).
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod output;
+
+use std::process::ExitCode;
+
+/// Entry point used by `main.rs`: parses arguments, runs the command, prints a fatal error as one
+/// line and returns the exit code.
+pub fn main_entry() -> ExitCode {
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let exit = commands::run(cli);
+    exit.into()
+}

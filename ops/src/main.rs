@@ -1,0 +1,5 @@
+//! The `opsync` binary: parse the command line, run, map the outcome to an exit code.
+
+fn main() -> std::process::ExitCode {
+    ops::main_entry()
+}
