@@ -1,1 +1,4 @@
-fn main() { eprintln!("the benchmark harness is not written yet (issue 3)"); std::process::exit(1); }
+fn main() {
+    eprintln!("the benchmark harness is not written yet (issue 3)");
+    std::process::exit(1);
+}

@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// opsync mirrors production data into the development copy (like `rsync -a --delete`, faster and
 /// safer) and runs the server's operations: certificates, nginx, compose stacks and a scheduler.
 #[derive(Debug, Parser)]
-#[command(name = "opsync", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "opsync",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Configuration file [default: ./opsync.toml if present]
     #[arg(long, global = true, value_name = "FILE", env = "OPSYNC_CONFIG")]

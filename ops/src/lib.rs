@@ -5,10 +5,16 @@
 //! - [`commands`]: one module per subcommand; each turns parsed options into work and an [`exit::Exit`].
 //! - [`exit`]: exit codes (rsync's where they mean the same) and how errors map to them.
 //! - [`output`]: everything printed for humans or scripts (itemize lines, JSON events, progress bars).
+//! - [`config`]: `opsync.toml`, loading, defaults and validation.
+//! - [`certs`], [`nginx`], [`compose`]: certificates, the reverse proxy, compose stacks.
 
+pub mod certs;
 pub mod cli;
 pub mod commands;
+pub mod compose;
+pub mod config;
 pub mod exit;
+pub mod nginx;
 pub mod output;
 
 use std::process::ExitCode;

@@ -1,0 +1,1 @@
+//! nginx: rendering the site configuration from the versioned template, `nginx -t`, reload.
