@@ -12,13 +12,19 @@ pub enum Error {
     SourceMissing { path: PathBuf },
     #[error("source {path} is not a directory: give a directory to mirror (nothing was changed)")]
     SourceNotDir { path: PathBuf },
-    #[error("destination {path} exists and is not a directory: remove it or choose another destination")]
+    #[error(
+        "destination {path} exists and is not a directory: remove it or choose another destination"
+    )]
     DestNotDir { path: PathBuf },
     #[error("the parent of destination {path} does not exist: create it first")]
     DestParentMissing { path: PathBuf },
-    #[error("destination {dst} is inside source {src} (or the same): choose a destination outside the source")]
+    #[error(
+        "destination {dst} is inside source {src} (or the same): choose a destination outside the source"
+    )]
     DestInsideSource { src: PathBuf, dst: PathBuf },
-    #[error("source {src} is inside destination {dst}: mirroring would delete the source; choose other paths")]
+    #[error(
+        "source {src} is inside destination {dst}: mirroring would delete the source; choose other paths"
+    )]
     SourceInsideDest { src: PathBuf, dst: PathBuf },
     #[error(
         "refusing to sync: source {src} is empty but destination {dst} is not (an unmounted volume looks like this); pass --allow-empty-source to mirror the empty source"
@@ -27,7 +33,11 @@ pub enum Error {
     #[error("invalid exclude pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
     #[error("cannot {op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("cannot start worker threads: {0}")]
     Threads(String),
 }
@@ -56,7 +66,11 @@ impl fmt::Display for FileError {
             Side::Source => "source",
             Side::Dest => "destination",
         };
-        let path = if self.path.is_empty() { b"." as &[u8] } else { &self.path };
+        let path = if self.path.is_empty() {
+            b"." as &[u8]
+        } else {
+            &self.path
+        };
         write!(
             f,
             "cannot {} {} {}: {}",

@@ -166,9 +166,15 @@ mod tests {
         assert_eq!(f(Update::Transfer, Kind::File, Change::NEW), ">f+++++++++");
         assert_eq!(f(Update::Local, Kind::Dir, Change::NEW), "cd+++++++++");
         assert_eq!(f(Update::Local, Kind::Symlink, Change::NEW), "cL+++++++++");
-        assert_eq!(f(Update::Transfer, Kind::File, Change::SIZE | Change::TIME), ">f.st......");
+        assert_eq!(
+            f(Update::Transfer, Kind::File, Change::SIZE | Change::TIME),
+            ">f.st......"
+        );
         assert_eq!(f(Update::Attrs, Kind::Dir, Change::TIME), ".d..t......");
-        assert_eq!(f(Update::Attrs, Kind::File, Change::PERMS | Change::OWNER), ".f...po....");
+        assert_eq!(
+            f(Update::Attrs, Kind::File, Change::PERMS | Change::OWNER),
+            ".f...po...."
+        );
         assert_eq!(f(Update::Local, Kind::Fifo, Change::NEW), "cS+++++++++");
         assert_eq!(f(Update::Local, Kind::CharDev, Change::NEW), "cD+++++++++");
         assert_eq!(f(Update::Delete, Kind::File, Change::NONE), "*deleting  ");

@@ -54,7 +54,10 @@ impl Kind {
 
     /// Devices, FIFOs and sockets: created with `mknod`, no content.
     pub fn is_special(self) -> bool {
-        matches!(self, Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket)
+        matches!(
+            self,
+            Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket
+        )
     }
 }
 
@@ -174,7 +177,11 @@ impl Listing {
     /// The direct children of directory `i`, in name order.
     pub fn children(&self, i: Idx) -> Children<'_> {
         let e = &self.entries[i as usize];
-        Children { listing: self, next: i + 1, end: e.end }
+        Children {
+            listing: self,
+            next: i + 1,
+            end: e.end,
+        }
     }
 
     /// Number of entries in the subtree of `i`, `i` included.
@@ -245,15 +252,32 @@ pub(crate) mod build {
     }
 
     pub fn meta(kind: Kind, perm: u32, size: u64, sec: i64) -> Meta {
-        Meta { kind, perm, uid: 0, gid: 0, size, mtime: Time { sec, nsec: 0 } }
+        Meta {
+            kind,
+            perm,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: Time { sec, nsec: 0 },
+        }
     }
 
     pub fn file(name: &'static [u8], size: u64, sec: i64) -> Node {
-        Node { name, meta: meta(Kind::File, 0o644, size, sec), link: b"", children: vec![] }
+        Node {
+            name,
+            meta: meta(Kind::File, 0o644, size, sec),
+            link: b"",
+            children: vec![],
+        }
     }
 
     pub fn dir(name: &'static [u8], children: Vec<Node>) -> Node {
-        Node { name, meta: meta(Kind::Dir, 0o755, 0, 100), link: b"", children }
+        Node {
+            name,
+            meta: meta(Kind::Dir, 0o755, 0, 100),
+            link: b"",
+            children,
+        }
     }
 
     pub fn symlink(name: &'static [u8], target: &'static [u8]) -> Node {

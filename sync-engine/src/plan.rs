@@ -137,7 +137,11 @@ pub fn same_time(a: Time, b: Time, window: u32) -> bool {
     if window > 0 {
         return a.sec.abs_diff(b.sec) <= u64::from(window);
     }
-    if a.nsec == 0 || b.nsec == 0 { a.sec == b.sec } else { a == b }
+    if a.nsec == 0 || b.nsec == 0 {
+        a.sec == b.sec
+    } else {
+        a == b
+    }
 }
 
 /// Plans the mirror of `src` onto `dst`. `dst` may be empty (no root): DST is then created.
@@ -155,7 +159,11 @@ pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
     if src.is_empty() {
         return p.plan;
     }
-    let root_dst = if dst.is_empty() || dst.meta(0).kind != Kind::Dir { NONE } else { 0 };
+    let root_dst = if dst.is_empty() || dst.meta(0).kind != Kind::Dir {
+        NONE
+    } else {
+        0
+    };
     p.plan.create_root = root_dst == NONE;
     p.dir(0, root_dst, NONE);
     p.plan
@@ -182,7 +190,11 @@ impl Planner<'_> {
         self.others.clear();
 
         let mut sc = self.src.children(s).peekable();
-        let mut dc = if d == NONE { None } else { Some(self.dst.children(d).peekable()) };
+        let mut dc = if d == NONE {
+            None
+        } else {
+            Some(self.dst.children(d).peekable())
+        };
         loop {
             let next_s = sc.peek().copied();
             let next_d = dc.as_mut().and_then(|it| it.peek().copied());
@@ -224,7 +236,14 @@ impl Planner<'_> {
         } else {
             self.attr_diff(self.src.meta(s), self.dst.meta(d), true)
         };
-        self.plan.groups.push(Group { src: s, dst: d, parent, end: 0, actions: start..end, finish });
+        self.plan.groups.push(Group {
+            src: s,
+            dst: d,
+            parent,
+            end: 0,
+            actions: start..end,
+            finish,
+        });
 
         for (cs, cd) in subdirs {
             self.dir(cs, cd, gi as u32);
@@ -244,7 +263,12 @@ impl Planner<'_> {
         let m = self.src.meta(a);
         let op = match m.kind {
             Kind::Dir => {
-                self.mkdirs.push(Action { op: Op::Mkdir, src: a, dst: replaced, change });
+                self.mkdirs.push(Action {
+                    op: Op::Mkdir,
+                    src: a,
+                    dst: replaced,
+                    change,
+                });
                 self.plan.counts.created += 1;
                 subdirs.push((a, NONE));
                 return;
@@ -258,7 +282,12 @@ impl Planner<'_> {
             _ => Op::Mknod,
         };
         self.plan.counts.created += u64::from(change.contains(Change::NEW));
-        self.others.push(Action { op, src: a, dst: replaced, change });
+        self.others.push(Action {
+            op,
+            src: a,
+            dst: replaced,
+            change,
+        });
     }
 
     /// DST entry `b` is not in SRC.
@@ -276,7 +305,12 @@ impl Planner<'_> {
     }
 
     fn delete(&mut self, i: Idx) {
-        self.deletes.push(Action { op: Op::Delete, src: NONE, dst: i, change: Change::NONE });
+        self.deletes.push(Action {
+            op: Op::Delete,
+            src: NONE,
+            dst: i,
+            change: Change::NONE,
+        });
         self.plan.counts.deletions += 1;
     }
 
@@ -308,7 +342,12 @@ impl Planner<'_> {
                 let mut change = self.attr_diff(&sm, &dm, false);
                 if self.src.link(a) != self.dst.link(b) {
                     change |= Change::CONTENT;
-                    self.others.push(Action { op: Op::Symlink, src: a, dst: b, change });
+                    self.others.push(Action {
+                        op: Op::Symlink,
+                        src: a,
+                        dst: b,
+                        change,
+                    });
                 } else if !change.is_empty() {
                     self.attr_fix(a, b, change);
                 }
@@ -324,7 +363,12 @@ impl Planner<'_> {
                 if rdev_differs || change.contains(Change::PERMS) {
                     // Recreated under a temporary name and renamed: changing the mode of a
                     // special file by name could follow a symlink swapped in meanwhile.
-                    self.others.push(Action { op: Op::Mknod, src: a, dst: b, change });
+                    self.others.push(Action {
+                        op: Op::Mknod,
+                        src: a,
+                        dst: b,
+                        change,
+                    });
                 } else if !change.is_empty() {
                     self.attr_fix(a, b, change);
                 }
@@ -334,7 +378,12 @@ impl Planner<'_> {
 
     fn attr_fix(&mut self, a: Idx, b: Idx, change: Change) {
         self.plan.counts.attr_fixes += 1;
-        self.others.push(Action { op: Op::SetAttrs, src: a, dst: b, change });
+        self.others.push(Action {
+            op: Op::SetAttrs,
+            src: a,
+            dst: b,
+            change,
+        });
     }
 
     /// Regular file on both sides: quick check (size and mtime) or checksum.
@@ -360,7 +409,12 @@ impl Planner<'_> {
         if transfer {
             self.plan.counts.copies += 1;
             self.plan.counts.copy_bytes += sm.size;
-            self.others.push(Action { op: Op::Copy, src: a, dst: b, change });
+            self.others.push(Action {
+                op: Op::Copy,
+                src: a,
+                dst: b,
+                change,
+            });
         } else if !change.is_empty() {
             self.attr_fix(a, b, change);
         }

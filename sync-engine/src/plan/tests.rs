@@ -32,7 +32,11 @@ fn render(p: &Plan, src: &Listing, dst: &Listing) -> Vec<String> {
         if !group.finish.is_empty() && !group.finish.contains(Change::NEW) {
             let f = field(Update::Attrs, Kind::Dir, group.finish);
             let path = src.path(group.src);
-            let path = if path.is_empty() { ".".into() } else { String::from_utf8_lossy(&path) };
+            let path = if path.is_empty() {
+                ".".into()
+            } else {
+                String::from_utf8_lossy(&path)
+            };
             out.push(format!("{} {path}/", String::from_utf8_lossy(&f)));
         }
     }
@@ -53,7 +57,12 @@ fn with_meta(mut n: Node, f: impl FnOnce(&mut Meta)) -> Node {
 }
 
 fn fifo(name: &'static [u8]) -> Node {
-    Node { name, meta: build::meta(Kind::Fifo, 0o644, 0, 100), link: b"", children: vec![] }
+    Node {
+        name,
+        meta: build::meta(Kind::Fifo, 0o644, 0, 100),
+        link: b"",
+        children: vec![],
+    }
 }
 
 #[test]
@@ -65,11 +74,17 @@ fn rules() {
         opts: PlanOptions,
         want: &'static [&'static str],
     }
-    let no_delete = PlanOptions { delete: false, ..opts() };
+    let no_delete = PlanOptions {
+        delete: false,
+        ..opts()
+    };
     let cases = vec![
         Case {
             name: "missing DST: root created, everything copied",
-            src: dir(b"", vec![file(b"a", 3, 100), dir(b"d", vec![file(b"x", 1, 100)])]),
+            src: dir(
+                b"",
+                vec![file(b"a", 3, 100), dir(b"d", vec![file(b"x", 1, 100)])],
+            ),
             dst: None,
             opts: opts(),
             want: &["cd+++++++++ d", ">f+++++++++ a", ">f+++++++++ d/x"],
@@ -97,14 +112,23 @@ fn rules() {
         },
         Case {
             name: "quick check: nanoseconds differ",
-            src: dir(b"", vec![with_meta(file(b"a", 3, 100), |m| m.mtime.nsec = 5)]),
-            dst: Some(dir(b"", vec![with_meta(file(b"a", 3, 100), |m| m.mtime.nsec = 6)])),
+            src: dir(
+                b"",
+                vec![with_meta(file(b"a", 3, 100), |m| m.mtime.nsec = 5)],
+            ),
+            dst: Some(dir(
+                b"",
+                vec![with_meta(file(b"a", 3, 100), |m| m.mtime.nsec = 6)],
+            )),
             opts: opts(),
             want: &[">f..t...... a"],
         },
         Case {
             name: "quick check: a side without nanoseconds compares seconds",
-            src: dir(b"", vec![with_meta(file(b"a", 3, 100), |m| m.mtime.nsec = 5)]),
+            src: dir(
+                b"",
+                vec![with_meta(file(b"a", 3, 100), |m| m.mtime.nsec = 5)],
+            ),
             dst: Some(dir(b"", vec![file(b"a", 3, 100)])),
             opts: opts(),
             want: &[],
@@ -113,33 +137,54 @@ fn rules() {
             name: "modify window: 2 seconds apart count as equal",
             src: dir(b"", vec![file(b"a", 3, 102)]),
             dst: Some(dir(b"", vec![file(b"a", 3, 100)])),
-            opts: PlanOptions { modify_window: 2, ..opts() },
+            opts: PlanOptions {
+                modify_window: 2,
+                ..opts()
+            },
             want: &[],
         },
         Case {
             name: "attribute only: mode fixed in place",
-            src: dir(b"", vec![with_meta(file(b"a", 3, 100), |m| m.perm = 0o4755)]),
+            src: dir(
+                b"",
+                vec![with_meta(file(b"a", 3, 100), |m| m.perm = 0o4755)],
+            ),
             dst: Some(dir(b"", vec![file(b"a", 3, 100)])),
             opts: opts(),
             want: &[".f...p..... a"],
         },
         Case {
             name: "attribute only: owner and group",
-            src: dir(b"", vec![with_meta(file(b"a", 3, 100), |m| (m.uid, m.gid) = (7, 8))]),
+            src: dir(
+                b"",
+                vec![with_meta(file(b"a", 3, 100), |m| (m.uid, m.gid) = (7, 8))],
+            ),
             dst: Some(dir(b"", vec![file(b"a", 3, 100)])),
             opts: opts(),
             want: &[".f....og... a"],
         },
         Case {
             name: "owner ignored when not preserved, group only if settable",
-            src: dir(b"", vec![with_meta(file(b"a", 3, 100), |m| (m.uid, m.gid) = (7, 8))]),
+            src: dir(
+                b"",
+                vec![with_meta(file(b"a", 3, 100), |m| (m.uid, m.gid) = (7, 8))],
+            ),
             dst: Some(dir(b"", vec![file(b"a", 3, 100)])),
-            opts: PlanOptions { owner: false, groups: Some(Some(vec![9])), ..opts() },
+            opts: PlanOptions {
+                owner: false,
+                groups: Some(Some(vec![9])),
+                ..opts()
+            },
             want: &[],
         },
         Case {
             name: "symlink mtime fixed in place, never perms",
-            src: dir(b"", vec![with_meta(symlink(b"l", b"t"), |m| (m.mtime.sec, m.perm) = (5, 0))]),
+            src: dir(
+                b"",
+                vec![with_meta(symlink(b"l", b"t"), |m| {
+                    (m.mtime.sec, m.perm) = (5, 0)
+                })],
+            ),
             dst: Some(dir(b"", vec![symlink(b"l", b"t")])),
             opts: opts(),
             want: &[".L..t...... l"],
@@ -153,7 +198,12 @@ fn rules() {
         },
         Case {
             name: "directory mtime: fixed after contents",
-            src: dir(b"", vec![with_meta(dir(b"d", vec![file(b"x", 1, 1)]), |m| m.mtime.sec = 7)]),
+            src: dir(
+                b"",
+                vec![with_meta(dir(b"d", vec![file(b"x", 1, 1)]), |m| {
+                    m.mtime.sec = 7
+                })],
+            ),
             dst: Some(dir(b"", vec![dir(b"d", vec![file(b"x", 1, 1)])])),
             opts: opts(),
             want: &[".d..t...... d/"],
@@ -168,7 +218,10 @@ fn rules() {
         Case {
             name: "delete: contents before their directory",
             src: dir(b"", vec![]),
-            dst: Some(dir(b"", vec![dir(b"old", vec![file(b"x", 1, 1), file(b"y", 1, 1)])])),
+            dst: Some(dir(
+                b"",
+                vec![dir(b"old", vec![file(b"x", 1, 1), file(b"y", 1, 1)])],
+            )),
             opts: opts(),
             want: &["*deleting   old/y", "*deleting   old/x", "*deleting   old"],
         },
@@ -182,8 +235,14 @@ fn rules() {
         Case {
             name: "max-delete stops past the limit",
             src: dir(b"", vec![]),
-            dst: Some(dir(b"", vec![file(b"a", 1, 1), file(b"b", 1, 1), file(b"c", 1, 1)])),
-            opts: PlanOptions { max_delete: Some(2), ..opts() },
+            dst: Some(dir(
+                b"",
+                vec![file(b"a", 1, 1), file(b"b", 1, 1), file(b"c", 1, 1)],
+            )),
+            opts: PlanOptions {
+                max_delete: Some(2),
+                ..opts()
+            },
             want: &["*deleting   a", "*deleting   b"],
         },
         Case {
@@ -217,8 +276,14 @@ fn rules() {
         Case {
             name: "type change of a directory within max-delete only",
             src: dir(b"", vec![file(b"x", 1, 1)]),
-            dst: Some(dir(b"", vec![dir(b"x", vec![file(b"a", 1, 1), file(b"b", 1, 1)])])),
-            opts: PlanOptions { max_delete: Some(2), ..opts() },
+            dst: Some(dir(
+                b"",
+                vec![dir(b"x", vec![file(b"a", 1, 1), file(b"b", 1, 1)])],
+            )),
+            opts: PlanOptions {
+                max_delete: Some(2),
+                ..opts()
+            },
             want: &[],
         },
     ];
@@ -238,22 +303,45 @@ fn checksum_compares_content_not_mtime() {
     dst.hashes.insert(1, [1; 32]);
     src.hashes.insert(2, [2; 32]);
     dst.hashes.insert(2, [3; 32]);
-    let o = PlanOptions { checksum: true, ..opts() };
+    let o = PlanOptions {
+        checksum: true,
+        ..opts()
+    };
     let p = plan(&src, &dst, &o);
-    assert_eq!(render(&p, &src, &dst), vec![".f..t...... same", ">fc........ trap"]);
+    assert_eq!(
+        render(&p, &src, &dst),
+        vec![".f..t...... same", ">fc........ trap"]
+    );
 }
 
 #[test]
 fn second_plan_after_apply_is_empty_for_identical_listings() {
-    let tree = || dir(b"", vec![dir(b"a", vec![file(b"x", 1, 1), symlink(b"l", b"x")]), fifo(b"p")]);
+    let tree = || {
+        dir(
+            b"",
+            vec![
+                dir(b"a", vec![file(b"x", 1, 1), symlink(b"l", b"x")]),
+                fifo(b"p"),
+            ],
+        )
+    };
     let (p, _) = run(tree(), Some(tree()), &opts());
     assert!(p.is_empty());
 }
 
 #[test]
 fn groups_are_pruned_and_ordered() {
-    let src = dir(b"", vec![dir(b"a", vec![dir(b"b", vec![file(b"new", 1, 1)])]), dir(b"c", vec![])]);
-    let dst = dir(b"", vec![dir(b"a", vec![dir(b"b", vec![])]), dir(b"c", vec![])]);
+    let src = dir(
+        b"",
+        vec![
+            dir(b"a", vec![dir(b"b", vec![file(b"new", 1, 1)])]),
+            dir(b"c", vec![]),
+        ],
+    );
+    let dst = dir(
+        b"",
+        vec![dir(b"a", vec![dir(b"b", vec![])]), dir(b"c", vec![])],
+    );
     let (p, lines) = run(src, Some(dst), &opts());
     assert_eq!(lines, vec![">f+++++++++ a/b/new"]);
     // root, a, b: the untouched `c` is pruned; parents kept to reach `b`.
