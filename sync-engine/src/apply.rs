@@ -145,6 +145,9 @@ impl Applier<'_> {
 
     /// A dry run: reports every action in plan order, touches nothing.
     pub fn simulate(&self) {
+        if self.plan.create_root {
+            self.root_created();
+        }
         for g in 0..self.plan.groups.len() {
             let group = &self.plan.groups[g];
             for a in self.plan.actions_of(g) {
@@ -156,21 +159,24 @@ impl Applier<'_> {
                 self.count(a, bytes);
                 self.emit_action(a, bytes);
             }
-            self.finish_item(group.src, group.finish, g == 0);
+            self.finish_item(group.src, group.finish);
         }
     }
 
-    fn finish_item(&self, src_dir: Idx, finish: Change, is_root: bool) {
-        if finish.is_empty() || (finish.contains(Change::NEW) && !is_root) {
+    /// Reports the creation of DST's root (`cd+++++++++ ./`), done before anything else.
+    pub fn root_created(&self) {
+        Counters::add(&self.counters.created, 1);
+        self.emit(Update::Local, self.src, 0, Op::Mkdir, Change::NEW, 0);
+    }
+
+    /// Reports the attribute fix of a directory that existed (created ones were reported when
+    /// they were made).
+    fn finish_item(&self, src_dir: Idx, finish: Change) {
+        if finish.is_empty() || finish.contains(Change::NEW) {
             return;
         }
-        if finish.contains(Change::NEW) {
-            Counters::add(&self.counters.created, 1);
-            self.emit(Update::Local, self.src, src_dir, Op::Mkdir, finish, 0);
-        } else {
-            Counters::add(&self.counters.attrs_fixed, 1);
-            self.emit(Update::Attrs, self.src, src_dir, Op::SetAttrs, finish, 0);
-        }
+        Counters::add(&self.counters.attrs_fixed, 1);
+        self.emit(Update::Attrs, self.src, src_dir, Op::SetAttrs, finish, 0);
     }
 
     /// Applies group `g` with its directory open as `dfd` (DST) and `sfd` (SRC).
@@ -236,7 +242,7 @@ impl Applier<'_> {
         if !finish.is_empty() && !self.cancelled() {
             let m = self.src.meta(group.src);
             match sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m)) {
-                Ok(()) => self.finish_item(group.src, finish, g == 0),
+                Ok(()) => self.finish_item(group.src, finish),
                 Err(e) => self.fail("set attributes of", Side::Dest, self.src, group.src, e),
             }
         }

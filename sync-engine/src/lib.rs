@@ -158,7 +158,9 @@ fn run(
             Some(fd) => fd,
             None => {
                 sys::mkdir_path(dst).map_err(|e| io_err("create destination", dst, e))?;
-                sys::open_dir_path(dst).map_err(|e| io_err("open destination", dst, e))?
+                let fd = sys::open_dir_path(dst).map_err(|e| io_err("open destination", dst, e))?;
+                applier.root_created();
+                fd
             }
         };
         applier.group(0, &dst_root, &src_keep);
