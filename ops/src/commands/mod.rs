@@ -2,6 +2,7 @@
 //! fatal errors are printed here as one line (`opsync: error: ...`).
 
 pub mod sync;
+pub mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
@@ -12,6 +13,7 @@ pub fn run(cli: Cli) -> Exit {
     let global = Global { config: cli.config };
     match cli.command {
         Command::Sync(args) => sync::run(&global, args),
+        Command::Verify(args) => verify::run(&global, args),
     }
 }
 
