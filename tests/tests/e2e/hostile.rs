@@ -197,6 +197,10 @@ fn symlink_swaps_in_dst_during_runs_never_touch_the_sentinel() {
             code == 0 || code == 23,
             "run {run}: exit {code}\n{out}\n{err}"
         );
+        eprintln!(
+            "swap run {run}: exit {code}, {} error lines",
+            err.lines().count()
+        );
         assert_same(&format!("sentinel after run {run}"), &before, &snapshot(&s));
     }
     let swaps = swapper.stop();
