@@ -135,7 +135,7 @@ fn dst_parent_symlink_is_resolved_once() {
 /// files, mode changes, symlinks, nested directories.
 fn version(root: &Path, v: u32) {
     for f in 0..120 {
-        if (f + v) % 4 == 0 {
+        if (f + v).is_multiple_of(4) {
             continue;
         }
         let p = root.join(format!("sub/f{f:03}"));
@@ -145,7 +145,11 @@ fn version(root: &Path, v: u32) {
                 .repeat(1 + (f as usize % 7))
                 .as_bytes(),
         );
-        let mode = if (f + v) % 3 == 0 { 0o600 } else { 0o644 };
+        let mode = if (f + v).is_multiple_of(3) {
+            0o600
+        } else {
+            0o644
+        };
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
     }
     for d in 0..10 {
@@ -153,7 +157,7 @@ fn version(root: &Path, v: u32) {
             &root.join(format!("sub/n{d}/x/y")),
             format!("v{v}").as_bytes(),
         );
-        if v % 2 == 0 {
+        if v.is_multiple_of(2) {
             write(&root.join(format!("sub/n{d}/only-even")), b"even");
         }
     }
