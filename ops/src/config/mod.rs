@@ -151,7 +151,7 @@ impl Config {
     /// Parses and validates `text` as if it were read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let message = validate::one_line(e.message());
+            let message = validate::did_you_mean(&validate::one_line(e.message()));
             match e.span() {
                 Some(span) => validate::at(path, text, span.start, message),
                 None => ConfigError::Invalid {
@@ -193,7 +193,7 @@ impl Config {
 
     /// Resolves a path from the config file against the file's folder.
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
+        if p.is_absolute() || self.base_dir == Path::new(".") {
             p.to_owned()
         } else {
             self.base_dir.join(p)

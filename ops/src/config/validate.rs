@@ -29,6 +29,44 @@ pub(super) fn one_line(message: &str) -> String {
         .join("; ")
 }
 
+/// Adds a suggestion to serde's "unknown field `x`, expected one of ..." message.
+pub(super) fn did_you_mean(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((field, expected)) = rest.split_once("`, expected one of ") else {
+        return message.to_string();
+    };
+    let keys: Vec<&str> = expected.split(", ").map(|k| k.trim_matches('`')).collect();
+    let best = keys
+        .iter()
+        .map(|k| (distance(field, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3));
+    match best {
+        Some((_, k)) => format!(
+            "unknown key `{field}`: did you mean `{k}`? (allowed here: {})",
+            keys.join(", ")
+        ),
+        None => format!("unknown key `{field}`: allowed here: {}", keys.join(", ")),
+    }
+}
+
+/// Levenshtein distance.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// True when the document has a top-level table `name`.
 pub(super) fn has_table(text: &str, name: &str) -> bool {
     toml_edit::ImDocument::parse(text)
@@ -262,40 +300,72 @@ pub(super) fn paths(cfg: &Config) -> Vec<ConfigError> {
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from("(built-in defaults)"));
+    let text = cfg
+        .file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok());
+    let place = |keys: &[&str], message: String| match &text {
+        Some(t) => at(&file, t, offset_of(t, keys), message),
+        None => ConfigError::Invalid {
+            path: file.clone(),
+            message,
+        },
+    };
     let mut errors = Vec::new();
-    let mut pairs = vec![("[sync]".to_string(), &cfg.sync.source, &cfg.sync.target)];
+    let mut pairs = vec![(
+        "[sync]".to_string(),
+        vec!["sync".to_string(), "source".into()],
+        vec!["sync".to_string(), "target".into()],
+        &cfg.sync.source,
+        &cfg.sync.target,
+    )];
     for (name, job) in &cfg.jobs {
         if job.kind == JobKind::Sync {
+            let keys = |k: &str, own: bool| {
+                if own {
+                    vec!["jobs".to_string(), name.clone(), k.to_string()]
+                } else {
+                    vec!["sync".to_string(), k.to_string()]
+                }
+            };
             pairs.push((
                 format!("[jobs.{name}]"),
+                keys("source", job.source.is_some()),
+                keys("target", job.target.is_some()),
                 job.source.as_ref().unwrap_or(&cfg.sync.source),
                 job.target.as_ref().unwrap_or(&cfg.sync.target),
             ));
         }
     }
-    for (section, src, dst) in pairs {
+    let mut seen = std::collections::BTreeSet::new();
+    for (section, src_keys, dst_keys, src, dst) in pairs {
+        if !seen.insert((src.clone(), dst.clone())) {
+            continue;
+        }
+        let src_keys: Vec<&str> = src_keys.iter().map(String::as_str).collect();
+        let dst_keys: Vec<&str> = dst_keys.iter().map(String::as_str).collect();
         let s = cfg.path(src);
         if !s.is_dir() {
-            errors.push(ConfigError::Invalid {
-                path: file.clone(),
-                message: format!(
+            errors.push(place(
+                &src_keys,
+                format!(
                     "{section}: sync source {} does not exist or is not a folder: create it, \
                      mount it, or set source = \"PATH\" to where the production data lives",
                     s.display()
                 ),
-            });
+            ));
         }
         let d = cfg.path(dst);
         let parent = d.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(parent) = parent.filter(|p| !p.is_dir()) {
-            errors.push(ConfigError::Invalid {
-                path: file.clone(),
-                message: format!(
+            errors.push(place(
+                &dst_keys,
+                format!(
                     "{section}: the folder {} that should hold the sync target does not exist: \
                      create it or fix target",
                     parent.display()
                 ),
-            });
+            ));
         }
     }
     errors

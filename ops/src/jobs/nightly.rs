@@ -91,7 +91,9 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
     } else if r.cancelled("pass-1") {
         go = false;
     } else {
-        let e = r.step("pass-1", |r| r.sync(&src, &dst, false, None)).exit;
+        let e = r
+            .step("pass-1", |r| r.sync("pass-1", &src, &dst, false, None))
+            .exit;
         go = matches!(e, Exit::Ok | Exit::Partial | Exit::Vanished);
     }
 
@@ -121,7 +123,7 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
             .filter(|_| q.mode != QuiesceMode::Snapshot)
             .map(|t| t + max_paused);
         r.step("pass-2", |r| {
-            let mut end = r.sync(&pass2_src, &dst, job.verify, limit);
+            let mut end = r.sync("pass-2", &pass2_src, &dst, job.verify, limit);
             if end.message.as_deref() == Some("limit") {
                 end.message = Some(format!(
                     "production was quiesced longer than max-paused ({}s): pass 2 stopped and \
@@ -350,7 +352,14 @@ impl Run<'_> {
 
     /// One sync pass: `opsync sync --json SRC DST` (or the configured `sync-command`). A pass
     /// stopped at `limit` ends with the message `limit`.
-    fn sync(&mut self, src: &Path, dst: &Path, verify: bool, limit: Option<Instant>) -> StepEnd {
+    fn sync(
+        &mut self,
+        step: &str,
+        src: &Path,
+        dst: &Path,
+        verify: bool,
+        limit: Option<Instant>,
+    ) -> StepEnd {
         let mut argv: Vec<String> = match &self.job.sync_command {
             Some(c) => c.clone(),
             None => match std::env::current_exe() {
@@ -388,7 +397,7 @@ impl Run<'_> {
         let spec = Spec {
             argv: &argv,
             cwd: &self.cfg.base_dir,
-            env: Vec::new(),
+            env: self.env(step),
             capture_summary: true,
             deadline,
         };

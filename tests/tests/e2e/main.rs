@@ -1,1 +1,3 @@
-
+mod config_errors;
+mod daemon;
+mod nightly;
