@@ -170,7 +170,7 @@ pub fn run_job(
             result = result_name(exit),
             exit_code = exit as u8,
             failed_step = report.failed_step.as_deref().unwrap_or(""),
-            message = report.message.as_deref().unwrap_or(""),
+            error = report.message.as_deref().unwrap_or(""),
             duration_s = duration,
             "run finished"
         );

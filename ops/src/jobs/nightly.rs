@@ -239,7 +239,7 @@ impl Run<'_> {
                 step = name,
                 duration_s = secs,
                 result,
-                message = end.message.as_deref().unwrap_or(""),
+                error = end.message.as_deref().unwrap_or(""),
                 "step failed"
             );
         }
