@@ -109,6 +109,9 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
     };
 
     check_pair(cfg, &cfg.sync.source, &cfg.sync.target).map_err(|m| err(&["sync", "target"], m))?;
+    if let Some(m) = &cfg.sync.max_delete {
+        check_max_delete(m).map_err(|m| err(&["sync", "max-delete"], m))?;
+    }
 
     for (name, job) in &cfg.jobs {
         let keys = |k: &'static str| ["jobs", name.as_str(), k];
@@ -117,6 +120,9 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                 let src = job.source.as_ref().unwrap_or(&cfg.sync.source);
                 let dst = job.target.as_ref().unwrap_or(&cfg.sync.target);
                 check_pair(cfg, src, dst).map_err(|m| err(&keys("target"), m))?;
+                if let Some(m) = &job.max_delete {
+                    check_max_delete(m).map_err(|m| err(&keys("max-delete"), m))?;
+                }
                 if job.dev.enabled
                     && (job.dev.stop_command.is_none() || job.dev.start_command.is_none())
                     && !cfg.stacks.contains_key(&job.dev.stack)
@@ -223,6 +229,22 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
         }
     }
     Ok(())
+}
+
+/// `max-delete` is a count or a percentage.
+fn check_max_delete(v: &str) -> Result<(), String> {
+    let ok = match v.strip_suffix('%') {
+        Some(p) => p.parse::<f64>().is_ok_and(|p| (0.0..=100.0).contains(&p)),
+        None => v.parse::<u64>().is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "max-delete \"{v}\" is neither a count nor a percentage: write for example \"500\" \
+             or \"5%\""
+        ))
+    }
 }
 
 /// A sync source and target must differ and neither may contain the other.
@@ -369,4 +391,45 @@ pub(super) fn paths(cfg: &Config) -> Vec<ConfigError> {
         }
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_for_unknown_keys() {
+        let m = "unknown field `schedul`, expected one of `kind`, `schedule`, `timezone`";
+        assert_eq!(
+            did_you_mean(m),
+            "unknown key `schedul`: did you mean `schedule`? (allowed here: kind, schedule, timezone)"
+        );
+        let m = "unknown field `zzzzzzzz`, expected one of `kind`, `schedule`";
+        assert_eq!(
+            did_you_mean(m),
+            "unknown key `zzzzzzzz`: allowed here: kind, schedule"
+        );
+        assert_eq!(did_you_mean("other"), "other");
+    }
+
+    #[test]
+    fn offsets_of_nested_keys() {
+        let text = "[general]\nstate-dir = \"s\"\n\n[jobs.a]\nkind = \"sync\"\n[jobs.a.dev]\nstack = \"x\"\n";
+        let line = |keys: &[&str]| text[..offset_of(text, keys)].matches('\n').count() + 1;
+        assert_eq!(line(&["general", "state-dir"]), 2);
+        assert_eq!(line(&["jobs", "a", "kind"]), 5);
+        assert_eq!(line(&["jobs", "a", "dev", "stack"]), 7);
+        // A missing key points at its deepest existing parent.
+        assert_eq!(line(&["jobs", "a", "missing"]), 4);
+    }
+
+    #[test]
+    fn max_delete_values() {
+        for ok in ["0", "500", "5%", "2.5%"] {
+            assert!(check_max_delete(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "5 %", "x", "-1", "150%"] {
+            assert!(check_max_delete(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -295,3 +295,9 @@ fn a_config_with_only_what_differs_is_enough() {
     // Defaults: the nightly sync at 02:00.
     assert!(String::from_utf8_lossy(&out.stdout).contains("nightly-sync (sync, \"0 2 * * *\")"));
 }
+
+#[test]
+fn bad_max_delete() {
+    let err = check("[sync]\nmax-delete = \"five\"\n");
+    contains_all(&err, &["opsync.toml:2:1:", "max-delete \"five\"", "\"5%\""]);
+}

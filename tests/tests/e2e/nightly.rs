@@ -524,3 +524,68 @@ fn nightly_with_the_real_opsync_sync_mirrors_the_data() {
     assert_eq!(st["bytes"], 100_000 + 15);
     assert_eq!(st["files"], 2);
 }
+
+#[test]
+fn ctrl_c_during_pass_2_stops_it_and_still_resumes_prod_and_starts_dev() {
+    let s = Server::new();
+    s.config("", "");
+    std::fs::write(s.path("sleep-pass-2"), "120").unwrap();
+    let mut child = opsync()
+        .current_dir(s.dir.path())
+        .arg("--config")
+        .arg(s.path("opsync.toml"))
+        .args(["run", "nightly"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !s.order().iter().any(|l| l == "pass-2") {
+        assert!(
+            Instant::now() < end,
+            "pass 2 did not start: {:?}",
+            s.order()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status.code(), Some(20));
+    assert_eq!(
+        s.order(),
+        [
+            "dev-stop",
+            "pass-1",
+            "quiesce",
+            "pass-2",
+            "resume",
+            "dev-start"
+        ]
+    );
+    let st = s.state("nightly");
+    assert_eq!(st["result"], "cancelled");
+    assert_eq!(st["failed_step"], "pass-2");
+}
+
+#[test]
+fn status_shows_a_run_that_died_as_interrupted() {
+    let s = Server::new();
+    s.config("", "");
+    std::fs::create_dir_all(s.path("state/jobs")).unwrap();
+    std::fs::write(
+        s.path("state/jobs/nightly.json"),
+        r#"{"job":"nightly","kind":"sync","running":true,"last_start":"2026-11-01T01:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = s.opsync(&["status", "--json"]);
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "interrupted");
+}
