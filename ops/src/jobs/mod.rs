@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chrono::Utc;
 
-use crate::config::{Config, JobConfig, JobKind};
+use crate::config::{Config, JobConfig, JobKind, QuiesceMode};
 use crate::exit::Exit;
 use crate::scheduler::Cancel;
 use crate::state::{CertRecord, JobState, StateStore, StepRecord};
@@ -132,7 +132,12 @@ pub fn run_job(
         "run started"
     );
     let t0 = Instant::now();
-    let report = run_kind(cfg, name, job, cancel);
+    let stack_locks = lock_stacks(&state_dir, name, &stacks_of(job), cancel);
+    let report = match &stack_locks {
+        Ok(_) => run_kind(cfg, name, job, cancel),
+        Err(r) => r.clone(),
+    };
+    drop(stack_locks);
     let duration = t0.elapsed().as_secs_f64();
     let exit = report.exit.unwrap_or(Exit::Ok);
 
@@ -176,6 +181,85 @@ pub fn run_job(
         );
     }
     Ok(exit)
+}
+
+/// Longest a job waits for a stack another job is working on.
+const STACK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The compose stacks a job stops, pauses or updates: two such jobs never work on the same
+/// stack at once (a stack update must not restart production while the nightly sync has it
+/// paused).
+fn stacks_of(job: &JobConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    match job.kind {
+        JobKind::Sync => {
+            if job.dev.enabled {
+                v.push(job.dev.stack.clone());
+            }
+            if matches!(job.quiesce.mode, QuiesceMode::Pause | QuiesceMode::Stop) {
+                v.push(job.quiesce.stack.clone());
+            }
+        }
+        JobKind::StackUpdate => v.extend(job.stack.clone()),
+        JobKind::Certs | JobKind::Command => {}
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Takes the lock of every stack in `stacks` (in name order, so two jobs cannot deadlock),
+/// waiting while another job holds one, up to [`STACK_WAIT`] or until cancelled.
+fn lock_stacks(
+    state_dir: &std::path::Path,
+    job: &str,
+    stacks: &[String],
+    cancel: &Cancel,
+) -> Result<Vec<crate::lock::JobLock>, Report> {
+    let mut held = Vec::new();
+    let until = Instant::now() + STACK_WAIT;
+    for stack in stacks {
+        let mut logged = false;
+        loop {
+            match crate::lock::try_lock(state_dir, &format!("stack-{stack}")) {
+                Ok(l) => {
+                    held.push(l);
+                    break;
+                }
+                Err(crate::lock::LockError::Held { pid, .. }) => {
+                    if !logged {
+                        tracing::warn!(
+                            job,
+                            stack = %stack,
+                            holder_pid = %pid,
+                            "waiting for stack {stack}: another job is working on it"
+                        );
+                        logged = true;
+                    }
+                    if cancel.is_cancelled() || Instant::now() >= until {
+                        return Err(Report {
+                            exit: Some(if cancel.is_cancelled() {
+                                Exit::Signal
+                            } else {
+                                Exit::Locked
+                            }),
+                            failed_step: Some("wait-for-stack".into()),
+                            message: Some(format!(
+                                "stack {stack} stayed busy with another job (pid {pid}); this \
+                                 run did nothing"
+                            )),
+                            ..Report::default()
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(failed("wait-for-stack", e.to_string()));
+                }
+            }
+        }
+    }
+    Ok(held)
 }
 
 fn write_metrics(cfg: &Config, store: &StateStore) {

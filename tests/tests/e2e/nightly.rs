@@ -589,3 +589,48 @@ fn status_shows_a_run_that_died_as_interrupted() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["result"], "interrupted");
 }
+
+#[test]
+fn nightly_waits_while_another_job_works_on_the_dev_stack() {
+    let s = Server::new();
+    s.config("", "");
+    // Another job (for example a stack update) holds the dev stack.
+    std::fs::create_dir_all(s.path("state/locks")).unwrap();
+    let f = std::fs::File::create(s.path("state/locks/stack-dev.lock")).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let mut child = opsync()
+        .current_dir(s.dir.path())
+        .arg("--config")
+        .arg(s.path("opsync.toml"))
+        .args(["run", "nightly"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(s.path("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(s.path("run.log"))
+        .unwrap_or_default()
+        .contains("waiting for stack dev")
+    {
+        assert!(Instant::now() < end, "no wait message");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        s.order().is_empty(),
+        "started despite the held stack: {:?}",
+        s.order()
+    );
+    drop(f);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        s.order(),
+        [
+            "dev-stop",
+            "pass-1",
+            "quiesce",
+            "pass-2",
+            "resume",
+            "dev-start"
+        ]
+    );
+}
