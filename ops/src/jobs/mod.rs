@@ -135,7 +135,7 @@ pub fn run_job(
     let stack_locks = lock_stacks(&state_dir, name, &stacks_of(job), cancel);
     let report = match &stack_locks {
         Ok(_) => run_kind(cfg, name, job, cancel),
-        Err(r) => r.clone(),
+        Err(r) => (**r).clone(),
     };
     drop(stack_locks);
     let duration = t0.elapsed().as_secs_f64();
@@ -215,7 +215,7 @@ fn lock_stacks(
     job: &str,
     stacks: &[String],
     cancel: &Cancel,
-) -> Result<Vec<crate::lock::JobLock>, Report> {
+) -> Result<Vec<crate::lock::JobLock>, Box<Report>> {
     let mut held = Vec::new();
     let until = Instant::now() + STACK_WAIT;
     for stack in stacks {
@@ -237,7 +237,7 @@ fn lock_stacks(
                         logged = true;
                     }
                     if cancel.is_cancelled() || Instant::now() >= until {
-                        return Err(Report {
+                        return Err(Box::new(Report {
                             exit: Some(if cancel.is_cancelled() {
                                 Exit::Signal
                             } else {
@@ -249,12 +249,12 @@ fn lock_stacks(
                                  run did nothing"
                             )),
                             ..Report::default()
-                        });
+                        }));
                     }
                     std::thread::sleep(std::time::Duration::from_millis(200));
                 }
                 Err(e) => {
-                    return Err(failed("wait-for-stack", e.to_string()));
+                    return Err(Box::new(failed("wait-for-stack", e.to_string())));
                 }
             }
         }
