@@ -8,6 +8,7 @@ pub mod schedule;
 pub mod setup;
 pub mod status;
 pub mod sync;
+pub mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Status(args) => status::run(&global, args),
         Command::Schedule(c) => schedule::run(&global, c),
         Command::Setup(c) => setup::run(&global, c),
+        Command::Verify(args) => verify::run(&global, args),
     }
 }
 

@@ -208,6 +208,7 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
 fn exit_of(code: u8) -> Exit {
     match code {
         0 => Exit::Ok,
+        8 => Exit::Differences,
         20 => Exit::Signal,
         23 => Exit::Partial,
         24 => Exit::Vanished,

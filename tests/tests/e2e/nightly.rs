@@ -501,11 +501,6 @@ fn nightly_with_the_real_opsync_sync_mirrors_the_data() {
         .filter(|l| !l.starts_with("sync-command"))
         .map(|l| format!("{l}\n"))
         .collect();
-    // TODO(lead): drop `verify = false` once `opsync sync --verify` exists.
-    let text = text.replace(
-        "timezone = \"Europe/Berlin\"\n",
-        "timezone = \"Europe/Berlin\"\nverify = false\n",
-    );
     std::fs::write(&p, text).unwrap();
     let out = s.opsync(&["run", "nightly"]);
     assert_exit(&out, 0);
