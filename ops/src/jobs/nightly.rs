@@ -60,6 +60,8 @@ struct Run<'a> {
     bytes: u64,
     files: u64,
     any_summary: bool,
+    /// `OPSYNC_SOURCE`, `OPSYNC_TARGET` and `OPSYNC_SNAPSHOT` for step commands.
+    paths: Vec<(String, String)>,
 }
 
 /// Runs the nightly sync job `name`.
@@ -74,9 +76,16 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
         bytes: 0,
         files: 0,
         any_summary: false,
+        paths: Vec::new(),
     };
     let src = cfg.path(job.source.as_ref().unwrap_or(&cfg.sync.source));
     let dst = cfg.path(job.target.as_ref().unwrap_or(&cfg.sync.target));
+    r.paths.push(("OPSYNC_SOURCE".into(), path_arg(&src)));
+    r.paths.push(("OPSYNC_TARGET".into(), path_arg(&dst)));
+    if let Some(p) = &job.quiesce.snapshot_source {
+        r.paths
+            .push(("OPSYNC_SNAPSHOT".into(), path_arg(&cfg.path(p))));
+    }
     let q = &job.quiesce;
 
     // 1. Stop the dev stack.
@@ -282,10 +291,12 @@ impl Run<'_> {
     }
 
     fn env(&self, step: &str) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("OPSYNC_JOB".into(), self.name.into()),
             ("OPSYNC_STEP".into(), step.into()),
-        ]
+        ];
+        env.extend(self.paths.iter().cloned());
+        env
     }
 
     /// Runs a configured command for a step.

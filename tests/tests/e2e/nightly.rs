@@ -17,6 +17,7 @@ const RECORD: &str = r#"#!/bin/sh
 # Records the step's name; fails when a file fail-STEP holds an exit code.
 dir="$1"
 echo "$OPSYNC_STEP" >> "$dir/order"
+echo "$OPSYNC_STEP $OPSYNC_SOURCE $OPSYNC_TARGET $OPSYNC_SNAPSHOT" >> "$dir/env"
 if [ -f "$dir/fail-$OPSYNC_STEP" ]; then exit "$(cat "$dir/fail-$OPSYNC_STEP")"; fi
 exit 0
 "#;
@@ -448,6 +449,11 @@ fn snapshot_mode_copies_pass_2_from_the_snapshot() {
     );
     assert!(s.path("dev-data/from-snapshot.txt").exists());
     assert!(!s.path("dev-data/minio.bin").exists());
+    // The snapshot command learns where to put the snapshot.
+    let env = std::fs::read_to_string(s.path("env")).unwrap();
+    let quiesce = env.lines().find(|l| l.starts_with("quiesce ")).unwrap();
+    assert!(quiesce.ends_with("/snap"), "{quiesce}");
+    assert!(quiesce.contains("/data "), "{quiesce}");
 }
 
 #[test]
