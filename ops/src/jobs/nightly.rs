@@ -375,7 +375,7 @@ impl Run<'_> {
         let mut argv: Vec<String> = match &self.job.sync_command {
             Some(c) => c.clone(),
             None => match std::env::current_exe() {
-                Ok(exe) => vec![exe.to_string_lossy().into_owned(), "sync".into()],
+                Ok(exe) => vec![own_binary(&exe), "sync".into()],
                 Err(e) => {
                     return StepEnd::failed(format!(
                         "cannot find the opsync binary to run the sync: {e}"
@@ -457,6 +457,48 @@ impl Run<'_> {
     }
 }
 
+/// The path of the running binary. After an upgrade replaced the file under a running daemon,
+/// Linux reports `PATH (deleted)`: the new binary at `PATH` is the one to run.
+fn own_binary(exe: &Path) -> String {
+    let s = exe.to_string_lossy().into_owned();
+    match s.strip_suffix(" (deleted)") {
+        Some(p) if !exe.exists() => p.to_string(),
+        _ => s,
+    }
+}
+
 fn path_arg(p: &Path) -> String {
     PathBuf::from(p).to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_binary_is_run_from_its_path() {
+        assert_eq!(
+            own_binary(Path::new("/usr/local/bin/opsync (deleted)")),
+            "/usr/local/bin/opsync"
+        );
+        assert_eq!(own_binary(Path::new("/usr/bin/opsync")), "/usr/bin/opsync");
+    }
+
+    #[test]
+    fn sync_exit_codes() {
+        let cases = [
+            (0, Exit::Ok),
+            (8, Exit::Differences),
+            (20, Exit::Signal),
+            (23, Exit::Partial),
+            (24, Exit::Vanished),
+            (25, Exit::MaxDelete),
+            (26, Exit::EmptySource),
+            (1, Exit::Failed),
+            (11, Exit::Failed),
+        ];
+        for (code, exit) in cases {
+            assert_eq!(exit_of(code), exit, "{code}");
+        }
+    }
 }
