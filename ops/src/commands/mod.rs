@@ -1,6 +1,7 @@
 //! One module per subcommand. Each `run` takes its parsed arguments and returns an [`Exit`];
 //! fatal errors are printed here as one line (`opsync: error: ...`).
 
+pub mod stack;
 pub mod sync;
 
 use crate::cli::{Cli, Command};
@@ -12,6 +13,7 @@ pub fn run(cli: Cli) -> Exit {
     let global = Global { config: cli.config };
     match cli.command {
         Command::Sync(args) => sync::run(&global, args),
+        Command::Stack(args) => stack::run(&global, args),
     }
 }
 

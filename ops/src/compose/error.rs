@@ -1,0 +1,102 @@
+//! Errors of stack operations: each names the stack (or the engine) and says what to do.
+
+use std::path::PathBuf;
+
+use super::run::RunError;
+
+/// A stack operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(
+        "unknown stack {stack:?}: configured stacks are {known} (see [stacks.NAME] in opsync.toml)"
+    )]
+    UnknownStack { stack: String, known: String },
+
+    #[error(
+        "stack {stack}: invalid project name {project:?}: use lowercase letters, digits, '-' and '_'"
+    )]
+    BadProject { stack: String, project: String },
+
+    #[error("stack {stack}: compose file {} not found: create it or set [stacks.{stack}] file", path.display())]
+    ComposeFileMissing { stack: String, path: PathBuf },
+
+    #[error("docker is not installed: install Debian's docker.io package")]
+    NoDocker,
+
+    #[error(
+        "no compose tool found (tried `docker compose` and `docker-compose`): install Debian's \
+         docker-compose package or the compose plugin, or set OPSYNC_COMPOSE"
+    )]
+    NoComposeTool,
+
+    #[error(
+        "cannot reach the docker engine at {host}: start dockerd or fix DOCKER_HOST ({message})"
+    )]
+    EngineUnreachable { host: String, message: String },
+
+    #[error("stack {stack}: {source}")]
+    Command {
+        stack: String,
+        #[source]
+        source: Box<RunError>,
+    },
+
+    #[error("stack {stack}: cannot parse the output of `{command}`: {message}")]
+    Parse {
+        stack: String,
+        command: String,
+        message: String,
+    },
+
+    #[error("stack {stack}: {reason}")]
+    Unhealthy { stack: String, reason: String },
+
+    #[error(
+        "stack {stack}: no earlier deployment recorded to roll back to (run `opsync stack update {stack}` first)"
+    )]
+    NoPreviousDeployment { stack: String },
+
+    #[error(
+        "stack {stack}: image {image} of the deployment from {time} is gone: pull it and tag it \
+         {tag}, then retry"
+    )]
+    ImageGone {
+        stack: String,
+        image: String,
+        time: String,
+        tag: String,
+    },
+
+    #[error(
+        "stack {stack}: update failed ({reason}) and the rollback failed too ({rollback}): \
+         check `opsync stack status {stack}` and fix by hand"
+    )]
+    RollbackFailed {
+        stack: String,
+        reason: String,
+        rollback: String,
+    },
+
+    #[error("cannot {op} state file {}: {source}", path.display())]
+    StateIo {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("state file {} is not valid: {message}: move it away to start a new history", path.display())]
+    StateParse { path: PathBuf, message: String },
+}
+
+impl StackError {
+    /// The exit code this error maps to at the command edge.
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            StackError::UnknownStack { .. } => Exit::Usage,
+            StackError::BadProject { .. } | StackError::ComposeFileMissing { .. } => Exit::Config,
+            StackError::StateIo { .. } | StackError::StateParse { .. } => Exit::FileIo,
+            _ => Exit::Failed,
+        }
+    }
+}
