@@ -42,3 +42,4 @@ pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
          scripts/test installs it when run as root)"
     );
 }
+pub mod docker;
