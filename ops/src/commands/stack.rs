@@ -3,8 +3,6 @@
 
 use std::io::Write;
 
-use anyhow::Context;
-
 use crate::cli::{StackArgs, StackCommand};
 use crate::commands::{Global, fail};
 use crate::compose::{self, ServiceStatus, StackError};
@@ -73,8 +71,7 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
             }
         }
         StackCommand::Update(a) => {
-            let report = compose::update(cfg, &a.stack)
-                .with_context(|| format!("stack update {}", a.stack))?;
+            let report = compose::update(cfg, &a.stack)?;
             if a.json {
                 writeln!(out, "{}", serde_json::to_string(&report)?)?;
             }
@@ -103,8 +100,7 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
             }
         }
         StackCommand::Rollback(a) => {
-            let report = compose::rollback(cfg, &a.stack)
-                .with_context(|| format!("stack rollback {}", a.stack))?;
+            let report = compose::rollback(cfg, &a.stack)?;
             if a.json {
                 writeln!(out, "{}", serde_json::to_string(&report)?)?;
             } else {
@@ -123,7 +119,7 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
             }
         }
         StackCommand::Prune(a) => {
-            let actions = compose::prune(cfg, a.dry_run).context("stack prune")?;
+            let actions = compose::prune(cfg, a.dry_run)?;
             let verb = if a.dry_run { "would remove" } else { "removed" };
             for act in &actions {
                 if a.json {

@@ -107,7 +107,7 @@ fn parse_err(stack: &str, command: &str, message: String) -> StackError {
 fn command_err(stack: &str) -> impl Fn(super::run::RunError) -> StackError + '_ {
     move |source| StackError::Command {
         stack: stack.to_owned(),
-        source: Box::new(source),
+        error: Box::new(source),
     }
 }
 

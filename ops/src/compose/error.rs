@@ -24,22 +24,23 @@ pub enum StackError {
     NoDocker,
 
     #[error(
-        "no compose tool found (tried `docker compose` and `docker-compose`): install Debian's \
-         docker-compose package or the compose plugin, or set OPSYNC_COMPOSE"
+        "no compose tool found (tried {tried}): install Debian's docker-compose package or the \
+         compose plugin, or set OPSYNC_COMPOSE"
     )]
-    NoComposeTool,
+    NoComposeTool { tried: String },
+
+    #[error(
+        "stack {stack}: pull failed, nothing was changed: {error}: check the registry and the image references, then retry"
+    )]
+    PullFailed { stack: String, error: Box<RunError> },
 
     #[error(
         "cannot reach the docker engine at {host}: start dockerd or fix DOCKER_HOST ({message})"
     )]
     EngineUnreachable { host: String, message: String },
 
-    #[error("stack {stack}: {source}")]
-    Command {
-        stack: String,
-        #[source]
-        source: Box<RunError>,
-    },
+    #[error("stack {stack}: {error}")]
+    Command { stack: String, error: Box<RunError> },
 
     #[error("stack {stack}: cannot parse the output of `{command}`: {message}")]
     Parse {
@@ -77,11 +78,11 @@ pub enum StackError {
         rollback: String,
     },
 
-    #[error("cannot {op} state file {}: {source}", path.display())]
+    #[error("cannot {op} state file {}: {error}", path.display())]
     StateIo {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("state file {} is not valid: {message}: move it away to start a new history", path.display())]

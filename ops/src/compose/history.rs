@@ -141,7 +141,7 @@ pub fn load(path: &Path) -> Result<StateFile, StackError> {
             return Err(StackError::StateIo {
                 op: "read",
                 path: path.to_owned(),
-                source,
+                error: source,
             });
         }
     };
@@ -158,7 +158,7 @@ pub fn save(path: &Path, state: &StateFile) -> Result<(), StackError> {
         move |source| StackError::StateIo {
             op,
             path: p,
-            source,
+            error: source,
         }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -195,7 +195,7 @@ pub fn update<R>(path: &Path, f: impl FnOnce(&mut StateFile) -> R) -> Result<R, 
         std::fs::create_dir_all(dir).map_err(|source| StackError::StateIo {
             op: "create the folder of",
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
     }
     let lock = std::fs::OpenOptions::new()
@@ -206,13 +206,13 @@ pub fn update<R>(path: &Path, f: impl FnOnce(&mut StateFile) -> R) -> Result<R, 
         .map_err(|source| StackError::StateIo {
             op: "open the lock of",
             path: lock_path.clone(),
-            source,
+            error: source,
         })?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
         StackError::StateIo {
             op: "lock",
             path: lock_path.clone(),
-            source: e.into(),
+            error: e.into(),
         }
     })?;
     let mut state = load(path)?;

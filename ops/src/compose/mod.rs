@@ -140,7 +140,7 @@ impl Stack {
             .args(args);
         run::run(&cmd, self.conf.command_timeout(), level).map_err(|source| StackError::Command {
             stack: self.name.clone(),
-            source: Box::new(source),
+            error: Box::new(source),
         })
     }
 

@@ -85,11 +85,11 @@ pub struct Output {
 /// A command that could not be run or did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot start `{command}`: {source}")]
+    #[error("cannot start `{command}`: {error}")]
     Spawn {
         command: String,
         program: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("`{command}` did not finish within {}s and was killed", timeout.as_secs())]
     Timeout { command: String, timeout: Duration },
@@ -107,7 +107,7 @@ pub enum RunError {
 impl RunError {
     /// True when the program itself is not installed.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, RunError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        matches!(self, RunError::Spawn { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
     }
 
     /// Everything the command printed on stderr and stdout, for recognising known failures.
@@ -138,7 +138,7 @@ pub fn run(cmd: &Cmd, timeout: Duration, level: LogLevel) -> Result<Output, RunE
         .map_err(|source| RunError::Spawn {
             command: command.clone(),
             program: cmd.program.clone(),
-            source,
+            error: source,
         })?;
     let pid = rustix::process::Pid::from_child(&child);
     let stdout = child
@@ -175,7 +175,7 @@ pub fn run(cmd: &Cmd, timeout: Duration, level: LogLevel) -> Result<Output, RunE
     let status = status.map_err(|source| RunError::Spawn {
         command: command.clone(),
         program: cmd.program.clone(),
-        source,
+        error: source,
     })?;
     if status.success() {
         Ok(out)

@@ -62,6 +62,11 @@ fn detect(timeout: Duration) -> Result<ComposeTool, StackError> {
             vec!["docker-compose".into()],
         ],
     };
+    let tried = candidates
+        .iter()
+        .map(|c| format!("`{}`", c.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" and ");
     for argv in candidates {
         let cmd = Cmd::new(argv[0].clone())
             .args(argv[1..].iter().cloned())
@@ -79,7 +84,7 @@ fn detect(timeout: Duration) -> Result<ComposeTool, StackError> {
             Err(e) => tracing::debug!(error = %e, "not a compose tool"),
         }
     }
-    Err(StackError::NoComposeTool)
+    Err(StackError::NoComposeTool { tried })
 }
 
 /// `1.29.2` is v1, anything else (`2.24.5`, `5.0.0`) speaks v2.

@@ -104,7 +104,7 @@ impl Stack {
                 )
                 .map_err(|source| StackError::Command {
                     stack: self.name.clone(),
-                    source: Box::new(source),
+                    error: Box::new(source),
                 })?;
         }
         Ok(())
@@ -153,7 +153,7 @@ impl Stack {
                     .run(["tag", img.id.as_str(), reference], LogLevel::Loud)
                     .map_err(|source| StackError::Command {
                         stack: self.name.clone(),
-                        source: Box::new(source),
+                        error: Box::new(source),
                     })?;
             }
             if running.map(|c| c.image_id.as_str()) != Some(img.id.as_str())
@@ -201,7 +201,10 @@ pub fn update(s: &Stack, clock: &dyn Fn() -> SystemTime) -> Result<UpdateReport,
         }
     };
 
-    s.compose(["pull"], LogLevel::Loud)?;
+    s.compose(["pull"], LogLevel::Loud).map_err(|e| match e {
+        StackError::Command { stack, error } => StackError::PullFailed { stack, error },
+        other => other,
+    })?;
     let failure = match s.compose(["up", "-d"], LogLevel::Loud) {
         Err(e) => Some(e.to_string()),
         Ok(_) => s.wait_healthy()?.err(),
