@@ -11,7 +11,23 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
+
+/// `docker build` leaves its image untagged for a moment, and `opsync stack prune` removes
+/// untagged images engine-wide: builds hold this lock shared, a test running prune holds it
+/// exclusively, so prune never removes an image another test is building.
+static IMAGE_LOCK: RwLock<()> = RwLock::new(());
+
+fn building() -> RwLockReadGuard<'static, ()> {
+    IMAGE_LOCK.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held while a test runs `opsync stack prune`: no other test of this binary builds an image
+/// meanwhile.
+pub fn pruning() -> RwLockWriteGuard<'static, ()> {
+    IMAGE_LOCK.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Runs `docker ARGS` and returns its output, whatever the exit status.
 pub fn docker(args: &[&str]) -> Output {
@@ -97,6 +113,7 @@ pub fn build_image(tag: &str, spec: ImageSpec<'_>) -> String {
     )
     .unwrap();
     let ctx_path = ctx.path().to_str().unwrap();
+    let _building = building();
     docker_ok(&["build", "-q", "-t", tag, ctx_path]);
     image_id(tag).expect("built image")
 }

@@ -78,6 +78,13 @@ pub enum StackError {
         rollback: String,
     },
 
+    #[error(
+        "stack {stack}: another opsync run is changing this stack (lock {}): wait for it to \
+         finish, then retry",
+        path.display()
+    )]
+    Locked { stack: String, path: PathBuf },
+
     #[error("cannot {op} state file {}: {error}", path.display())]
     StateIo {
         op: &'static str,
@@ -97,6 +104,7 @@ impl StackError {
             StackError::UnknownStack { .. } => Exit::Usage,
             StackError::BadProject { .. } | StackError::ComposeFileMissing { .. } => Exit::Config,
             StackError::StateIo { .. } | StackError::StateParse { .. } => Exit::FileIo,
+            StackError::Locked { .. } => Exit::Locked,
             _ => Exit::Failed,
         }
     }

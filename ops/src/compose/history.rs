@@ -224,6 +224,45 @@ pub fn update<R>(path: &Path, f: impl FnOnce(&mut StateFile) -> R) -> Result<R, 
     Ok(r)
 }
 
+/// An exclusive lock on one stack, held while an operation changes it; released on drop.
+#[derive(Debug)]
+pub struct StackLock {
+    _file: std::fs::File,
+}
+
+/// Takes the lock of `stack` (`STATE_DIR/stack-NAME.lock`) without waiting: a second run that
+/// wants to change the same stack fails at once instead of interleaving compose commands.
+pub fn lock_stack(state_dir: &Path, stack: &str) -> Result<StackLock, StackError> {
+    let path = state_dir.join(format!("stack-{stack}.lock"));
+    std::fs::create_dir_all(state_dir).map_err(|error| StackError::StateIo {
+        op: "create the folder of",
+        path: path.clone(),
+        error,
+    })?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| StackError::StateIo {
+            op: "open the lock",
+            path: path.clone(),
+            error,
+        })?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(StackLock { _file: file }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(StackError::Locked {
+            stack: stack.to_owned(),
+            path,
+        }),
+        Err(e) => Err(StackError::StateIo {
+            op: "lock",
+            path,
+            error: e.into(),
+        }),
+    }
+}
+
 /// Seconds since the epoch of `t`.
 pub fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -342,6 +381,17 @@ mod tests {
             .filter(|n| n.contains(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_second_lock_on_one_stack_fails_at_once_and_others_are_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_stack(dir.path(), "prod").unwrap();
+        let e = lock_stack(dir.path(), "prod").unwrap_err();
+        assert!(matches!(e, StackError::Locked { .. }), "{e}");
+        let _dev = lock_stack(dir.path(), "dev").unwrap();
+        drop(held);
+        lock_stack(dir.path(), "prod").unwrap();
     }
 
     #[test]

@@ -121,6 +121,15 @@ impl Stack {
         })
     }
 
+    /// Takes this stack's lock for an operation that changes it.
+    pub fn lock(&self) -> Result<history::StackLock, StackError> {
+        let dir = self
+            .state_path
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        history::lock_stack(dir, &self.name)
+    }
+
     /// Runs `compose -f FILE -p PROJECT ARGS`.
     pub fn compose<I, S>(&self, args: I, level: LogLevel) -> Result<Output, StackError>
     where
@@ -181,6 +190,7 @@ impl Stack {
 /// `stack up STACK`: `up -d`, then waits for health.
 pub fn up(cfg: &Config, stack: &str) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
     s.compose(["up", "-d"], LogLevel::Loud)?;
     s.wait_healthy()?.map_err(|r| s.unhealthy(r))?;
     Ok(())
@@ -189,6 +199,7 @@ pub fn up(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 /// `stack down STACK`: removes the stack's containers and networks, never its volumes.
 pub fn down(cfg: &Config, stack: &str) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
     s.compose(["down"], LogLevel::Loud)?;
     Ok(())
 }
@@ -196,6 +207,7 @@ pub fn down(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 /// Stops every service of `stack` (`compose stop`).
 pub fn stop(cfg: &Config, stack: &str) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
     s.compose(["stop"], LogLevel::Loud)?;
     Ok(())
 }
@@ -204,6 +216,7 @@ pub fn stop(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 /// waits for health.
 pub fn start(cfg: &Config, stack: &str) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
     if s.containers()?.is_empty() {
         s.compose(["up", "-d"], LogLevel::Loud)?;
     } else {
@@ -216,6 +229,7 @@ pub fn start(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 /// Pauses the given services of `stack` (all when empty).
 pub fn pause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
     s.compose(
         std::iter::once("pause".to_owned()).chain(services.iter().cloned()),
         LogLevel::Loud,
@@ -226,6 +240,7 @@ pub fn pause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<(
 /// Unpauses the given services of `stack` (all when empty).
 pub fn unpause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
     s.compose(
         std::iter::once("unpause".to_owned()).chain(services.iter().cloned()),
         LogLevel::Loud,
@@ -303,12 +318,14 @@ pub fn status(cfg: &Config, stack: &str) -> anyhow::Result<Vec<ServiceStatus>> {
 /// `stack update STACK`: record, pull, up, wait for health, roll back on failure.
 pub fn update(cfg: &Config, stack: &str) -> anyhow::Result<UpdateReport> {
     let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
     Ok(update::update(&s, &SystemTime::now)?)
 }
 
 /// `stack rollback STACK`: back to the deployment before the one running now.
 pub fn rollback(cfg: &Config, stack: &str) -> anyhow::Result<RollbackReport> {
     let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
     Ok(update::rollback_on_demand(&s)?)
 }
 

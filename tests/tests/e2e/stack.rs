@@ -8,7 +8,7 @@ use std::process::Output;
 
 use opsync_tests::docker::{
     Cleanup, ImageSpec, Registry, build_image, docker_ok, image_id, project_containers,
-    project_objects, require_engine, unique,
+    project_objects, pruning, require_engine, unique,
 };
 use opsync_tests::opsync;
 
@@ -394,6 +394,7 @@ fn stack_prune_keeps_the_stopped_dev_stack_and_all_volumes() {
     let dev_containers = project_containers(&s.dev);
     assert_eq!(dev_containers[0].state, "exited");
 
+    let pruning = pruning();
     let dry = s.opsync(&["stack", "prune", "--dry-run"]).ok();
     assert!(
         dry.stdout.contains(&format!(
@@ -426,6 +427,7 @@ fn stack_prune_keeps_the_stopped_dev_stack_and_all_volumes() {
     );
     assert_eq!(image_id(&v1), None, "retired image removed");
     assert_eq!(image_id(&dangling), None, "dangling image removed");
+    drop(pruning);
 
     // Left alone: the stopped dev stack, its image and network, every volume, prod.
     assert_eq!(project_containers(&s.dev), dev_containers);
@@ -502,4 +504,23 @@ fn stack_unreachable_engine_is_one_clear_error_line() {
             "{r}"
         );
     }
+}
+
+#[test]
+fn stack_missing_compose_tool_is_one_clear_error_line() {
+    require_engine();
+    let (dir, compose) = error_setup("notool");
+    std::fs::write(&compose, "services:\n  web:\n    image: busybox\n").unwrap();
+    let r = run_opsync(
+        dir.path(),
+        &["stack", "status", "prod"],
+        &[("OPSYNC_COMPOSE", "opsync-no-such-compose")],
+    );
+    assert_eq!(r.code, 10, "{r}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r}");
+    assert!(
+        r.stderr
+            .contains("no compose tool found (tried `opsync-no-such-compose`)"),
+        "{r}"
+    );
 }
