@@ -58,6 +58,12 @@ pub enum StackError {
     NoPreviousDeployment { stack: String },
 
     #[error(
+        "stack {stack}: is stopped; an update would start it: run `opsync stack start {stack}` \
+         first (or `opsync stack down {stack}` to deploy it afresh)"
+    )]
+    Stopped { stack: String },
+
+    #[error(
         "stack {stack}: image {image} of the deployment from {time} is gone: pull it and tag it \
          {tag}, then retry"
     )]

@@ -79,6 +79,12 @@ pub fn deployment_of(containers: &[ContainerInfo], unix: u64) -> Deployment {
     }
 }
 
+/// Pure: the stack has containers but none runs (stopped by `stack stop`, for example by the
+/// nightly job): an update must not start it behind the operator's back.
+pub fn is_stopped(containers: &[ContainerInfo]) -> bool {
+    !containers.is_empty() && containers.iter().all(|c| c.state != "running")
+}
+
 /// Pure: do two deployments run the same image for every service?
 pub fn same_images(a: &Deployment, b: &Deployment) -> bool {
     a.ids() == b.ids()
@@ -184,7 +190,13 @@ impl Stack {
 pub fn update(s: &Stack, clock: &dyn Fn() -> SystemTime) -> Result<UpdateReport, StackError> {
     // Fails early on a broken compose file.
     s.services()?;
-    let before = deployment_of(&s.containers()?, history::unix(clock()));
+    let containers = s.containers()?;
+    if is_stopped(&containers) {
+        return Err(StackError::Stopped {
+            stack: s.name.clone(),
+        });
+    }
+    let before = deployment_of(&containers, history::unix(clock()));
     let previous = if before.images.is_empty() {
         None
     } else {
@@ -332,6 +344,15 @@ mod tests {
         let d = deployment_of(&[c("web", "a"), c("db", "d"), c("web", "a")], 7);
         let services: Vec<&str> = d.images.iter().map(|i| i.service.as_str()).collect();
         assert_eq!(services, ["db", "web"]);
+    }
+
+    #[test]
+    fn a_stack_is_stopped_when_it_has_containers_and_none_runs() {
+        let mut exited = c("web", "a");
+        exited.state = "exited".into();
+        assert!(!is_stopped(&[]));
+        assert!(is_stopped(std::slice::from_ref(&exited)));
+        assert!(!is_stopped(&[exited, c("db", "d")]));
     }
 
     #[test]

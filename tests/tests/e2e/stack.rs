@@ -363,6 +363,14 @@ fn stack_prune_keeps_the_stopped_dev_stack_and_all_volumes() {
     s.opsync(&["stack", "up", "prod"]).ok();
     s.opsync(&["stack", "up", "dev"]).ok();
     s.opsync(&["stack", "stop", "dev"]).ok();
+    // An update would start the stopped dev stack: refused, nothing touched.
+    let refused = s.opsync(&["stack", "update", "dev"]);
+    assert_eq!(refused.code, 10, "{refused}");
+    assert!(
+        refused.stderr.contains("stack dev: is stopped"),
+        "{refused}"
+    );
+    assert_eq!(web(&s.dev).state, "exited");
     publish(&reg, &v2, &image, &v1);
     s.opsync(&["stack", "update", "prod"]).ok();
     // Our rollback tag and the registry push tag are all that keep v1 now.
