@@ -96,6 +96,9 @@ pub fn flavor_of(version: &str) -> Flavor {
     }
 }
 
+/// How long a healthy engine may take to say its version.
+const PING_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs `docker` with a timeout.
 #[derive(Debug, Clone)]
 pub struct Docker {
@@ -119,12 +122,10 @@ impl Docker {
         run::run(&self.cmd(args), self.timeout, level)
     }
 
-    /// Checks that the engine answers; returns its version.
+    /// Checks that the engine answers (within 30 s at most); returns its version.
     pub fn ping(&self) -> Result<String, StackError> {
-        match self.run(
-            ["version", "--format", "{{.Server.Version}}"],
-            LogLevel::Quiet,
-        ) {
+        let cmd = self.cmd(["version", "--format", "{{.Server.Version}}"]);
+        match run::run(&cmd, self.timeout.min(PING_TIMEOUT), LogLevel::Quiet) {
             Ok(out) => Ok(out.stdout.trim().to_owned()),
             Err(e) if e.is_not_found() => Err(StackError::NoDocker),
             Err(e) => {

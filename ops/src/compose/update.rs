@@ -168,6 +168,9 @@ impl Stack {
                 changed.push(img.service.clone());
             }
         }
+        // A service removed from the compose file since cannot be recreated.
+        let defined = self.services()?;
+        changed.retain(|svc| defined.contains(svc));
         if !changed.is_empty() {
             let mut args: Vec<String> = ["up", "-d", "--no-deps", "--force-recreate"]
                 .map(str::to_owned)
