@@ -172,10 +172,15 @@ impl Stack {
         Ok(s)
     }
 
-    /// Waits until every container runs and passes its healthcheck; the error says why not.
+    /// Waits until every container of a service in the compose file runs and passes its
+    /// healthcheck; the error says why not. Orphans (services removed from the file) are left
+    /// out: `up -d` does not touch them.
     pub fn wait_healthy(&self) -> Result<Result<(), String>, StackError> {
+        let defined = self.services()?;
         health::wait(self.conf.health_timeout(), HEALTH_POLL, || {
-            self.containers()
+            let mut c = self.containers()?;
+            c.retain(|c| defined.contains(&c.service));
+            Ok(c)
         })
     }
 
