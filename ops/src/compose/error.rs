@@ -115,3 +115,72 @@ impl StackError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn every_message_is_one_lowercase_line_naming_what_to_do() {
+        let run_failed = || {
+            Box::new(RunError::Failed {
+                command: "docker-compose pull".into(),
+                status: "exit code 1".into(),
+                message: "manifest unknown".into(),
+                stdout: "a\nb\n".into(),
+                stderr: "c\nd\n".into(),
+            })
+        };
+        let errors = [
+            StackError::UnknownStack {
+                stack: "x".into(),
+                known: "dev, prod".into(),
+            },
+            StackError::ComposeFileMissing {
+                stack: "dev".into(),
+                path: "/srv/dev-compose.yaml".into(),
+            },
+            StackError::NoDocker,
+            StackError::NoComposeTool {
+                tried: "`docker compose`".into(),
+            },
+            StackError::EngineUnreachable {
+                host: "unix:///x.sock".into(),
+                message: "Cannot connect".into(),
+            },
+            StackError::Command {
+                stack: "prod".into(),
+                error: Box::new(RunError::Timeout {
+                    command: "docker-compose up -d".into(),
+                    timeout: Duration::from_secs(600),
+                }),
+            },
+            StackError::PullFailed {
+                stack: "prod".into(),
+                error: run_failed(),
+            },
+            StackError::Stopped {
+                stack: "dev".into(),
+            },
+            StackError::NoPreviousDeployment {
+                stack: "prod".into(),
+            },
+            StackError::RollbackFailed {
+                stack: "prod".into(),
+                reason: "service web is unhealthy".into(),
+                rollback: "service web is unhealthy".into(),
+            },
+            StackError::Locked {
+                stack: "prod".into(),
+                path: "/var/lib/opsync/stack-prod.lock".into(),
+            },
+        ];
+        for e in errors {
+            let m = e.to_string();
+            assert!(!m.contains('\n'), "{m}");
+            assert!(m.starts_with(|c: char| !c.is_uppercase()), "{m}");
+            assert!(!m.ends_with('.'), "{m}");
+        }
+    }
+}
