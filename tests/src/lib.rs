@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end and differential tests: locating the `opsync` binary and
 //! requiring external programs (a missing one fails the test with a message, never skips it).
 
+pub mod docker;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -42,4 +44,3 @@ pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
          scripts/test installs it when run as root)"
     );
 }
-pub mod docker;
