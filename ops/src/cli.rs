@@ -63,6 +63,10 @@ pub enum Command {
     #[command(subcommand)]
     Setup(SetupCommand),
 
+    /// Run the compose stacks: up, down, stop, start, status, update with rollback, prune
+    #[command(long_about = STACK_ABOUT)]
+    Stack(StackArgs),
+
     /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
     #[command(long_about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
@@ -187,6 +191,100 @@ pub struct SyncArgs {
     /// `opsync verify`; differences are printed and exit with 8
     #[arg(long)]
     pub verify: bool,
+}
+
+const STACK_ABOUT: &str = "\
+Run the compose stacks configured as [stacks.NAME] (default: prod from compose.yaml, dev from \
+dev-compose.yaml), each with its own compose project name (-p), so two files in one folder never \
+recreate each other's containers. Works with `docker compose` (v2) and `docker-compose` (v1.29).
+
+`update` records the images running now, pulls, starts the new ones and waits for their \
+healthchecks; when they fail it puts the old images back. An image rollback does not undo \
+database migrations the new images ran.";
+
+/// Options of `opsync stack`.
+#[derive(Debug, Args)]
+pub struct StackArgs {
+    #[command(subcommand)]
+    pub command: StackCommand,
+}
+
+/// `opsync stack ...`.
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Create and start the stack (`up -d`), then wait until it is healthy
+    Up(StackName),
+    /// Stop and remove the stack's containers and networks (never its volumes)
+    Down(StackName),
+    /// Stop the stack's containers (they and their data stay)
+    Stop(StackName),
+    /// Start the stopped containers (or create them), then wait until healthy
+    Start(StackName),
+    /// Pause services of the stack (all when none are named)
+    Pause(StackServices),
+    /// Unpause services of the stack (all when none are named)
+    Unpause(StackServices),
+    /// Show each service's state, health and image (all stacks when none is named)
+    Status(StackStatusArgs),
+    /// Pull new images, start them, wait for health, roll back when they fail
+    Update(StackJson),
+    /// Return to the deployment before the one running now
+    Rollback(StackJson),
+    /// Remove dangling images and images older than the kept deployments; never containers,
+    /// networks or volumes
+    Prune(StackPruneArgs),
+}
+
+/// A stack name.
+#[derive(Debug, Args)]
+pub struct StackName {
+    /// Stack name from [stacks.NAME] (default config: prod, dev)
+    #[arg(value_name = "STACK")]
+    pub stack: String,
+}
+
+/// A stack name and services.
+#[derive(Debug, Args)]
+pub struct StackServices {
+    /// Stack name from [stacks.NAME]
+    #[arg(value_name = "STACK")]
+    pub stack: String,
+    /// Services (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+}
+
+/// A stack name and `--json`.
+#[derive(Debug, Args)]
+pub struct StackJson {
+    /// Stack name from [stacks.NAME]
+    #[arg(value_name = "STACK")]
+    pub stack: String,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `opsync stack status`.
+#[derive(Debug, Args)]
+pub struct StackStatusArgs {
+    /// Stack name from [stacks.NAME] (default: every configured stack)
+    #[arg(value_name = "STACK")]
+    pub stack: Option<String>,
+    /// One JSON object per service
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `opsync stack prune`.
+#[derive(Debug, Args)]
+pub struct StackPruneArgs {
+    /// Print what would be removed, remove nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// One JSON object per image
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses the process arguments. On `--help`/`--version` prints and returns exit 0; on a usage

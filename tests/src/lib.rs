@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end and differential tests: locating the `opsync` binary and
 //! requiring external programs (a missing one fails the test with a message, never skips it).
 
+pub mod docker;
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod run;
 pub mod schedule;
 pub mod setup;
+pub mod stack;
 pub mod status;
 pub mod sync;
 pub mod verify;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Schedule(c) => schedule::run(&global, c),
         Command::Setup(c) => setup::run(&global, c),
         Command::Verify(args) => verify::run(&global, args),
+        Command::Stack(args) => stack::run(&global, args),
     }
 }
 

@@ -1,3 +1,4 @@
 mod config_errors;
 mod daemon;
 mod nightly;
+mod stack;
