@@ -7,6 +7,7 @@
 //! - [`output`]: everything printed for humans or scripts (itemize lines, JSON events, progress bars).
 //! - [`config`]: `opsync.toml`, loading, defaults and validation.
 //! - [`certs`], [`nginx`], [`compose`]: certificates, the reverse proxy, compose stacks.
+//! - [`process`]: running external programs with a timeout.
 
 pub mod certs;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod exit;
 pub mod nginx;
 pub mod output;
+pub mod process;
 
 use std::process::ExitCode;
 

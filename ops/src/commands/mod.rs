@@ -1,6 +1,8 @@
 //! One module per subcommand. Each `run` takes its parsed arguments and returns an [`Exit`];
 //! fatal errors are printed here as one line (`opsync: error: ...`).
 
+pub mod certs;
+pub mod nginx;
 pub mod sync;
 
 use crate::cli::{Cli, Command};
@@ -12,6 +14,8 @@ pub fn run(cli: Cli) -> Exit {
     let global = Global { config: cli.config };
     match cli.command {
         Command::Sync(args) => sync::run(&global, args),
+        Command::Certs(cmd) => certs::run(&global, cmd),
+        Command::Nginx(cmd) => nginx::run(&global, cmd),
     }
 }
 
