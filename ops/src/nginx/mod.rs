@@ -146,13 +146,16 @@ pub fn check(cfg: &Config) -> Result<(), NginxError> {
         return Ok(());
     }
     let text = format!("{}{}", out.stderr, out.stdout);
-    let detail = text
-        .lines()
-        .find(|l| l.contains("[emerg]"))
-        .or_else(|| text.lines().find(|l| !l.trim().is_empty()))
-        .unwrap_or("no output")
-        .trim()
-        .to_owned();
+    let detail = match text.lines().find_map(|l| l.split_once("[emerg] ")) {
+        // `2026/11/29 23:08:23 [emerg] 31816#31816: unknown directive ...`
+        Some((_, rest)) => rest.split_once(": ").map_or(rest, |(_, m)| m).trim(),
+        None => text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output")
+            .trim(),
+    }
+    .to_owned();
     Err(NginxError::CheckFailed {
         command: cmd.display(),
         detail,
