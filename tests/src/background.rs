@@ -40,14 +40,16 @@ impl Background {
 
     /// Fails when the program has exited.
     pub fn assert_running(&mut self) {
-        if let Some(c) = &mut self.child {
-            if let Ok(Some(status)) = c.try_wait() {
-                panic!(
-                    "{} exited ({status}); its output:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
+        let exited = match &mut self.child {
+            Some(c) => c.try_wait().ok().flatten(),
+            None => None,
+        };
+        if let Some(status) = exited {
+            panic!(
+                "{} exited ({status}); its output:\n{}",
+                self.name,
+                self.log()
+            );
         }
     }
 
