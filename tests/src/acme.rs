@@ -7,8 +7,9 @@
 //! ports certbot's standalone mode wants (all its challenge servers are switched off); pebble
 //! forgets every account when restarted (each test uses a fresh certbot config folder).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::background::{Background, free_port, wait_for_port};
@@ -96,6 +97,31 @@ impl Pebble {
             pebble,
             dns,
         }
+    }
+
+    /// pebble's issuing root, which it generates anew at each start, fetched from its management
+    /// port (`GET /roots/0`) and written to `dest`.
+    pub fn fetch_root(&self, dest: &Path) {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect"])
+            .arg(format!("127.0.0.1:{}", self.management_port))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run openssl s_client");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /roots/0 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let start = text
+            .find("-----BEGIN CERTIFICATE-----")
+            .unwrap_or_else(|| panic!("no root certificate from pebble: {text}"));
+        std::fs::write(dest, &text[start..]).unwrap();
     }
 
     /// pebble's and its DNS server's output, for failure messages.

@@ -222,3 +222,18 @@ pub fn valid_for(path: &Path, secs: i64) -> bool {
         .expect("run openssl x509 -checkend")
         .success()
 }
+
+/// Whether `openssl verify` accepts `cert` with `chain` as intermediates up to `root`.
+pub fn verifies(root: &Path, chain: &Path, cert: &Path) -> bool {
+    Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(root)
+        .arg("-untrusted")
+        .arg(chain)
+        .arg(cert)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run openssl verify")
+        .success()
+}

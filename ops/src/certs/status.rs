@@ -284,7 +284,8 @@ pub fn text(s: &SiteStatus) -> String {
     let mut out = format!("{}: {}\n", s.domain, s.level.as_str());
     let describe = |v: &CertView| {
         format!(
-            "serial {}, not after {} ({:.1} of {:.1} days left), names {}, issuer {}",
+            "{}, serial {}, not after {} ({:.1} of {:.1} days left), names {}, issuer {}",
+            v.info.subject,
             v.info.serial,
             v.not_after_utc,
             v.days_left,

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::certs::{self, certbot, status};
 use crate::cli::CertsCommand;
-use crate::commands::{Global, fail};
+use crate::commands::{Global, fail, nginx::one_line};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::output::stdout_text;
@@ -14,7 +14,7 @@ use crate::output::stdout_text;
 pub fn run(global: &Global, cmd: CertsCommand) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => return fail(Exit::Config, &anyhow::Error::new(e)),
+        Err(e) => return fail(Exit::Config, &one_line(e)),
     };
     match cmd {
         CertsCommand::Status { json, disk_only } => status_cmd(&cfg, json, !disk_only),
@@ -88,8 +88,7 @@ fn issue(cfg: &Config, domains: &[String], reload: bool) -> Exit {
             }
             Err(e) => {
                 failed += 1;
-                let err = anyhow::Error::new(e)
-                    .context(format!("issue the certificate for {}", site.domain));
+                let err = one_line(e).context(format!("issue the certificate for {}", site.domain));
                 fail(Exit::Failed, &err);
             }
         }
@@ -111,10 +110,7 @@ fn renew(cfg: &Config, json: bool) -> Exit {
     }
     let certbot_failed = outcome.certbot.is_err();
     if let Err(e) = outcome.certbot {
-        fail(
-            Exit::Failed,
-            &anyhow::Error::new(e).context("certbot renew"),
-        );
+        fail(Exit::Failed, &one_line(e).context("certbot renew"));
     }
     let exit = report(&status::collect(cfg, true, certs::now_unix()), json);
     if certbot_failed { Exit::Failed } else { exit }
@@ -142,7 +138,7 @@ fn install_hook(
         return Ok(());
     }
     let path = certbot::hook_path(cfg);
-    certbot::install_hook(&path, &script)?;
+    certbot::install_hook(&path, &script).map_err(one_line)?;
     stdout_text(&format!(
         "installed {} (runs {} nginx reload after every renewal)",
         path.display(),

@@ -12,7 +12,7 @@ use crate::output::stdout_text;
 pub fn run(global: &Global, cmd: NginxCommand) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => return fail(Exit::Config, &anyhow::Error::new(e)),
+        Err(e) => return fail(Exit::Config, &one_line(e)),
     };
     let result = match cmd {
         NginxCommand::Render { stdout, no_check } => render(&cfg, stdout, !no_check),
@@ -27,9 +27,15 @@ pub fn run(global: &Global, cmd: NginxCommand) -> Exit {
         Ok(()) => Exit::Ok,
         Err(e) => {
             let exit = exit_for(&e);
-            fail(exit, &anyhow::Error::new(e).context("nginx"))
+            fail(exit, &one_line(e).context("nginx"))
         }
     }
+}
+
+/// An error as one line: its own message only. Our typed errors already name their cause, so
+/// printing anyhow's chain of sources would repeat it.
+pub fn one_line(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 /// The exit code for an nginx error.
@@ -66,8 +72,14 @@ fn render(cfg: &Config, to_stdout: bool, check: bool) -> Result<(), NginxError> 
 
 /// Renders, installs (with `nginx -t`) and reloads: what `certs issue` does after certbot.
 pub fn render_install_reload(cfg: &Config) -> anyhow::Result<()> {
-    let text = nginx::render_config(cfg).context("render the nginx configuration")?;
-    nginx::install(cfg, &text, true).context("install the nginx configuration")?;
-    nginx::reload(cfg).context("reload nginx")?;
+    let text = nginx::render_config(cfg)
+        .map_err(one_line)
+        .context("render the nginx configuration")?;
+    nginx::install(cfg, &text, true)
+        .map_err(one_line)
+        .context("install the nginx configuration")?;
+    nginx::reload(cfg)
+        .map_err(one_line)
+        .context("reload nginx")?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use opsync_tests::acme::Pebble;
 use opsync_tests::nginx::NginxLayout;
-use opsync_tests::pki::{file_serial, served_serial, valid_for};
+use opsync_tests::pki::{file_serial, served_serial, valid_for, verifies};
 use opsync_tests::require_program;
 use opsync_tests::run::{Run, opsync_with};
 
@@ -174,6 +174,16 @@ fn issue_renew_and_reload_through_the_deploy_hook() {
     );
     assert_served_from_disk(&s);
     let issued = serials(&s);
+    // The chain leads to the root this pebble generated at its start.
+    let root = s.root.join("pebble-root.pem");
+    s.pebble.fetch_root(&root);
+    for d in [PROD, DEV] {
+        let live = s.root.join("letsencrypt/config/live").join(d);
+        assert!(
+            verifies(&root, &live.join("chain.pem"), &live.join("cert.pem")),
+            "{d}: the issued certificate does not chain to pebble's root"
+        );
+    }
 
     // Status: both fine, days left as openssl sees them, served = disk.
     let r = s.opsync(&["certs", "status", "--json"]).expect_code(0);
