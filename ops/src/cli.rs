@@ -160,6 +160,9 @@ pub enum CertsCommand {
         /// Do not render and reload nginx afterwards
         #[arg(long)]
         no_reload: bool,
+        /// Skip checking first that nginx serves the challenge folder for every name
+        #[arg(long)]
+        no_preflight: bool,
     },
     /// Run `certbot renew` (no random sleep), then check every certificate as `status` does
     Renew {

@@ -50,7 +50,11 @@ pub fn opsync_with(config: &Path, args: &[&str]) -> Run {
     let command = format!("opsync --config {} {}", config.display(), args.join(" "));
     let start = std::time::Instant::now();
     let out = cmd.output().expect("run opsync");
-    eprintln!("{command}: exit {:?} in {:.1?}", out.status.code(), start.elapsed());
+    eprintln!(
+        "{command}: exit {:?} in {:.1?}",
+        out.status.code(),
+        start.elapsed()
+    );
     Run {
         command,
         code: out.status.code().unwrap_or(-1),

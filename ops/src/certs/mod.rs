@@ -131,3 +131,84 @@ pub fn renew_job(cfg: &Config) -> anyhow::Result<CertsJobReport> {
     }
     Ok(report)
 }
+
+/// Why the webroot check before an issuance failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "nginx does not serve the challenge folder {webroot} for {domain} on {address} ({detail}): \
+         run `opsync nginx render` and `opsync nginx reload` first"
+    )]
+    NotServed {
+        domain: String,
+        address: String,
+        webroot: std::path::PathBuf,
+        detail: String,
+    },
+}
+
+/// Before asking the ACME server, checks that nginx serves the webroot's challenge folder for
+/// `domain`: writes a token file, fetches it over HTTP with the domain as `Host`, removes it.
+/// A failed validation at Let's Encrypt counts against its rate limits; this fails first.
+pub fn preflight(cfg: &Config, domain: &str) -> Result<(), PreflightError> {
+    use std::io::{Read, Write};
+    let webroot = cfg.path(&cfg.certbot.webroot);
+    let dir = webroot.join(".well-known").join("acme-challenge");
+    let io = |op, path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| PreflightError::Io { op, path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io("create folder", &dir))?;
+    let token = format!("opsync-preflight-{}-{}", std::process::id(), now_unix());
+    let file = dir.join(&token);
+    std::fs::write(&file, &token).map_err(io("write", &file))?;
+    let host = &cfg.nginx.connect_address;
+    let address = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{}", cfg.nginx.http_port)
+    } else {
+        format!("{host}:{}", cfg.nginx.http_port)
+    };
+    let fetch = || -> std::io::Result<String> {
+        use std::net::ToSocketAddrs;
+        let addr = address
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let timeout = std::time::Duration::from_secs(5);
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        write!(
+            s,
+            "GET /.well-known/acme-challenge/{token} HTTP/1.0\r\nHost: {domain}\r\n\r\n"
+        )?;
+        let mut buf = Vec::new();
+        s.take(64 * 1024).read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let result = fetch();
+    let _ = std::fs::remove_file(&file);
+    let detail = match result {
+        Err(e) => e.to_string(),
+        Ok(resp) => {
+            let status = resp.lines().next().unwrap_or("").trim().to_owned();
+            let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+            if status.split_whitespace().nth(1) == Some("200") && body.trim() == token {
+                return Ok(());
+            }
+            format!("got `{status}`")
+        }
+    };
+    Err(PreflightError::NotServed {
+        domain: domain.to_owned(),
+        address,
+        webroot,
+        detail,
+    })
+}

@@ -18,7 +18,11 @@ pub fn run(global: &Global, cmd: CertsCommand) -> Exit {
     };
     match cmd {
         CertsCommand::Status { json, disk_only } => status_cmd(&cfg, json, !disk_only),
-        CertsCommand::Issue { domains, no_reload } => issue(&cfg, &domains, !no_reload),
+        CertsCommand::Issue {
+            domains,
+            no_reload,
+            no_preflight,
+        } => issue(&cfg, &domains, !no_reload, !no_preflight),
         CertsCommand::Renew { json } => renew(&cfg, json),
         CertsCommand::InstallHook { opsync, print } => {
             match install_hook(global, &cfg, opsync, print) {
@@ -52,7 +56,7 @@ fn status_cmd(cfg: &Config, json: bool, served: bool) -> Exit {
     report(&status::collect(cfg, served, certs::now_unix()), json)
 }
 
-fn issue(cfg: &Config, domains: &[String], reload: bool) -> Exit {
+fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exit {
     if let Some(unknown) = domains
         .iter()
         .find(|d| !cfg.site.iter().any(|s| &s.domain == *d))
@@ -74,6 +78,14 @@ fn issue(cfg: &Config, domains: &[String], reload: bool) -> Exit {
     for site in &cfg.site {
         if !domains.is_empty() && !domains.contains(&site.domain) {
             continue;
+        }
+        if preflight {
+            let names = site.names();
+            if let Some(e) = names.iter().find_map(|n| certs::preflight(cfg, n).err()) {
+                failed += 1;
+                fail(Exit::Failed, &one_line(e));
+                continue;
+            }
         }
         let cmd = certbot::issue_cmd(cfg, site);
         tracing::info!(domain = %site.domain, command = %cmd.display(), "issuing");

@@ -144,6 +144,12 @@ fn issue_renew_and_reload_through_the_deploy_hook() {
     let r = s.opsync(&["nginx", "render"]).expect_code(0);
     let site = std::fs::read_to_string(&s.layout.site_file).unwrap();
     assert!(!site.contains("ssl_certificate"), "{r}\n{site}");
+
+    // nginx is not running yet: the preflight check fails before certbot asks pebble.
+    let r = s.opsync(&["certs", "issue"]).expect_code(10);
+    assert!(r.stderr.contains("does not serve the challenge folder"), "{r}");
+    assert!(!s.root.join("letsencrypt/config/accounts").exists(), "certbot ran\n{r}");
+
     let mut nginx = s.layout.start();
 
     let r = s.opsync(&["certs", "status", "--json"]).expect_code(28);
