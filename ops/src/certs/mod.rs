@@ -129,6 +129,12 @@ pub fn renew_job(cfg: &Config) -> anyhow::Result<CertsJobReport> {
         report.attention = true;
         report.problems.push(e.clone());
     }
+    for name in &report.renewed {
+        tracing::info!(cert = %name, "renewed");
+    }
+    for p in &report.problems {
+        tracing::warn!("{p}");
+    }
     Ok(report)
 }
 
