@@ -147,8 +147,14 @@ fn issue_renew_and_reload_through_the_deploy_hook() {
 
     // nginx is not running yet: the preflight check fails before certbot asks pebble.
     let r = s.opsync(&["certs", "issue"]).expect_code(10);
-    assert!(r.stderr.contains("does not serve the challenge folder"), "{r}");
-    assert!(!s.root.join("letsencrypt/config/accounts").exists(), "certbot ran\n{r}");
+    assert!(
+        r.stderr.contains("does not serve the challenge folder"),
+        "{r}"
+    );
+    assert!(
+        !s.root.join("letsencrypt/config/accounts").exists(),
+        "certbot ran\n{r}"
+    );
 
     let mut nginx = s.layout.start();
 
