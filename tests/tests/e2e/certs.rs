@@ -266,4 +266,19 @@ fn issue_renew_and_reload_through_the_deploy_hook() {
     assert_served_from_disk(&s);
     s.opsync(&["certs", "status"]).expect_code(0);
     nginx.assert_running();
+
+    // The scheduler's job: renews (the hook reloads), records days left on disk and served.
+    let before = serials(&s);
+    let cfg = ops::config::Config::load(&s.config).unwrap();
+    let report = ops::certs::renew_job(&cfg).unwrap();
+    assert!(!report.attention, "{report:?}\n{}", s.context());
+    assert_eq!(report.renew_error, None);
+    assert_eq!(report.renewed, [DEV, PROD], "{report:?}");
+    assert_ne!(serials(&s).0, before.0);
+    assert_eq!(report.expiries.len(), 4, "{report:?}");
+    for e in &report.expiries {
+        let days = e.days_left.unwrap_or_else(|| panic!("{report:?}"));
+        assert!(days > 6.9 && days <= 7.0, "{report:?}");
+    }
+    assert_served_from_disk(&s);
 }
