@@ -230,7 +230,10 @@ pub fn reload(cfg: &Config) -> Result<(), NginxError> {
 }
 
 /// Waits until nginx serves, for every site with a certificate file, that file's certificate.
-/// Old workers finish their connections after a reload, so this polls with a timeout.
+///
+/// Right after a reload, old workers may still accept a connection or two until the master
+/// tells them to stop, so one matching answer is not enough: the served serial must match on
+/// consecutive probes for [`STABLE_FOR`]. Polls with a timeout.
 pub fn wait_served(cfg: &Config, timeout: Duration) -> Result<(), NginxError> {
     let start = Instant::now();
     for site in &cfg.site {
@@ -239,14 +242,20 @@ pub fn wait_served(cfg: &Config, timeout: Duration) -> Result<(), NginxError> {
             continue;
         };
         let mut pause = Duration::from_millis(10);
+        let mut matching_since: Option<(Instant, u32)> = None;
         loop {
             let served = read_served(cfg, site);
             match &served {
                 Ok(s) if s.serial == disk.serial => {
-                    tracing::info!(domain = %site.domain, serial = %s.serial, "nginx serves the certificate on disk");
-                    break;
+                    let (since, n) = matching_since.unwrap_or((Instant::now(), 0));
+                    if n + 1 >= 3 && since.elapsed() >= STABLE_FOR {
+                        tracing::info!(domain = %site.domain, serial = %s.serial, "nginx serves the certificate on disk");
+                        break;
+                    }
+                    matching_since = Some((since, n + 1));
+                    pause = Duration::from_millis(20);
                 }
-                _ if start.elapsed() < timeout => {}
+                _ if start.elapsed() < timeout => matching_since = None,
                 Ok(s) => {
                     return Err(NginxError::Stale {
                         domain: site.domain.clone(),
@@ -267,6 +276,9 @@ pub fn wait_served(cfg: &Config, timeout: Duration) -> Result<(), NginxError> {
     }
     Ok(())
 }
+
+/// How long the served certificate must match the file after a reload.
+pub const STABLE_FOR: Duration = Duration::from_millis(150);
 
 #[cfg(test)]
 mod tests {
