@@ -61,7 +61,19 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            // SIGTERM first, so nginx's master reaps its workers; SIGKILL for the whole group
+            // when it has not exited after a few seconds.
+            let group = rustix::process::Pid::from_raw(child.id() as i32);
+            if let Some(pid) = group {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+            }
+            let start = std::time::Instant::now();
+            let mut pause = Duration::from_millis(2);
+            while matches!(child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            if let Some(pid) = group {
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             }
             let _ = child.kill();
