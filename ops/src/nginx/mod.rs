@@ -52,7 +52,10 @@ pub enum NginxError {
         served: String,
         disk: String,
     },
-    #[error("after the reload nginx serves nothing for {domain}: {detail}")]
+    #[error(
+        "after the reload nginx serves no certificate for {domain} ({detail}): render the site \
+         configuration (`opsync nginx render`) and look at nginx's error log"
+    )]
     NotServing { domain: String, detail: String },
 }
 
