@@ -47,6 +47,37 @@ pub enum Command {
     /// nginx: render the site configuration from the template, check it, reload
     #[command(subcommand)]
     Nginx(NginxCommand),
+
+    /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
+    #[command(long_about = VERIFY_ABOUT)]
+    Verify(VerifyArgs),
+}
+
+const VERIFY_ABOUT: &str = "\
+Compare SRC and DST: every regular file is hashed with BLAKE3 on both sides (in parallel), and \
+type, size, content, permissions, owner, group, mtime, symlink targets and device numbers are \
+compared. Each difference is printed as one line (`PATH: content differs`, `PATH: mode 0644 != \
+0600`, `PATH: missing in DST`, ...). Exit 0 when the trees are identical, 8 when they differ.";
+
+/// Options of `opsync verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The tree that should be mirrored
+    pub src: PathBuf,
+    /// The mirror
+    pub dst: PathBuf,
+    /// Print one JSON object per difference and a final summary
+    #[arg(long)]
+    pub json: bool,
+    /// Leave out entries matching PATTERN (as in sync; repeatable)
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Treat mtimes as equal when they differ by at most N seconds
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub modify_window: u32,
+    /// Worker threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 const SYNC_ABOUT: &str = "\
@@ -136,6 +167,11 @@ pub struct SyncArgs {
     /// Worker threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// After the sync, compare both trees by content (BLAKE3) and attributes, like
+    /// `opsync verify`; differences are printed and exit with 8
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// `opsync certs ...`.

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod nginx;
 pub mod sync;
+pub mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Sync(args) => sync::run(&global, args),
         Command::Certs(cmd) => certs::run(&global, cmd),
         Command::Nginx(cmd) => nginx::run(&global, cmd),
+        Command::Verify(args) => verify::run(&global, args),
     }
 }
 
