@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::config::sites::Site;
-use crate::process::Cmd;
+use crate::process::{Cmd, Output, ProcessError};
 
 /// File name of the deploy hook in `CONFIG-DIR/renewal-hooks/deploy/`.
 pub const HOOK_NAME: &str = "opsync-nginx-reload";
@@ -61,6 +61,66 @@ pub fn renew_cmd(cfg: &Config) -> Cmd {
     base(cfg, "renew")
         .arg("--no-random-sleep-on-renew")
         .args(&cfg.certbot.extra_args)
+}
+
+/// A certbot run that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CertbotError {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("`certbot {subcommand}` failed ({status}): {summary} (details in {log})")]
+    Failed {
+        subcommand: String,
+        status: std::process::ExitStatus,
+        summary: String,
+        log: PathBuf,
+    },
+}
+
+/// Runs a certbot command; on failure the error carries the lines that say why (the CA's
+/// `Detail:` lines, failed renewals), not certbot's closing "Ask for help" line.
+pub fn run(cfg: &Config, subcommand: &str, cmd: &Cmd) -> Result<Output, CertbotError> {
+    let out = cmd.run_unchecked()?;
+    if out.status.success() {
+        return Ok(out);
+    }
+    Err(CertbotError::Failed {
+        subcommand: subcommand.to_owned(),
+        status: out.status,
+        summary: failure_summary(&out.stdout, &out.stderr),
+        log: cfg.path(&cfg.certbot.logs_dir).join("letsencrypt.log"),
+    })
+}
+
+/// The informative lines of a failed certbot run, joined by `; `.
+fn failure_summary(stdout: &str, stderr: &str) -> String {
+    let mut picked: Vec<String> = Vec::new();
+    for line in stdout.lines().chain(stderr.lines()) {
+        let l = line.trim();
+        let lower = l.to_ascii_lowercase();
+        let wanted = l.starts_with("Detail:")
+            || l.starts_with("Domain:")
+            || lower.contains("error")
+            || lower.contains("failed");
+        let noise = l.starts_with("Ask for help")
+            || l.starts_with("Saving debug log")
+            || l.starts_with("Hint:")
+            || lower.starts_with("certbot failed to authenticate");
+        if wanted && !noise && !picked.iter().any(|p| p == l) {
+            picked.push(l.to_owned());
+        }
+    }
+    if picked.is_empty() {
+        return stderr
+            .lines()
+            .chain(stdout.lines())
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("Saving debug log"))
+            .unwrap_or("no output")
+            .to_owned();
+    }
+    picked.truncate(6);
+    picked.join("; ")
 }
 
 /// Where the deploy hook lives.
@@ -181,6 +241,21 @@ mod tests {
              --work-dir /var/lib/letsencrypt --logs-dir /var/log/letsencrypt \
              --no-random-sleep-on-renew --key-type rsa"
         );
+    }
+
+    #[test]
+    fn failure_summary_keeps_the_reason() {
+        let stdout = "Account registered.\nRequesting a certificate for dev.example.com\n\
+            Certbot failed to authenticate some domains (authenticator: webroot). The Certificate \
+            Authority reported these problems:\n  Domain: dev.example.com\n  Type:   connection\n\
+            \x20 Detail: connection refused\n\nHint: The Certificate Authority failed to download\n";
+        let stderr = "Saving debug log to /x/letsencrypt.log\nSome challenges have failed.\n\
+            Ask for help or search for solutions at https://community.letsencrypt.org.\n";
+        assert_eq!(
+            failure_summary(stdout, stderr),
+            "Domain: dev.example.com; Detail: connection refused; Some challenges have failed."
+        );
+        assert_eq!(failure_summary("", "Saving debug log to x\nboom\n"), "boom");
     }
 
     #[test]

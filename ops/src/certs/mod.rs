@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::process::{Output, ProcessError};
+use crate::process::Output;
 
 /// Days left of one certificate, as the certs job records it in the metrics.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ pub fn disk_serials(cfg: &Config) -> BTreeMap<String, Option<String>> {
 /// What `certs renew` did.
 #[derive(Debug)]
 pub struct RenewOutcome {
-    pub certbot: Result<Output, ProcessError>,
+    pub certbot: Result<Output, certbot::CertbotError>,
     /// Certificates whose serial on disk changed.
     pub renewed: Vec<String>,
 }
@@ -78,7 +78,7 @@ pub fn renew(cfg: &Config) -> RenewOutcome {
     let before = disk_serials(cfg);
     let cmd = certbot::renew_cmd(cfg);
     tracing::info!(command = %cmd.display(), "renewing certificates");
-    let result = cmd.run();
+    let result = certbot::run(cfg, "renew", &cmd);
     let after = disk_serials(cfg);
     let renewed = after
         .iter()

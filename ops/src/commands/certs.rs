@@ -89,7 +89,7 @@ fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exi
         }
         let cmd = certbot::issue_cmd(cfg, site);
         tracing::info!(domain = %site.domain, command = %cmd.display(), "issuing");
-        match cmd.run() {
+        match certbot::run(cfg, "certonly", &cmd) {
             Ok(_) => {
                 issued += 1;
                 stdout_text(&format!(

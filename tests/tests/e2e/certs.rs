@@ -156,6 +156,20 @@ fn issue_renew_and_reload_through_the_deploy_hook() {
         "certbot ran\n{r}"
     );
 
+    // Without the preflight, certbot runs and fails at pebble's validation: one error line per
+    // domain that says why.
+    let r = s
+        .opsync(&["certs", "issue", "--no-preflight", DEV])
+        .expect_code(10);
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("opsync: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{r}");
+    assert!(errors[0].contains("Detail:"), "{r}");
+    assert!(errors[0].contains("letsencrypt.log"), "{r}");
+
     let mut nginx = s.layout.start();
 
     let r = s.opsync(&["certs", "status", "--json"]).expect_code(28);
