@@ -237,3 +237,30 @@ pub fn verifies(root: &Path, chain: &Path, cert: &Path) -> bool {
         .expect("run openssl verify")
         .success()
 }
+
+/// Sends `request` over TLS to 127.0.0.1:`port` with SNI `name` (`openssl s_client -quiet`) and
+/// returns the response.
+pub fn https_request(port: u16, name: &str, request: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            name,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

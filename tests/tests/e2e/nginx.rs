@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use opsync_tests::nginx::NginxLayout;
-use opsync_tests::pki::{TestCa, file_serial, served_serial};
+use opsync_tests::pki::{TestCa, file_serial, https_request, served_serial};
 use opsync_tests::run::{Run, opsync_with};
 
 const SITE: &str = "app.opsync.test";
@@ -159,4 +159,78 @@ fn nginx_not_running_is_reported_by_status() {
     );
     // Files alone are fine.
     s.opsync(&["certs", "status", "--disk-only"]).expect_code(0);
+}
+
+#[test]
+fn http_redirects_and_https_proxies_with_forwarding_headers_and_hsts() {
+    use std::io::{Read, Write};
+    let s = Setup::new(30, "");
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let upstream = listener.local_addr().unwrap().to_string();
+    let backend = one_request_backend(listener);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        text.replace("127.0.0.1:9\"", &format!("{upstream}\"")),
+    )
+    .unwrap();
+    s.opsync(&["nginx", "render"]).expect_code(0);
+    let _nginx = s.layout.start();
+
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", s.layout.http_port)).unwrap();
+    write!(tcp, "GET /some/path?q=1 HTTP/1.0\r\nHost: {SITE}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 301"), "{resp}");
+    let location = format!(
+        "Location: https://{SITE}:{}/some/path?q=1",
+        s.layout.https_port
+    );
+    assert!(resp.contains(&location), "{resp}");
+
+    // Through to the backend: a listener of this test that answers one request.
+    let resp = https_request(
+        s.layout.https_port,
+        SITE,
+        &format!("GET /api HTTP/1.0\r\nHost: {SITE}\r\n\r\n"),
+    );
+    // Checked before joining: without a 200 the backend may never have been reached.
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let request = backend.join().unwrap();
+    assert!(resp.ends_with("backend says hi"), "{resp}");
+    assert!(
+        resp.contains("Strict-Transport-Security: max-age=63072000"),
+        "{resp}"
+    );
+    assert!(request.starts_with("GET /api HTTP/1.1\r\n"), "{request}");
+    for header in [
+        format!("Host: {SITE}"),
+        "X-Forwarded-Proto: https".to_owned(),
+        "X-Forwarded-For: 127.0.0.1".to_owned(),
+        "X-Real-IP: 127.0.0.1".to_owned(),
+        format!("X-Forwarded-Port: {}", s.layout.https_port),
+    ] {
+        assert!(
+            request.contains(&format!("{header}\r\n")),
+            "{header} missing:\n{request}"
+        );
+    }
+}
+
+/// Accepts one connection on `listener`, answers 200 and returns the request head it got.
+fn one_request_backend(listener: std::net::TcpListener) -> std::thread::JoinHandle<String> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\nbackend says hi",
+        )
+        .unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    })
 }
