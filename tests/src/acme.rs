@@ -16,6 +16,17 @@ use crate::background::{Background, free_port, wait_for_port};
 use crate::pki::TestCa;
 use crate::require_program;
 
+/// Proxy settings removed from the environment of pebble and of certbot (through opsync): all
+/// traffic in these tests stays on 127.0.0.1.
+pub const PROXY_VARS: [&str; 6] = [
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+];
+
 /// A running pebble and its DNS server. Dropping it stops both.
 pub struct Pebble {
     /// ACME directory URL (`https://127.0.0.1:PORT/dir`).
@@ -87,6 +98,9 @@ impl Pebble {
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .env("PEBBLE_AUTHZREUSE", "0");
+        for var in PROXY_VARS {
+            cmd.env_remove(var);
+        }
         let mut pebble = Background::spawn("pebble", cmd, &dir.join("pebble.log"));
         wait_for_port(&mut pebble, acme_port, Duration::from_secs(20));
         wait_for_port(&mut pebble, management_port, Duration::from_secs(20));

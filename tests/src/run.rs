@@ -47,6 +47,10 @@ pub fn opsync_with(config: &Path, args: &[&str]) -> Run {
     let mut cmd = opsync();
     cmd.arg("--config").arg(config).args(args);
     cmd.env("OPSYNC_LOG", "debug");
+    // certbot talks to the local pebble: never through a proxy the environment may set.
+    for var in crate::acme::PROXY_VARS {
+        cmd.env_remove(var);
+    }
     let command = format!("opsync --config {} {}", config.display(), args.join(" "));
     let start = std::time::Instant::now();
     let out = cmd.output().expect("run opsync");
