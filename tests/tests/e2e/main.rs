@@ -1,2 +1,5 @@
 mod certs;
+mod config_errors;
+mod daemon;
 mod nginx;
+mod nightly;
