@@ -41,6 +41,12 @@ pub enum Command {
     /// Mirror SRC into DST: the result of `rsync -a --delete SRC/ DST/`
     #[command(long_about = SYNC_ABOUT)]
     Sync(SyncArgs),
+    /// TLS certificates: status, issuance and renewal through certbot, the deploy hook
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// nginx: render the site configuration from the template, check it, reload
+    #[command(subcommand)]
+    Nginx(NginxCommand),
 
     /// Check the configuration file or print a commented example
     #[command(subcommand)]
@@ -285,6 +291,69 @@ pub struct StackPruneArgs {
     /// One JSON object per image
     #[arg(long)]
     pub json: bool,
+}
+
+/// `opsync certs ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Show each site's certificate on disk and as nginx serves it; exit 28 when one needs
+    /// attention (less than a third of its lifetime left, expired, missing, stale in nginx)
+    Status {
+        /// One JSON object per site on stdout
+        #[arg(long)]
+        json: bool,
+        /// Read only the files; do not connect to nginx
+        #[arg(long)]
+        disk_only: bool,
+    },
+    /// Issue certificates through certbot's webroot method (nginx serves the challenges), then
+    /// render the nginx site configuration and reload nginx
+    Issue {
+        /// Only these domains [default: every [[site]]]
+        #[arg(value_name = "DOMAIN")]
+        domains: Vec<String>,
+        /// Do not render and reload nginx afterwards
+        #[arg(long)]
+        no_reload: bool,
+        /// Skip checking first that nginx serves the challenge folder for every name
+        #[arg(long)]
+        no_preflight: bool,
+    },
+    /// Run `certbot renew` (no random sleep), then check every certificate as `status` does
+    Renew {
+        /// One JSON object per site on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install certbot's deploy hook that runs `opsync nginx reload` after every renewal
+    InstallHook {
+        /// The opsync binary the hook runs [default: this one]
+        #[arg(long, value_name = "PATH")]
+        opsync: Option<PathBuf>,
+        /// Print the hook instead of installing it
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// `opsync nginx ...`.
+#[derive(Debug, Subcommand)]
+pub enum NginxCommand {
+    /// Render the site configuration into [nginx] output and check it with `nginx -t` (a
+    /// configuration that fails the check is not left installed)
+    Render {
+        /// Print the rendered configuration instead of installing it
+        #[arg(long)]
+        stdout: bool,
+        /// Install without running `nginx -t`
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Run `nginx -t`
+    Check,
+    /// Run `nginx -t`, reload only when it passes, then wait until nginx serves the
+    /// certificates on disk
+    Reload,
 }
 
 /// Parses the process arguments. On `--help`/`--version` prints and returns exit 0; on a usage

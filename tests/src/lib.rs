@@ -44,3 +44,9 @@ pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
          scripts/test installs it when run as root)"
     );
 }
+
+pub mod acme;
+pub mod background;
+pub mod nginx;
+pub mod pki;
+pub mod run;

@@ -1,8 +1,10 @@
 //! One module per subcommand. Each `run` takes its parsed arguments and returns an [`Exit`];
 //! fatal errors are printed here as one line (`opsync: error: ...`).
 
+pub mod certs;
 pub mod config;
 pub mod daemon;
+pub mod nginx;
 pub mod run;
 pub mod schedule;
 pub mod setup;
@@ -26,6 +28,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Status(args) => status::run(&global, args),
         Command::Schedule(c) => schedule::run(&global, c),
         Command::Setup(c) => setup::run(&global, c),
+        Command::Certs(cmd) => certs::run(&global, cmd),
+        Command::Nginx(cmd) => nginx::run(&global, cmd),
         Command::Verify(args) => verify::run(&global, args),
         Command::Stack(args) => stack::run(&global, args),
     }

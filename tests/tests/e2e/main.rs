@@ -1,4 +1,6 @@
+mod certs;
 mod config_errors;
 mod daemon;
+mod nginx;
 mod nightly;
 mod stack;
