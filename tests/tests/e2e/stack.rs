@@ -467,7 +467,7 @@ fn error_setup(test: &str) -> (tempfile::TempDir, PathBuf) {
         dir.path().join("opsync.toml"),
         format!(
             "[general]\nstate-dir = \"state\"\n\n[stacks.prod]\nfile = \"compose.yaml\"\n\
-             project = \"{}\"\n",
+             project = \"{0}\"\n\n[stacks.dev]\nfile = \"dev-compose.yaml\"\nproject = \"{0}-dev\"\n",
             unique(test)
         ),
     )
