@@ -7,6 +7,8 @@
 //! - [`output`]: everything printed for humans or scripts (itemize lines, JSON events, progress bars).
 //! - [`config`]: `opsync.toml`, loading, defaults and validation.
 //! - [`certs`], [`nginx`], [`compose`]: certificates, the reverse proxy, compose stacks.
+//! - [`scheduler`], [`jobs`], [`state`], [`lock`], [`metrics`]: `opsync daemon` and its jobs.
+//! - [`process`]: running external programs with a timeout.
 
 pub mod certs;
 pub mod cli;
@@ -14,8 +16,14 @@ pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod exit;
+pub mod jobs;
+pub mod lock;
+pub mod metrics;
 pub mod nginx;
 pub mod output;
+pub mod process;
+pub mod scheduler;
+pub mod state;
 
 use std::process::ExitCode;
 
