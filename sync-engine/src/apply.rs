@@ -55,6 +55,8 @@ pub(crate) struct Applier<'a> {
     pub cancel: &'a AtomicBool,
     /// Excludes are active: a directory left non-empty by them is not an error.
     pub has_excludes: bool,
+    /// SRC directories the scan could not open (reported then), in index order.
+    pub unlisted_dirs: &'a [Idx],
 }
 
 /// Actions per parallel chunk inside one directory.
@@ -234,7 +236,15 @@ impl Applier<'_> {
             let schild = match sys::open_dir_at(sfd.as_fd(), name) {
                 Ok(fd) => fd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return self.warn_vanished(s),
-                Err(e) => return self.fail("open directory", Side::Source, self.src, s, e),
+                Err(e) => {
+                    // The scan reported the directories it could not open. Its DST copy
+                    // keeps mode 0700, so that the next run can enter it (a non-root run
+                    // cannot open a directory without read permission to fix it).
+                    if self.unlisted_dirs.binary_search(&s).is_err() {
+                        self.fail("open directory", Side::Source, self.src, s, e);
+                    }
+                    return;
+                }
             };
             self.group(c, &dchild, &schild);
         });

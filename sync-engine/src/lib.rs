@@ -161,6 +161,7 @@ fn run(
         counters: &counters,
         cancel: opts.cancel.as_deref().unwrap_or(&never),
         has_excludes: !filter.is_empty(),
+        unlisted_dirs: &s.unlisted_dirs,
     };
     if opts.dry_run {
         applier.simulate();

@@ -26,6 +26,8 @@ pub struct Scan {
     /// Regular files of SRC the (non-root) user may not read, in index order. A run that must
     /// copy one of them makes no deletions (see [`crate::sync`]).
     pub unreadable: Vec<Idx>,
+    /// Directories that could not be opened (already reported in `errors`), in index order.
+    pub unlisted_dirs: Vec<Idx>,
 }
 
 struct Item {
@@ -41,6 +43,8 @@ struct DirNode {
     arena: Vec<u8>,
     items: Vec<Item>,
     subdirs: Vec<DirNode>,
+    /// The directory could not be opened; the error is in the context.
+    unlisted: bool,
 }
 
 struct Ctx<'a> {
@@ -79,13 +83,15 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan
     let node = scan_dir(root, Vec::new(), &ctx);
     let mut listing = Listing::with_root(root_meta);
     let mut unreadable = Vec::new();
-    flatten(&node, 0, &mut listing, &mut unreadable);
+    let mut unlisted_dirs = Vec::new();
+    flatten(&node, 0, &mut listing, &mut unreadable, &mut unlisted_dirs);
     listing.close(0);
     Scan {
         listing,
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
         vanished: ctx.vanished.load(Ordering::Relaxed),
         unreadable,
+        unlisted_dirs,
     }
 }
 
@@ -145,7 +151,10 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
                 }
                 Err(e) => {
                     ctx.error("open directory", child_path, e);
-                    DirNode::default()
+                    DirNode {
+                        unlisted: true,
+                        ..DirNode::default()
+                    }
                 }
             }
         })
@@ -213,7 +222,13 @@ fn stat_entry(
     })
 }
 
-fn flatten(node: &DirNode, parent: Idx, out: &mut Listing, unreadable: &mut Vec<Idx>) {
+fn flatten(
+    node: &DirNode,
+    parent: Idx,
+    out: &mut Listing,
+    unreadable: &mut Vec<Idx>,
+    unlisted: &mut Vec<Idx>,
+) {
     let mut subdirs = node.subdirs.iter();
     for item in &node.items {
         let name = item_name(&node.arena, item);
@@ -226,7 +241,10 @@ fn flatten(node: &DirNode, parent: Idx, out: &mut Listing, unreadable: &mut Vec<
         }
         if item.meta.kind == Kind::Dir {
             if let Some(sub) = subdirs.next() {
-                flatten(sub, idx, out, unreadable);
+                if sub.unlisted {
+                    unlisted.push(idx);
+                }
+                flatten(sub, idx, out, unreadable, unlisted);
             }
             out.close(idx);
         }

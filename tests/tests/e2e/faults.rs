@@ -314,6 +314,19 @@ fn unreadable_source_file_disables_deletions() {
     );
 }
 
+/// Regression: a source directory that could not be opened was reported twice (by the scan and
+/// again when the copy tried to enter it).
+#[test]
+fn unreadable_source_dir_reported_once() {
+    let (_t, src, dst) = permission_fixture();
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    let (code, err) = as_nobody(&["sync".as_ref(), src.as_os_str(), dst.as_os_str()]);
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(code, 23, "exit code\n{err}");
+    assert_eq!(err.matches("locked").count(), 1, "reported once:\n{err}");
+}
+
 /// SRC and DST owned by nobody; `secret` unreadable; DST has extraneous entries.
 fn permission_fixture() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     require_root("switching to the user nobody");
