@@ -2,7 +2,8 @@
 //! the semantics of `apply.rs` (deletions need empty directories, renames cannot replace a
 //! directory, creating or removing an entry touches its directory's mtime, a directory gets its
 //! attributes after its subtree), must give SRC modulo the rules (quick check, owner policy,
-//! modify window), and planning again must give an empty plan.
+//! modify window), and planning again must give an empty plan. With `--max-delete` the plan must
+//! stay valid and within the limit.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -50,6 +51,9 @@ struct Input {
     /// 0: no groups, 1: every group, 2: only groups 0 and 1.
     groups: u8,
     window: u8,
+    /// `--max-delete`: the plan must stay valid and within the limit; the mirror may then be
+    /// incomplete.
+    max_delete: Option<u8>,
 }
 
 const RUNNER_UID: u32 = 7;
@@ -254,7 +258,7 @@ fuzz_target!(|input: Input| {
     };
     let opts = PlanOptions {
         delete: input.delete,
-        max_delete: None,
+        max_delete: input.max_delete.map(|n| u64::from(n % 8)),
         modify_window: u32::from(input.window % 3),
         checksum: input.checksum,
         owner: input.owner,
@@ -401,6 +405,17 @@ fuzz_target!(|input: Input| {
     }
     while let Some((pg, _)) = pending.pop() {
         finish(&p, pg, &src, &mut model, &policy);
+    }
+
+    let deletions = p.actions.iter().filter(|a| a.op == Op::Delete).count() as u64;
+    if let Some(limit) = opts.max_delete {
+        assert!(
+            deletions <= limit,
+            "{deletions} deletions over the limit {limit}"
+        );
+        if p.delete_limited {
+            return;
+        }
     }
 
     // The model now mirrors SRC modulo the rules.
