@@ -126,6 +126,7 @@ fn sigkill_at_several_points_leaves_only_complete_files() {
         ("mid-copy of a large file", 0),
     ];
     let mut temps_seen = 0;
+    let mut landed = 0;
     for (i, (what, lines)) in points.iter().enumerate() {
         let (src, dst) = (
             m.path.join(format!("src{i}")),
@@ -150,16 +151,21 @@ fn sigkill_at_several_points_leaves_only_complete_files() {
             });
         }
         p.signal(Signal::KILL);
-        let (status, _, _) = p.finish();
-        assert_eq!(
-            status.code(),
-            None,
-            "{what}: opsync finished before the kill: tree too small"
-        );
+        let (status, _, err) = p.finish();
+        // Output is block-buffered: the last items can arrive when the run is already over.
+        // Then the kill came too late, which only weakens this point.
+        match status.code() {
+            None => landed += 1,
+            Some(code) => assert_eq!(code, 0, "{what}: run ended before the kill:\n{err}"),
+        }
         let temps = trees.check_complete(&dst, what);
         temps_seen += temps.len();
         assert_next_run_completes(&src, &dst);
     }
+    assert!(
+        landed >= 2,
+        "only {landed} kills landed during the run: tree too small"
+    );
     assert!(
         temps_seen > 0,
         "no kill landed while a temporary file existed"
