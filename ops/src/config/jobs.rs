@@ -276,6 +276,17 @@ impl FromStr for ScheduleValue {
                  day-of-month month day-of-week): write for example \"0 2 * * *\" for 02:00 daily"
             ));
         }
+        // croner takes a field of only commas (`,`) as an empty set: a schedule that never
+        // fires, whose next fire time takes seconds of searching to not find.
+        if let Some(field) = text
+            .split_whitespace()
+            .find(|f| !f.starts_with('@') && f.split(',').any(str::is_empty))
+        {
+            return Err(format!(
+                "schedule \"{text}\" has an empty item in the field \"{field}\": write values \
+                 separated by single commas, for example \"0 2,14 * * *\""
+            ));
+        }
         match parser().parse(&text) {
             Ok(cron) => Ok(ScheduleValue { text, cron }),
             Err(e) => Err(format!(
@@ -408,5 +419,23 @@ mod tests {
         ] {
             assert!(bad.parse::<ScheduleValue>().is_err(), "{bad}");
         }
+    }
+
+    /// Regression (found by the `cron` fuzz target): a field of only commas parsed as an empty
+    /// set, so the job never fired and computing its next fire time took seconds.
+    #[test]
+    fn schedule_with_an_empty_list_item_is_rejected() {
+        for bad in [
+            ", 3 * * *",
+            "0 , * * *",
+            "0 0 , * *",
+            "0 0 * * ,",
+            "1,,2 * * * *",
+            "0,1, * * * *",
+        ] {
+            let err = bad.parse::<ScheduleValue>().err();
+            assert!(err.is_some_and(|e| e.contains("empty item")), "{bad}");
+        }
+        "0 2,14 * * *".parse::<ScheduleValue>().unwrap();
     }
 }
