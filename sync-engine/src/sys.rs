@@ -211,9 +211,12 @@ pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
     Ok(rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?)
 }
 
-/// Opens regular file `name` in `dir` for reading, without following a symlink.
+/// Opens regular file `name` in `dir` for reading, without following a symlink. `O_NONBLOCK`:
+/// an entry replaced by a FIFO since the scan must not block the run waiting for a writer (the
+/// caller checks the type with `fstat`); reads of regular files ignore the flag.
 pub fn open_read_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
     match rfs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
         Err(Errno::PERM) => Ok(rfs::openat(dir, name, flags, Mode::empty())?),
         r => Ok(r?),

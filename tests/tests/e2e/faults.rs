@@ -707,3 +707,36 @@ fn source_modified_during_copy_is_retried_then_reported() {
         }
     }
 }
+
+/// Regression: a source file replaced by a FIFO between the scan and its copy made opsync block
+/// forever in `open` (waiting for a writer), so the nightly run never ended.
+#[test]
+fn source_file_replaced_by_fifo_does_not_hang() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    let names: Vec<String> = (0..1500).map(|i| format!("d{}/f{i:04}", i % 5)).collect();
+    for n in &names {
+        write(&src.join(n), n.as_bytes(), None);
+    }
+    let mut cmd = opsync();
+    cmd.args(["sync", "-i", "--threads=1"]).arg(&src).arg(&dst);
+    let mut p = Proc::spawn(cmd);
+    assert!(p.wait_lines(1), "opsync ended before printing");
+    p.signal(Signal::STOP);
+    for n in names.iter().rev().take(200) {
+        let path = src.join(n);
+        fs::remove_file(&path).unwrap();
+        let st = Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(st.success(), "mkfifo");
+    }
+    p.signal(Signal::CONT);
+    let (status, _, err) = p.finish();
+    assert_eq!(
+        status.code(),
+        Some(24),
+        "a file turned FIFO counts as vanished\n{err}"
+    );
+    let (code, _, err) = sync(&src, &dst, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_verified(&src, &dst);
+}
