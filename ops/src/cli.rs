@@ -115,7 +115,7 @@ Examples:
 Exit codes: 0 ok, 1 bad options or paths, 20 signal, 23 some entries failed, 24 source files \
 vanished, 25 --max-delete reached, 26 empty source refused, 8 --verify found differences.";
 
-const SYNC_ABOUT: &str = ""\
+const SYNC_ABOUT: &str = "\
 Mirror SRC into DST: afterwards DST holds exactly what `rsync -a --delete SRC/ DST/` would give \
 (contents, permissions, owner and group, nanosecond mtimes, symlinks, devices, FIFOs, sockets).
 
