@@ -107,7 +107,7 @@ pub struct VerifyArgs {
 
 const SYNC_EXAMPLES: &str = "\
 Examples:
-  opsync sync data dev-data                  the nightly mirror (replaces rsync -a --delete data/ dev-data/)
+  opsync sync data dev-data                  the nightly mirror (was: rsync -a --delete)
   opsync sync -n -i data dev-data            what would change, in rsync's itemize format
   opsync sync --max-delete=5% data dev-data  stop deleting after 5% of dev-data's entries
   opsync sync --json data dev-data           JSON lines for scripts, with a final summary
