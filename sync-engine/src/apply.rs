@@ -239,7 +239,10 @@ impl Applier<'_> {
             self.group(c, &dchild, &schild);
         });
 
-        if !finish.is_empty() && !self.cancelled() {
+        // Creating, renaming or deleting entries changed the directory's mtime: set it back
+        // even when the directory's attributes matched at plan time (rsync does the same).
+        let touched = acts.iter().any(|a| a.op != Op::SetAttrs);
+        if (touched || !finish.is_empty()) && !self.cancelled() {
             let m = self.src.meta(group.src);
             match sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m)) {
                 Ok(()) => self.finish_item(group.src, finish),

@@ -38,6 +38,9 @@ pub use options::{MaxDelete, Options};
 pub mod apply;
 pub mod report;
 
+#[cfg(test)]
+mod regression_tests;
+
 pub use report::{Item, NoObserver, Observer, Report, Status, Warning};
 
 use std::io;
