@@ -118,8 +118,8 @@ fn run(
         }),
     };
     let dst_entries = d.listing.len().saturating_sub(1) as u64;
-    let deletions_disabled = opts.delete && !s.errors.is_empty();
-    let popts = plan::PlanOptions {
+    let mut deletions_disabled = opts.delete && !s.errors.is_empty();
+    let mut popts = plan::PlanOptions {
         delete: opts.delete && s.errors.is_empty(),
         max_delete: opts.max_delete.map(|m| m.limit(dst_entries)),
         modify_window: opts.modify_window,
@@ -127,7 +127,14 @@ fn run(
         owner: owners.owner,
         groups: owners.groups.clone(),
     };
-    let the_plan = plan::plan(&s.listing, &d.listing, &popts);
+    let mut the_plan = plan::plan(&s.listing, &d.listing, &popts);
+    if popts.delete && must_copy_unreadable(&the_plan, &s.unreadable) {
+        // The copy of a file we may not read will fail: like a read error during the scan,
+        // that disables deletions for this run.
+        deletions_disabled = true;
+        popts.delete = false;
+        the_plan = plan::plan(&s.listing, &d.listing, &popts);
+    }
     obs.planned(&the_plan.counts);
 
     let mut report = Report {
@@ -171,6 +178,14 @@ fn run(
     }
     counters.fill(&mut report);
     Ok(report)
+}
+
+/// True when the plan copies one of the `unreadable` source files (sorted indexes).
+fn must_copy_unreadable(p: &plan::Plan, unreadable: &[listing::Idx]) -> bool {
+    !unreadable.is_empty()
+        && p.actions
+            .iter()
+            .any(|a| a.op == plan::Op::Copy && unreadable.binary_search(&a.src).is_ok())
 }
 
 fn count_files(l: &Listing, r: &mut Report) {

@@ -23,6 +23,9 @@ pub struct Scan {
     pub errors: Vec<FileError>,
     /// Entries that disappeared between listing their directory and `lstat`.
     pub vanished: u64,
+    /// Regular files of SRC the (non-root) user may not read, in index order. A run that must
+    /// copy one of them makes no deletions (see [`crate::sync`]).
+    pub unreadable: Vec<Idx>,
 }
 
 struct Item {
@@ -30,6 +33,7 @@ struct Item {
     name_len: u16,
     link_len: u16,
     meta: Meta,
+    unreadable: bool,
 }
 
 #[derive(Default)]
@@ -44,6 +48,8 @@ struct Ctx<'a> {
     filter: &'a Filter,
     errors: Mutex<Vec<FileError>>,
     vanished: AtomicU64,
+    /// Check that regular files are readable (SRC, not running as root).
+    check_read: bool,
 }
 
 impl Ctx<'_> {
@@ -68,15 +74,18 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan
         filter,
         errors: Mutex::new(Vec::new()),
         vanished: AtomicU64::new(0),
+        check_read: side == Side::Source && sys::euid() != 0,
     };
     let node = scan_dir(root, Vec::new(), &ctx);
     let mut listing = Listing::with_root(root_meta);
-    flatten(&node, 0, &mut listing);
+    let mut unreadable = Vec::new();
+    flatten(&node, 0, &mut listing, &mut unreadable);
     listing.close(0);
     Scan {
         listing,
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
         vanished: ctx.vanished.load(Ordering::Relaxed),
+        unreadable,
     }
 }
 
@@ -194,15 +203,17 @@ fn stat_entry(
             }
         }
     }
+    let unreadable = ctx.check_read && meta.kind == Kind::File && !sys::readable_at(dfd, name);
     Some(Item {
         name_off,
         name_len: name.len() as u16,
         link_len,
         meta,
+        unreadable,
     })
 }
 
-fn flatten(node: &DirNode, parent: Idx, out: &mut Listing) {
+fn flatten(node: &DirNode, parent: Idx, out: &mut Listing, unreadable: &mut Vec<Idx>) {
     let mut subdirs = node.subdirs.iter();
     for item in &node.items {
         let name = item_name(&node.arena, item);
@@ -210,9 +221,12 @@ fn flatten(node: &DirNode, parent: Idx, out: &mut Listing) {
         let link = (item.meta.kind == Kind::Symlink)
             .then(|| &node.arena[link_start..link_start + item.link_len as usize]);
         let idx = out.push(name, link, item.meta, parent);
+        if item.unreadable {
+            unreadable.push(idx);
+        }
         if item.meta.kind == Kind::Dir {
             if let Some(sub) = subdirs.next() {
-                flatten(sub, idx, out);
+                flatten(sub, idx, out, unreadable);
             }
             out.close(idx);
         }

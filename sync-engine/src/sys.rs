@@ -123,6 +123,17 @@ pub fn open_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     Ok(rfs::openat(root, c".", DIR_FLAGS, Mode::empty())?)
 }
 
+/// False when the calling user may not read `name` in `dir` (`faccessat` with the effective
+/// ids, not following a symlink). Errors other than a denial count as readable: the copy
+/// reports them.
+pub fn readable_at(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+    let flags = AtFlags::EACCESS | AtFlags::SYMLINK_NOFOLLOW;
+    !matches!(
+        rfs::accessat(dir, name, rfs::Access::READ_OK, flags),
+        Err(Errno::ACCESS | Errno::PERM)
+    )
+}
+
 /// The target of symlink `name` in `dir`, as bytes.
 pub fn read_link_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     Ok(rfs::readlinkat(dir, name, Vec::new())?.into_bytes())
