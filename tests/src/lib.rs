@@ -10,7 +10,10 @@ use std::process::Command;
 pub fn opsync_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
     // target/<profile>/deps/e2e-HASH -> target/<profile>/opsync
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile> folder");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile> folder");
     let bin = profile_dir.join("opsync");
     assert!(
         bin.exists(),
@@ -39,3 +42,6 @@ pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
          scripts/test installs it when run as root)"
     );
 }
+
+pub mod snapshot;
+pub mod tree;

@@ -1,1 +1,1 @@
-
+mod sync_diff;
