@@ -1,7 +1,15 @@
-//! Everything opsync prints: logging setup, itemize lines, JSON events, progress bars.
-//! No other module writes to stdout or stderr directly, except `commands::fail`.
+//! Everything opsync prints: logging setup, itemize lines, JSON events, progress bars, stats.
+//! No other module writes to stdout, and only this module and `commands::fail` to stderr.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+use sync_engine::itemize::escape_name;
+use sync_engine::listing::Kind;
+use sync_engine::plan::{Op, PlanCounts};
+use sync_engine::{FileError, Item, Observer, Report, Warning};
 
 use crate::cli::LogFormat;
 
@@ -18,4 +26,234 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// How `opsync sync` reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOutput {
+    pub itemize: bool,
+    pub verbose: u8,
+    pub json: bool,
+    pub progress: bool,
+}
+
+/// The observer of a sync run: prints items, errors and warnings as they happen.
+pub struct SyncPrinter {
+    mode: SyncOutput,
+    out: Mutex<BufWriter<Stdout>>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl SyncPrinter {
+    pub fn new(mode: SyncOutput) -> SyncPrinter {
+        let bar = (mode.progress && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        SyncPrinter {
+            mode,
+            out: Mutex::new(BufWriter::new(std::io::stdout())),
+            bar,
+        }
+    }
+
+    fn line(&self, s: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{s}");
+    }
+
+    fn stderr(&self, s: &str) {
+        let _ = self.out.lock().map(|mut o| o.flush());
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{s}")),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    /// Prints the final summary (JSON line or `--stats`) and flushes.
+    pub fn finish(&self, report: &Report, elapsed: Duration, exit_code: u8, stats: bool) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if self.mode.json {
+            let v = summary_json(report, elapsed, exit_code);
+            self.line(&v.to_string());
+        } else if stats {
+            for l in stats_lines(report, elapsed) {
+                self.line(&l);
+            }
+        }
+        let _ = self.out.lock().map(|mut o| o.flush());
+    }
+
+    /// Prints a fatal error in JSON mode as an event, then the summary is left out.
+    pub fn fatal_json(&self, message: &str, exit_code: u8) {
+        if self.mode.json {
+            self.line(
+                &json!({"type": "fatal", "message": message, "exit_code": exit_code}).to_string(),
+            );
+            let _ = self.out.lock().map(|mut o| o.flush());
+        }
+    }
+}
+
+fn op_str(op: Op) -> &'static str {
+    match op {
+        Op::Delete => "delete",
+        Op::Mkdir => "mkdir",
+        Op::Copy => "copy",
+        Op::Symlink => "symlink",
+        Op::Mknod => "mknod",
+        Op::SetAttrs => "attrs",
+    }
+}
+
+fn display_path(item: &Item<'_>) -> String {
+    let mut p = if item.path.is_empty() {
+        ".".to_string()
+    } else {
+        escape_name(item.path)
+    };
+    if item.kind == Kind::Dir {
+        p.push('/');
+    }
+    p
+}
+
+impl Observer for SyncPrinter {
+    fn wants_items(&self) -> bool {
+        self.mode.itemize || self.mode.verbose > 0 || self.mode.json
+    }
+
+    fn item(&self, item: &Item<'_>) {
+        let path = display_path(item);
+        let field = String::from_utf8_lossy(&item.field);
+        if self.mode.json {
+            let mut v = json!({
+                "type": "item",
+                "itemize": field,
+                "op": op_str(item.op),
+                "path": path,
+                "bytes": item.bytes,
+            });
+            if let Some(l) = item.link {
+                v["link"] = json!(escape_name(l));
+            }
+            self.line(&v.to_string());
+            return;
+        }
+        let link = item
+            .link
+            .map(|l| format!(" -> {}", escape_name(l)))
+            .unwrap_or_default();
+        if self.mode.itemize {
+            self.line(&format!("{field} {path}{link}"));
+        } else if item.op == Op::Delete {
+            self.line(&format!("deleting {path}"));
+        } else {
+            self.line(&format!("{path}{link}"));
+        }
+    }
+
+    fn error(&self, err: &FileError) {
+        if self.mode.json {
+            self.line(&json!({"type": "error", "message": err.to_string()}).to_string());
+        }
+        self.stderr(&format!("opsync: {err}"));
+    }
+
+    fn warning(&self, w: &Warning<'_>) {
+        let msg = match w {
+            Warning::Vanished { path } => format!("file has vanished: {}", escape_name(path)),
+            Warning::ChangedDuringCopy { path } => {
+                format!(
+                    "file kept changing while copied (copied the last version read): {}",
+                    escape_name(path)
+                )
+            }
+            Warning::NotEmpty { path } => {
+                format!(
+                    "cannot delete non-empty directory (it holds excluded entries): {}",
+                    escape_name(path)
+                )
+            }
+        };
+        if self.mode.json {
+            self.line(&json!({"type": "warning", "message": msg}).to_string());
+        }
+        self.stderr(&format!("opsync: warning: {msg}"));
+    }
+
+    fn planned(&self, counts: &PlanCounts) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(counts.copy_bytes);
+            bar.set_message(format!("{} files to copy", counts.copies));
+        }
+    }
+
+    fn progress(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+}
+
+/// The final JSON summary line of `opsync sync --json`.
+pub fn summary_json(r: &Report, elapsed: Duration, exit_code: u8) -> serde_json::Value {
+    json!({
+        "type": "summary",
+        "dry_run": r.dry_run,
+        "exit_code": exit_code,
+        "files_total": r.src_entries,
+        "regular_files": r.src_files,
+        "bytes_total": r.src_bytes,
+        "files_transferred": r.files_copied,
+        "bytes_copied": r.bytes_copied,
+        "created": r.created,
+        "deleted": r.deleted,
+        "attrs_updated": r.attrs_fixed,
+        "errors": r.errors,
+        "vanished": r.vanished,
+        "deletions_disabled": r.deletions_disabled,
+        "delete_limited": r.delete_limited,
+        "cancelled": r.cancelled,
+        "seconds": elapsed.as_secs_f64(),
+    })
+}
+
+fn stats_lines(r: &Report, elapsed: Duration) -> Vec<String> {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        r.bytes_copied as f64 / secs
+    } else {
+        0.0
+    };
+    vec![
+        String::new(),
+        format!(
+            "Number of files: {} (regular: {})",
+            r.src_entries, r.src_files
+        ),
+        format!("Number of created files: {}", r.created),
+        format!("Number of deleted files: {}", r.deleted),
+        format!("Number of regular files transferred: {}", r.files_copied),
+        format!(
+            "Number of entries with attributes updated: {}",
+            r.attrs_fixed
+        ),
+        format!("Total file size: {} bytes", r.src_bytes),
+        format!("Total transferred file size: {} bytes", r.bytes_copied),
+        format!("Errors: {}, vanished: {}", r.errors, r.vanished),
+        format!("Elapsed: {secs:.3} s ({:.1} MB/s)", rate / 1e6),
+    ]
 }

@@ -1,0 +1,460 @@
+//! Executes a [`Plan`] in parallel. Each group works inside one DST directory through an open
+//! handle (children are opened from their parent's handle with `O_NOFOLLOW`), so nothing is
+//! ever written through a symlink in DST. Within a group: deletions and directory creations in
+//! plan order, then the other actions (in parallel chunks when there are many), then the child
+//! groups in parallel, then the directory's own attributes.
+//!
+//! New content goes to a temporary file `.NAME.XXXXXX` in the same directory and is renamed
+//! over the name after owner, mode and mtime are set, so a name only ever holds a complete old
+//! or new version, and setuid bits never sit on incomplete content.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use crate::error::{FileError, Side};
+use crate::itemize::{Change, Update, field};
+use crate::listing::{Idx, Kind, Listing, Meta, NONE};
+use crate::plan::{Action, Op, Plan};
+use crate::report::{Counters, Item, Observer, Warning};
+use crate::sys::{self, Owner};
+
+/// Which ownership the run sets.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnerPolicy {
+    pub owner: bool,
+    /// `None`: no groups; `Some(None)`: every group; `Some(Some(list))`: only these.
+    pub groups: Option<Option<Vec<u32>>>,
+}
+
+impl OwnerPolicy {
+    fn for_meta(&self, m: &Meta) -> Owner {
+        let gid = match &self.groups {
+            Some(None) => Some(m.gid),
+            Some(Some(list)) if list.contains(&m.gid) => Some(m.gid),
+            _ => None,
+        };
+        Owner {
+            uid: self.owner.then_some(m.uid),
+            gid,
+        }
+    }
+}
+
+/// Everything the workers share.
+pub(crate) struct Applier<'a> {
+    pub plan: &'a Plan,
+    pub src: &'a Listing,
+    pub dst: &'a Listing,
+    pub owners: OwnerPolicy,
+    pub is_root: bool,
+    pub obs: &'a dyn Observer,
+    pub counters: &'a Counters,
+    pub cancel: &'a AtomicBool,
+    /// Excludes are active: a directory left non-empty by them is not an error.
+    pub has_excludes: bool,
+}
+
+/// Actions per parallel chunk inside one directory.
+const CHUNK: usize = 16;
+
+impl Applier<'_> {
+    fn cancelled(&self) -> bool {
+        if self.cancel.load(Ordering::Relaxed) {
+            self.counters.cancelled.store(true, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn fail(&self, op: &'static str, side: Side, list: &Listing, idx: Idx, source: io::Error) {
+        if source.kind() == io::ErrorKind::Interrupted && self.cancel.load(Ordering::Relaxed) {
+            self.counters.cancelled.store(true, Ordering::Relaxed);
+            return;
+        }
+        Counters::add(&self.counters.errors, 1);
+        self.obs.error(&FileError {
+            op,
+            path: list.path(idx),
+            side,
+            source,
+        });
+    }
+
+    fn warn_vanished(&self, idx: Idx) {
+        Counters::add(&self.counters.vanished, 1);
+        self.obs.warning(&Warning::Vanished {
+            path: &self.src.path(idx),
+        });
+    }
+
+    fn emit(&self, update: Update, list: &Listing, idx: Idx, op: Op, change: Change, bytes: u64) {
+        if !self.obs.wants_items() {
+            return;
+        }
+        let m = list.meta(idx);
+        let path = list.path(idx);
+        let link = (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx));
+        let item = Item {
+            field: field(update, m.kind, change),
+            op,
+            kind: m.kind,
+            path: &path,
+            link,
+            bytes,
+        };
+        self.obs.item(&item);
+    }
+
+    /// Emits the item of action `a` (after it succeeded, or in a dry run).
+    fn emit_action(&self, a: &Action, bytes: u64) {
+        match a.op {
+            Op::Delete => self.emit(Update::Delete, self.dst, a.dst, a.op, a.change, 0),
+            Op::Copy => self.emit(Update::Transfer, self.src, a.src, a.op, a.change, bytes),
+            Op::SetAttrs => self.emit(Update::Attrs, self.src, a.src, a.op, a.change, 0),
+            Op::Mkdir | Op::Symlink | Op::Mknod => {
+                self.emit(Update::Local, self.src, a.src, a.op, a.change, 0)
+            }
+        }
+    }
+
+    fn count(&self, a: &Action, bytes: u64) {
+        let c = self.counters;
+        match a.op {
+            Op::Delete => Counters::add(&c.deleted, 1),
+            Op::Copy => {
+                Counters::add(&c.files_copied, 1);
+                Counters::add(&c.bytes_copied, bytes);
+                if a.change.contains(Change::NEW) {
+                    Counters::add(&c.created, 1);
+                }
+            }
+            Op::SetAttrs => Counters::add(&c.attrs_fixed, 1),
+            Op::Mkdir | Op::Symlink | Op::Mknod => {
+                if a.change.contains(Change::NEW) || a.change.contains(Change::TYPE) {
+                    Counters::add(&c.created, 1);
+                } else {
+                    Counters::add(&c.attrs_fixed, 1);
+                }
+            }
+        }
+    }
+
+    /// A dry run: reports every action in plan order, touches nothing.
+    pub fn simulate(&self) {
+        if self.plan.create_root {
+            self.root_created();
+        }
+        for g in 0..self.plan.groups.len() {
+            let group = &self.plan.groups[g];
+            for a in self.plan.actions_of(g) {
+                let bytes = if a.op == Op::Copy {
+                    self.src.meta(a.src).size
+                } else {
+                    0
+                };
+                self.count(a, bytes);
+                self.emit_action(a, bytes);
+            }
+            self.finish_item(group.src, group.finish);
+        }
+    }
+
+    /// Reports the creation of DST's root (`cd+++++++++ ./`), done before anything else.
+    pub fn root_created(&self) {
+        Counters::add(&self.counters.created, 1);
+        self.emit(Update::Local, self.src, 0, Op::Mkdir, Change::NEW, 0);
+    }
+
+    /// Reports the attribute fix of a directory that existed (created ones were reported when
+    /// they were made).
+    fn finish_item(&self, src_dir: Idx, finish: Change) {
+        if finish.is_empty() || finish.contains(Change::NEW) {
+            return;
+        }
+        Counters::add(&self.counters.attrs_fixed, 1);
+        self.emit(Update::Attrs, self.src, src_dir, Op::SetAttrs, finish, 0);
+    }
+
+    /// Applies group `g` with its directory open as `dfd` (DST) and `sfd` (SRC).
+    pub fn group(&self, g: usize, dfd: &OwnedFd, sfd: &OwnedFd) {
+        if self.cancelled() {
+            return;
+        }
+        let group = &self.plan.groups[g];
+        let acts = self.plan.actions_of(g);
+        let dmeta = (group.dst != NONE).then(|| *self.dst.meta(group.dst));
+        let mut finish = group.finish;
+        if !self.is_root && !acts.is_empty() && dmeta.is_some_and(|m| m.perm & 0o300 != 0o300) {
+            // Like rsync: make our own directory writable while we work in it.
+            let perm = dmeta.map_or(0o700, |m| m.perm | 0o700);
+            let tmp = Meta {
+                perm,
+                ..*self.src.meta(group.src)
+            };
+            if sys::set_attrs_fd(dfd.as_fd(), &tmp, Owner::default()).is_ok() {
+                finish |= Change::PERMS;
+            }
+        }
+
+        let split = acts
+            .iter()
+            .position(|a| !matches!(a.op, Op::Delete | Op::Mkdir))
+            .unwrap_or(acts.len());
+        let mut dirs = DirStack::default();
+        for a in &acts[..split] {
+            if self.cancelled() {
+                return;
+            }
+            match a.op {
+                Op::Delete => self.delete(dfd, group.dst, a, &mut dirs),
+                _ => self.mkdir(dfd, a),
+            }
+        }
+        drop(dirs);
+        let rest = &acts[split..];
+        if rest.len() > CHUNK {
+            rest.par_chunks(CHUNK)
+                .for_each(|chunk| chunk.iter().for_each(|a| self.one(dfd, sfd, a)));
+        } else {
+            rest.iter().for_each(|a| self.one(dfd, sfd, a));
+        }
+
+        let kids: Vec<usize> = self.plan.child_groups(g).collect();
+        kids.par_iter().for_each(|&c| {
+            let s = self.plan.groups[c].src;
+            let name = self.src.name(s);
+            let dchild = match sys::open_dir_at(dfd.as_fd(), name) {
+                Ok(fd) => fd,
+                Err(e) => return self.fail("open directory", Side::Dest, self.src, s, e),
+            };
+            let schild = match sys::open_dir_at(sfd.as_fd(), name) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return self.warn_vanished(s),
+                Err(e) => return self.fail("open directory", Side::Source, self.src, s, e),
+            };
+            self.group(c, &dchild, &schild);
+        });
+
+        if !finish.is_empty() && !self.cancelled() {
+            let m = self.src.meta(group.src);
+            match sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m)) {
+                Ok(()) => self.finish_item(group.src, finish),
+                Err(e) => self.fail("set attributes of", Side::Dest, self.src, group.src, e),
+            }
+        }
+    }
+
+    fn delete(&self, dfd: &OwnedFd, base: Idx, a: &Action, dirs: &mut DirStack) {
+        let parent = self.dst.entry(a.dst).parent;
+        let is_dir = self.dst.meta(a.dst).kind == Kind::Dir;
+        let r = dirs
+            .fd_for(self.dst, base, parent, dfd)
+            .and_then(|pfd| sys::unlink_at(pfd, self.dst.name(a.dst), is_dir));
+        match r {
+            Ok(()) => {
+                self.count(a, 0);
+                self.emit_action(a, 0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && self.has_excludes => {
+                self.obs.warning(&Warning::NotEmpty {
+                    path: &self.dst.path(a.dst),
+                });
+            }
+            Err(e) => self.fail("delete", Side::Dest, self.dst, a.dst, e),
+        }
+    }
+
+    fn mkdir(&self, dfd: &OwnedFd, a: &Action) {
+        match sys::mkdir_at(dfd.as_fd(), self.src.name(a.src)) {
+            Ok(()) => {
+                self.count(a, 0);
+                self.emit_action(a, 0);
+            }
+            Err(e) => self.fail("create directory", Side::Dest, self.src, a.src, e),
+        }
+    }
+
+    fn one(&self, dfd: &OwnedFd, sfd: &OwnedFd, a: &Action) {
+        if self.cancelled() {
+            return;
+        }
+        let (d, s) = (dfd.as_fd(), sfd.as_fd());
+        let r = match a.op {
+            Op::Copy => return self.copy(d, s, a),
+            Op::Symlink => {
+                self.replace_with(d, a, |tmp| sys::symlink_at(self.src.link(a.src), d, tmp))
+            }
+            Op::Mknod => self.replace_with(d, a, |tmp| sys::mknod_at(d, tmp, self.src.meta(a.src))),
+            Op::SetAttrs => self.set_attrs(d, a),
+            Op::Delete | Op::Mkdir => unreachable!("ordered before the other actions"),
+        };
+        match r {
+            Ok(()) => {
+                self.count(a, 0);
+                self.emit_action(a, 0);
+            }
+            Err(e) => self.fail(op_name(a.op), Side::Dest, self.src, a.src, e),
+        }
+    }
+
+    /// Creates a symlink or special file under a temporary name with all attributes, then
+    /// renames it over the name.
+    fn replace_with(
+        &self,
+        d: BorrowedFd<'_>,
+        a: &Action,
+        create: impl Fn(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let name = self.src.name(a.src);
+        let m = self.src.meta(a.src);
+        let ((), tmp) = sys::with_temp_name(name, |t| create(t))?;
+        let perm = (m.kind != Kind::Symlink).then_some(m.perm);
+        let r = sys::set_attrs_at(d, tmp.as_bytes(), m, self.owners.for_meta(m), perm)
+            .and_then(|()| sys::rename_at(d, tmp.as_bytes(), name));
+        if r.is_err() {
+            let _ = sys::unlink_at(d, tmp.as_bytes(), false);
+        }
+        r
+    }
+
+    fn set_attrs(&self, d: BorrowedFd<'_>, a: &Action) -> io::Result<()> {
+        let name = self.src.name(a.src);
+        let m = self.src.meta(a.src);
+        let owner = self.owners.for_meta(m);
+        if m.kind == Kind::File {
+            let fd = sys::open_attrs_at(d, name)?;
+            let st = sys::fstat(fd.as_fd())?;
+            if sys::meta_of(&st).map(|x| x.kind) != Some(Kind::File) {
+                return Err(io::Error::other("changed type during the run"));
+            }
+            sys::set_attrs_fd(fd.as_fd(), m, owner)
+        } else {
+            sys::set_attrs_at(d, name, m, owner, None)
+        }
+    }
+
+    fn copy(&self, d: BorrowedFd<'_>, s: BorrowedFd<'_>, a: &Action) {
+        let name = self.src.name(a.src);
+        let src = match sys::open_read_at(s, name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.warn_vanished(a.src),
+            Err(e) => return self.fail("open", Side::Source, self.src, a.src, e),
+        };
+        let st = match sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st)) {
+            Ok(Some(m)) if m.kind == Kind::File => m,
+            Ok(_) => return self.warn_vanished(a.src),
+            Err(e) => return self.fail("stat", Side::Source, self.src, a.src, e),
+        };
+        let (tmpf, tmp) = match sys::with_temp_name(name, |t| sys::create_file_at(d, t)) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.fail("create temporary file for", Side::Dest, self.src, a.src, e);
+            }
+        };
+        let r = self
+            .copy_into(&src, st, &tmpf, a.src)
+            .and_then(|(meta, bytes)| {
+                sys::set_attrs_fd(tmpf.as_fd(), &meta, self.owners.for_meta(&meta))?;
+                sys::rename_at(d, tmp.as_bytes(), name)?;
+                Ok(bytes)
+            });
+        match r {
+            Ok(bytes) => {
+                self.obs.progress(bytes);
+                self.count(a, bytes);
+                self.emit_action(a, bytes);
+            }
+            Err(e) => {
+                let _ = sys::unlink_at(d, tmp.as_bytes(), false);
+                self.fail("copy", Side::Dest, self.src, a.src, e);
+            }
+        }
+    }
+
+    /// Copies the data and checks that the source did not change meanwhile (size and mtime
+    /// before and after); a file that changed is copied once more, then taken as it is.
+    fn copy_into(
+        &self,
+        src: &OwnedFd,
+        mut before: Meta,
+        tmp: &OwnedFd,
+        idx: Idx,
+    ) -> io::Result<(Meta, u64)> {
+        for attempt in 0..2 {
+            let n = sys::copy_data(src.as_fd(), tmp.as_fd(), self.cancel)?;
+            let after = sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st))?;
+            let Some(after) = after else {
+                return Err(io::Error::other("source changed type"));
+            };
+            if after.size == before.size && after.mtime == before.mtime && n == after.size {
+                return Ok((after, n));
+            }
+            if attempt == 1 {
+                self.obs.warning(&Warning::ChangedDuringCopy {
+                    path: &self.src.path(idx),
+                });
+                return Ok((Meta { size: n, ..after }, n));
+            }
+            sys::truncate(tmp.as_fd(), 0)?;
+            before = after;
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Delete => "delete",
+        Op::Mkdir => "create directory",
+        Op::Copy => "copy",
+        Op::Symlink => "create symlink",
+        Op::Mknod => "create special file",
+        Op::SetAttrs => "set attributes of",
+    }
+}
+
+/// Open directories along the path of the entries being deleted (reverse pre-order), so
+/// consecutive deletions in the same directory reuse one handle.
+#[derive(Default)]
+struct DirStack {
+    open: Vec<(Idx, OwnedFd)>,
+}
+
+impl DirStack {
+    fn fd_for<'a>(
+        &'a mut self,
+        dst: &Listing,
+        base: Idx,
+        dir: Idx,
+        base_fd: &'a OwnedFd,
+    ) -> io::Result<BorrowedFd<'a>> {
+        if dir == base {
+            return Ok(base_fd.as_fd());
+        }
+        let mut chain = Vec::new();
+        let mut cur = dir;
+        while cur != base && cur != NONE {
+            chain.push(cur);
+            cur = dst.entry(cur).parent;
+        }
+        chain.reverse();
+        let keep = self
+            .open
+            .iter()
+            .zip(&chain)
+            .take_while(|((i, _), c)| i == *c)
+            .count();
+        self.open.truncate(keep);
+        for &c in &chain[keep..] {
+            let at = self.open.last().map_or(base_fd.as_fd(), |(_, f)| f.as_fd());
+            let fd = sys::open_dir_at(at, dst.name(c))?;
+            self.open.push((c, fd));
+        }
+        Ok(self.open.last().map_or(base_fd.as_fd(), |(_, f)| f.as_fd()))
+    }
+}

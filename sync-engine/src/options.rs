@@ -1,0 +1,92 @@
+//! Options of a sync run. Plain data, built by the caller (the `opsync` CLI or the scheduler).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// Limit on deletions (`--max-delete`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxDelete {
+    /// At most this many entries.
+    Count(u64),
+    /// At most this percentage of the entries in DST (root excluded).
+    Percent(f64),
+}
+
+impl MaxDelete {
+    /// Parses `N` or `P%`.
+    pub fn parse(s: &str) -> Option<MaxDelete> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p.trim().parse().ok()?;
+            (v.is_finite() && (0.0..=100.0).contains(&v)).then_some(MaxDelete::Percent(v))
+        } else {
+            s.parse().ok().map(MaxDelete::Count)
+        }
+    }
+
+    /// The number of deletions allowed when DST holds `dst_entries` entries.
+    pub fn limit(self, dst_entries: u64) -> u64 {
+        match self {
+            MaxDelete::Count(n) => n,
+            MaxDelete::Percent(p) => ((dst_entries as f64) * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+/// How the sync runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Remove entries in DST that are not in SRC (rsync `--delete`). Default: true.
+    pub delete: bool,
+    /// Compare contents (BLAKE3) instead of size and mtime (rsync `-c`).
+    pub checksum: bool,
+    /// Plan and report, change nothing (rsync `-n`).
+    pub dry_run: bool,
+    /// Stop deleting past this limit (rsync `--max-delete`).
+    pub max_delete: Option<MaxDelete>,
+    /// Mtimes within this many seconds count as equal (rsync `--modify-window`); 0 compares
+    /// nanoseconds where both sides keep them.
+    pub modify_window: u32,
+    /// rsync-style exclude patterns.
+    pub excludes: Vec<String>,
+    /// Worker threads; `None` uses all cores.
+    pub threads: Option<usize>,
+    /// Let an empty SRC empty a non-empty DST.
+    pub allow_empty_source: bool,
+    /// Preserve owners; `None`: only when running as root (rsync's `-o`).
+    pub preserve_owner: Option<bool>,
+    /// Set from outside (a signal handler) to stop the run between files.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            delete: true,
+            checksum: false,
+            dry_run: false,
+            max_delete: None,
+            modify_window: 0,
+            excludes: Vec::new(),
+            threads: None,
+            allow_empty_source: false,
+            preserve_owner: None,
+            cancel: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_delete_parses_counts_and_percentages() {
+        assert_eq!(MaxDelete::parse("500"), Some(MaxDelete::Count(500)));
+        assert_eq!(MaxDelete::parse("5%"), Some(MaxDelete::Percent(5.0)));
+        assert_eq!(MaxDelete::parse("150%"), None);
+        assert_eq!(MaxDelete::parse("-1"), None);
+        assert_eq!(MaxDelete::parse("x"), None);
+        assert_eq!(MaxDelete::Percent(10.0).limit(1234), 123);
+    }
+}

@@ -1,0 +1,471 @@
+//! The pure planning step: two tree listings and options in, a [`Plan`] out. No filesystem, no
+//! clock. Every action records why it is needed as a [`Change`] (the letters of rsync's itemize
+//! field).
+//!
+//! The plan is grouped by destination directory: a [`Group`] holds the actions on the direct
+//! children of one directory (deletions first, then directory creations, then the rest) and the
+//! attribute fix of the directory itself, which is applied after its whole subtree. Groups are
+//! in pre-order, so a directory is created before any group that works inside it.
+
+use crate::itemize::Change;
+use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time};
+
+/// Options the planner needs, already resolved against the run (no I/O here).
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Delete extraneous entries (false with `--no-delete` or after a source read error).
+    pub delete: bool,
+    /// At most this many deletions (type replacements included).
+    pub max_delete: Option<u64>,
+    /// Seconds within which mtimes count as equal; 0 compares nanoseconds.
+    pub modify_window: u32,
+    /// Compare file contents by hash instead of mtime.
+    pub checksum: bool,
+    /// Compare and set owners.
+    pub owner: bool,
+    /// Compare and set groups: `None` for none, `Some(None)` for every group (root),
+    /// `Some(Some(list))` for only the groups in the list (a non-root user's groups).
+    pub groups: Option<Option<Vec<u32>>>,
+}
+
+/// What to do with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Remove a DST entry; a directory is empty by then (its contents are deleted before it).
+    Delete,
+    /// Create a directory (mode 0700 until its group finishes).
+    Mkdir,
+    /// Copy a regular file into a temporary file and rename it over the name.
+    Copy,
+    /// Create a symlink under a temporary name and rename it over the name.
+    Symlink,
+    /// Create a device, FIFO or socket under a temporary name and rename it over the name.
+    Mknod,
+    /// Fix attributes of an existing non-directory in place.
+    SetAttrs,
+}
+
+/// One planned action on a direct child of a group's directory (deletions may reach deeper).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    pub op: Op,
+    /// The SRC entry (NONE for deletions).
+    pub src: Idx,
+    /// The DST entry being deleted, replaced or fixed (NONE when created from nothing).
+    pub dst: Idx,
+    /// What differs, for itemizing.
+    pub change: Change,
+}
+
+/// The work inside one DST directory.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The directory in SRC.
+    pub src: Idx,
+    /// The directory in DST, NONE when it is created by this run.
+    pub dst: Idx,
+    /// Index of the parent group (NONE for the root).
+    pub parent: u32,
+    /// One past the last group of this group's subtree.
+    pub end: u32,
+    /// Range of [`Plan::actions`].
+    pub actions: std::ops::Range<u32>,
+    /// Attributes of the directory itself to set after its subtree; `NEW` for created ones.
+    pub finish: Change,
+}
+
+impl Group {
+    /// True when the directory is created by this run.
+    pub fn created(&self) -> bool {
+        self.dst == NONE
+    }
+}
+
+/// Counts of a plan, for summaries and progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    pub copies: u64,
+    pub copy_bytes: u64,
+    pub created: u64,
+    pub deletions: u64,
+    pub attr_fixes: u64,
+}
+
+/// The complete plan of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub groups: Vec<Group>,
+    pub actions: Vec<Action>,
+    /// DST does not exist and is created.
+    pub create_root: bool,
+    /// `--max-delete` stopped some deletions.
+    pub delete_limited: bool,
+    pub counts: PlanCounts,
+}
+
+impl Plan {
+    /// True when the run would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The actions of group `g`.
+    pub fn actions_of(&self, g: usize) -> &[Action] {
+        let r = &self.groups[g].actions;
+        &self.actions[r.start as usize..r.end as usize]
+    }
+
+    /// The direct child groups of group `g`.
+    pub fn child_groups(&self, g: usize) -> impl Iterator<Item = usize> + '_ {
+        let end = self.groups[g].end as usize;
+        let mut next = g + 1;
+        std::iter::from_fn(move || {
+            if next >= end {
+                return None;
+            }
+            let cur = next;
+            next = self.groups[cur].end as usize;
+            Some(cur)
+        })
+    }
+}
+
+/// True when two mtimes count as equal. With a window of 0, nanoseconds are compared where both
+/// sides have them; a side with 0 nanoseconds may be a filesystem that does not keep them, so
+/// then whole seconds are compared.
+pub fn same_time(a: Time, b: Time, window: u32) -> bool {
+    if window > 0 {
+        return a.sec.abs_diff(b.sec) <= u64::from(window);
+    }
+    if a.nsec == 0 || b.nsec == 0 {
+        a.sec == b.sec
+    } else {
+        a == b
+    }
+}
+
+/// Plans the mirror of `src` onto `dst`. `dst` may be empty (no root): DST is then created.
+pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
+    let mut p = Planner {
+        src,
+        dst,
+        opts,
+        budget: opts.max_delete,
+        plan: Plan::default(),
+        deletes: Vec::new(),
+        mkdirs: Vec::new(),
+        others: Vec::new(),
+    };
+    if src.is_empty() {
+        return p.plan;
+    }
+    let root_dst = if dst.is_empty() || dst.meta(0).kind != Kind::Dir {
+        NONE
+    } else {
+        0
+    };
+    p.plan.create_root = root_dst == NONE;
+    p.dir(0, root_dst, NONE);
+    p.plan
+}
+
+struct Planner<'a> {
+    src: &'a Listing,
+    dst: &'a Listing,
+    opts: &'a PlanOptions,
+    budget: Option<u64>,
+    plan: Plan,
+    deletes: Vec<Action>,
+    mkdirs: Vec<Action>,
+    others: Vec<Action>,
+}
+
+impl Planner<'_> {
+    /// Plans directory `s` of SRC against `d` of DST (NONE: created by this run).
+    fn dir(&mut self, s: Idx, d: Idx, parent: u32) {
+        let gi = self.plan.groups.len();
+        let mut subdirs: Vec<(Idx, Idx)> = Vec::new();
+        self.deletes.clear();
+        self.mkdirs.clear();
+        self.others.clear();
+
+        let mut sc = self.src.children(s).peekable();
+        let mut dc = if d == NONE {
+            None
+        } else {
+            Some(self.dst.children(d).peekable())
+        };
+        loop {
+            let next_s = sc.peek().copied();
+            let next_d = dc.as_mut().and_then(|it| it.peek().copied());
+            match (next_s, next_d) {
+                (None, None) => break,
+                (Some(a), None) => {
+                    sc.next();
+                    self.create(a, NONE, Change::NEW, &mut subdirs);
+                }
+                (None, Some(b)) => {
+                    dc.as_mut().map(Iterator::next);
+                    self.extraneous(b);
+                }
+                (Some(a), Some(b)) => match self.src.name(a).cmp(self.dst.name(b)) {
+                    std::cmp::Ordering::Less => {
+                        sc.next();
+                        self.create(a, NONE, Change::NEW, &mut subdirs);
+                    }
+                    std::cmp::Ordering::Greater => {
+                        dc.as_mut().map(Iterator::next);
+                        self.extraneous(b);
+                    }
+                    std::cmp::Ordering::Equal => {
+                        sc.next();
+                        dc.as_mut().map(Iterator::next);
+                        self.both(a, b, &mut subdirs);
+                    }
+                },
+            }
+        }
+
+        let start = self.plan.actions.len() as u32;
+        self.plan.actions.append(&mut self.deletes);
+        self.plan.actions.append(&mut self.mkdirs);
+        self.plan.actions.append(&mut self.others);
+        let end = self.plan.actions.len() as u32;
+        let finish = if d == NONE {
+            Change::NEW
+        } else {
+            self.attr_diff(self.src.meta(s), self.dst.meta(d), true)
+        };
+        self.plan.groups.push(Group {
+            src: s,
+            dst: d,
+            parent,
+            end: 0,
+            actions: start..end,
+            finish,
+        });
+
+        for (cs, cd) in subdirs {
+            self.dir(cs, cd, gi as u32);
+        }
+
+        let has_work = start != end || !finish.is_empty() || self.plan.groups.len() > gi + 1;
+        if has_work {
+            self.plan.groups[gi].end = self.plan.groups.len() as u32;
+        } else {
+            self.plan.groups.pop();
+        }
+    }
+
+    /// SRC entry `a` is missing in DST (or `replaced` is a non-directory of another type that a
+    /// rename replaces, or was deleted just before).
+    fn create(&mut self, a: Idx, replaced: Idx, change: Change, subdirs: &mut Vec<(Idx, Idx)>) {
+        let m = self.src.meta(a);
+        let op = match m.kind {
+            Kind::Dir => {
+                self.mkdirs.push(Action {
+                    op: Op::Mkdir,
+                    src: a,
+                    dst: replaced,
+                    change,
+                });
+                self.plan.counts.created += 1;
+                subdirs.push((a, NONE));
+                return;
+            }
+            Kind::File => {
+                self.plan.counts.copies += 1;
+                self.plan.counts.copy_bytes += m.size;
+                Op::Copy
+            }
+            Kind::Symlink => Op::Symlink,
+            _ => Op::Mknod,
+        };
+        self.plan.counts.created += u64::from(change.contains(Change::NEW));
+        self.others.push(Action {
+            op,
+            src: a,
+            dst: replaced,
+            change,
+        });
+    }
+
+    /// DST entry `b` is not in SRC.
+    fn extraneous(&mut self, b: Idx) {
+        if !self.opts.delete {
+            return;
+        }
+        let end = self.dst.entry(b).end;
+        for i in (b..end).rev() {
+            if !self.take_budget(1) {
+                return;
+            }
+            self.delete(i);
+        }
+    }
+
+    fn delete(&mut self, i: Idx) {
+        self.deletes.push(Action {
+            op: Op::Delete,
+            src: NONE,
+            dst: i,
+            change: Change::NONE,
+        });
+        self.plan.counts.deletions += 1;
+    }
+
+    /// Takes `n` deletions from the `--max-delete` budget; false (and marks the plan) if short.
+    fn take_budget(&mut self, n: u64) -> bool {
+        match &mut self.budget {
+            None => true,
+            Some(left) if *left >= n => {
+                *left -= n;
+                true
+            }
+            Some(_) => {
+                self.plan.delete_limited = true;
+                false
+            }
+        }
+    }
+
+    /// Entry present on both sides under the same name.
+    fn both(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
+        let (sm, dm) = (*self.src.meta(a), *self.dst.meta(b));
+        if sm.kind != dm.kind {
+            return self.replace(a, b, subdirs);
+        }
+        match sm.kind {
+            Kind::Dir => subdirs.push((a, b)),
+            Kind::File => self.file(a, b, &sm, &dm),
+            Kind::Symlink => {
+                let mut change = self.attr_diff(&sm, &dm, false);
+                if self.src.link(a) != self.dst.link(b) {
+                    change |= Change::CONTENT;
+                    self.others.push(Action {
+                        op: Op::Symlink,
+                        src: a,
+                        dst: b,
+                        change,
+                    });
+                } else if !change.is_empty() {
+                    self.attr_fix(a, b, change);
+                }
+            }
+            Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
+                let mut change = self.attr_diff(&sm, &dm, true);
+                let rdev_differs = sm.kind.is_special()
+                    && matches!(sm.kind, Kind::CharDev | Kind::BlockDev)
+                    && sm.rdev() != dm.rdev();
+                if rdev_differs {
+                    change |= Change::CONTENT;
+                }
+                if rdev_differs || change.contains(Change::PERMS) {
+                    // Recreated under a temporary name and renamed: changing the mode of a
+                    // special file by name could follow a symlink swapped in meanwhile.
+                    self.others.push(Action {
+                        op: Op::Mknod,
+                        src: a,
+                        dst: b,
+                        change,
+                    });
+                } else if !change.is_empty() {
+                    self.attr_fix(a, b, change);
+                }
+            }
+        }
+    }
+
+    fn attr_fix(&mut self, a: Idx, b: Idx, change: Change) {
+        self.plan.counts.attr_fixes += 1;
+        self.others.push(Action {
+            op: Op::SetAttrs,
+            src: a,
+            dst: b,
+            change,
+        });
+    }
+
+    /// Regular file on both sides: quick check (size and mtime) or checksum.
+    fn file(&mut self, a: Idx, b: Idx, sm: &Meta, dm: &Meta) {
+        let mut change = self.attr_diff(sm, dm, true);
+        let size_differs = sm.size != dm.size;
+        if size_differs {
+            change |= Change::SIZE;
+        }
+        let transfer = if self.opts.checksum {
+            let differs = size_differs
+                || match (self.src.hashes.get(&a), self.dst.hashes.get(&b)) {
+                    (Some(x), Some(y)) => x != y,
+                    _ => true,
+                };
+            if differs && !size_differs {
+                change |= Change::CONTENT;
+            }
+            differs
+        } else {
+            size_differs || change.contains(Change::TIME)
+        };
+        if transfer {
+            self.plan.counts.copies += 1;
+            self.plan.counts.copy_bytes += sm.size;
+            self.others.push(Action {
+                op: Op::Copy,
+                src: a,
+                dst: b,
+                change,
+            });
+        } else if !change.is_empty() {
+            self.attr_fix(a, b, change);
+        }
+    }
+
+    /// Same name, different types: the DST entry is replaced.
+    fn replace(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
+        let dst_kind = self.dst.meta(b).kind;
+        if dst_kind == Kind::Dir {
+            let n = u64::from(self.dst.subtree_len(b));
+            if !self.take_budget(n) {
+                return;
+            }
+            let end = self.dst.entry(b).end;
+            for i in (b..end).rev() {
+                self.delete(i);
+            }
+            self.create(a, NONE, Change::TYPE, subdirs);
+        } else if self.src.meta(a).kind == Kind::Dir {
+            if !self.take_budget(1) {
+                return;
+            }
+            self.delete(b);
+            self.create(a, NONE, Change::TYPE, subdirs);
+        } else {
+            self.create(a, b, Change::TYPE, subdirs);
+        }
+    }
+
+    /// Attribute differences other than size and content. `perms`: whether permissions count
+    /// (not for symlinks, whose mode Linux cannot change).
+    fn attr_diff(&self, s: &Meta, d: &Meta, perms: bool) -> Change {
+        let mut c = Change::NONE;
+        if perms && s.perm != d.perm {
+            c |= Change::PERMS;
+        }
+        if self.opts.owner && s.uid != d.uid {
+            c |= Change::OWNER;
+        }
+        if let Some(allowed) = &self.opts.groups {
+            let settable = allowed.as_ref().is_none_or(|list| list.contains(&s.gid));
+            if settable && s.gid != d.gid {
+                c |= Change::GROUP;
+            }
+        }
+        if !same_time(s.mtime, d.mtime, self.opts.modify_window) {
+            c |= Change::TIME;
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! What a run did: the [`Observer`] trait through which the engine reports events as they
+//! happen (the binary turns them into itemize lines, JSON or a progress bar), and the final
+//! [`Report`] with counts and the run's [`Status`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::error::FileError;
+use crate::listing::Kind;
+use crate::plan::{Op, PlanCounts};
+
+/// One change made (or, in a dry run, that would be made).
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    /// rsync's 11-character itemize field.
+    pub field: [u8; 11],
+    pub op: Op,
+    pub kind: Kind,
+    /// Path relative to the root (empty for the root itself).
+    pub path: &'a [u8],
+    /// Symlink target, for created or changed symlinks.
+    pub link: Option<&'a [u8]>,
+    /// Bytes written, for copies.
+    pub bytes: u64,
+}
+
+/// A non-fatal oddity that is not an error of this run.
+#[derive(Debug, Clone, Copy)]
+pub enum Warning<'a> {
+    /// A source entry disappeared before it could be copied (rsync exit 24).
+    Vanished { path: &'a [u8] },
+    /// A source file kept changing while it was copied; the last version read was kept.
+    ChangedDuringCopy { path: &'a [u8] },
+    /// A directory could not be deleted because it still holds excluded entries.
+    NotEmpty { path: &'a [u8] },
+}
+
+/// Receives events during a run. Called from worker threads; every method has a default that
+/// ignores the event.
+pub trait Observer: Sync {
+    /// True when [`Observer::item`] wants events (building paths costs a little).
+    fn wants_items(&self) -> bool {
+        false
+    }
+    fn item(&self, _item: &Item<'_>) {}
+    fn error(&self, _err: &FileError) {}
+    fn warning(&self, _w: &Warning<'_>) {}
+    /// The plan is ready.
+    fn planned(&self, _counts: &PlanCounts) {}
+    /// `bytes` more were copied.
+    fn progress(&self, _bytes: u64) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// How a run ended, worst first when combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Ok,
+    /// Some source files vanished (rsync 24).
+    Vanished,
+    /// `--max-delete` stopped deletions (rsync 25).
+    DeleteLimit,
+    /// Some entries failed (rsync 23).
+    Partial,
+    /// Stopped by a cancel request (rsync 20).
+    Cancelled,
+}
+
+/// Counts of a finished run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub dry_run: bool,
+    /// Entries in SRC (root excluded), regular files among them, and their total size.
+    pub src_entries: u64,
+    pub src_files: u64,
+    pub src_bytes: u64,
+    /// Entries in DST before the run (root excluded).
+    pub dst_entries: u64,
+    pub files_copied: u64,
+    pub bytes_copied: u64,
+    pub created: u64,
+    pub deleted: u64,
+    pub attrs_fixed: u64,
+    pub errors: u64,
+    pub vanished: u64,
+    /// Deletions were skipped because reading the source failed somewhere.
+    pub deletions_disabled: bool,
+    pub delete_limited: bool,
+    pub cancelled: bool,
+}
+
+impl Report {
+    /// The run's outcome.
+    pub fn status(&self) -> Status {
+        if self.cancelled {
+            Status::Cancelled
+        } else if self.errors > 0 {
+            Status::Partial
+        } else if self.delete_limited {
+            Status::DeleteLimit
+        } else if self.vanished > 0 {
+            Status::Vanished
+        } else {
+            Status::Ok
+        }
+    }
+}
+
+/// Counters updated from worker threads.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub files_copied: AtomicU64,
+    pub bytes_copied: AtomicU64,
+    pub created: AtomicU64,
+    pub deleted: AtomicU64,
+    pub attrs_fixed: AtomicU64,
+    pub errors: AtomicU64,
+    pub vanished: AtomicU64,
+    pub cancelled: AtomicBool,
+}
+
+impl Counters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn fill(&self, r: &mut Report) {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        r.files_copied = g(&self.files_copied);
+        r.bytes_copied = g(&self.bytes_copied);
+        r.created = g(&self.created);
+        r.deleted = g(&self.deleted);
+        r.attrs_fixed = g(&self.attrs_fixed);
+        r.errors += g(&self.errors);
+        r.vanished += g(&self.vanished);
+        r.cancelled = self.cancelled.load(Ordering::Relaxed);
+    }
+}

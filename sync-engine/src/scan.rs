@@ -1,0 +1,269 @@
+//! Listing and stat of a tree: the only module that reads directories. Directories are read in
+//! parallel (rayon), each entry is `lstat`ed relative to its directory's handle, symlinks are
+//! read, never followed; excluded entries are left out. The result is a [`Listing`] in
+//! pre-order with children sorted by name.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::error::{FileError, Side};
+use crate::filter::Filter;
+use crate::listing::{Idx, Kind, Listing, Meta, NONE};
+use crate::sys;
+
+/// A scanned tree and what went wrong while scanning it.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub listing: Listing,
+    /// Entries or directories that could not be read.
+    pub errors: Vec<FileError>,
+    /// Entries that disappeared between listing their directory and `lstat`.
+    pub vanished: u64,
+}
+
+struct Item {
+    name_off: u32,
+    name_len: u16,
+    link_len: u16,
+    meta: Meta,
+}
+
+#[derive(Default)]
+struct DirNode {
+    arena: Vec<u8>,
+    items: Vec<Item>,
+    subdirs: Vec<DirNode>,
+}
+
+struct Ctx<'a> {
+    side: Side,
+    filter: &'a Filter,
+    errors: Mutex<Vec<FileError>>,
+    vanished: AtomicU64,
+}
+
+impl Ctx<'_> {
+    fn error(&self, op: &'static str, path: Vec<u8>, source: io::Error) {
+        let e = FileError {
+            op,
+            path,
+            side: self.side,
+            source,
+        };
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e);
+    }
+}
+
+/// Scans the tree under the open directory `root` whose own attributes are `root_meta`.
+pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan {
+    let ctx = Ctx {
+        side,
+        filter,
+        errors: Mutex::new(Vec::new()),
+        vanished: AtomicU64::new(0),
+    };
+    let node = scan_dir(root, Vec::new(), &ctx);
+    let mut listing = Listing::with_root(root_meta);
+    flatten(&node, 0, &mut listing);
+    listing.close(0);
+    Scan {
+        listing,
+        errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
+        vanished: ctx.vanished.load(Ordering::Relaxed),
+    }
+}
+
+fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(path.len() + 1 + name.len());
+    if !path.is_empty() {
+        p.extend_from_slice(path);
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
+    let mut node = DirNode::default();
+    let mut dir = match sys::DirHandle::new(fd) {
+        Ok(d) => d,
+        Err(e) => {
+            ctx.error("read directory", path, e);
+            return node;
+        }
+    };
+    let mut names = Vec::new();
+    let mut name_arena = Vec::new();
+    if let Err(e) = dir.read_names(&mut name_arena, &mut names) {
+        ctx.error("read directory", path, e);
+        return node;
+    }
+    let Ok(dfd) = dir.fd() else { return node };
+    node.arena.reserve(name_arena.len());
+    node.items.reserve(names.len());
+    for (off, len) in names {
+        let name = &name_arena[off as usize..off as usize + len as usize];
+        if let Some(item) = stat_entry(dfd, name, &path, &mut node.arena, ctx) {
+            node.items.push(item);
+        }
+    }
+    let arena = &node.arena;
+    node.items
+        .sort_unstable_by(|a, b| item_name(arena, a).cmp(item_name(arena, b)));
+
+    let subdirs: Vec<&Item> = node
+        .items
+        .iter()
+        .filter(|i| i.meta.kind == Kind::Dir)
+        .collect();
+    node.subdirs = subdirs
+        .par_iter()
+        .map(|item| {
+            let name = item_name(&node.arena, item);
+            let child_path = join(&path, name);
+            match sys::open_dir_at(dfd, name) {
+                Ok(fd) => scan_dir(fd, child_path, ctx),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    ctx.vanished.fetch_add(1, Ordering::Relaxed);
+                    DirNode::default()
+                }
+                Err(e) => {
+                    ctx.error("open directory", child_path, e);
+                    DirNode::default()
+                }
+            }
+        })
+        .collect();
+    node
+}
+
+fn item_name<'a>(arena: &'a [u8], i: &Item) -> &'a [u8] {
+    &arena[i.name_off as usize..i.name_off as usize + i.name_len as usize]
+}
+
+fn stat_entry(
+    dfd: BorrowedFd<'_>,
+    name: &[u8],
+    path: &[u8],
+    arena: &mut Vec<u8>,
+    ctx: &Ctx<'_>,
+) -> Option<Item> {
+    let st = match sys::lstat_at(dfd, name) {
+        Ok(st) => st,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ctx.vanished.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Err(e) => {
+            ctx.error("stat", join(path, name), e);
+            return None;
+        }
+    };
+    let meta = sys::meta_of(&st)?;
+    if !ctx.filter.is_empty()
+        && ctx
+            .filter
+            .excludes(&join(path, name), meta.kind == Kind::Dir)
+    {
+        return None;
+    }
+    let name_off = arena.len() as u32;
+    arena.extend_from_slice(name);
+    let mut link_len = 0;
+    if meta.kind == Kind::Symlink {
+        match sys::read_link_at(dfd, name) {
+            Ok(target) => {
+                link_len = target.len() as u16;
+                arena.extend_from_slice(&target);
+            }
+            Err(e) => {
+                arena.truncate(name_off as usize);
+                if e.kind() == io::ErrorKind::NotFound {
+                    ctx.vanished.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    ctx.error("read symlink", join(path, name), e);
+                }
+                return None;
+            }
+        }
+    }
+    Some(Item {
+        name_off,
+        name_len: name.len() as u16,
+        link_len,
+        meta,
+    })
+}
+
+fn flatten(node: &DirNode, parent: Idx, out: &mut Listing) {
+    let mut subdirs = node.subdirs.iter();
+    for item in &node.items {
+        let name = item_name(&node.arena, item);
+        let link_start = item.name_off as usize + item.name_len as usize;
+        let link = (item.meta.kind == Kind::Symlink)
+            .then(|| &node.arena[link_start..link_start + item.link_len as usize]);
+        let idx = out.push(name, link, item.meta, parent);
+        if item.meta.kind == Kind::Dir {
+            if let Some(sub) = subdirs.next() {
+                flatten(sub, idx, out);
+            }
+            out.close(idx);
+        }
+    }
+    debug_assert!(parent != NONE);
+}
+
+/// For `--checksum`: hashes every regular file present on both sides with the same size, so
+/// the pure planner can compare contents. Files that cannot be read are left without a hash
+/// (the planner then copies them; the copy reports the error).
+pub fn fill_checksums(
+    src_root: BorrowedFd<'_>,
+    src: &mut Listing,
+    dst_root: BorrowedFd<'_>,
+    dst: &mut Listing,
+) {
+    let mut pairs = Vec::new();
+    if !src.is_empty() && !dst.is_empty() && dst.meta(0).kind == Kind::Dir {
+        collect_pairs(src, 0, dst, 0, &mut pairs);
+    }
+    let hash = |root: BorrowedFd<'_>, l: &Listing, i: Idx| {
+        sys::open_beneath(root, &l.path(i))
+            .and_then(|f| sys::hash_file(&f))
+            .ok()
+    };
+    type Pair = (Idx, [u8; 32], Idx, [u8; 32]);
+    let hashes: Vec<Option<Pair>> = pairs
+        .par_iter()
+        .map(|&(s, d)| Some((s, hash(src_root, src, s)?, d, hash(dst_root, dst, d)?)))
+        .collect();
+    for (s, hs, d, hd) in hashes.into_iter().flatten() {
+        src.hashes.insert(s, hs);
+        dst.hashes.insert(d, hd);
+    }
+}
+
+fn collect_pairs(src: &Listing, s: Idx, dst: &Listing, d: Idx, out: &mut Vec<(Idx, Idx)>) {
+    let mut dc = dst.children(d).peekable();
+    for a in src.children(s) {
+        while dc.peek().is_some_and(|&b| dst.name(b) < src.name(a)) {
+            dc.next();
+        }
+        let Some(&b) = dc.peek() else { break };
+        if dst.name(b) != src.name(a) {
+            continue;
+        }
+        let (sm, dm) = (src.meta(a), dst.meta(b));
+        match (sm.kind, dm.kind) {
+            (Kind::File, Kind::File) if sm.size == dm.size => out.push((a, b)),
+            (Kind::Dir, Kind::Dir) => collect_pairs(src, a, dst, b, out),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The only module that makes system calls. Everything below DST's root works relative to an
+//! open directory handle and never follows a symlink (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`), so a
+//! symlink that sits in DST, or is swapped in during the run, is never written through.
+//! Linux is the supported platform (rustix keeps this free of `unsafe`).
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::fs::{self as rfs, AtFlags, CWD, FileType, Mode, OFlags, Timestamps};
+use rustix::io::Errno;
+
+use crate::listing::{Kind, Meta, Time};
+
+pub use rustix::fs::Stat;
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Opens the directory at a path given by the user (symlinks in the path are resolved once, as
+/// rsync does); everything afterwards is relative to the returned handle.
+pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rfs::openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens subdirectory `name` of `dir` without following a symlink.
+pub fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    Ok(rfs::openat(dir, name, DIR_FLAGS, Mode::empty())?)
+}
+
+/// `lstat` of a path given by the user.
+pub fn lstat_path(path: &Path) -> io::Result<Stat> {
+    Ok(rfs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+/// `lstat` of `name` in `dir`.
+pub fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Stat> {
+    Ok(rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    Ok(rfs::fstat(fd)?)
+}
+
+/// The mirrored attributes of a stat result; `None` for a type opsync does not know.
+pub fn meta_of(st: &Stat) -> Option<Meta> {
+    let kind = Kind::from_mode(st.st_mode)?;
+    let size = match kind {
+        Kind::CharDev | Kind::BlockDev => st.st_rdev,
+        Kind::File | Kind::Symlink => st.st_size as u64,
+        _ => 0,
+    };
+    Some(Meta {
+        kind,
+        perm: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size,
+        mtime: Time {
+            sec: st.st_mtime,
+            nsec: st.st_mtime_nsec as u32,
+        },
+    })
+}
+
+/// An open directory being listed; [`DirHandle::fd`] serves the `*at` calls on its entries.
+pub struct DirHandle(rfs::Dir);
+
+impl DirHandle {
+    pub fn new(fd: OwnedFd) -> io::Result<DirHandle> {
+        Ok(DirHandle(rfs::Dir::new(fd)?))
+    }
+
+    pub fn fd(&self) -> io::Result<BorrowedFd<'_>> {
+        Ok(self.0.fd()?)
+    }
+
+    /// Reads the names (without `.` and `..`) into `arena`, recording `(offset, length)` of
+    /// each in `names`.
+    pub fn read_names(
+        &mut self,
+        arena: &mut Vec<u8>,
+        names: &mut Vec<(u32, u16)>,
+    ) -> io::Result<()> {
+        while let Some(entry) = self.0.read() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            names.push((arena.len() as u32, name.len() as u16));
+            arena.extend_from_slice(name);
+        }
+        Ok(())
+    }
+}
+
+/// Opens the entry at `path` (relative, `/`-separated) below `root`, following no symlink on
+/// the way; `dir_flags` opens the last component as a directory.
+pub fn open_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+    let mut parts = path
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty())
+        .peekable();
+    let mut cur: Option<OwnedFd> = None;
+    while let Some(part) = parts.next() {
+        let at = cur.as_ref().map_or(root, |f| f.as_fd());
+        if parts.peek().is_some() {
+            cur = Some(open_dir_at(at, part)?);
+        } else {
+            return open_read_at(at, part);
+        }
+    }
+    Ok(rfs::openat(root, c".", DIR_FLAGS, Mode::empty())?)
+}
+
+/// The target of symlink `name` in `dir`, as bytes.
+pub fn read_link_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    Ok(rfs::readlinkat(dir, name, Vec::new())?.into_bytes())
+}
+
+/// Creates directory `name` with mode 0700 (its real mode is set after its contents).
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    Ok(rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?)
+}
+
+/// Creates the directory at a user-given path (DST's root) with mode 0700.
+pub fn mkdir_path(path: &Path) -> io::Result<()> {
+    Ok(rfs::mkdirat(CWD, path, Mode::from_raw_mode(0o700))?)
+}
+
+/// Removes `name` from `dir` (an empty directory when `is_dir`).
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> io::Result<()> {
+    let flags = if is_dir {
+        AtFlags::REMOVEDIR
+    } else {
+        AtFlags::empty()
+    };
+    Ok(rfs::unlinkat(dir, name, flags)?)
+}
+
+/// Renames `from` over `to`, both in `dir` (atomic replacement of a non-directory).
+pub fn rename_at(dir: BorrowedFd<'_>, from: &[u8], to: &[u8]) -> io::Result<()> {
+    Ok(rfs::renameat(dir, from, dir, to)?)
+}
+
+/// A temporary name next to the final one, rsync style: `.NAME.XXXXXX`, with NAME shortened so
+/// the whole stays within 255 bytes. Held on the stack: no allocation per file.
+pub struct TempName {
+    buf: [u8; 255],
+    len: usize,
+}
+
+impl TempName {
+    pub fn new(name: &[u8]) -> TempName {
+        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut buf = [0u8; 255];
+        let keep = name.len().min(255 - 8);
+        buf[0] = b'.';
+        buf[1..1 + keep].copy_from_slice(&name[..keep]);
+        buf[1 + keep] = b'.';
+        for b in &mut buf[2 + keep..8 + keep] {
+            *b = ALNUM[fastrand::usize(..ALNUM.len())];
+        }
+        TempName { buf, len: keep + 8 }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Runs `create` with fresh temporary names until one does not exist yet.
+pub fn with_temp_name<T>(
+    name: &[u8],
+    mut create: impl FnMut(&[u8]) -> io::Result<T>,
+) -> io::Result<(T, TempName)> {
+    loop {
+        let tmp = TempName::new(name);
+        match create(tmp.as_bytes()) {
+            Ok(v) => return Ok((v, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates a new file `name` in `dir` for writing (mode 0600, must not exist).
+pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?)
+}
+
+/// Opens regular file `name` in `dir` for reading, without following a symlink.
+pub fn open_read_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    match rfs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => Ok(rfs::openat(dir, name, flags, Mode::empty())?),
+        r => Ok(r?),
+    }
+}
+
+/// Opens `name` in `dir` to change its attributes through the handle (regular files), without
+/// following a symlink and without blocking on FIFOs.
+pub fn open_attrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    Ok(rfs::openat(dir, name, flags, Mode::empty())?)
+}
+
+/// Creates symlink `name` in `dir` pointing to `target`.
+pub fn symlink_at(target: &[u8], dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    Ok(rfs::symlinkat(target, dir, name)?)
+}
+
+/// Creates a device, FIFO or socket `name` in `dir`.
+pub fn mknod_at(dir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> io::Result<()> {
+    let ft = FileType::from_raw_mode(meta.kind.mode_bits());
+    let rdev = if matches!(meta.kind, Kind::CharDev | Kind::BlockDev) {
+        meta.rdev()
+    } else {
+        0
+    };
+    Ok(rfs::mknodat(
+        dir,
+        name,
+        ft,
+        Mode::from_raw_mode(0o600),
+        rdev,
+    )?)
+}
+
+fn timestamps(t: Time) -> Timestamps {
+    Timestamps {
+        last_access: rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+        last_modification: rfs::Timespec {
+            tv_sec: t.sec,
+            tv_nsec: i64::from(t.nsec),
+        },
+    }
+}
+
+/// Which ownership to set: `None` leaves it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Owner {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+fn chown_ids(o: Owner) -> (Option<rfs::Uid>, Option<rfs::Gid>) {
+    (o.uid.map(rfs::Uid::from_raw), o.gid.map(rfs::Gid::from_raw))
+}
+
+/// Sets owner, then mode (chown clears setuid bits), then mtime, through an open handle.
+pub fn set_attrs_fd(fd: BorrowedFd<'_>, meta: &Meta, owner: Owner) -> io::Result<()> {
+    if owner.uid.is_some() || owner.gid.is_some() {
+        let (u, g) = chown_ids(owner);
+        chown_tolerant(rfs::fchown(fd, u, g), owner)?;
+    }
+    rfs::fchmod(fd, Mode::from_raw_mode(meta.perm))?;
+    rfs::futimens(fd, &timestamps(meta.mtime))?;
+    Ok(())
+}
+
+/// Sets owner, then (when `perm` is given) mode, then mtime of `name` in `dir`, without
+/// following a symlink for owner and mtime. `perm` is only given for an entry this run just
+/// created under a temporary name (Linux cannot change a symlink's mode, and changing the mode
+/// of an existing special file by name could follow a symlink swapped in meanwhile).
+pub fn set_attrs_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    meta: &Meta,
+    owner: Owner,
+    perm: Option<u32>,
+) -> io::Result<()> {
+    if owner.uid.is_some() || owner.gid.is_some() {
+        let (u, g) = chown_ids(owner);
+        chown_tolerant(
+            rfs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW),
+            owner,
+        )?;
+    }
+    if let Some(perm) = perm {
+        let mode = Mode::from_raw_mode(perm);
+        match rfs::chmodat(dir, name, mode, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
+                rfs::chmodat(dir, name, mode, AtFlags::empty())?
+            }
+            r => r?,
+        }
+    }
+    rfs::utimensat(
+        dir,
+        name,
+        &timestamps(meta.mtime),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}
+
+/// As rsync without root: a group the user cannot set is not an error.
+fn chown_tolerant(r: rustix::io::Result<()>, owner: Owner) -> io::Result<()> {
+    match r {
+        Err(Errno::PERM) if owner.uid.is_none() => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// Bytes per `copy_file_range` call, so a cancel is seen within one chunk.
+const CHUNK: usize = 64 << 20;
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Copies all of `src` (from offset 0 to its end) into `dst`: `copy_file_range` (which reflinks
+/// or copies in the kernel), with a plain read/write fallback when the kernel refuses (across
+/// filesystems, unsupported filesystems). Returns the bytes copied.
+pub fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, cancel: &AtomicBool) -> io::Result<u64> {
+    let (mut off_in, mut off_out) = (0u64, 0u64);
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        match rfs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), CHUNK) {
+            Ok(0) => return Ok(off_out),
+            Ok(_) => {}
+            Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL | Errno::BADF) => {
+                return copy_fallback(src, dst, off_in, off_out, cancel);
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn copy_fallback(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    mut off_in: u64,
+    mut off_out: u64,
+    cancel: &AtomicBool,
+) -> io::Result<u64> {
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        if buf.is_empty() {
+            buf.resize(256 << 10, 0);
+        }
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(io::Error::from(io::ErrorKind::Interrupted));
+            }
+            let n = match rustix::io::pread(src, &mut buf[..], off_in) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                return Ok(off_out);
+            }
+            off_in += n as u64;
+            let mut done = 0;
+            while done < n {
+                match rustix::io::pwrite(dst, &buf[done..n], off_out) {
+                    Ok(w) => {
+                        done += w;
+                        off_out += w as u64;
+                    }
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    })
+}
+
+/// Hashes a whole file with BLAKE3.
+pub fn hash_file(fd: &OwnedFd) -> io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::from(fd.try_clone()?);
+    hasher.update_reader(&file)?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The groups the process can give files: its effective group and supplementary groups.
+pub fn own_groups() -> Vec<u32> {
+    let mut v: Vec<u32> = rustix::process::getgroups()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    v.push(rustix::process::getegid().as_raw());
+    v
+}
+
+/// Borrow helper for code that holds `OwnedFd`s.
+pub fn b(fd: &OwnedFd) -> BorrowedFd<'_> {
+    fd.as_fd()
+}
+
+/// Truncates an open file to `len` bytes.
+pub fn truncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    Ok(rfs::ftruncate(fd, len)?)
+}
