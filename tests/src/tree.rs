@@ -128,6 +128,12 @@ impl Tree {
         };
         let mut budget = g.rng.usize(opts.max_entries / 3..=opts.max_entries);
         g.fill_dir(&mut tree, b"", 0, &mut budget, true);
+        if tree.entries.is_empty() {
+            // An empty SRC is a case of its own (opsync refuses it unless told otherwise).
+            let path = g.fresh_name(&tree, b"");
+            let node = g.leaf(&tree, &path);
+            tree.entries.insert(path, node);
+        }
         tree
     }
 
