@@ -533,13 +533,31 @@ fn dry_run_changes_nothing() {
             let b = case.path("b");
             case.stale.tree.build(&b).map_err(|e| e.to_string())?;
             let before = snap(&b)?;
-            opsync_sync(&["-n"], &case.path("src"), &b, seed, 0)?;
+            let planned = opsync_sync(&["-n", "-i"], &case.path("src"), &b, seed, 0)?;
             let after = snap(&b)?;
             no_diff(
                 "opsync sync -n changed DST",
                 before.diff("before", &after, "after"),
             )?;
             no_diff("opsync sync -n wrote to DST", before.identity_diff(&after))?;
+            // The dry run prints what the real run then does (in any order: it is parallel).
+            let done = opsync_sync(&["-i"], &case.path("src"), &b, seed, 0)?;
+            let lines = |out: &[u8]| {
+                let mut v: Vec<String> = String::from_utf8_lossy(out)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+                v.sort();
+                v
+            };
+            let (planned, done) = (lines(&planned), lines(&done));
+            if planned != done {
+                return Err(format!(
+                    "opsync sync -n -i printed (sorted):\n{}\nbut the real run printed:\n{}",
+                    planned.join("\n"),
+                    done.join("\n")
+                ));
+            }
             // A missing DST stays missing.
             let missing = case.path("missing");
             opsync_sync(&["--dry-run"], &case.path("src"), &missing, seed, 0)?;
