@@ -101,7 +101,46 @@ impl Tree {
             }
         }
         keep_whole_second_rule(self, &mut dst, &mut traps);
+        if g.rng.u32(0..100) < opts.change_percent {
+            add_hard_link(&mut g, self, &mut dst, &traps);
+        }
         Stale { tree: dst, traps }
+    }
+}
+
+/// Makes a file of DST that needs an update a second name of a file that is already up to date:
+/// a mirror that writes into the existing file instead of replacing it changes the other name
+/// too. Runs after [`keep_whole_second_rule`] and keeps it: the updated name's mtime is in
+/// another second than SRC's.
+fn add_hard_link(g: &mut Gen, src: &Tree, dst: &mut Tree, traps: &[RelPath]) {
+    let files =
+        |t: &Tree| -> Vec<RelPath> { t.files().filter(|p| !traps.contains(p)).cloned().collect() };
+    let up_to_date: Vec<RelPath> = files(dst)
+        .into_iter()
+        .filter(|p| src.entries.get(p) == dst.entries.get(p))
+        .collect();
+    let Some(target) = g.rng.choice(up_to_date) else {
+        return;
+    };
+    let node = dst.entries[&target].clone();
+    let Kind::File(data) = &node.kind else { return };
+    let stale: Vec<RelPath> = files(dst)
+        .into_iter()
+        .filter(|p| {
+            let Some(Node {
+                kind: Kind::File(want),
+                mtime,
+                ..
+            }) = src.entries.get(p)
+            else {
+                return false;
+            };
+            *p != target && mtime.sec != node.mtime.sec && want != data
+        })
+        .collect();
+    if let Some(link) = g.rng.choice(stale) {
+        dst.entries.insert(link.clone(), node);
+        dst.hard_links.insert(link, target);
     }
 }
 

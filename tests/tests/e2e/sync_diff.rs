@@ -6,7 +6,7 @@
 //! `opsync sync -i` must print nothing and change nothing (not even a ctime). Every check that
 //! could fail is run for every seed; the failing seeds are listed at the end.
 //!
-//! `OPSYNC_DIFF_SEEDS=N` runs seeds `0..N` (default 240), `OPSYNC_DIFF_SEEDS=A..B` runs `A..B`
+//! `OPSYNC_DIFF_SEEDS=N` runs seeds `0..N` (default 300), `OPSYNC_DIFF_SEEDS=A..B` runs `A..B`
 //! (one seed: `17..18`). `OPSYNC_DIFF_KEEP=1` keeps the trees of failing seeds under /tmp.
 
 use std::ffi::OsString;
@@ -20,7 +20,7 @@ use opsync_tests::snapshot::{Snapshot, render, show, snapshot};
 use opsync_tests::tree::{GenOptions, Kind, Stale, StaleOptions, Tree};
 use opsync_tests::{opsync, require_program};
 
-const DEFAULT_SEEDS: u64 = 240;
+const DEFAULT_SEEDS: u64 = 300;
 /// The random-tree seeds are split over this many tests, which cargo runs in parallel.
 const PARTS: u64 = 4;
 /// Difference lines shown per failing seed.
@@ -395,6 +395,7 @@ fn generator_covers_every_case() {
     let mut kinds = std::collections::BTreeSet::new();
     let mut traps = 0;
     let mut hard_links = 0;
+    let mut dst_hard_links = 0;
     for seed in 0..40 {
         let tree = Tree::random(seed, &GenOptions::default());
         kinds.extend(tree.kind_counts().into_keys());
@@ -406,7 +407,9 @@ fn generator_covers_every_case() {
             outside: b"/nonexistent".to_vec(),
             outside_from_root: b"../outside".to_vec(),
         };
-        traps += tree.stale(seed, &opts, &GenOptions::default()).traps.len();
+        let stale = tree.stale(seed, &opts, &GenOptions::default());
+        traps += stale.traps.len();
+        dst_hard_links += stale.tree.hard_links.len();
         let again = Tree::random(seed, &GenOptions::default());
         assert_eq!(
             tree.entries, again.entries,
@@ -416,6 +419,10 @@ fn generator_covers_every_case() {
     assert_eq!(kinds.len(), 7, "entry kinds drawn: {kinds:?}");
     assert!(traps > 5, "only {traps} quick-check traps in 40 seeds");
     assert!(hard_links > 5, "only {hard_links} hard links in 40 seeds");
+    assert!(
+        dst_hard_links > 3,
+        "only {dst_hard_links} hard links in 40 stale DSTs"
+    );
 }
 
 const SMALL_SEEDS: Range<u64> = 1000..1012;
