@@ -41,6 +41,58 @@ pub enum Command {
     /// Mirror SRC into DST: the result of `rsync -a --delete SRC/ DST/`
     #[command(long_about = SYNC_ABOUT)]
     Sync(SyncArgs),
+
+    /// Check the configuration file or print a commented example
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Run the configured jobs on their schedules until SIGTERM or SIGINT
+    Daemon(DaemonArgs),
+
+    /// Run one job now, in the foreground, with the same locking and state as the daemon
+    Run(RunArgs),
+
+    /// Show each job's schedule, next run, last run and result
+    Status(StatusArgs),
+
+    /// Show when a job runs
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+
+    /// Install opsync into the system (writes files, enables nothing)
+    #[command(subcommand)]
+    Setup(SetupCommand),
+
+    /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
+    #[command(long_about = VERIFY_ABOUT)]
+    Verify(VerifyArgs),
+}
+
+const VERIFY_ABOUT: &str = "\
+Compare SRC and DST: every regular file is hashed with BLAKE3 on both sides (in parallel), and \
+type, size, content, permissions, owner, group, mtime, symlink targets and device numbers are \
+compared. Each difference is printed as one line (`PATH: content differs`, `PATH: mode 0644 != \
+0600`, `PATH: missing in DST`, ...). Exit 0 when the trees are identical, 8 when they differ.";
+
+/// Options of `opsync verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The tree that should be mirrored
+    pub src: PathBuf,
+    /// The mirror
+    pub dst: PathBuf,
+    /// Print one JSON object per difference and a final summary
+    #[arg(long)]
+    pub json: bool,
+    /// Leave out entries matching PATTERN (as in sync; repeatable)
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Treat mtimes as equal when they differ by at most N seconds
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub modify_window: u32,
+    /// Worker threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 const SYNC_ABOUT: &str = "\
@@ -130,6 +182,11 @@ pub struct SyncArgs {
     /// Worker threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// After the sync, compare both trees by content (BLAKE3) and attributes, like
+    /// `opsync verify`; differences are printed and exit with 8
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Parses the process arguments. On `--help`/`--version` prints and returns exit 0; on a usage
@@ -148,4 +205,95 @@ pub fn parse() -> Result<Cli, ExitCode> {
             Err(ExitCode::from(code))
         }
     }
+}
+
+/// `opsync config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file (syntax, schedules, time zones, paths)
+    Check,
+    /// Print a fully commented example configuration
+    Example,
+}
+
+/// Options of `opsync daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Testing only: the scheduler's clock starts at this time (RFC 3339) and runs from there
+    #[arg(long, hide = true, value_name = "TIME", env = "OPSYNC_TEST_START_TIME")]
+    pub test_start_time: Option<String>,
+}
+
+/// Options of `opsync run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job's name (a `[jobs.NAME]` table)
+    #[arg(value_name = "JOB")]
+    pub job: String,
+
+    /// Print the job's resulting state as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `opsync status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One JSON object per job on stdout instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `opsync schedule ...`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Print the next fire times of a job
+    Next(ScheduleNextArgs),
+}
+
+/// Options of `opsync schedule next`.
+#[derive(Debug, Args)]
+pub struct ScheduleNextArgs {
+    /// The job's name
+    #[arg(value_name = "JOB")]
+    pub job: String,
+
+    /// How many fire times
+    #[arg(short = 'n', long, default_value_t = 5)]
+    pub count: usize,
+
+    /// Count from this time (RFC 3339, for example 2026-03-28T12:00:00Z) instead of now
+    #[arg(long, value_name = "TIME")]
+    pub after: Option<String>,
+
+    /// One JSON object per fire time
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `opsync setup ...`.
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Write a systemd unit for `opsync daemon` and print how to enable it
+    Systemd(SetupSystemdArgs),
+}
+
+/// Options of `opsync setup systemd`.
+#[derive(Debug, Args)]
+pub struct SetupSystemdArgs {
+    /// Where to write the unit
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/systemd/system/opsync.service"
+    )]
+    pub output: PathBuf,
+
+    /// Print the unit on stdout instead of writing it
+    #[arg(long)]
+    pub print: bool,
+
+    /// Replace an existing unit file
+    #[arg(long)]
+    pub force: bool,
 }

@@ -7,6 +7,7 @@
 //! - [`output`]: everything printed for humans or scripts (itemize lines, JSON events, progress bars).
 //! - [`config`]: `opsync.toml`, loading, defaults and validation.
 //! - [`certs`], [`nginx`], [`compose`]: certificates, the reverse proxy, compose stacks.
+//! - [`scheduler`], [`jobs`], [`state`], [`lock`], [`metrics`]: `opsync daemon` and its jobs.
 
 pub mod certs;
 pub mod cli;
@@ -14,8 +15,13 @@ pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod exit;
+pub mod jobs;
+pub mod lock;
+pub mod metrics;
 pub mod nginx;
 pub mod output;
+pub mod scheduler;
+pub mod state;
 
 use std::process::ExitCode;
 

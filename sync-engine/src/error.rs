@@ -12,6 +12,8 @@ pub enum Error {
     SourceMissing { path: PathBuf },
     #[error("source {path} is not a directory: give a directory to mirror (nothing was changed)")]
     SourceNotDir { path: PathBuf },
+    #[error("destination {path} does not exist: check the path")]
+    DestMissing { path: PathBuf },
     #[error(
         "destination {path} exists and is not a directory: remove it or choose another destination"
     )]

@@ -31,6 +31,7 @@ pub mod options;
 pub mod plan;
 pub mod scan;
 pub mod sys;
+pub mod verify;
 
 pub use error::{Error, FileError, Side};
 pub use options::{MaxDelete, Options};

@@ -1,7 +1,14 @@
 //! One module per subcommand. Each `run` takes its parsed arguments and returns an [`Exit`];
 //! fatal errors are printed here as one line (`opsync: error: ...`).
 
+pub mod config;
+pub mod daemon;
+pub mod run;
+pub mod schedule;
+pub mod setup;
+pub mod status;
 pub mod sync;
+pub mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
@@ -12,6 +19,13 @@ pub fn run(cli: Cli) -> Exit {
     let global = Global { config: cli.config };
     match cli.command {
         Command::Sync(args) => sync::run(&global, args),
+        Command::Config(c) => config::run(&global, c),
+        Command::Daemon(args) => daemon::run(&global, args),
+        Command::Run(args) => run::run(&global, args),
+        Command::Status(args) => status::run(&global, args),
+        Command::Schedule(c) => schedule::run(&global, c),
+        Command::Setup(c) => setup::run(&global, c),
+        Command::Verify(args) => verify::run(&global, args),
     }
 }
 

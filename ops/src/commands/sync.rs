@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::anyhow;
+use sync_engine::verify::VerifyOptions;
 use sync_engine::{Error, MaxDelete, Options, Status};
 
 use crate::cli::SyncArgs;
@@ -56,6 +57,15 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
                     "opsync: stopped by signal after {} files copied, {} deleted; rerun to finish the mirror",
                     report.files_copied, report.deleted
                 );
+            }
+            if args.verify && !args.dry_run && exit == Exit::Ok {
+                let vopts = VerifyOptions {
+                    excludes: opts.excludes.clone(),
+                    threads: opts.threads,
+                    modify_window: opts.modify_window,
+                    ..VerifyOptions::default()
+                };
+                return crate::commands::verify::check(&src, &dst, &vopts, args.json);
             }
             exit
         }

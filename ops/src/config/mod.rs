@@ -1,16 +1,29 @@
 //! `opsync.toml`: the one configuration file. Owns loading, defaults and validation; the
 //! sections of other areas live in submodules ([`sites`] for domains, certbot and nginx,
-//! [`stacks`] for compose stacks) so each area owns its own keys.
+//! [`stacks`] for compose stacks, [`jobs`] for scheduled jobs) so each area owns its own keys.
 //!
 //! Every key has a default, so a config with only the paths that differ is enough.
+//!
+//! Loading validates everything that does not touch the filesystem (unknown keys, schedules,
+//! time zones, durations, stack names, a sync target inside its source); [`Config::check_paths`]
+//! adds the checks that need the filesystem (missing source folders) and is run by
+//! `opsync config check`, `opsync daemon` and `opsync run`. Every error names the file, the line
+//! and what to write instead.
 
+pub mod jobs;
 pub mod sites;
 pub mod stacks;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use jobs::{DurationValue, JobConfig, JobKind, QuiesceMode, ScheduleValue, ZoneValue};
+
+/// The fully commented example printed by `opsync config example`.
+pub const EXAMPLE: &str = include_str!("example.toml");
 
 /// The whole configuration, after loading.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,6 +33,9 @@ pub struct Config {
     /// folder); not a key in the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file this was loaded from (none: built-in defaults); not a key in the file.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
     /// `[general]`: state, locks, metrics.
     pub general: General,
     /// `[sync]`: what `opsync sync` with no arguments mirrors.
@@ -32,8 +48,9 @@ pub struct Config {
     pub certbot: sites::CertbotConfig,
     /// `[nginx]`: how the site config is rendered, checked and reloaded.
     pub nginx: sites::NginxConfig,
-    /// `[jobs.NAME]`: scheduled jobs, kept as raw TOML until the scheduler module parses them.
-    pub jobs: BTreeMap<String, toml::Value>,
+    /// `[jobs.NAME]`: scheduled jobs. When the file has no `[jobs]` at all, the defaults are a
+    /// `nightly-sync` at 02:00 and, when sites are configured, a daily `certs-renew`.
+    pub jobs: BTreeMap<String, JobConfig>,
 }
 
 /// `[general]`.
@@ -44,6 +61,11 @@ pub struct General {
     pub state_dir: PathBuf,
     /// Prometheus textfile for node_exporter (none: no metrics written).
     pub metrics_file: Option<PathBuf>,
+    /// Time zone of schedules that name none (default: the system's local time).
+    pub timezone: Option<ZoneValue>,
+    /// How long `opsync daemon` lets a running job finish after SIGTERM before cancelling it
+    /// (a cancelled nightly sync still resumes production and starts the dev stack).
+    pub shutdown_grace: DurationValue,
 }
 
 impl Default for General {
@@ -51,6 +73,8 @@ impl Default for General {
         General {
             state_dir: PathBuf::from("/var/lib/opsync"),
             metrics_file: None,
+            timezone: None,
+            shutdown_grace: DurationValue::from_secs(600),
         }
     }
 }
@@ -78,8 +102,9 @@ impl Default for SyncSection {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
+        let mut cfg = Config {
             base_dir: PathBuf::from("."),
+            file: None,
             general: General::default(),
             sync: SyncSection::default(),
             stacks: stacks::default_stacks(),
@@ -87,7 +112,9 @@ impl Default for Config {
             certbot: sites::CertbotConfig::default(),
             nginx: sites::NginxConfig::default(),
             jobs: BTreeMap::new(),
-        }
+        };
+        cfg.jobs = jobs::default_jobs(&cfg);
+        cfg
     }
 }
 
@@ -101,6 +128,14 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A mistake at a known place in the file.
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 }
 
 impl Config {
@@ -110,9 +145,20 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.to_owned(),
-            message: e.to_string(),
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if it were read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let message = validate::did_you_mean(&validate::one_line(e.message()));
+            match e.span() {
+                Some(span) => validate::at(path, text, span.start, message),
+                None => ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message,
+                },
+            }
         })?;
         cfg.base_dir = path
             .parent()
@@ -121,6 +167,11 @@ impl Config {
         if cfg.base_dir.as_os_str().is_empty() {
             cfg.base_dir = PathBuf::from(".");
         }
+        cfg.file = Some(path.to_owned());
+        if !validate::has_table(text, "jobs") {
+            cfg.jobs = jobs::default_jobs(&cfg);
+        }
+        validate::semantic(&cfg, path, text)?;
         Ok(cfg)
     }
 
@@ -142,10 +193,34 @@ impl Config {
 
     /// Resolves a path from the config file against the file's folder.
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
+        if p.is_absolute() || self.base_dir == Path::new(".") {
             p.to_owned()
         } else {
             self.base_dir.join(p)
+        }
+    }
+
+    /// Checks that need the filesystem: every sync source exists and is a folder, and the parent
+    /// of every sync target exists. Returns every problem found.
+    pub fn check_paths(&self) -> Vec<ConfigError> {
+        validate::paths(self)
+    }
+
+    /// The state folder, resolved.
+    pub fn state_dir(&self) -> PathBuf {
+        self.path(&self.general.state_dir)
+    }
+
+    /// The metrics file, resolved (none: metrics are off).
+    pub fn metrics_file(&self) -> Option<PathBuf> {
+        self.general.metrics_file.as_deref().map(|p| self.path(p))
+    }
+
+    /// The name shown in messages for the config file.
+    pub fn display_file(&self) -> String {
+        match &self.file {
+            Some(p) => p.display().to_string(),
+            None => "built-in defaults".to_string(),
         }
     }
 }

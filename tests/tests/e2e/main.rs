@@ -1,1 +1,4 @@
+mod config_errors;
+mod daemon;
+mod nightly;
 mod sync_diff;

@@ -1,0 +1,73 @@
+//! `opsync schedule next JOB -n 5`: the next fire times of a job.
+
+use chrono::{DateTime, Utc};
+
+use crate::cli::ScheduleCommand;
+use crate::commands::config::print_stdout;
+use crate::commands::{Global, fail};
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::scheduler::{Timing, Zone};
+
+pub fn run(global: &Global, cmd: ScheduleCommand) -> Exit {
+    let ScheduleCommand::Next(args) = cmd;
+    let cfg = match Config::resolve(global.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(Exit::Config, &e.into()),
+    };
+    let Some(job) = cfg.jobs.get(&args.job) else {
+        let names: Vec<&str> = cfg.jobs.keys().map(String::as_str).collect();
+        return fail(
+            Exit::Usage,
+            &anyhow::anyhow!(
+                "no job named {} in {}: configured jobs: {}",
+                args.job,
+                cfg.display_file(),
+                names.join(", ")
+            ),
+        );
+    };
+    let after = match &args.after {
+        None => Utc::now(),
+        Some(s) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => {
+                return fail(
+                    Exit::Usage,
+                    &anyhow::anyhow!(
+                        "--after {s}: {e}: write RFC 3339, for example 2026-03-28T12:00:00Z or \
+                         2026-03-28T12:00:00+01:00"
+                    ),
+                );
+            }
+        },
+    };
+    let timing = Timing::of(&cfg, job);
+    let mut out = String::new();
+    for t in timing.upcoming(after, args.count) {
+        let local = match timing.zone {
+            Zone::Local => t.with_timezone(&chrono::Local).to_rfc3339(),
+            Zone::Named(tz) => t.with_timezone(&tz).to_rfc3339(),
+        };
+        if args.json {
+            out.push_str(
+                &serde_json::json!({
+                    "job": args.job,
+                    "time": local,
+                    "utc": t.to_rfc3339(),
+                    "timezone": timing.zone.to_string(),
+                })
+                .to_string(),
+            );
+        } else {
+            out.push_str(&format!(
+                "{}  ({})",
+                timing.display(t),
+                t.format("%Y-%m-%dT%H:%M:%SZ")
+            ));
+        }
+        out.push('\n');
+    }
+    print_stdout(&out);
+    Exit::Ok
+}

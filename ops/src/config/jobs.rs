@@ -1,0 +1,412 @@
+//! `[jobs.NAME]`: scheduled jobs and the value types their keys parse into (schedules, time
+//! zones, durations). Parsing a value reports mistakes at the value's place in the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Config;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    /// The nightly mirror of production data into the dev copy, with its steps.
+    Sync,
+    /// `certbot renew` and the status of every certificate.
+    Certs,
+    /// Pull and restart one compose stack with rollback.
+    StackUpdate,
+    /// Any command (`command = ["prog", "arg"]`).
+    Command,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Sync => "sync",
+            JobKind::Certs => "certs",
+            JobKind::StackUpdate => "stack-update",
+            JobKind::Command => "command",
+        }
+    }
+}
+
+/// One `[jobs.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobConfig {
+    /// What the job does.
+    pub kind: JobKind,
+    /// Classic 5-field crontab line, for example `0 2 * * *`.
+    pub schedule: ScheduleValue,
+    /// IANA time zone of the schedule (default: `[general] timezone`, else the system's).
+    #[serde(default)]
+    pub timezone: Option<ZoneValue>,
+    /// Run once at start-up when a run was missed while the daemon was down.
+    #[serde(default, alias = "catch_up")]
+    pub catch_up: bool,
+    /// False: `opsync daemon` does not schedule it (`opsync run` still can).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Longest a run may take before its current step is stopped (none: no limit).
+    #[serde(default)]
+    pub timeout: Option<DurationValue>,
+
+    // kind = "sync"
+    /// Source (default: `[sync] source`).
+    #[serde(default)]
+    pub source: Option<PathBuf>,
+    /// Target (default: `[sync] target`).
+    #[serde(default)]
+    pub target: Option<PathBuf>,
+    /// Pass 2 compares the trees with BLAKE3 afterwards (default true).
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// `--max-delete` for both passes (default: `[sync] max-delete`).
+    #[serde(default)]
+    pub max_delete: Option<String>,
+    /// Longest production may stay quiesced; pass 2 is stopped and production resumed when
+    /// exceeded (default 10m).
+    #[serde(default)]
+    pub max_paused: Option<DurationValue>,
+    /// Replaces `opsync sync` for both passes: the arguments (`--json SRC DST ...`) are appended.
+    #[serde(default)]
+    pub sync_command: Option<Vec<String>>,
+    /// Stopping and starting the dev stack around the sync.
+    #[serde(default)]
+    pub dev: DevStep,
+    /// Quiescing production for pass 2.
+    #[serde(default)]
+    pub quiesce: QuiesceStep,
+
+    // kind = "stack-update"
+    /// The stack to update.
+    #[serde(default)]
+    pub stack: Option<String>,
+
+    // kind = "command"
+    /// Program and arguments (no shell; write `["sh", "-c", "..."]` for one).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[jobs.NAME.dev]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DevStep {
+    /// False: leave the dev stack alone.
+    pub enabled: bool,
+    /// The stack stopped before and started after the sync (default `dev`).
+    pub stack: String,
+    /// Command that replaces `compose stop` of the stack.
+    pub stop_command: Option<Vec<String>>,
+    /// Command that replaces `compose start` of the stack.
+    pub start_command: Option<Vec<String>>,
+}
+
+impl Default for DevStep {
+    fn default() -> Self {
+        DevStep {
+            enabled: true,
+            stack: "dev".into(),
+            stop_command: None,
+            start_command: None,
+        }
+    }
+}
+
+/// How production is quiesced for pass 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuiesceMode {
+    /// `compose pause` of the services that own files under the source, `unpause` after.
+    Pause,
+    /// `compose stop` of those services, `start` after.
+    Stop,
+    /// A command makes a read-only snapshot; pass 2 copies from it.
+    Snapshot,
+    /// Copy live files (not consistent for databases; see the README).
+    None,
+}
+
+impl QuiesceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuiesceMode::Pause => "pause",
+            QuiesceMode::Stop => "stop",
+            QuiesceMode::Snapshot => "snapshot",
+            QuiesceMode::None => "none",
+        }
+    }
+}
+
+/// `[jobs.NAME.quiesce]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct QuiesceStep {
+    pub mode: QuiesceMode,
+    /// The production stack (default `prod`).
+    pub stack: String,
+    /// Services to pause or stop (empty: all services of the stack).
+    pub services: Vec<String>,
+    /// Command that replaces compose pause/stop, or makes the snapshot.
+    pub command: Option<Vec<String>>,
+    /// Command that replaces compose unpause/start, or removes the snapshot.
+    pub resume_command: Option<Vec<String>>,
+    /// Folder pass 2 copies from in `snapshot` mode.
+    pub snapshot_source: Option<PathBuf>,
+}
+
+impl Default for QuiesceStep {
+    fn default() -> Self {
+        QuiesceStep {
+            mode: QuiesceMode::Pause,
+            stack: "prod".into(),
+            services: Vec::new(),
+            command: None,
+            resume_command: None,
+            snapshot_source: None,
+        }
+    }
+}
+
+/// Jobs used when the file has no `[jobs]`: the nightly sync at 02:00 and, when sites are
+/// configured, a daily certificate renewal at 03:17.
+pub fn default_jobs(cfg: &Config) -> BTreeMap<String, JobConfig> {
+    let mut jobs = BTreeMap::new();
+    jobs.insert(
+        "nightly-sync".to_string(),
+        JobConfig::new(JobKind::Sync, "0 2 * * *"),
+    );
+    if !cfg.site.is_empty() {
+        jobs.insert(
+            "certs-renew".to_string(),
+            JobConfig::new(JobKind::Certs, "17 3 * * *"),
+        );
+    }
+    jobs
+}
+
+impl JobConfig {
+    /// A job of `kind` with every other key at its default.
+    pub fn new(kind: JobKind, schedule: &str) -> JobConfig {
+        JobConfig {
+            kind,
+            schedule: schedule
+                .parse()
+                .unwrap_or_else(|_| ScheduleValue::daily_2am()),
+            timezone: None,
+            catch_up: kind == JobKind::Sync,
+            enabled: true,
+            timeout: None,
+            source: None,
+            target: None,
+            verify: true,
+            max_delete: None,
+            max_paused: None,
+            sync_command: None,
+            dev: DevStep::default(),
+            quiesce: QuiesceStep::default(),
+            stack: None,
+            command: None,
+        }
+    }
+}
+
+/// A crontab schedule (5 fields: minute hour day-of-month month day-of-week; Sunday is 0 or 7;
+/// day-of-month and day-of-week combine by OR as in crontab).
+#[derive(Clone)]
+pub struct ScheduleValue {
+    pub text: String,
+    pub cron: croner::Cron,
+}
+
+impl ScheduleValue {
+    fn daily_2am() -> ScheduleValue {
+        ScheduleValue {
+            text: "0 2 * * *".into(),
+            cron: parser()
+                .parse("0 2 * * *")
+                .unwrap_or_else(|_| unreachable_schedule()),
+        }
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_schedule() -> croner::Cron {
+    panic!("the built-in schedule `0 2 * * *` must parse")
+}
+
+fn parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+}
+
+impl fmt::Debug for ScheduleValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl fmt::Display for ScheduleValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for ScheduleValue {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim().to_string();
+        let fields = text.split_whitespace().count();
+        if !text.starts_with('@') && fields != 5 {
+            return Err(format!(
+                "schedule \"{text}\" has {fields} fields, crontab needs 5 (minute hour \
+                 day-of-month month day-of-week): write for example \"0 2 * * *\" for 02:00 daily"
+            ));
+        }
+        match parser().parse(&text) {
+            Ok(cron) => Ok(ScheduleValue { text, cron }),
+            Err(e) => Err(format!(
+                "schedule \"{text}\" is not a valid crontab line ({}): write for example \
+                 \"0 2 * * *\", \"*/15 * * * *\" or \"30 6 * * MON-FRI\"",
+                e.to_string().trim_end_matches('.').to_lowercase()
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ScheduleValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An IANA time zone name such as `Europe/Berlin`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ZoneValue(pub chrono_tz::Tz);
+
+impl FromStr for ZoneValue {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<chrono_tz::Tz>().map(ZoneValue).map_err(|_| {
+            format!(
+                "unknown time zone \"{s}\": write an IANA name such as \"Europe/Berlin\" or \"UTC\" \
+                 (list: timedatectl list-timezones)"
+            )
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ZoneValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration written as `90s`, `5m`, `2h` or `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl DurationValue {
+    pub const fn from_secs(s: u64) -> DurationValue {
+        DurationValue(Duration::from_secs(s))
+    }
+}
+
+impl FromStr for DurationValue {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid duration \"{s}\": write a number with a unit, for example \"90s\", \"5m\" or \"1h30m\""
+            )
+        };
+        let mut total = 0u64;
+        let mut num = String::new();
+        let mut any = false;
+        for c in s.trim().chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            let n: u64 = num.parse().map_err(|_| bad())?;
+            num.clear();
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                _ => return Err(bad()),
+            };
+            total = total.saturating_add(n.saturating_mul(unit));
+            any = true;
+        }
+        if !num.is_empty() || !any {
+            return Err(bad());
+        }
+        Ok(DurationValue(Duration::from_secs(total)))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for DurationValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!("90s".parse::<DurationValue>().unwrap().0.as_secs(), 90);
+        assert_eq!("1h30m".parse::<DurationValue>().unwrap().0.as_secs(), 5400);
+        assert!("5".parse::<DurationValue>().is_err());
+        assert!("5x".parse::<DurationValue>().is_err());
+        assert!("".parse::<DurationValue>().is_err());
+    }
+
+    #[test]
+    fn schedules() {
+        for ok in [
+            "0 2 * * *",
+            "*/15 * * * *",
+            "0 6 * * MON-FRI",
+            "0 0 * * 7",
+            "0 0 * * 0",
+        ] {
+            ok.parse::<ScheduleValue>().unwrap();
+        }
+        for bad in [
+            "0 2 * *",
+            "0 0 2 * * *",
+            "61 * * * *",
+            "0 25 * * *",
+            "x * * * *",
+        ] {
+            assert!(bad.parse::<ScheduleValue>().is_err(), "{bad}");
+        }
+    }
+}

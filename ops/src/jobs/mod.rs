@@ -1,0 +1,357 @@
+//! Jobs: what `opsync daemon` runs on a schedule and `opsync run JOB` runs now. Every run takes
+//! the job's lock, records its start and end in the state file, and rewrites the metrics file.
+//!
+//! Kinds: `sync` (the nightly mirror with its steps, [`nightly`]), `certs` (certificate
+//! renewal), `stack-update` (pull and restart one stack) and `command` (any program).
+
+pub mod nightly;
+pub mod process;
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::Utc;
+
+use crate::config::{Config, JobConfig, JobKind, QuiesceMode};
+use crate::exit::Exit;
+use crate::scheduler::Cancel;
+use crate::state::{CertRecord, JobState, StateStore, StepRecord};
+
+/// How a run was started (recorded in the state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// What a job kind reports back.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub exit: Option<Exit>,
+    pub steps: Vec<StepRecord>,
+    pub bytes: Option<u64>,
+    pub files: Option<u64>,
+    pub paused_seconds: Option<f64>,
+    pub failed_step: Option<String>,
+    pub message: Option<String>,
+    pub certs: Vec<CertRecord>,
+}
+
+/// The name of a result in state, status and logs.
+pub fn result_name(e: Exit) -> &'static str {
+    match e {
+        Exit::Ok => "ok",
+        Exit::Partial => "partial",
+        Exit::Vanished => "vanished",
+        Exit::MaxDelete => "max-delete",
+        Exit::EmptySource => "empty-source",
+        Exit::Locked => "locked",
+        Exit::Attention => "attention",
+        Exit::Signal => "cancelled",
+        Exit::Differences => "differences",
+        Exit::Config => "config",
+        Exit::Usage | Exit::FileIo | Exit::Failed => "failed",
+    }
+}
+
+/// How bad a result is, for "a job's result is the worst of its steps".
+pub fn severity(e: Exit) -> u8 {
+    match e {
+        Exit::Ok => 0,
+        Exit::Attention => 1,
+        Exit::Vanished => 2,
+        Exit::Partial => 3,
+        Exit::Differences => 4,
+        Exit::MaxDelete => 5,
+        Exit::EmptySource => 6,
+        Exit::Locked => 7,
+        Exit::Usage | Exit::Config | Exit::FileIo | Exit::Failed => 8,
+        Exit::Signal => 9,
+    }
+}
+
+/// The worse of two results.
+pub fn worst(a: Exit, b: Exit) -> Exit {
+    if severity(b) > severity(a) { b } else { a }
+}
+
+/// Runs job `name` now: lock, state, steps, metrics. Returns the job's result; a job held by
+/// another run gives [`Exit::Locked`] without touching the state.
+pub fn run_job(
+    cfg: &Config,
+    name: &str,
+    trigger: Trigger,
+    cancel: &Cancel,
+) -> anyhow::Result<Exit> {
+    let job = cfg.jobs.get(name).with_context(|| {
+        let names: Vec<&str> = cfg.jobs.keys().map(String::as_str).collect();
+        format!(
+            "no job named {name} in {}: configured jobs: {}",
+            cfg.display_file(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
+    })?;
+    let state_dir = cfg.state_dir();
+    let _lock = match crate::lock::try_lock(&state_dir, name) {
+        Ok(l) => l,
+        Err(e @ crate::lock::LockError::Held { .. }) => {
+            tracing::warn!(job = name, "{e}");
+            return Ok(Exit::Locked);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let store = StateStore::new(&state_dir);
+    let mut state = store.load(name).ok().flatten().unwrap_or_default();
+    state.job = name.to_string();
+    state.kind = job.kind.as_str().to_string();
+    let started = Utc::now();
+    state.running = true;
+    state.pid = Some(std::process::id());
+    state.trigger = Some(trigger.as_str().to_string());
+    state.last_start = Some(started);
+    store.save(&state)?;
+    write_metrics(cfg, &store);
+
+    tracing::info!(
+        job = name,
+        kind = job.kind.as_str(),
+        trigger = trigger.as_str(),
+        "run started"
+    );
+    let t0 = Instant::now();
+    let stack_locks = lock_stacks(&state_dir, name, &stacks_of(job), cancel);
+    let report = match &stack_locks {
+        Ok(_) => run_kind(cfg, name, job, cancel),
+        Err(r) => (**r).clone(),
+    };
+    drop(stack_locks);
+    let duration = t0.elapsed().as_secs_f64();
+    let exit = report.exit.unwrap_or(Exit::Ok);
+
+    let ended = Utc::now();
+    state.running = false;
+    state.pid = None;
+    state.last_end = Some(ended);
+    state.result = Some(result_name(exit).to_string());
+    state.exit_code = Some(exit as u8);
+    state.duration_seconds = Some(duration);
+    state.bytes = report.bytes;
+    state.files = report.files;
+    state.paused_seconds = report.paused_seconds;
+    state.failed_step = report.failed_step.clone();
+    state.message = report.message.clone();
+    state.steps = report.steps;
+    if !report.certs.is_empty() {
+        state.certs = report.certs;
+    }
+    if exit == Exit::Ok || exit == Exit::Attention {
+        state.last_success = Some(ended);
+    }
+    store.save(&state)?;
+    write_metrics(cfg, &store);
+    if exit == Exit::Ok {
+        tracing::info!(
+            job = name,
+            result = result_name(exit),
+            duration_s = duration,
+            "run finished"
+        );
+    } else {
+        tracing::error!(
+            job = name,
+            result = result_name(exit),
+            exit_code = exit as u8,
+            failed_step = report.failed_step.as_deref().unwrap_or(""),
+            error = report.message.as_deref().unwrap_or(""),
+            duration_s = duration,
+            "run finished"
+        );
+    }
+    Ok(exit)
+}
+
+/// Longest a job waits for a stack another job is working on.
+const STACK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The compose stacks a job stops, pauses or updates: two such jobs never work on the same
+/// stack at once (a stack update must not restart production while the nightly sync has it
+/// paused).
+fn stacks_of(job: &JobConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    match job.kind {
+        JobKind::Sync => {
+            if job.dev.enabled {
+                v.push(job.dev.stack.clone());
+            }
+            if matches!(job.quiesce.mode, QuiesceMode::Pause | QuiesceMode::Stop) {
+                v.push(job.quiesce.stack.clone());
+            }
+        }
+        JobKind::StackUpdate => v.extend(job.stack.clone()),
+        JobKind::Certs | JobKind::Command => {}
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Takes the lock of every stack in `stacks` (in name order, so two jobs cannot deadlock),
+/// waiting while another job holds one, up to [`STACK_WAIT`] or until cancelled.
+fn lock_stacks(
+    state_dir: &std::path::Path,
+    job: &str,
+    stacks: &[String],
+    cancel: &Cancel,
+) -> Result<Vec<crate::lock::JobLock>, Box<Report>> {
+    let mut held = Vec::new();
+    let until = Instant::now() + STACK_WAIT;
+    for stack in stacks {
+        let mut logged = false;
+        loop {
+            match crate::lock::try_lock(state_dir, &format!("stack-{stack}")) {
+                Ok(l) => {
+                    held.push(l);
+                    break;
+                }
+                Err(crate::lock::LockError::Held { pid, .. }) => {
+                    if !logged {
+                        tracing::warn!(
+                            job,
+                            stack = %stack,
+                            holder_pid = %pid,
+                            "waiting for stack {stack}: another job is working on it"
+                        );
+                        logged = true;
+                    }
+                    if cancel.is_cancelled() || Instant::now() >= until {
+                        return Err(Box::new(Report {
+                            exit: Some(if cancel.is_cancelled() {
+                                Exit::Signal
+                            } else {
+                                Exit::Locked
+                            }),
+                            failed_step: Some("wait-for-stack".into()),
+                            message: Some(format!(
+                                "stack {stack} stayed busy with another job (pid {pid}); this \
+                                 run did nothing"
+                            )),
+                            ..Report::default()
+                        }));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(Box::new(failed("wait-for-stack", e.to_string())));
+                }
+            }
+        }
+    }
+    Ok(held)
+}
+
+fn write_metrics(cfg: &Config, store: &StateStore) {
+    let Some(path) = cfg.metrics_file() else {
+        return;
+    };
+    let states: Vec<JobState> = cfg
+        .jobs
+        .keys()
+        .filter_map(|j| store.load(j).ok().flatten())
+        .collect();
+    if let Err(e) = crate::metrics::write(&path, &states) {
+        tracing::error!(
+            path = %path.display(),
+            "cannot write metrics {}: {e}: check [general] metrics-file",
+            path.display()
+        );
+    }
+}
+
+fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report {
+    match job.kind {
+        JobKind::Sync => nightly::run(cfg, name, job, cancel),
+        JobKind::Certs => match crate::certs::renew_job(cfg) {
+            Ok(r) => Report {
+                exit: Some(if r.attention {
+                    Exit::Attention
+                } else {
+                    Exit::Ok
+                }),
+                certs: r
+                    .expiries
+                    .into_iter()
+                    .map(|c| CertRecord {
+                        name: c.name,
+                        source: c.source.to_string(),
+                        days_left: c.days_left,
+                    })
+                    .collect(),
+                message: r.attention.then(|| {
+                    "a certificate needs attention: run `opsync certs status`".to_string()
+                }),
+                ..Report::default()
+            },
+            Err(e) => failed("certs", format!("{e:#}")),
+        },
+        JobKind::StackUpdate => {
+            let stack = job.stack.as_deref().unwrap_or("prod");
+            match crate::compose::update(cfg, stack) {
+                Ok(r) if r.rolled_back => Report {
+                    exit: Some(Exit::Attention),
+                    failed_step: Some("update".into()),
+                    message: Some(format!(
+                        "the new images of {stack} failed and the old ones were put back"
+                    )),
+                    ..Report::default()
+                },
+                Ok(_) => Report::default(),
+                Err(e) => failed("update", format!("{e:#}")),
+            }
+        }
+        JobKind::Command => {
+            let argv = job.command.clone().unwrap_or_default();
+            let spec = process::Spec {
+                argv: &argv,
+                cwd: &cfg.base_dir,
+                env: vec![("OPSYNC_JOB".into(), name.into())],
+                capture_summary: false,
+                deadline: job.timeout.map(|t| Instant::now() + t.0),
+            };
+            match process::run(&spec, Some(cancel)) {
+                Ok(o) => match o.ended {
+                    process::Ended::Code(0) => Report::default(),
+                    process::Ended::Cancelled => Report {
+                        exit: Some(Exit::Signal),
+                        failed_step: Some("command".into()),
+                        message: Some(o.ended.to_string()),
+                        ..Report::default()
+                    },
+                    other => failed("command", format!("{}: {other}", argv[0])),
+                },
+                Err(e) => failed("command", e.to_string()),
+            }
+        }
+    }
+}
+
+fn failed(step: &str, message: String) -> Report {
+    Report {
+        exit: Some(Exit::Failed),
+        failed_step: Some(step.to_string()),
+        message: Some(message),
+        ..Report::default()
+    }
+}

@@ -1,0 +1,637 @@
+//! The nightly sync job end to end: `opsync run` with real folders, step commands that are small
+//! scripts recording their order, and a sync that is either a stand-in (rsync plus a summary
+//! line, with failures on demand) or the real `opsync sync`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use opsync_tests::opsync;
+
+/// A server folder: `data/` (production), `dev-data/` (dev copy), a state folder, step scripts.
+pub(crate) struct Server {
+    pub dir: tempfile::TempDir,
+}
+
+const RECORD: &str = r#"#!/bin/sh
+# Records the step's name; fails when a file fail-STEP holds an exit code.
+dir="$1"
+echo "$OPSYNC_STEP" >> "$dir/order"
+echo "$OPSYNC_STEP $OPSYNC_SOURCE $OPSYNC_TARGET $OPSYNC_SNAPSHOT" >> "$dir/env"
+if [ -f "$dir/fail-$OPSYNC_STEP" ]; then exit "$(cat "$dir/fail-$OPSYNC_STEP")"; fi
+exit 0
+"#;
+
+const SYNC: &str = r#"#!/bin/sh
+# Stand-in for `opsync sync`: called as sync.sh DIR --json SRC DST [options].
+dir="$1"; shift
+echo "$OPSYNC_STEP $*" >> "$dir/sync-args"
+echo "$OPSYNC_STEP" >> "$dir/order"
+if [ -f "$dir/sleep-$OPSYNC_STEP" ]; then sleep "$(cat "$dir/sleep-$OPSYNC_STEP")"; fi
+rsync -a --delete "$2/" "$3/" || exit 23
+echo '{"type":"item","path":"x"}'
+echo '{"type":"summary","bytes_copied":100,"files_transferred":2,"files_total":3}'
+if [ -f "$dir/fail-$OPSYNC_STEP" ]; then exit "$(cat "$dir/fail-$OPSYNC_STEP")"; fi
+exit 0
+"#;
+
+impl Server {
+    pub fn new() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("data/db")).unwrap();
+        std::fs::write(d.join("data/db/base.dat"), b"production rows").unwrap();
+        std::fs::write(d.join("data/minio.bin"), vec![7u8; 100_000]).unwrap();
+        std::fs::create_dir_all(d.join("dev-data")).unwrap();
+        std::fs::write(d.join("dev-data/stale.txt"), b"old dev file").unwrap();
+        for (name, text) in [("record.sh", RECORD), ("sync.sh", SYNC)] {
+            let p = d.join(name);
+            std::fs::write(&p, text).unwrap();
+            make_executable(&p);
+        }
+        Server { dir }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// `["DIR/record.sh", "DIR"]` as TOML.
+    pub fn record_cmd(&self) -> String {
+        format!(
+            "[\"{}\", \"{}\"]",
+            self.path("record.sh").display(),
+            self.dir.path().display()
+        )
+    }
+
+    pub fn sync_cmd(&self) -> String {
+        format!(
+            "[\"{}\", \"{}\"]",
+            self.path("sync.sh").display(),
+            self.dir.path().display()
+        )
+    }
+
+    /// Writes `opsync.toml`: state and metrics in the folder, a job `nightly` with step commands
+    /// and the stand-in sync, then `extra` (more keys of `[jobs.nightly]` first, or tables).
+    pub fn config(&self, job_keys: &str, extra: &str) -> PathBuf {
+        let rec = self.record_cmd();
+        let text = format!(
+            r#"[general]
+state-dir = "state"
+metrics-file = "metrics/opsync.prom"
+
+[jobs.nightly]
+kind = "sync"
+schedule = "0 2 * * *"
+timezone = "Europe/Berlin"
+sync-command = {sync}
+{job_keys}
+
+[jobs.nightly.dev]
+stop-command = {rec}
+start-command = {rec}
+
+[jobs.nightly.quiesce]
+mode = "pause"
+command = {rec}
+resume-command = {rec}
+{extra}
+"#,
+            sync = self.sync_cmd(),
+        );
+        let p = self.path("opsync.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Makes step `step` exit with `code`.
+    pub fn fail(&self, step: &str, code: i32) {
+        std::fs::write(self.path(&format!("fail-{step}")), code.to_string()).unwrap();
+    }
+
+    pub fn order(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("order"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn state(&self, job: &str) -> serde_json::Value {
+        let p = self.path(&format!("state/jobs/{job}.json"));
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Runs `opsync --config opsync.toml ARGS` in the folder.
+    pub fn opsync(&self, args: &[&str]) -> Output {
+        let mut cmd = opsync();
+        cmd.current_dir(self.dir.path())
+            .arg("--config")
+            .arg(self.path("opsync.toml"))
+            .args(args)
+            .env("OPSYNC_LOG", "info");
+        cmd.output().unwrap()
+    }
+}
+
+pub(crate) fn make_executable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Asserts the exit code, showing stdout and stderr when it differs.
+#[track_caller]
+pub(crate) fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn step_results(state: &serde_json::Value) -> Vec<String> {
+    state["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}={}",
+                s["name"].as_str().unwrap(),
+                s["result"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn nightly_runs_its_steps_in_order_and_mirrors_the_data() {
+    let s = Server::new();
+    s.config("", "");
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        s.order(),
+        [
+            "dev-stop",
+            "pass-1",
+            "quiesce",
+            "pass-2",
+            "resume",
+            "dev-start"
+        ]
+    );
+    // Pass 2 verifies; pass 1 does not.
+    let args = std::fs::read_to_string(s.path("sync-args")).unwrap();
+    let lines: Vec<&str> = args.lines().collect();
+    assert!(
+        lines[0].starts_with("pass-1 --json ") && !lines[0].contains("--verify"),
+        "{args}"
+    );
+    assert!(
+        lines[1].starts_with("pass-2 --json ") && lines[1].ends_with("--verify"),
+        "{args}"
+    );
+    // The dev copy mirrors production.
+    assert_eq!(
+        std::fs::read(s.path("dev-data/db/base.dat")).unwrap(),
+        b"production rows"
+    );
+    assert!(!s.path("dev-data/stale.txt").exists());
+    // State: result, steps, bytes of both passes, paused time.
+    let st = s.state("nightly");
+    assert_eq!(st["result"], "ok");
+    assert_eq!(st["exit_code"], 0);
+    assert_eq!(st["bytes"], 200);
+    assert_eq!(st["files"], 4);
+    assert!(st["paused_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(st["last_success"].is_string());
+    assert_eq!(
+        step_results(&st),
+        [
+            "dev-stop=ok",
+            "pass-1=ok",
+            "quiesce=ok",
+            "pass-2=ok",
+            "resume=ok",
+            "dev-start=ok"
+        ]
+    );
+    // Human summary on stdout.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("nightly: ok in "), "{stdout}");
+    assert!(stdout.contains("production paused"), "{stdout}");
+    // Metrics for node_exporter.
+    let prom = std::fs::read_to_string(s.path("metrics/opsync.prom")).unwrap();
+    for line in [
+        "opsync_job_last_exit_code{job=\"nightly\"} 0",
+        "opsync_job_last_bytes{job=\"nightly\"} 200",
+        "opsync_job_step_failed{job=\"nightly\",step=\"pass-2\"} 0",
+        "opsync_job_running{job=\"nightly\"} 0",
+    ] {
+        assert!(prom.lines().any(|l| l == line), "missing {line} in\n{prom}");
+    }
+    assert!(prom.contains("opsync_job_last_success_timestamp_seconds{job=\"nightly\"} "));
+    // Status shows it.
+    let out = s.opsync(&["status", "--json"]);
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["job"], "nightly");
+    assert_eq!(v["result"], "ok");
+    assert!(v["next_run"].is_string());
+    let out = s.opsync(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("JOB "), "{table}");
+    assert!(
+        table.contains("nightly") && table.contains(" ok "),
+        "{table}"
+    );
+}
+
+#[test]
+fn failing_pass_2_still_resumes_prod_and_starts_dev() {
+    let s = Server::new();
+    s.config("", "");
+    s.fail("pass-2", 11);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 10);
+    assert_eq!(
+        s.order(),
+        [
+            "dev-stop",
+            "pass-1",
+            "quiesce",
+            "pass-2",
+            "resume",
+            "dev-start"
+        ]
+    );
+    let st = s.state("nightly");
+    assert_eq!(st["result"], "failed");
+    assert_eq!(st["failed_step"], "pass-2");
+    assert!(
+        st["message"].as_str().unwrap().contains("exit code 11"),
+        "{st}"
+    );
+    assert!(st["last_success"].is_null());
+    let prom = std::fs::read_to_string(s.path("metrics/opsync.prom")).unwrap();
+    assert!(
+        prom.contains("opsync_job_step_failed{job=\"nightly\",step=\"pass-2\"} 1"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("opsync_job_last_exit_code{job=\"nightly\"} 10"),
+        "{prom}"
+    );
+}
+
+#[test]
+fn refused_pass_1_skips_quiesce_and_still_starts_dev() {
+    let s = Server::new();
+    s.config("", "");
+    s.fail("pass-1", 26); // empty source refused
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 26);
+    assert_eq!(s.order(), ["dev-stop", "pass-1", "dev-start"]);
+    let st = s.state("nightly");
+    assert_eq!(st["result"], "empty-source");
+    assert_eq!(st["failed_step"], "pass-1");
+    assert_eq!(
+        step_results(&st),
+        [
+            "dev-stop=ok",
+            "pass-1=empty-source",
+            "quiesce=skipped",
+            "pass-2=skipped",
+            "dev-start=ok"
+        ]
+    );
+}
+
+#[test]
+fn failing_dev_stop_skips_the_sync_but_starts_dev_again() {
+    let s = Server::new();
+    s.config("", "");
+    s.fail("dev-stop", 1);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 10);
+    assert_eq!(s.order(), ["dev-stop", "dev-start"]);
+    assert_eq!(
+        std::fs::read(s.path("dev-data/stale.txt")).unwrap(),
+        b"old dev file"
+    );
+    assert_eq!(s.state("nightly")["failed_step"], "dev-stop");
+}
+
+#[test]
+fn failing_quiesce_still_resumes_prod() {
+    let s = Server::new();
+    s.config("", "");
+    s.fail("quiesce", 3);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 10);
+    assert_eq!(
+        s.order(),
+        ["dev-stop", "pass-1", "quiesce", "resume", "dev-start"]
+    );
+}
+
+#[test]
+fn failing_resume_makes_the_job_fail() {
+    let s = Server::new();
+    s.config("", "");
+    s.fail("resume", 1);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 10);
+    assert_eq!(s.state("nightly")["failed_step"], "resume");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resume it by hand"));
+}
+
+#[test]
+fn vanished_files_in_pass_1_do_not_count_when_pass_2_succeeds() {
+    let s = Server::new();
+    s.config("", "");
+    s.fail("pass-1", 24);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert_eq!(s.state("nightly")["result"], "ok");
+}
+
+#[test]
+fn partial_pass_2_makes_the_job_partial() {
+    let s = Server::new();
+    s.config("", "");
+    s.fail("pass-2", 23);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 23);
+    assert_eq!(s.state("nightly")["result"], "partial");
+}
+
+#[test]
+fn max_paused_stops_pass_2_and_resumes_prod() {
+    let s = Server::new();
+    s.config("max-paused = \"1s\"", "");
+    std::fs::write(s.path("sleep-pass-2"), "30").unwrap();
+    let t = Instant::now();
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 10);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        s.order(),
+        [
+            "dev-stop",
+            "pass-1",
+            "quiesce",
+            "pass-2",
+            "resume",
+            "dev-start"
+        ]
+    );
+    let st = s.state("nightly");
+    assert_eq!(st["failed_step"], "pass-2");
+    assert!(
+        st["message"].as_str().unwrap().contains("max-paused"),
+        "{st}"
+    );
+    let paused = st["paused_seconds"].as_f64().unwrap();
+    assert!((1.0..15.0).contains(&paused), "paused {paused}");
+}
+
+#[test]
+fn quiesce_none_copies_live_without_pausing() {
+    let s = Server::new();
+    s.config("", "");
+    // A later [quiesce] table would be a duplicate: rewrite the mode in place.
+    let p = s.path("opsync.toml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("mode = \"pause\"", "mode = \"none\"");
+    std::fs::write(&p, text).unwrap();
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert_eq!(s.order(), ["dev-stop", "pass-1", "pass-2", "dev-start"]);
+    assert_eq!(s.state("nightly")["paused_seconds"], 0.0);
+}
+
+#[test]
+fn snapshot_mode_copies_pass_2_from_the_snapshot() {
+    let s = Server::new();
+    s.config("", "");
+    std::fs::create_dir_all(s.path("snap")).unwrap();
+    std::fs::write(s.path("snap/from-snapshot.txt"), b"frozen").unwrap();
+    let p = s.path("opsync.toml");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "mode = \"pause\"",
+        "mode = \"snapshot\"\nsnapshot-source = \"snap\"",
+    );
+    std::fs::write(&p, text).unwrap();
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        s.order(),
+        [
+            "dev-stop",
+            "pass-1",
+            "quiesce",
+            "pass-2",
+            "resume",
+            "dev-start"
+        ]
+    );
+    assert!(s.path("dev-data/from-snapshot.txt").exists());
+    assert!(!s.path("dev-data/minio.bin").exists());
+    // The snapshot command learns where to put the snapshot.
+    let env = std::fs::read_to_string(s.path("env")).unwrap();
+    let quiesce = env.lines().find(|l| l.starts_with("quiesce ")).unwrap();
+    assert!(quiesce.ends_with("/snap"), "{quiesce}");
+    assert!(quiesce.contains("/data "), "{quiesce}");
+}
+
+#[test]
+fn a_second_run_of_the_same_job_is_refused_while_the_first_holds_the_lock() {
+    let s = Server::new();
+    s.config("", "");
+    std::fs::create_dir_all(s.path("state/locks")).unwrap();
+    let f = std::fs::File::create(s.path("state/locks/nightly.lock")).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 27);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    assert!(s.order().is_empty());
+    drop(f);
+    assert_exit(&s.opsync(&["run", "nightly"]), 0);
+}
+
+#[test]
+fn run_json_prints_the_state() {
+    let s = Server::new();
+    s.config("", "");
+    let out = s.opsync(&["run", "nightly", "--json"]);
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["job"], "nightly");
+    assert_eq!(v["steps"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn unknown_job_is_a_usage_error() {
+    let s = Server::new();
+    s.config("", "");
+    let out = s.opsync(&["run", "nigthly"]);
+    assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no job named nigthly") && err.contains("nightly"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nightly_with_the_real_opsync_sync_mirrors_the_data() {
+    let s = Server::new();
+    s.config("", "");
+    // Use opsync's own sync instead of the stand-in.
+    let p = s.path("opsync.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("sync-command"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert_eq!(s.order(), ["dev-stop", "quiesce", "resume", "dev-start"]);
+    assert_eq!(
+        std::fs::read(s.path("dev-data/db/base.dat")).unwrap(),
+        b"production rows"
+    );
+    assert_eq!(
+        std::fs::read(s.path("dev-data/minio.bin")).unwrap(),
+        vec![7u8; 100_000]
+    );
+    assert!(!s.path("dev-data/stale.txt").exists());
+    let st = s.state("nightly");
+    // Pass 1 copies everything, pass 2 nothing.
+    assert_eq!(st["bytes"], 100_000 + 15);
+    assert_eq!(st["files"], 2);
+}
+
+#[test]
+fn ctrl_c_during_pass_2_stops_it_and_still_resumes_prod_and_starts_dev() {
+    let s = Server::new();
+    s.config("", "");
+    std::fs::write(s.path("sleep-pass-2"), "120").unwrap();
+    let mut child = opsync()
+        .current_dir(s.dir.path())
+        .arg("--config")
+        .arg(s.path("opsync.toml"))
+        .args(["run", "nightly"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !s.order().iter().any(|l| l == "pass-2") {
+        assert!(
+            Instant::now() < end,
+            "pass 2 did not start: {:?}",
+            s.order()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status.code(), Some(20));
+    assert_eq!(
+        s.order(),
+        [
+            "dev-stop",
+            "pass-1",
+            "quiesce",
+            "pass-2",
+            "resume",
+            "dev-start"
+        ]
+    );
+    let st = s.state("nightly");
+    assert_eq!(st["result"], "cancelled");
+    assert_eq!(st["failed_step"], "pass-2");
+}
+
+#[test]
+fn status_shows_a_run_that_died_as_interrupted() {
+    let s = Server::new();
+    s.config("", "");
+    std::fs::create_dir_all(s.path("state/jobs")).unwrap();
+    std::fs::write(
+        s.path("state/jobs/nightly.json"),
+        r#"{"job":"nightly","kind":"sync","running":true,"last_start":"2026-11-01T01:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = s.opsync(&["status", "--json"]);
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "interrupted");
+}
+
+#[test]
+fn nightly_waits_while_another_job_works_on_the_dev_stack() {
+    let s = Server::new();
+    s.config("", "");
+    // Another job (for example a stack update) holds the dev stack.
+    std::fs::create_dir_all(s.path("state/locks")).unwrap();
+    let f = std::fs::File::create(s.path("state/locks/stack-dev.lock")).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let mut child = opsync()
+        .current_dir(s.dir.path())
+        .arg("--config")
+        .arg(s.path("opsync.toml"))
+        .args(["run", "nightly"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(s.path("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(s.path("run.log"))
+        .unwrap_or_default()
+        .contains("waiting for stack dev")
+    {
+        assert!(Instant::now() < end, "no wait message");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        s.order().is_empty(),
+        "started despite the held stack: {:?}",
+        s.order()
+    );
+    drop(f);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        s.order(),
+        [
+            "dev-stop",
+            "pass-1",
+            "quiesce",
+            "pass-2",
+            "resume",
+            "dev-start"
+        ]
+    );
+}
