@@ -396,6 +396,8 @@ fn generator_covers_every_case() {
     let mut traps = 0;
     let mut hard_links = 0;
     let mut dst_hard_links = 0;
+    // Symlinks in DST, leading out of the tree, where SRC has a directory.
+    let mut outside_links = 0;
     for seed in 0..40 {
         let tree = Tree::random(seed, &GenOptions::default());
         kinds.extend(tree.kind_counts().into_keys());
@@ -410,6 +412,14 @@ fn generator_covers_every_case() {
         let stale = tree.stale(seed, &opts, &GenOptions::default());
         traps += stale.traps.len();
         dst_hard_links += stale.tree.hard_links.len();
+        for (path, node) in &stale.tree.entries {
+            if let Kind::Symlink(target) = &node.kind
+                && (target.starts_with(b"/nonexistent") || target.ends_with(b"../outside"))
+                && tree.entries.get(path).is_some_and(|n| n.kind == Kind::Dir)
+            {
+                outside_links += 1;
+            }
+        }
         let again = Tree::random(seed, &GenOptions::default());
         assert_eq!(
             tree.entries, again.entries,
