@@ -127,7 +127,27 @@ impl Tree {
             hard_links: BTreeMap::new(),
         };
         let mut budget = g.rng.usize(opts.max_entries / 3..=opts.max_entries);
-        g.fill_dir(&mut tree, b"", 0, &mut budget, true);
+        // Spend the budget: fill the root, then random directories again.
+        for _ in 0..50 {
+            if budget == 0 {
+                break;
+            }
+            let dirs: Vec<RelPath> = std::iter::once(Vec::new())
+                .chain(
+                    tree.entries
+                        .iter()
+                        .filter(|(_, n)| n.kind == Kind::Dir)
+                        .map(|(p, _)| p.clone()),
+                )
+                .filter(|d| depth(d) < opts.max_depth)
+                .collect();
+            let dir = if tree.entries.is_empty() {
+                Vec::new()
+            } else {
+                g.rng.choice(dirs).unwrap_or_default()
+            };
+            g.fill_dir(&mut tree, &dir, depth(&dir), &mut budget, true);
+        }
         if tree.entries.is_empty() {
             // An empty SRC is a case of its own (opsync refuses it unless told otherwise).
             let path = g.fresh_name(&tree, b"");

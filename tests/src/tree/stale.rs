@@ -55,6 +55,20 @@ impl Tree {
         if g.rng.u32(0..100) < opts.change_percent * 2 {
             change_attrs(&mut g, &mut dst.root);
         }
+        // Often one directory of SRC is a symlink out of the tree in DST: the classic way to
+        // make a careless mirror write outside its target.
+        let dirs: Vec<&RelPath> = self
+            .entries
+            .iter()
+            .filter(|(_, n)| n.kind == Kind::Dir)
+            .map(|(p, _)| p)
+            .collect();
+        if let Some(dir) = g.rng.choice(dirs).filter(|_| g.rng.bool()) {
+            dst.remove_subtree(dir);
+            let target = outside_target(&mut g, dir, &Kind::Dir, opts);
+            let node = g.node_attrs(Kind::Symlink(target));
+            dst.entries.insert(dir.clone(), node);
+        }
         let paths: Vec<RelPath> = self.entries.keys().cloned().collect();
         for path in &paths {
             let Some(node) = dst.entries.get(path).cloned() else {
@@ -221,6 +235,12 @@ fn outside_or_random_target(
     if !leads_outside {
         return g.symlink_target(dst, path);
     }
+    outside_target(g, path, &old.kind, opts)
+}
+
+/// A symlink target at `path` leading to `outside` (absolute or relative), to its file when
+/// SRC has a file there.
+fn outside_target(g: &mut Gen, path: &[u8], src_kind: &Kind, opts: &StaleOptions) -> Vec<u8> {
     let base = if g.rng.bool() {
         opts.outside.clone()
     } else {
@@ -230,7 +250,7 @@ fn outside_or_random_target(
         ]
         .concat()
     };
-    if old.kind == Kind::Dir {
+    if *src_kind == Kind::Dir {
         base
     } else {
         child_path(&base, b"file")

@@ -6,7 +6,7 @@
 //! `opsync sync -i` must print nothing and change nothing (not even a ctime). Every check that
 //! could fail is run for every seed; the failing seeds are listed at the end.
 //!
-//! `OPSYNC_DIFF_SEEDS=N` runs seeds `0..N` (default 300), `OPSYNC_DIFF_SEEDS=A..B` runs `A..B`
+//! `OPSYNC_DIFF_SEEDS=N` runs seeds `0..N` (default 256), `OPSYNC_DIFF_SEEDS=A..B` runs `A..B`
 //! (one seed: `17..18`). `OPSYNC_DIFF_KEEP=1` keeps the trees of failing seeds under /tmp.
 
 use std::ffi::OsString;
@@ -20,7 +20,7 @@ use opsync_tests::snapshot::{Snapshot, render, show, snapshot};
 use opsync_tests::tree::{GenOptions, Kind, Stale, StaleOptions, Tree};
 use opsync_tests::{opsync, require_program};
 
-const DEFAULT_SEEDS: u64 = 300;
+const DEFAULT_SEEDS: u64 = 256;
 /// The random-tree seeds are split over this many tests, which cargo runs in parallel.
 const PARTS: u64 = 4;
 /// Difference lines shown per failing seed.
@@ -432,6 +432,10 @@ fn generator_covers_every_case() {
     assert!(
         dst_hard_links > 3,
         "only {dst_hard_links} hard links in 40 stale DSTs"
+    );
+    assert!(
+        outside_links > 8,
+        "only {outside_links} symlinks out of DST where SRC has a directory"
     );
 }
 
