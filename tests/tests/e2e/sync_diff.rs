@@ -185,6 +185,47 @@ fn mirror_and_compare(
     opsync_args: &[&str],
     expect: Expect,
 ) -> Result<Snapshot, String> {
+    mirror_and_compare_with(Mirror::Opsync, case, rsync_args, opsync_args, expect)
+}
+
+/// The mirror under test: opsync, or (to check that this harness catches mistakes) a wrong
+/// mirror: a shell script run as `sh -c SCRIPT sh SRC/ DST/ ARGS...`.
+#[derive(Clone, Copy)]
+enum Mirror<'a> {
+    Opsync,
+    Wrong(&'a str),
+}
+
+impl Mirror<'_> {
+    fn run(
+        &self,
+        args: &[&str],
+        src: &Path,
+        dst: &Path,
+        slashes: u64,
+        code: i32,
+    ) -> Result<Vec<u8>, String> {
+        match self {
+            Mirror::Opsync => opsync_sync(args, src, dst, slashes, code),
+            Mirror::Wrong(script) => {
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", script, "sh"])
+                    .arg(with_slash(src))
+                    .arg(with_slash(dst))
+                    .args(args);
+                run(&mut cmd, &[code]).map(|(_, out)| out)
+            }
+        }
+    }
+}
+
+fn mirror_and_compare_with(
+    mirror: Mirror,
+    case: &Case,
+    rsync_args: &[&str],
+    opsync_args: &[&str],
+    expect: Expect,
+) -> Result<Snapshot, String> {
     let (src, a, b) = (case.path("src"), case.path("a"), case.path("b"));
     let outside_before = snap(&case.path("outside"))?;
     let ok_codes: &[i32] = if let Expect::Excludes = expect {
@@ -203,7 +244,13 @@ fn mirror_and_compare(
         Expect::TrapsCopied => rsync_gives_src(case, &snap_a, true)?,
         Expect::Excludes => {}
     }
-    opsync_sync(opsync_args, &src, &b, case.seed, code)?;
+    let ran = mirror.run(opsync_args, &src, &b, case.seed, code);
+    // Checked first, even after a failed run: the worst a mirror can do.
+    no_diff(
+        "a tree outside SRC and DST changed (written through a symlink in DST?)",
+        outside_before.diff("before", &snap(&case.path("outside"))?, "after"),
+    )?;
+    ran?;
     let snap_b = snap(&b)?;
     if code == 23 {
         // A directory rsync could not replace keeps the mtime its emptying gave it ("now"):
@@ -226,7 +273,7 @@ fn mirror_and_compare(
         snap_a.diff("rsync", &snap_b, "opsync"),
     )?;
 
-    let again = opsync_sync(
+    let again = mirror.run(
         &[opsync_args, &["-i"]].concat(),
         &src,
         &b,
@@ -247,10 +294,6 @@ fn mirror_and_compare(
     no_diff(
         "the second opsync sync wrote to the tree",
         snap_b.identity_diff(&snap_again),
-    )?;
-    no_diff(
-        "a tree outside SRC and DST changed (written through a symlink in DST?)",
-        outside_before.diff("before", &snap(&case.path("outside"))?, "after"),
     )?;
     Ok(snap_a)
 }
@@ -635,4 +678,43 @@ fn empty_src_needs_allow_empty_source() {
         })();
         case.finish(result)
     });
+}
+
+/// The harness itself: rsync made into a wrong mirror by one option must fail these checks
+/// (otherwise a passing opsync would prove little).
+#[test]
+fn harness_catches_wrong_mirrors() {
+    require_program("rsync", "rsync");
+    const RSYNC: &str = r#"s=$1 d=$2; shift 2; rsync -a --delete "$@" "$s" "$d" "#;
+    let wrong: &[(String, &str)] = &[
+        // Writes through a symlink in DST that stands where SRC has a directory.
+        (
+            "tar -C \"$1\" -cf - . | tar -C \"$2\" --keep-directory-symlink -xpf -".into(),
+            "outside SRC and DST changed",
+        ),
+        // Writes into existing files: the other name of a hard link in DST changes too.
+        (format!("{RSYNC} --inplace"), "differs from rsync"),
+        // Keeps hard links of SRC.
+        (format!("{RSYNC} --hard-links"), "link count"),
+        // Leaves directory mtimes alone.
+        (format!("{RSYNC} --omit-dir-times"), "mtime"),
+        // Leaves owners alone.
+        (format!("{RSYNC} --no-owner"), "uid"),
+        // Skips devices and specials.
+        (format!("{RSYNC} --no-D"), "only in rsync"),
+    ];
+    for (script, symptom) in wrong {
+        let caught = (6000..6040).any(|seed| {
+            let case = Case::new(seed, &GenOptions::default(), 6);
+            case.stale.tree.build(&case.path("a")).unwrap();
+            case.stale.tree.build(&case.path("b")).unwrap();
+            let mirror = Mirror::Wrong(script);
+            let result = mirror_and_compare_with(mirror, &case, &[], &[], Expect::TrapsKept);
+            result.is_err_and(|msg| msg.contains(symptom))
+        });
+        assert!(
+            caught,
+            "`{script}` never failed with {symptom:?} in 40 seeds"
+        );
+    }
 }
