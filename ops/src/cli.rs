@@ -39,8 +39,14 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mirror SRC into DST: the result of `rsync -a --delete SRC/ DST/`
-    #[command(long_about = SYNC_ABOUT)]
+    #[command(long_about = SYNC_ABOUT, after_long_help = SYNC_EXAMPLES)]
     Sync(SyncArgs),
+    /// TLS certificates: status, issuance and renewal through certbot, the deploy hook
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// nginx: render the site configuration from the template, check it, reload
+    #[command(subcommand)]
+    Nginx(NginxCommand),
 
     /// Check the configuration file or print a commented example
     #[command(subcommand)]
@@ -62,6 +68,10 @@ pub enum Command {
     /// Install opsync into the system (writes files, enables nothing)
     #[command(subcommand)]
     Setup(SetupCommand),
+
+    /// Run the compose stacks: up, down, stop, start, status, update with rollback, prune
+    #[command(long_about = STACK_ABOUT)]
+    Stack(StackArgs),
 
     /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
     #[command(long_about = VERIFY_ABOUT)]
@@ -94,6 +104,16 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
+
+const SYNC_EXAMPLES: &str = "\
+Examples:
+  opsync sync data dev-data                  the nightly mirror (was: rsync -a --delete)
+  opsync sync -n -i data dev-data            what would change, in rsync's itemize format
+  opsync sync --max-delete=5% data dev-data  stop deleting after 5% of dev-data's entries
+  opsync sync --json data dev-data           JSON lines for scripts, with a final summary
+
+Exit codes: 0 ok, 1 bad options or paths, 20 signal, 23 some entries failed, 24 source files \
+vanished, 25 --max-delete reached, 26 empty source refused, 8 --verify found differences.";
 
 const SYNC_ABOUT: &str = "\
 Mirror SRC into DST: afterwards DST holds exactly what `rsync -a --delete SRC/ DST/` would give \
@@ -130,53 +150,59 @@ pub struct SyncArgs {
     pub delete: bool,
 
     /// Keep files in DST that are not in SRC
-    #[arg(long)]
+    #[arg(long, help_heading = "Safety")]
     pub no_delete: bool,
 
-    /// Show what would be done, change nothing
-    #[arg(short = 'n', long)]
+    /// Show what would be done (with -i: exactly what a real run changes), change nothing
+    #[arg(short = 'n', long, help_heading = "Safety")]
     pub dry_run: bool,
 
     /// Print a change summary for each item, in rsync's format (`>f.st......`)
-    #[arg(short = 'i', long)]
+    #[arg(short = 'i', long, help_heading = "Output")]
     pub itemize_changes: bool,
 
-    /// Print the names of changed items (twice: also what is skipped)
-    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    /// Print the names of changed items (`deleting NAME` for deletions)
+    #[arg(short = 'v', long, action = clap::ArgAction::Count, help_heading = "Output")]
     pub verbose: u8,
 
     /// Print counts of files, transfers, deletions, bytes and time at the end
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub stats: bool,
 
     /// Show a progress bar with rate and ETA on stderr (only when stderr is a terminal)
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub progress: bool,
 
     /// Print one JSON object per event and a final summary on stdout
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
 
     /// Compare file contents (BLAKE3) instead of size and mtime
-    #[arg(short = 'c', long)]
+    #[arg(short = 'c', long, help_heading = "Comparison")]
     pub checksum: bool,
 
     /// Stop deleting after N entries, or after P% of DST's entries (for example 500 or 5%)
-    #[arg(long, value_name = "N|P%")]
+    #[arg(long, value_name = "N|P%", help_heading = "Safety")]
     pub max_delete: Option<String>,
 
-    /// Treat mtimes as equal when they differ by at most N seconds (rsync's whole-second
-    /// comparison is --modify-window=0 plus ignoring nanoseconds; opsync compares nanoseconds)
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Treat mtimes as equal when they differ by at most N seconds [default: 0, which compares
+    /// nanoseconds where both sides keep them; rsync compares whole seconds]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true,
+        help_heading = "Comparison"
+    )]
     pub modify_window: u32,
 
     /// Exclude entries matching PATTERN (rsync-style glob; repeatable); excluded entries in DST
     /// are neither copied nor deleted
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", help_heading = "Comparison")]
     pub exclude: Vec<String>,
 
-    /// Allow an empty SRC to empty a non-empty DST
-    #[arg(long)]
+    /// Allow an empty SRC to empty a non-empty DST (refused by default, exit 26)
+    #[arg(long, help_heading = "Safety")]
     pub allow_empty_source: bool,
 
     /// Worker threads [default: all cores]
@@ -185,8 +211,165 @@ pub struct SyncArgs {
 
     /// After the sync, compare both trees by content (BLAKE3) and attributes, like
     /// `opsync verify`; differences are printed and exit with 8
-    #[arg(long)]
+    #[arg(long, help_heading = "Safety")]
     pub verify: bool,
+}
+
+const STACK_ABOUT: &str = "\
+Run the compose stacks configured as [stacks.NAME] (default: prod from compose.yaml, dev from \
+dev-compose.yaml), each with its own compose project name (-p), so two files in one folder never \
+recreate each other's containers. Works with `docker compose` (v2) and `docker-compose` (v1.29).
+
+`update` records the images running now, pulls, starts the new ones and waits for their \
+healthchecks; when they fail it puts the old images back. An image rollback does not undo \
+database migrations the new images ran.";
+
+/// Options of `opsync stack`.
+#[derive(Debug, Args)]
+pub struct StackArgs {
+    #[command(subcommand)]
+    pub command: StackCommand,
+}
+
+/// `opsync stack ...`.
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Create and start the stack (`up -d`), then wait until it is healthy
+    Up(StackName),
+    /// Stop and remove the stack's containers and networks (never its volumes)
+    Down(StackName),
+    /// Stop the stack's containers (they and their data stay)
+    Stop(StackName),
+    /// Start the stopped containers (or create them), then wait until healthy
+    Start(StackName),
+    /// Pause services of the stack (all when none are named)
+    Pause(StackServices),
+    /// Unpause services of the stack (all when none are named)
+    Unpause(StackServices),
+    /// Show each service's state, health and image (all stacks when none is named)
+    Status(StackStatusArgs),
+    /// Pull new images, start them, wait for health, roll back when they fail
+    Update(StackJson),
+    /// Return to the deployment before the one running now
+    Rollback(StackJson),
+    /// Remove dangling images and images older than the kept deployments; never containers,
+    /// networks or volumes
+    Prune(StackPruneArgs),
+}
+
+/// A stack name.
+#[derive(Debug, Args)]
+pub struct StackName {
+    /// Stack name from [stacks.NAME] (default config: prod, dev)
+    #[arg(value_name = "STACK")]
+    pub stack: String,
+}
+
+/// A stack name and services.
+#[derive(Debug, Args)]
+pub struct StackServices {
+    /// Stack name from [stacks.NAME]
+    #[arg(value_name = "STACK")]
+    pub stack: String,
+    /// Services (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+}
+
+/// A stack name and `--json`.
+#[derive(Debug, Args)]
+pub struct StackJson {
+    /// Stack name from [stacks.NAME]
+    #[arg(value_name = "STACK")]
+    pub stack: String,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `opsync stack status`.
+#[derive(Debug, Args)]
+pub struct StackStatusArgs {
+    /// Stack name from [stacks.NAME] (default: every configured stack)
+    #[arg(value_name = "STACK")]
+    pub stack: Option<String>,
+    /// One JSON object per service
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `opsync stack prune`.
+#[derive(Debug, Args)]
+pub struct StackPruneArgs {
+    /// Print what would be removed, remove nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// One JSON object per image
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `opsync certs ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Show each site's certificate on disk and as nginx serves it; exit 28 when one needs
+    /// attention (less than a third of its lifetime left, expired, missing, stale in nginx)
+    Status {
+        /// One JSON object per site on stdout
+        #[arg(long)]
+        json: bool,
+        /// Read only the files; do not connect to nginx
+        #[arg(long)]
+        disk_only: bool,
+    },
+    /// Issue certificates through certbot's webroot method (nginx serves the challenges), then
+    /// render the nginx site configuration and reload nginx
+    Issue {
+        /// Only these domains [default: every [[site]]]
+        #[arg(value_name = "DOMAIN")]
+        domains: Vec<String>,
+        /// Do not render and reload nginx afterwards
+        #[arg(long)]
+        no_reload: bool,
+        /// Skip checking first that nginx serves the challenge folder for every name
+        #[arg(long)]
+        no_preflight: bool,
+    },
+    /// Run `certbot renew` (no random sleep), then check every certificate as `status` does
+    Renew {
+        /// One JSON object per site on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install certbot's deploy hook that runs `opsync nginx reload` after every renewal
+    InstallHook {
+        /// The opsync binary the hook runs [default: this one]
+        #[arg(long, value_name = "PATH")]
+        opsync: Option<PathBuf>,
+        /// Print the hook instead of installing it
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// `opsync nginx ...`.
+#[derive(Debug, Subcommand)]
+pub enum NginxCommand {
+    /// Render the site configuration into [nginx] output and check it with `nginx -t` (a
+    /// configuration that fails the check is not left installed)
+    Render {
+        /// Print the rendered configuration instead of installing it
+        #[arg(long)]
+        stdout: bool,
+        /// Install without running `nginx -t`
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Run `nginx -t`
+    Check,
+    /// Run `nginx -t`, reload only when it passes, then wait until nginx serves the
+    /// certificates on disk
+    Reload,
 }
 
 /// Parses the process arguments. On `--help`/`--version` prints and returns exit 0; on a usage

@@ -8,6 +8,7 @@
 //! - [`config`]: `opsync.toml`, loading, defaults and validation.
 //! - [`certs`], [`nginx`], [`compose`]: certificates, the reverse proxy, compose stacks.
 //! - [`scheduler`], [`jobs`], [`state`], [`lock`], [`metrics`]: `opsync daemon` and its jobs.
+//! - [`process`]: running external programs with a timeout.
 
 pub mod certs;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod lock;
 pub mod metrics;
 pub mod nginx;
 pub mod output;
+pub mod process;
 pub mod scheduler;
 pub mod state;
 

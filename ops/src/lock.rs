@@ -15,6 +15,32 @@ pub struct JobLock {
     pub path: PathBuf,
 }
 
+/// Lock files this process holds through [`try_lock`], so code called from inside a job (the
+/// compose steps of the nightly job) knows the job already holds the stack's lock.
+static HELD: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = held.iter().position(|p| *p == self.path) {
+            held.swap_remove(i);
+        }
+    }
+}
+
+/// The lock file of `name` under `state_dir`.
+pub fn lock_path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("locks").join(format!("{name}.lock"))
+}
+
+/// True when this process holds the lock at `path` through [`try_lock`].
+pub fn held_here(path: &Path) -> bool {
+    HELD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|p| p == path)
+}
+
 /// A lock that could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -34,8 +60,8 @@ pub enum LockError {
 
 /// Takes the lock of `job` without waiting.
 pub fn try_lock(state_dir: &Path, job: &str) -> Result<JobLock, LockError> {
+    let path = lock_path(state_dir, job);
     let dir = state_dir.join("locks");
-    let path = dir.join(format!("{job}.lock"));
     let io = |op: &'static str, path: &Path| {
         let path = path.to_owned();
         move |source| LockError::Io { op, path, source }
@@ -69,13 +95,16 @@ pub fn try_lock(state_dir: &Path, job: &str) -> Result<JobLock, LockError> {
     file.set_len(0).map_err(io("write", &path))?;
     file.rewind().map_err(io("write", &path))?;
     writeln!(file, "{}", std::process::id()).map_err(io("write", &path))?;
+    HELD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(path.clone());
     Ok(JobLock { _file: file, path })
 }
 
 /// True when some process holds the lock of `job` (without taking it for longer than a
 /// moment and without touching the file's contents).
 pub fn is_held(state_dir: &Path, job: &str) -> bool {
-    let path = state_dir.join("locks").join(format!("{job}.lock"));
+    let path = lock_path(state_dir, job);
     let Ok(file) = File::open(&path) else {
         return false;
     };

@@ -28,6 +28,16 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Prints command output (a human-readable block or one JSON object) on stdout.
+pub fn stdout_text(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+}
+
 /// How `opsync sync` reports.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyncOutput {

@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end and differential tests: locating the `opsync` binary and
 //! requiring external programs (a missing one fails the test with a message, never skips it).
 
+pub mod docker;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -43,5 +45,10 @@ pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
     );
 }
 
+pub mod acme;
+pub mod background;
+pub mod nginx;
+pub mod pki;
+pub mod run;
 pub mod snapshot;
 pub mod tree;

@@ -1,11 +1,14 @@
 //! One module per subcommand. Each `run` takes its parsed arguments and returns an [`Exit`];
 //! fatal errors are printed here as one line (`opsync: error: ...`).
 
+pub mod certs;
 pub mod config;
 pub mod daemon;
+pub mod nginx;
 pub mod run;
 pub mod schedule;
 pub mod setup;
+pub mod stack;
 pub mod status;
 pub mod sync;
 pub mod verify;
@@ -25,7 +28,10 @@ pub fn run(cli: Cli) -> Exit {
         Command::Status(args) => status::run(&global, args),
         Command::Schedule(c) => schedule::run(&global, c),
         Command::Setup(c) => setup::run(&global, c),
+        Command::Certs(cmd) => certs::run(&global, cmd),
+        Command::Nginx(cmd) => nginx::run(&global, cmd),
         Command::Verify(args) => verify::run(&global, args),
+        Command::Stack(args) => stack::run(&global, args),
     }
 }
 
@@ -38,6 +44,23 @@ pub struct Global {
 
 /// Prints a fatal error as one line on stderr and returns its exit code.
 pub fn fail(exit: Exit, err: &anyhow::Error) -> Exit {
-    eprintln!("opsync: error: {err:#}");
+    eprintln!("opsync: error: {}", one_line(err));
     exit
+}
+
+/// The error and its causes on one line, `: `-separated, leaving out a cause whose text the
+/// message before it already contains (typed errors often print their source themselves).
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

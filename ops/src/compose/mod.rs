@@ -1,36 +1,377 @@
 //! Compose stacks: `docker compose` (v2) or `docker-compose` (v1.29) with an explicit project
 //! name per stack, safe updates with rollback, and pruning that never touches another stack.
+//!
+//! Module map:
+//! - [`run`]: external commands with a timeout, output to the log.
+//! - [`tool`]: which compose tool this machine has; is the engine reachable.
+//! - [`engine`]: containers and images as the engine sees them (by compose labels).
+//! - [`health`]: waiting for healthchecks (pure verdict + poll loop).
+//! - [`history`]: the deployment history in `STATE_DIR/stacks.json`.
+//! - [`update`]: `update` and `rollback`.
+//! - [`prune`]: what `prune` may remove (pure plan) and removing it.
+//!
+//! The functions at this level take the [`Config`] and a stack name, as the scheduler calls
+//! them; errors are [`StackError`]s inside `anyhow`.
+
+pub mod engine;
+pub mod error;
+pub mod health;
+pub mod history;
+pub mod prune;
+pub mod run;
+pub mod tool;
+pub mod update;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
 
 use crate::config::Config;
+use crate::config::stacks::StackConfig;
+use engine::ContainerInfo;
+pub use error::StackError;
+use run::{LogLevel, Output};
+use tool::{ComposeTool, Docker};
+pub use update::{RollbackReport, UpdateReport};
 
-/// Stops every service of `stack` (`compose stop`).
-pub fn stop(_cfg: &Config, stack: &str) -> anyhow::Result<()> {
-    anyhow::bail!("stack stop {stack}: not implemented yet")
+/// How often container health is polled while waiting.
+const HEALTH_POLL: Duration = Duration::from_millis(500);
+
+/// One configured stack, ready to run compose commands.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub name: String,
+    pub project: String,
+    /// Absolute (or config-relative) path of the compose file.
+    pub file: PathBuf,
+    pub conf: StackConfig,
+    pub tool: ComposeTool,
+    pub docker: Docker,
+    pub state_path: PathBuf,
 }
 
-/// Starts every service of `stack` (`compose start`, or `up -d` when never created).
-pub fn start(_cfg: &Config, stack: &str) -> anyhow::Result<()> {
-    anyhow::bail!("stack start {stack}: not implemented yet")
+/// Checks that `stack` is configured and returns its settings and project name.
+fn configured<'a>(cfg: &'a Config, stack: &str) -> Result<(&'a StackConfig, String), StackError> {
+    let conf = cfg
+        .stacks
+        .get(stack)
+        .ok_or_else(|| StackError::UnknownStack {
+            stack: stack.to_owned(),
+            known: if cfg.stacks.is_empty() {
+                "none".to_owned()
+            } else {
+                cfg.stacks.keys().cloned().collect::<Vec<_>>().join(", ")
+            },
+        })?;
+    let project = conf.project_name(stack);
+    if !valid_project(&project) {
+        return Err(StackError::BadProject {
+            stack: stack.to_owned(),
+            project,
+        });
+    }
+    Ok((conf, project))
+}
+
+/// Compose project names both generations accept: `[a-z0-9][a-z0-9_-]*`.
+pub fn valid_project(p: &str) -> bool {
+    let mut chars = p.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// The engine, with the longest command timeout of the configured stacks.
+fn docker_for(cfg: &Config) -> Docker {
+    let timeout = cfg
+        .stacks
+        .values()
+        .map(StackConfig::command_timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(600));
+    Docker { timeout }
+}
+
+impl Stack {
+    /// Resolves `stack` from the config, checks its compose file, the engine and the compose
+    /// tool, in that order.
+    pub fn open(cfg: &Config, stack: &str) -> Result<Stack, StackError> {
+        let (conf, project) = configured(cfg, stack)?;
+        let file = cfg.path(&conf.file);
+        if !file.is_file() {
+            return Err(StackError::ComposeFileMissing {
+                stack: stack.to_owned(),
+                path: file,
+            });
+        }
+        let docker = Docker {
+            timeout: conf.command_timeout(),
+        };
+        docker.ping()?;
+        let tool = tool::compose_tool(conf.command_timeout())?;
+        Ok(Stack {
+            name: stack.to_owned(),
+            project,
+            file,
+            conf: conf.clone(),
+            tool,
+            docker,
+            state_path: history::state_path(&cfg.path(&cfg.general.state_dir)),
+        })
+    }
+
+    /// Takes this stack's lock for an operation that changes it.
+    pub fn lock(&self) -> Result<history::StackLock, StackError> {
+        let dir = self
+            .state_path
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        history::lock_stack(dir, &self.name)
+    }
+
+    /// Runs `compose -f FILE -p PROJECT ARGS`.
+    pub fn compose<I, S>(&self, args: I, level: LogLevel) -> Result<Output, StackError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let cmd = self
+            .tool
+            .cmd([
+                "-f".to_owned(),
+                self.file.to_string_lossy().into_owned(),
+                "-p".to_owned(),
+                self.project.clone(),
+                "--ansi".to_owned(),
+                "never".to_owned(),
+            ])
+            .args(args);
+        run::run(&cmd, self.conf.command_timeout(), level).map_err(|source| StackError::Command {
+            stack: self.name.clone(),
+            error: Box::new(source),
+        })
+    }
+
+    /// The stack's containers (all states, no one-off containers).
+    pub fn containers(&self) -> Result<Vec<ContainerInfo>, StackError> {
+        engine::project_containers(&self.docker, &self.name, &self.project)
+    }
+
+    /// The services the compose file defines (`config --services`).
+    pub fn services(&self) -> Result<Vec<String>, StackError> {
+        let out = self.compose(["config", "--services"], LogLevel::Quiet)?;
+        let mut s: Vec<String> = out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        s.sort();
+        Ok(s)
+    }
+
+    /// Waits until every container of a service in the compose file runs and passes its
+    /// healthcheck; the error says why not. Orphans (services removed from the file) are left
+    /// out: `up -d` does not touch them.
+    pub fn wait_healthy(&self) -> Result<Result<(), String>, StackError> {
+        let defined = self.services()?;
+        health::wait(self.conf.health_timeout(), HEALTH_POLL, || {
+            let mut c = self.containers()?;
+            c.retain(|c| defined.contains(&c.service));
+            Ok(c)
+        })
+    }
+
+    fn unhealthy(&self, reason: String) -> StackError {
+        StackError::Unhealthy {
+            stack: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+/// `stack up STACK`: `up -d`, then waits for health.
+pub fn up(cfg: &Config, stack: &str) -> anyhow::Result<()> {
+    let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
+    s.compose(["up", "-d"], LogLevel::Loud)?;
+    s.wait_healthy()?.map_err(|r| s.unhealthy(r))?;
+    Ok(())
+}
+
+/// `stack down STACK`: removes the stack's containers and networks, never its volumes.
+pub fn down(cfg: &Config, stack: &str) -> anyhow::Result<()> {
+    let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
+    s.compose(["down"], LogLevel::Loud)?;
+    Ok(())
+}
+
+/// Stops every service of `stack` (`compose stop`).
+pub fn stop(cfg: &Config, stack: &str) -> anyhow::Result<()> {
+    let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
+    s.compose(["stop"], LogLevel::Loud)?;
+    Ok(())
+}
+
+/// Starts every service of `stack` (`compose start`, or `up -d` when never created), then
+/// waits for health.
+pub fn start(cfg: &Config, stack: &str) -> anyhow::Result<()> {
+    let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
+    if s.containers()?.is_empty() {
+        s.compose(["up", "-d"], LogLevel::Loud)?;
+    } else {
+        s.compose(["start"], LogLevel::Loud)?;
+    }
+    s.wait_healthy()?.map_err(|r| s.unhealthy(r))?;
+    Ok(())
 }
 
 /// Pauses the given services of `stack` (all when empty).
-pub fn pause(_cfg: &Config, stack: &str, _services: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("stack pause {stack}: not implemented yet")
+pub fn pause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<()> {
+    let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
+    s.compose(
+        std::iter::once("pause".to_owned()).chain(services.iter().cloned()),
+        LogLevel::Loud,
+    )?;
+    Ok(())
 }
 
 /// Unpauses the given services of `stack` (all when empty).
-pub fn unpause(_cfg: &Config, stack: &str, _services: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("stack unpause {stack}: not implemented yet")
+pub fn unpause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<()> {
+    let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
+    s.compose(
+        std::iter::once("unpause".to_owned()).chain(services.iter().cloned()),
+        LogLevel::Loud,
+    )?;
+    Ok(())
 }
 
-/// Result of one `stack update`.
-#[derive(Debug, Clone, Default)]
-pub struct UpdateReport {
-    /// True when the new images failed and the old ones were put back.
-    pub rolled_back: bool,
+/// One row of `stack status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub stack: String,
+    pub project: String,
+    pub service: String,
+    /// Container name; none when the service has no container.
+    pub container: Option<String>,
+    /// `running`, `exited`, `paused`, ... or `missing`.
+    pub state: String,
+    pub health: Option<String>,
+    /// The reference the service asks for.
+    pub image: Option<String>,
+    pub image_id: Option<String>,
+    /// Registry digest (`repo@sha256:...`) of the image, when it came from a registry.
+    pub digest: Option<String>,
+}
+
+/// `stack status STACK`: every service's state, health and image.
+pub fn status(cfg: &Config, stack: &str) -> anyhow::Result<Vec<ServiceStatus>> {
+    let s = Stack::open(cfg, stack)?;
+    let services = s.services()?;
+    let containers = s.containers()?;
+    let ids: BTreeSet<String> = containers.iter().map(|c| c.image_id.clone()).collect();
+    let digests = engine::repo_digests(&s.docker, &s.name, &ids)?;
+    let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in &containers {
+        seen.insert(c.service.clone());
+        let repo = engine::repository(&c.image_ref);
+        let digest = digests.get(&c.image_id).and_then(|ds| {
+            ds.iter()
+                .find(|d| d.starts_with(&format!("{repo}@")))
+                .or(ds.first())
+                .cloned()
+        });
+        rows.push(ServiceStatus {
+            stack: s.name.clone(),
+            project: s.project.clone(),
+            service: c.service.clone(),
+            container: Some(c.name.clone()),
+            state: c.state.clone(),
+            health: c.health.clone(),
+            image: Some(c.image_ref.clone()),
+            image_id: Some(c.image_id.clone()),
+            digest,
+        });
+    }
+    for svc in services {
+        if !seen.contains(&svc) {
+            rows.push(ServiceStatus {
+                stack: s.name.clone(),
+                project: s.project.clone(),
+                service: svc,
+                container: None,
+                state: "missing".into(),
+                health: None,
+                image: None,
+                image_id: None,
+                digest: None,
+            });
+        }
+    }
+    rows.sort_by(|a, b| (&a.service, &a.container).cmp(&(&b.service, &b.container)));
+    Ok(rows)
 }
 
 /// `stack update STACK`: record, pull, up, wait for health, roll back on failure.
-pub fn update(_cfg: &Config, stack: &str) -> anyhow::Result<UpdateReport> {
-    anyhow::bail!("stack update {stack}: not implemented yet")
+pub fn update(cfg: &Config, stack: &str) -> anyhow::Result<UpdateReport> {
+    let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
+    Ok(update::update(&s, &SystemTime::now)?)
+}
+
+/// `stack rollback STACK`: back to the deployment before the one running now.
+pub fn rollback(cfg: &Config, stack: &str) -> anyhow::Result<RollbackReport> {
+    let s = Stack::open(cfg, stack)?;
+    let _lock = s.lock()?;
+    Ok(update::rollback_on_demand(&s)?)
+}
+
+/// `stack prune`: removes dangling and retired images no container uses; `dry_run` only plans.
+pub fn prune(cfg: &Config, dry_run: bool) -> anyhow::Result<Vec<prune::PruneAction>> {
+    let docker = docker_for(cfg);
+    docker.ping()?;
+    let state_path = history::state_path(&cfg.path(&cfg.general.state_dir));
+    Ok(prune::run(&docker, &state_path, dry_run)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_names() {
+        for ok in ["prod", "dev", "mealmind-dev", "a_1", "0x"] {
+            assert!(valid_project(ok), "{ok}");
+        }
+        for bad in ["", "Prod", "-x", "a b", "a.b", "_x"] {
+            assert!(!valid_project(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_stack_lists_the_configured_ones() {
+        let cfg = Config::default();
+        let e = configured(&cfg, "staging").unwrap_err().to_string();
+        assert!(e.contains("dev, prod"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_compose_file_is_reported_before_the_engine_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            base_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let e = Stack::open(&cfg, "dev").unwrap_err();
+        assert!(matches!(e, StackError::ComposeFileMissing { .. }), "{e}");
+        assert!(e.to_string().contains("dev-compose.yaml"), "{e}");
+    }
 }

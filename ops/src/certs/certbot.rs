@@ -1,0 +1,288 @@
+//! certbot command lines (`certonly --webroot`, `renew`) and the deploy hook file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::config::sites::Site;
+use crate::process::{Cmd, Output, ProcessError};
+
+/// File name of the deploy hook in `CONFIG-DIR/renewal-hooks/deploy/`.
+pub const HOOK_NAME: &str = "opsync-nginx-reload";
+
+/// The options every certbot run gets: paths, non-interactive, CA bundle, extra arguments.
+fn base(cfg: &Config, subcommand: &str) -> Cmd {
+    let c = &cfg.certbot;
+    let mut cmd = Cmd::new(&c.program)
+        .arg(subcommand)
+        .arg("--non-interactive")
+        .arg("--config-dir")
+        .arg(cfg.path(&c.config_dir))
+        .arg("--work-dir")
+        .arg(cfg.path(&c.work_dir))
+        .arg("--logs-dir")
+        .arg(cfg.path(&c.logs_dir))
+        .timeout(Duration::from_secs(c.timeout_secs));
+    if let Some(bundle) = &c.ca_bundle {
+        cmd = cmd.env("REQUESTS_CA_BUNDLE", cfg.path(bundle));
+    }
+    cmd
+}
+
+/// `certbot certonly --webroot` for one site: first issuance, or re-issuance when the names
+/// changed; keeps a certificate that is not due yet.
+pub fn issue_cmd(cfg: &Config, site: &Site) -> Cmd {
+    let c = &cfg.certbot;
+    let mut cmd = base(cfg, "certonly")
+        .arg("--agree-tos")
+        .arg("--keep-until-expiring")
+        .arg("--webroot")
+        .arg("-w")
+        .arg(cfg.path(&c.webroot))
+        .arg("--cert-name")
+        .arg(site.cert_name());
+    for name in site.names() {
+        cmd = cmd.arg("-d").arg(name);
+    }
+    if let Some(server) = &c.server {
+        cmd = cmd.arg("--server").arg(server);
+    }
+    cmd = match &c.email {
+        Some(e) => cmd.arg("--email").arg(e),
+        None => cmd.arg("--register-unsafely-without-email"),
+    };
+    cmd.args(&c.extra_args)
+}
+
+/// `certbot renew`: every certificate that is due. No random sleep: the scheduler spreads the
+/// start time itself. The ACME server of each certificate comes from its renewal config.
+pub fn renew_cmd(cfg: &Config) -> Cmd {
+    base(cfg, "renew")
+        .arg("--no-random-sleep-on-renew")
+        .args(&cfg.certbot.extra_args)
+}
+
+/// A certbot run that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CertbotError {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("`certbot {subcommand}` failed ({status}): {summary} (details in {log})")]
+    Failed {
+        subcommand: String,
+        status: std::process::ExitStatus,
+        summary: String,
+        log: PathBuf,
+    },
+}
+
+/// Runs a certbot command; on failure the error carries the lines that say why (the CA's
+/// `Detail:` lines, failed renewals), not certbot's closing "Ask for help" line.
+pub fn run(cfg: &Config, subcommand: &str, cmd: &Cmd) -> Result<Output, CertbotError> {
+    let out = cmd.run_unchecked()?;
+    if out.status.success() {
+        return Ok(out);
+    }
+    Err(CertbotError::Failed {
+        subcommand: subcommand.to_owned(),
+        status: out.status,
+        summary: failure_summary(&out.stdout, &out.stderr),
+        log: cfg.path(&cfg.certbot.logs_dir).join("letsencrypt.log"),
+    })
+}
+
+/// The informative lines of a failed certbot run, joined by `; `.
+fn failure_summary(stdout: &str, stderr: &str) -> String {
+    let mut picked: Vec<String> = Vec::new();
+    for line in stdout.lines().chain(stderr.lines()) {
+        let l = line.trim();
+        let lower = l.to_ascii_lowercase();
+        let wanted = l.starts_with("Detail:")
+            || l.starts_with("Domain:")
+            || lower.contains("error")
+            || lower.contains("failed");
+        let noise = l.starts_with("Ask for help")
+            || l.starts_with("Saving debug log")
+            || l.starts_with("Hint:")
+            || lower.starts_with("certbot failed to authenticate");
+        if wanted && !noise && !picked.iter().any(|p| p == l) {
+            picked.push(l.to_owned());
+        }
+    }
+    if picked.is_empty() {
+        return stderr
+            .lines()
+            .chain(stdout.lines())
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("Saving debug log"))
+            .unwrap_or("no output")
+            .to_owned();
+    }
+    picked.truncate(6);
+    picked.join("; ")
+}
+
+/// Where the deploy hook lives.
+pub fn hook_path(cfg: &Config) -> PathBuf {
+    cfg.path(&cfg.certbot.config_dir)
+        .join("renewal-hooks")
+        .join("deploy")
+        .join(HOOK_NAME)
+}
+
+/// The deploy hook script: runs `opsync [--config FILE] nginx reload`.
+pub fn hook_script(opsync: &Path, config: Option<&Path>) -> String {
+    let mut line = format!("exec {}", sh_quote(&opsync.display().to_string()));
+    if let Some(c) = config {
+        line.push_str(&format!(" --config {}", sh_quote(&c.display().to_string())));
+    }
+    line.push_str(" nginx reload");
+    format!(
+        "#!/bin/sh\n\
+         # Installed by `opsync certs install-hook`; reinstall it rather than editing it.\n\
+         # certbot runs this after every successful renewal, whoever started certbot (opsync,\n\
+         # Debian's certbot.timer, an operator). `opsync nginx reload` reloads nginx only when\n\
+         # `nginx -t` passes, then checks that nginx serves the certificates on disk.\n\
+         {line}\n"
+    )
+}
+
+/// A hook install that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} {path}: {source}")]
+pub struct HookError {
+    op: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// Writes `script` to `path` atomically (temporary file, fsync, rename) with mode 0755.
+pub fn install_hook(path: &Path, script: &str) -> Result<(), HookError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |op, p: &Path| {
+        let p = p.to_owned();
+        move |source| HookError {
+            op,
+            path: p,
+            source,
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err("create folder", dir))?;
+    let tmp = dir.join(format!(".{HOOK_NAME}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(script.as_bytes())?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err("write", &tmp)(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err("rename into", path)(e)
+    })
+}
+
+/// Quotes `s` for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        let mut cfg: Config = toml::from_str(
+            r#"
+            [[site]]
+            domain = "example.com"
+            aliases = ["www.example.com"]
+            [certbot]
+            config-dir = "le"
+            server = "https://127.0.0.1:14000/dir"
+            extra-args = ["--key-type", "rsa"]
+            "#,
+        )
+        .unwrap();
+        cfg.base_dir = "/srv".into();
+        cfg
+    }
+
+    #[test]
+    fn issue_command_line() {
+        let cfg = cfg();
+        assert_eq!(
+            issue_cmd(&cfg, &cfg.site[0]).display(),
+            "certbot certonly --non-interactive --config-dir /srv/le \
+             --work-dir /var/lib/letsencrypt --logs-dir /var/log/letsencrypt --agree-tos \
+             --keep-until-expiring --webroot -w /var/www/letsencrypt --cert-name example.com \
+             -d example.com -d www.example.com --server https://127.0.0.1:14000/dir \
+             --register-unsafely-without-email --key-type rsa"
+        );
+    }
+
+    #[test]
+    fn renew_command_line() {
+        assert_eq!(
+            renew_cmd(&cfg()).display(),
+            "certbot renew --non-interactive --config-dir /srv/le \
+             --work-dir /var/lib/letsencrypt --logs-dir /var/log/letsencrypt \
+             --no-random-sleep-on-renew --key-type rsa"
+        );
+    }
+
+    #[test]
+    fn failure_summary_keeps_the_reason() {
+        let stdout = "Account registered.\nRequesting a certificate for dev.example.com\n\
+            Certbot failed to authenticate some domains (authenticator: webroot). The Certificate \
+            Authority reported these problems:\n  Domain: dev.example.com\n  Type:   connection\n\
+            \x20 Detail: connection refused\n\nHint: The Certificate Authority failed to download\n";
+        let stderr = "Saving debug log to /x/letsencrypt.log\nSome challenges have failed.\n\
+            Ask for help or search for solutions at https://community.letsencrypt.org.\n";
+        assert_eq!(
+            failure_summary(stdout, stderr),
+            "Domain: dev.example.com; Detail: connection refused; Some challenges have failed."
+        );
+        assert_eq!(failure_summary("", "Saving debug log to x\nboom\n"), "boom");
+    }
+
+    #[test]
+    fn hook_quotes_paths() {
+        let s = hook_script(
+            Path::new("/usr/local/bin/opsync"),
+            Some(Path::new("/etc/ops sync/it's.toml")),
+        );
+        assert!(s.starts_with("#!/bin/sh\n"));
+        assert!(s.ends_with(
+            "exec /usr/local/bin/opsync --config '/etc/ops sync/it'\\''s.toml' nginx reload\n"
+        ));
+    }
+
+    #[test]
+    fn hook_is_installed_executable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("renewal-hooks/deploy").join(HOOK_NAME);
+        install_hook(&path, "#!/bin/sh\n").unwrap();
+        install_hook(&path, "#!/bin/sh\necho\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "#!/bin/sh\necho\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! `opsync stack ...`: load the config, run the stack operation, print the result, map errors
+//! to exit codes (unknown stack: 1, missing compose file: 2, docker or compose failed: 10).
+
+use std::io::Write;
+
+use crate::cli::{StackArgs, StackCommand};
+use crate::commands::{Global, fail};
+use crate::compose::{self, ServiceStatus, StackError};
+use crate::config::Config;
+use crate::exit::Exit;
+
+pub fn run(global: &Global, args: StackArgs) -> Exit {
+    let cfg = match Config::resolve(global.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return fail(Exit::Config, &anyhow::Error::new(e)),
+    };
+    match run_command(&cfg, args.command) {
+        Ok(exit) => exit,
+        Err(e) => {
+            let exit = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<StackError>())
+                .map_or(Exit::Failed, StackError::exit);
+            fail(exit, &e)
+        }
+    }
+}
+
+fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        StackCommand::Up(a) => {
+            compose::up(cfg, &a.stack)?;
+            writeln!(out, "stack {}: up and healthy", a.stack)?;
+        }
+        StackCommand::Down(a) => {
+            compose::down(cfg, &a.stack)?;
+            writeln!(out, "stack {}: down (volumes kept)", a.stack)?;
+        }
+        StackCommand::Stop(a) => {
+            compose::stop(cfg, &a.stack)?;
+            writeln!(out, "stack {}: stopped", a.stack)?;
+        }
+        StackCommand::Start(a) => {
+            compose::start(cfg, &a.stack)?;
+            writeln!(out, "stack {}: started and healthy", a.stack)?;
+        }
+        StackCommand::Pause(a) => {
+            compose::pause(cfg, &a.stack, &a.services)?;
+            writeln!(out, "stack {}: paused", a.stack)?;
+        }
+        StackCommand::Unpause(a) => {
+            compose::unpause(cfg, &a.stack, &a.services)?;
+            writeln!(out, "stack {}: unpaused", a.stack)?;
+        }
+        StackCommand::Status(a) => {
+            let stacks: Vec<String> = match a.stack {
+                Some(s) => vec![s],
+                None => cfg.stacks.keys().cloned().collect(),
+            };
+            let mut rows = Vec::new();
+            for s in &stacks {
+                rows.extend(compose::status(cfg, s)?);
+            }
+            if a.json {
+                for r in &rows {
+                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                }
+            } else {
+                out.write_all(render_status(&rows).as_bytes())?;
+            }
+        }
+        StackCommand::Update(a) => {
+            let report = compose::update(cfg, &a.stack)?;
+            if a.json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            }
+            if report.rolled_back {
+                let reason = report.failure.unwrap_or_default();
+                return Err(anyhow::Error::new(StackError::Unhealthy {
+                    stack: a.stack.clone(),
+                    reason: format!(
+                        "update failed ({reason}); rolled back to the images running before: \
+                         fix the new images, then run `opsync stack update {}` again",
+                        a.stack
+                    ),
+                }));
+            }
+            if !a.json {
+                if report.changed.is_empty() {
+                    writeln!(out, "stack {}: up to date and healthy", a.stack)?;
+                } else {
+                    writeln!(
+                        out,
+                        "stack {}: updated {} and healthy",
+                        a.stack,
+                        report.changed.join(", ")
+                    )?;
+                }
+            }
+        }
+        StackCommand::Rollback(a) => {
+            let report = compose::rollback(cfg, &a.stack)?;
+            if a.json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "stack {}: rolled back to the deployment of {} ({}); database migrations \
+                     are not undone",
+                    a.stack,
+                    report.to,
+                    if report.changed.is_empty() {
+                        "no service changed".to_owned()
+                    } else {
+                        format!("recreated {}", report.changed.join(", "))
+                    }
+                )?;
+            }
+        }
+        StackCommand::Prune(a) => {
+            let actions = compose::prune(cfg, a.dry_run)?;
+            let verb = if a.dry_run { "would remove" } else { "removed" };
+            for act in &actions {
+                if a.json {
+                    let mut v = serde_json::to_value(act)?;
+                    v["dry_run"] = a.dry_run.into();
+                    writeln!(out, "{v}")?;
+                } else if act.untag.is_empty() {
+                    writeln!(out, "{verb} image {} ({})", act.id, act.reason)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{verb} image {} ({}): {}",
+                        act.id,
+                        act.reason,
+                        act.untag.join(", ")
+                    )?;
+                }
+            }
+            if actions.is_empty() && !a.json {
+                writeln!(out, "nothing to prune")?;
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// The `stack status` table.
+pub fn render_status(rows: &[ServiceStatus]) -> String {
+    let short = |id: &Option<String>| {
+        id.as_deref()
+            .map(|i| i.trim_start_matches("sha256:").chars().take(12).collect())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".to_owned());
+    let table: Vec<[String; 8]> = std::iter::once(
+        [
+            "STACK",
+            "SERVICE",
+            "CONTAINER",
+            "STATE",
+            "HEALTH",
+            "IMAGE",
+            "ID",
+            "DIGEST",
+        ]
+        .map(str::to_owned),
+    )
+    .chain(rows.iter().map(|r| {
+        [
+            r.stack.clone(),
+            r.service.clone(),
+            opt(&r.container),
+            r.state.clone(),
+            opt(&r.health),
+            opt(&r.image),
+            short(&r.image_id),
+            r.digest
+                .as_deref()
+                .and_then(|d| d.split('@').nth(1))
+                .map(|d| d.chars().take(19).collect())
+                .unwrap_or_else(|| "-".to_owned()),
+        ]
+    }))
+    .collect();
+    let mut widths = [0usize; 8];
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        s.push_str(line.join("  ").trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table_aligns_columns_and_shortens_ids() {
+        let rows = vec![
+            ServiceStatus {
+                stack: "prod".into(),
+                project: "prod".into(),
+                service: "web".into(),
+                container: Some("prod_web_1".into()),
+                state: "running".into(),
+                health: Some("healthy".into()),
+                image: Some("reg/app:latest".into()),
+                image_id: Some("sha256:0123456789abcdef".into()),
+                digest: Some("reg/app@sha256:fedcba9876543210fedc".into()),
+            },
+            ServiceStatus {
+                stack: "prod".into(),
+                project: "prod".into(),
+                service: "worker".into(),
+                container: None,
+                state: "missing".into(),
+                health: None,
+                image: None,
+                image_id: None,
+                digest: None,
+            },
+        ];
+        let t = render_status(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with("STACK  SERVICE  CONTAINER   STATE"),
+            "{t}"
+        );
+        assert!(lines[1].contains("0123456789ab "), "{t}");
+        assert!(lines[1].ends_with("sha256:fedcba987654"), "{t}");
+        assert!(lines[2].contains("worker   -           missing"), "{t}");
+    }
+}
