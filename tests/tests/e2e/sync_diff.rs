@@ -51,6 +51,10 @@ struct Case {
 
 impl Case {
     fn new(seed: u64, opts: &GenOptions, trap_percent: u32) -> Case {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "the differential tests need root (devices, owners other than the caller): run them as root"
+        );
         let tmp = tempfile::Builder::new()
             .prefix(&format!("opsync-diff-{seed}-"))
             .tempdir()
