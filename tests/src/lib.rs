@@ -50,3 +50,5 @@ pub mod background;
 pub mod nginx;
 pub mod pki;
 pub mod run;
+pub mod snapshot;
+pub mod tree;

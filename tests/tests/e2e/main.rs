@@ -4,3 +4,4 @@ mod daemon;
 mod nginx;
 mod nightly;
 mod stack;
+mod sync_diff;
