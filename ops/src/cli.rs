@@ -39,7 +39,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mirror SRC into DST: the result of `rsync -a --delete SRC/ DST/`
-    #[command(long_about = SYNC_ABOUT)]
+    #[command(long_about = SYNC_ABOUT, after_long_help = SYNC_EXAMPLES)]
     Sync(SyncArgs),
     /// TLS certificates: status, issuance and renewal through certbot, the deploy hook
     #[command(subcommand)]
@@ -105,6 +105,16 @@ pub struct VerifyArgs {
     pub threads: Option<usize>,
 }
 
+const SYNC_EXAMPLES: &str = "\
+Examples:
+  opsync sync data dev-data                  the nightly mirror (was: rsync -a --delete)
+  opsync sync -n -i data dev-data            what would change, in rsync's itemize format
+  opsync sync --max-delete=5% data dev-data  stop deleting after 5% of dev-data's entries
+  opsync sync --json data dev-data           JSON lines for scripts, with a final summary
+
+Exit codes: 0 ok, 1 bad options or paths, 20 signal, 23 some entries failed, 24 source files \
+vanished, 25 --max-delete reached, 26 empty source refused, 8 --verify found differences.";
+
 const SYNC_ABOUT: &str = "\
 Mirror SRC into DST: afterwards DST holds exactly what `rsync -a --delete SRC/ DST/` would give \
 (contents, permissions, owner and group, nanosecond mtimes, symlinks, devices, FIFOs, sockets).
@@ -140,53 +150,59 @@ pub struct SyncArgs {
     pub delete: bool,
 
     /// Keep files in DST that are not in SRC
-    #[arg(long)]
+    #[arg(long, help_heading = "Safety")]
     pub no_delete: bool,
 
-    /// Show what would be done, change nothing
-    #[arg(short = 'n', long)]
+    /// Show what would be done (with -i: exactly what a real run changes), change nothing
+    #[arg(short = 'n', long, help_heading = "Safety")]
     pub dry_run: bool,
 
     /// Print a change summary for each item, in rsync's format (`>f.st......`)
-    #[arg(short = 'i', long)]
+    #[arg(short = 'i', long, help_heading = "Output")]
     pub itemize_changes: bool,
 
-    /// Print the names of changed items (twice: also what is skipped)
-    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    /// Print the names of changed items (`deleting NAME` for deletions)
+    #[arg(short = 'v', long, action = clap::ArgAction::Count, help_heading = "Output")]
     pub verbose: u8,
 
     /// Print counts of files, transfers, deletions, bytes and time at the end
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub stats: bool,
 
     /// Show a progress bar with rate and ETA on stderr (only when stderr is a terminal)
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub progress: bool,
 
     /// Print one JSON object per event and a final summary on stdout
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
 
     /// Compare file contents (BLAKE3) instead of size and mtime
-    #[arg(short = 'c', long)]
+    #[arg(short = 'c', long, help_heading = "Comparison")]
     pub checksum: bool,
 
     /// Stop deleting after N entries, or after P% of DST's entries (for example 500 or 5%)
-    #[arg(long, value_name = "N|P%")]
+    #[arg(long, value_name = "N|P%", help_heading = "Safety")]
     pub max_delete: Option<String>,
 
-    /// Treat mtimes as equal when they differ by at most N seconds (rsync's whole-second
-    /// comparison is --modify-window=0 plus ignoring nanoseconds; opsync compares nanoseconds)
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Treat mtimes as equal when they differ by at most N seconds [default: 0, which compares
+    /// nanoseconds where both sides keep them; rsync compares whole seconds]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true,
+        help_heading = "Comparison"
+    )]
     pub modify_window: u32,
 
     /// Exclude entries matching PATTERN (rsync-style glob; repeatable); excluded entries in DST
     /// are neither copied nor deleted
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", help_heading = "Comparison")]
     pub exclude: Vec<String>,
 
-    /// Allow an empty SRC to empty a non-empty DST
-    #[arg(long)]
+    /// Allow an empty SRC to empty a non-empty DST (refused by default, exit 26)
+    #[arg(long, help_heading = "Safety")]
     pub allow_empty_source: bool,
 
     /// Worker threads [default: all cores]
@@ -195,7 +211,7 @@ pub struct SyncArgs {
 
     /// After the sync, compare both trees by content (BLAKE3) and attributes, like
     /// `opsync verify`; differences are printed and exit with 8
-    #[arg(long)]
+    #[arg(long, help_heading = "Safety")]
     pub verify: bool,
 }
 

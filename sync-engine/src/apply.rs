@@ -347,6 +347,12 @@ impl Applier<'_> {
             }
             sys::set_attrs_fd(fd.as_fd(), m, owner)
         } else {
+            // Only chown when owner or group differ: chown clears setuid/setgid bits, which
+            // cannot be set again on a special file in place (the planner recreates those).
+            let owner = Owner {
+                uid: owner.uid.filter(|_| a.change.contains(Change::OWNER)),
+                gid: owner.gid.filter(|_| a.change.contains(Change::GROUP)),
+            };
             sys::set_attrs_at(d, name, m, owner, None)
         }
     }

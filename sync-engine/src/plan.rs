@@ -360,9 +360,12 @@ impl Planner<'_> {
                 if rdev_differs {
                     change |= Change::CONTENT;
                 }
-                if rdev_differs || change.contains(Change::PERMS) {
-                    // Recreated under a temporary name and renamed: changing the mode of a
-                    // special file by name could follow a symlink swapped in meanwhile.
+                // chown clears setuid/setgid bits, and the mode of an existing special file
+                // cannot be set again safely (by name, it could follow a symlink swapped in
+                // meanwhile): such changes recreate the entry under a temporary name.
+                let owner_clears_mode = sm.perm & 0o6000 != 0
+                    && (change.contains(Change::OWNER) || change.contains(Change::GROUP));
+                if rdev_differs || change.contains(Change::PERMS) || owner_clears_mode {
                     self.others.push(Action {
                         op: Op::Mknod,
                         src: a,

@@ -51,3 +51,5 @@ pub mod faults;
 pub mod nginx;
 pub mod pki;
 pub mod run;
+pub mod snapshot;
+pub mod tree;

@@ -304,7 +304,7 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
                 }),
                 ..Report::default()
             },
-            Err(e) => failed("certs", format!("{e:#}")),
+            Err(e) => failed("certs", crate::commands::one_line(&e)),
         },
         JobKind::StackUpdate => {
             let stack = job.stack.as_deref().unwrap_or("prod");
@@ -318,7 +318,7 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
                     ..Report::default()
                 },
                 Ok(_) => Report::default(),
-                Err(e) => failed("update", format!("{e:#}")),
+                Err(e) => failed("update", crate::commands::one_line(&e)),
             }
         }
         JobKind::Command => {

@@ -336,7 +336,10 @@ impl Run<'_> {
         } else {
             crate::compose::stop(self.cfg, &dev.stack)
         };
-        r.map_or_else(|e| StepEnd::failed(format!("{e:#}")), |()| StepEnd::ok())
+        r.map_or_else(
+            |e| StepEnd::failed(crate::commands::one_line(&e)),
+            |()| StepEnd::ok(),
+        )
     }
 
     /// Quiesces (`resume == false`) or resumes production.
@@ -359,7 +362,10 @@ impl Run<'_> {
             // Snapshot without a resume command: nothing to undo.
             (QuiesceMode::Snapshot | QuiesceMode::None, _) => Ok(()),
         };
-        r.map_or_else(|e| StepEnd::failed(format!("{e:#}")), |()| StepEnd::ok())
+        r.map_or_else(
+            |e| StepEnd::failed(crate::commands::one_line(&e)),
+            |()| StepEnd::ok(),
+        )
     }
 
     /// One sync pass: `opsync sync --json SRC DST` (or the configured `sync-command`). A pass

@@ -178,6 +178,16 @@ fn rules() {
             want: &[],
         },
         Case {
+            name: "setuid special file whose owner changes is recreated (chown clears setuid)",
+            src: dir(
+                b"",
+                vec![with_meta(fifo(b"p"), |m| (m.perm, m.uid) = (0o4755, 7))],
+            ),
+            dst: Some(dir(b"", vec![with_meta(fifo(b"p"), |m| m.perm = 0o4755)])),
+            opts: opts(),
+            want: &["cS....o.... p"],
+        },
+        Case {
             name: "symlink mtime fixed in place, never perms",
             src: dir(
                 b"",

@@ -6,3 +6,4 @@ mod hostile;
 mod nginx;
 mod nightly;
 mod stack;
+mod sync_diff;
