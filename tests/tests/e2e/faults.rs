@@ -4,7 +4,7 @@
 //! guarantees of the README's "Guarantees after failures" section.
 
 use std::fs;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -513,11 +513,7 @@ fn vanishing_and_changing_sources_finish_with_24_and_complete_copies() {
                     let more: Vec<u8> = (have..have + 1 + fastrand::usize(..32))
                         .flat_map(|k| record(&base, fv, k).into_bytes())
                         .collect();
-                    if let Ok(mut f) = fs::OpenOptions::new()
-                        .append(true)
-                        .custom_flags(0)
-                        .open(&path)
-                    {
+                    if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&path) {
                         use std::io::Write;
                         let _ = f.write_all(&more);
                     }
