@@ -207,13 +207,18 @@ impl Applier<'_> {
             .position(|a| !matches!(a.op, Op::Delete | Op::Mkdir))
             .unwrap_or(acts.len());
         let mut dirs = DirStack::default();
+        // Whether this directory's entries changed (its mtime then needs setting back).
+        let mut touched = false;
         for a in &acts[..split] {
             if self.cancelled() {
                 return;
             }
             match a.op {
-                Op::Delete => self.delete(dfd, group.dst, a, &mut dirs),
-                _ => self.mkdir(dfd, a),
+                Op::Delete => touched |= self.delete(dfd, group.dst, a, &mut dirs),
+                _ => {
+                    self.mkdir(dfd, a);
+                    touched = true;
+                }
             }
         }
         drop(dirs);
@@ -250,8 +255,10 @@ impl Applier<'_> {
         });
 
         // Creating, renaming or deleting entries changed the directory's mtime: set it back
-        // even when the directory's attributes matched at plan time (rsync does the same).
-        let touched = acts.iter().any(|a| a.op != Op::SetAttrs);
+        // even when the directory's attributes matched at plan time (rsync does the same). A
+        // deletion that failed (a directory kept non-empty by excluded entries) changed nothing,
+        // so a second run writes nothing.
+        touched |= rest.iter().any(|a| a.op != Op::SetAttrs);
         if (touched || !finish.is_empty()) && !self.cancelled() {
             let m = self.src.meta(group.src);
             match sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m)) {
@@ -261,7 +268,8 @@ impl Applier<'_> {
         }
     }
 
-    fn delete(&self, dfd: &OwnedFd, base: Idx, a: &Action, dirs: &mut DirStack) {
+    /// Deletes one entry; true when it removed an entry of the group's own directory.
+    fn delete(&self, dfd: &OwnedFd, base: Idx, a: &Action, dirs: &mut DirStack) -> bool {
         let parent = self.dst.entry(a.dst).parent;
         let is_dir = self.dst.meta(a.dst).kind == Kind::Dir;
         let r = dirs
@@ -271,6 +279,7 @@ impl Applier<'_> {
             Ok(()) => {
                 self.count(a, 0);
                 self.emit_action(a, 0);
+                return parent == base;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && self.has_excludes => {
@@ -280,6 +289,7 @@ impl Applier<'_> {
             }
             Err(e) => self.fail("delete", Side::Dest, self.dst, a.dst, e),
         }
+        false
     }
 
     fn mkdir(&self, dfd: &OwnedFd, a: &Action) {
