@@ -32,7 +32,7 @@ fn listing(changed_every: Option<usize>) -> Listing {
         for f in 0..99 {
             n += 1;
             let sec = match changed_every {
-                Some(k) if n % k == 0 => 2,
+                Some(k) if n.is_multiple_of(k) => 2,
                 _ => 1,
             };
             l.push(

@@ -46,7 +46,7 @@ enum Tool {
 impl Tool {
     fn name(&self) -> String {
         match self {
-            Tool::Opsync(a) if a.is_empty() => "opsync".into(),
+            Tool::Opsync([]) => "opsync".into(),
             Tool::Opsync(a) => format!("opsync {}", a.join(" ")),
             Tool::OpsyncVerify => "opsync verify".into(),
             Tool::Rsync(a) => format!("rsync -a {}", a.join(" ")),
