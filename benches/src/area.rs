@@ -107,6 +107,16 @@ impl Area {
     }
 }
 
+impl Area {
+    /// Sectors written to the loop device so far (`/sys/block/loopN/stat`): what the
+    /// filesystem really wrote, data, metadata and journal.
+    pub fn sectors_written(&self) -> Option<u64> {
+        let dev = self.device.as_ref()?.rsplit('/').next()?.to_owned();
+        let stat = fs::read_to_string(format!("/sys/block/{dev}/stat")).ok()?;
+        stat.split_whitespace().nth(6)?.parse().ok()
+    }
+}
+
 impl Drop for Area {
     fn drop(&mut self) {
         if let Some(dev) = &self.device {

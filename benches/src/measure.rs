@@ -11,7 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 
-/// One timed run.
+/// One timed run. `written` is the child's `write_bytes` (bytes of page cache it dirtied,
+/// counted per folio: one 4 KiB write into a large folio counts the whole folio).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
     pub seconds: f64,
@@ -19,6 +20,8 @@ pub struct Sample {
     pub written: u64,
     /// The `syncfs` of DST's filesystem right after the run (writeback of what it left dirty).
     pub flush: f64,
+    /// Bytes the DST filesystem wrote to its device during the run and its `syncfs`.
+    pub dev_written: Option<u64>,
 }
 
 /// Flushes the dirty pages of the filesystem holding `path` (`syncfs`), so the next run does
@@ -91,6 +94,7 @@ pub fn run(cmd: &[String], scratch: &Path) -> Result<Sample> {
         max_rss_kib,
         written,
         flush: 0.0,
+        dev_written: None,
     })
 }
 

@@ -125,7 +125,7 @@ impl Bench {
     fn rounds(
         &mut self,
         workload: &str,
-        area: &Path,
+        area: &Area,
         src: &Path,
         tools: &[Tool],
         rounds: usize,
@@ -150,8 +150,9 @@ impl Bench {
             for i in order {
                 let tool = &tools[i];
                 let dst = dst_for(r, tool)?;
-                measure::syncfs(area)?;
+                measure::syncfs(&area.dir)?;
                 measure::warm(&[src, &dst])?;
+                let dev_before = area.sectors_written();
                 let mut sample = if let Tool::Floor = tool {
                     let t = Instant::now();
                     measure::lstat_walk(&[src, &dst])?;
@@ -163,8 +164,12 @@ impl Bench {
                     measure::run(&tool.command(&self.opsync, src, &dst), &self.work)?
                 };
                 let t = Instant::now();
-                measure::syncfs(area)?;
+                measure::syncfs(&area.dir)?;
                 sample.flush = t.elapsed().as_secs_f64();
+                sample.dev_written = area
+                    .sectors_written()
+                    .zip(dev_before)
+                    .map(|(a, b)| a.saturating_sub(b) * 512);
                 eprintln!(
                     "benches: {workload:<28} round {r} {:<28} {:>8.3} s",
                     tool.name(),
@@ -200,7 +205,7 @@ impl Bench {
         if self.wants("1") {
             self.rounds(
                 &w1,
-                &root,
+                &area,
                 &src,
                 &tools,
                 s.rounds,
@@ -217,7 +222,7 @@ impl Bench {
             let base = src.clone();
             self.rounds(
                 "3 1% changed/new/deleted",
-                &root,
+                &area,
                 &src3,
                 &tools,
                 s.rounds,
@@ -241,7 +246,7 @@ impl Bench {
             let tools = [OPSYNC, RSYNC, Tool::Floor];
             self.rounds(
                 "2 no-change resync",
-                &root,
+                &area,
                 &src,
                 &tools,
                 s.rounds,
@@ -254,7 +259,7 @@ impl Bench {
             let tools = [Tool::Opsync(&["-c"]), Tool::Rsync(&["--delete", "-c"])];
             self.rounds(
                 "5 --checksum no-change",
-                &root,
+                &area,
                 &src,
                 &tools,
                 s.rounds,
@@ -267,7 +272,7 @@ impl Bench {
             let tools = [Tool::OpsyncVerify, Tool::Rsync(&["-c", "-n", "--delete"])];
             self.rounds(
                 "verify (tree of workload 1)",
-                &root,
+                &area,
                 &src,
                 &tools,
                 s.rounds,
@@ -319,7 +324,7 @@ impl Bench {
         );
         self.rounds(
             &w,
-            &root,
+            &dst_area,
             &src,
             &tools,
             s.big_rounds,
@@ -336,7 +341,7 @@ impl Bench {
         let old_in = old.join("inplace");
         self.rounds(
             &w,
-            &root,
+            &dst_area,
             &inplace_src,
             &tools[..1],
             1,
@@ -373,7 +378,7 @@ impl Bench {
         let w = format!("6 deep+wide first copy ({} dirs)", s.deep_dirs);
         self.rounds(
             &w,
-            &root,
+            &area,
             &src,
             &tools,
             s.rounds,
@@ -388,7 +393,7 @@ impl Bench {
         let tools = [OPSYNC, RSYNC, Tool::Floor];
         self.rounds(
             "6 deep+wide no-change",
-            &root,
+            &area,
             &src,
             &tools,
             s.rounds,

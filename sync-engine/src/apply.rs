@@ -62,6 +62,8 @@ pub(crate) struct Applier<'a> {
 
 /// Actions per parallel chunk inside one directory.
 const CHUNK: usize = 16;
+/// From this size on a file copy is a parallel task of its own.
+const BIG_FILE: u64 = 1 << 20;
 
 impl Applier<'_> {
     fn cancelled(&self) -> bool {
@@ -219,7 +221,13 @@ impl Applier<'_> {
         }
         drop(dirs);
         let rest = &acts[split..];
-        if rest.len() > CHUNK {
+        let big = |a: &Action| a.op == Op::Copy && self.src.meta(a.src).size >= BIG_FILE;
+        if rest.len() > 1 && rest.iter().any(big) {
+            // Large files each on their own task, so two of them do not queue on one thread.
+            rest.par_iter()
+                .with_max_len(1)
+                .for_each(|a| self.one(dfd, sfd, a));
+        } else if rest.len() > CHUNK {
             rest.par_chunks(CHUNK)
                 .for_each(|chunk| chunk.iter().for_each(|a| self.one(dfd, sfd, a)));
         } else {

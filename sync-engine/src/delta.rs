@@ -6,12 +6,13 @@
 //!    temporary file shares the old file's blocks, nothing is written) where the filesystem
 //!    supports it (XFS, Btrfs); otherwise, only with [`Delta::Always`], a `copy_file_range`
 //!    from the old file, which on ext4 writes every byte again.
-//! 2. SRC and the old file are read side by side in 1 MiB chunks; every 4 KiB block of SRC that
-//!    differs from the old file at the same offset (and everything past the old file's end) is
-//!    written into the temporary file with `pwrite`, neighbouring blocks in one call.
-//! 3. The temporary file is cut to SRC's length, read back and hashed with BLAKE3; the hash must
-//!    equal the hash of the SRC bytes read in step 2, or the caller throws the result away and
-//!    makes a whole copy.
+//! 2. SRC and the temporary file are read side by side in 1 MiB chunks; every 4 KiB block of
+//!    SRC that differs at the same offset (and everything past the old end) is written into the
+//!    temporary file with `pwrite`, neighbouring blocks in one call, and read back.
+//! 3. Both sides are hashed with BLAKE3 as they are read (the temporary file after the writes),
+//!    and the file is cut to SRC's length. Different hashes or length: the caller throws the
+//!    result away and makes a whole copy. So every byte of the result is checked, in the same
+//!    single pass (the old file is never read: its clone is).
 //!
 //! Blocks are compared at the same offset only: data shifted by an insertion is rewritten from
 //! the insertion point on (still correct, just not smaller). Without reflink no atomic delta can
@@ -21,7 +22,7 @@
 //! The calls are made through rustix's safe API (`ioctl_ficlone`, `pread`, `pwrite`).
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::Errno;
@@ -69,7 +70,7 @@ pub enum BaseCopy {
 }
 
 /// Builds SRC's content in the empty temporary file `tmp` from the old DST file `old`;
-/// `reopen_tmp` opens the temporary file for reading (for the check).
+/// `reopen_tmp` opens the temporary file for reading.
 pub fn build(
     src: BorrowedFd<'_>,
     old: BorrowedFd<'_>,
@@ -96,30 +97,42 @@ pub fn build(
         }
         Err(e) => return Err(e.into()),
     };
-    let (hash, len, written) = patch(src, old, tmp, cancel)?;
     let reader = reopen_tmp()?;
-    if sys::hash_file(&reader)? != hash {
+    let p = patch(src, reader.as_fd(), tmp, cancel)?;
+    let size = sys::fstat(reader.as_fd())?.st_size as u64;
+    if p.src_hash != p.tmp_hash || size != p.len {
         return Ok(Outcome::Mismatch);
     }
     Ok(Outcome::Built(Stats {
-        len,
-        written,
+        len: p.len,
+        written: p.written,
         reflinked,
     }))
 }
 
-/// Writes into `tmp` (which holds the old content) every block of `src` that differs from
-/// `old`, then cuts `tmp` to `src`'s length. Returns the BLAKE3 of `src`'s bytes, their count
-/// and the bytes written.
+/// What [`patch`] read and wrote.
+struct Patched {
+    /// BLAKE3 of SRC's bytes.
+    src_hash: [u8; 32],
+    /// BLAKE3 of the temporary file's bytes as read back after the writes.
+    tmp_hash: [u8; 32],
+    len: u64,
+    written: u64,
+}
+
+/// One pass over SRC and the temporary file (which starts as a copy of the old file, read
+/// through `tmp_r`, written through `tmp_w`): every [`BLOCK`] of SRC that differs is written,
+/// then read back. Both sides are hashed as read, so the check covers every byte of the
+/// result without a second pass; the old file itself is never read (its clone is).
 fn patch(
     src: BorrowedFd<'_>,
-    old: BorrowedFd<'_>,
-    tmp: BorrowedFd<'_>,
+    tmp_r: BorrowedFd<'_>,
+    tmp_w: BorrowedFd<'_>,
     cancel: &AtomicBool,
-) -> io::Result<([u8; 32], u64, u64)> {
-    let mut hasher = blake3::Hasher::new();
+) -> io::Result<Patched> {
+    let (mut src_hasher, mut tmp_hasher) = (blake3::Hasher::new(), blake3::Hasher::new());
     let mut sbuf = vec![0u8; CHUNK];
-    let mut obuf = vec![0u8; CHUNK];
+    let mut tbuf = vec![0u8; CHUNK];
     let (mut off, mut written) = (0u64, 0u64);
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -129,19 +142,31 @@ fn patch(
         if n == 0 {
             break;
         }
-        let m = read_full(old, &mut obuf, off)?;
-        hasher.update(&sbuf[..n]);
-        for (a, b) in differing_runs(&sbuf[..n], &obuf[..m]) {
-            write_all(tmp, &sbuf[a..b], off + a as u64)?;
+        let m = read_full(tmp_r, &mut tbuf, off)?;
+        src_hasher.update(&sbuf[..n]);
+        let runs = differing_runs(&sbuf[..n], &tbuf[..m]);
+        for &(a, b) in &runs {
+            write_all(tmp_w, &sbuf[a..b], off + a as u64)?;
             written += (b - a) as u64;
         }
+        for &(a, b) in &runs {
+            if read_full(tmp_r, &mut tbuf[a..b], off + a as u64)? != b - a {
+                return Err(io::Error::other("temporary file shorter than written"));
+            }
+        }
+        tmp_hasher.update(&tbuf[..n]);
         off += n as u64;
         if n < CHUNK {
             break;
         }
     }
-    sys::truncate(tmp, off)?;
-    Ok((*hasher.finalize().as_bytes(), off, written))
+    sys::truncate(tmp_w, off)?;
+    Ok(Patched {
+        src_hash: *src_hasher.finalize().as_bytes(),
+        tmp_hash: *tmp_hasher.finalize().as_bytes(),
+        len: off,
+        written,
+    })
 }
 
 /// The byte ranges of `new` whose [`BLOCK`]s differ from `old` at the same offset (a block past
@@ -196,7 +221,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::fs;
-    use std::os::fd::AsFd;
     use std::path::Path;
 
     use crate::{NoObserver, Options};
