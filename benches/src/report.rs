@@ -114,6 +114,22 @@ pub fn markdown(b: &Bench, scale: Scale, total: f64) -> String {
     }
     o.push_str("\nTargets of issue 3 (opsync's median as a fraction of rsync's):\n\n");
     targets(&b.rows, &mut o);
+    if let Some(r) = b
+        .rows
+        .iter()
+        .find(|r| r.workload.starts_with("2 ") && r.tool == "opsync" && !r.samples.is_empty())
+    {
+        let rss = r.samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0) * 1024;
+        let entries = (b.sizes.files + b.sizes.dirs) as f64;
+        let _ = writeln!(
+            o,
+            "- memory, 2 no-change: opsync's peak RSS {:.1} MiB for {} entries = {:.0} bytes per \
+             entry, fixed overhead included (the target, 250 bytes per file, is for 1,000,000 files)",
+            rss as f64 / (1 << 20) as f64,
+            entries,
+            rss as f64 / entries
+        );
+    }
     o
 }
 
