@@ -98,6 +98,11 @@ pub fn build(
         Err(e) => return Err(e.into()),
     };
     let reader = reopen_tmp()?;
+    let (rs, ws) = (sys::fstat(reader.as_fd())?, sys::fstat(tmp)?);
+    if (rs.st_dev, rs.st_ino) != (ws.st_dev, ws.st_ino) {
+        // Something was renamed over the temporary name meanwhile: never check another file.
+        return Ok(Outcome::Mismatch);
+    }
     let p = patch(src, reader.as_fd(), tmp, cancel)?;
     let size = sys::fstat(reader.as_fd())?.st_size as u64;
     if p.src_hash != p.tmp_hash || size != p.len {
