@@ -209,6 +209,11 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// Rebuild changed files from their old version in DST, writing only the differing 4 KiB
+    /// blocks: auto (files of 4 MiB or more, where DST's filesystem can reflink), always, never
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub delta: String,
+
     /// After the sync, compare both trees by content (BLAKE3) and attributes, like
     /// `opsync verify`; differences are printed and exit with 8
     #[arg(long, help_heading = "Safety")]

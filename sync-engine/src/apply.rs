@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
+use crate::delta::{self, BaseCopy, Delta, Outcome};
 use crate::error::{FileError, Side};
 use crate::itemize::{Change, Update, field};
 use crate::listing::{Idx, Kind, Listing, Meta, NONE};
@@ -57,10 +58,14 @@ pub(crate) struct Applier<'a> {
     pub has_excludes: bool,
     /// SRC directories the scan could not open (reported then), in index order.
     pub unlisted_dirs: &'a [Idx],
+    /// Delta transfer of files that exist in DST (`--delta`).
+    pub delta: Delta,
 }
 
 /// Actions per parallel chunk inside one directory.
 const CHUNK: usize = 16;
+/// From this size on a file copy is a parallel task of its own.
+const BIG_FILE: u64 = 1 << 20;
 
 impl Applier<'_> {
     fn cancelled(&self) -> bool {
@@ -223,7 +228,13 @@ impl Applier<'_> {
         }
         drop(dirs);
         let rest = &acts[split..];
-        if rest.len() > CHUNK {
+        let big = |a: &Action| a.op == Op::Copy && self.src.meta(a.src).size >= BIG_FILE;
+        if rest.len() > 1 && rest.iter().any(big) {
+            // Large files each on their own task, so two of them do not queue on one thread.
+            rest.par_iter()
+                .with_max_len(1)
+                .for_each(|a| self.one(dfd, sfd, a));
+        } else if rest.len() > CHUNK {
             rest.par_chunks(CHUNK)
                 .for_each(|chunk| chunk.iter().for_each(|a| self.one(dfd, sfd, a)));
         } else {
@@ -386,7 +397,9 @@ impl Applier<'_> {
             }
         };
         let r = self
-            .copy_into(&src, st, &tmpf, a.src)
+            .delta_into(d, &src, st, &tmpf, &tmp, a)
+            .transpose()
+            .unwrap_or_else(|| self.copy_into(&src, st, &tmpf, a.src))
             .and_then(|(meta, bytes)| {
                 sys::set_attrs_fd(tmpf.as_fd(), &meta, self.owners.for_meta(&meta))?;
                 sys::rename_at(d, tmp.as_bytes(), name)?;
@@ -403,6 +416,66 @@ impl Applier<'_> {
                 self.fail("copy", Side::Dest, self.src, a.src, e);
             }
         }
+    }
+
+    /// Builds the new content from DST's old file with a delta when `--delta` allows it. `None`:
+    /// no delta was made and the temporary file is empty again, so a whole copy follows.
+    fn delta_into(
+        &self,
+        d: BorrowedFd<'_>,
+        src: &OwnedFd,
+        before: Meta,
+        tmpf: &OwnedFd,
+        tmp: &sys::TempName,
+        a: &Action,
+    ) -> io::Result<Option<(Meta, u64)>> {
+        let base = match self.delta {
+            Delta::Never => return Ok(None),
+            Delta::Always => BaseCopy::ReflinkOrCopy,
+            Delta::Auto if before.size >= delta::AUTO_MIN_SIZE => BaseCopy::ReflinkOnly,
+            Delta::Auto => return Ok(None),
+        };
+        if a.dst == NONE || self.dst.meta(a.dst).kind != Kind::File {
+            return Ok(None);
+        }
+        let Ok(old) = sys::open_read_at(d, self.src.name(a.src)) else {
+            return Ok(None);
+        };
+        if !matches!(sys::fstat(old.as_fd()).map(|st| sys::meta_of(&st)), Ok(Some(m)) if m.kind == Kind::File)
+        {
+            return Ok(None);
+        }
+        let reopen = || sys::open_read_at(d, tmp.as_bytes());
+        let outcome = delta::build(
+            src.as_fd(),
+            old.as_fd(),
+            tmpf.as_fd(),
+            reopen,
+            base,
+            self.cancel,
+        );
+        if let Ok(Outcome::Built(stats)) = outcome {
+            let after = sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st))?;
+            if let Some(after) = after
+                && after.size == before.size
+                && after.mtime == before.mtime
+                && stats.len == after.size
+            {
+                tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = stats.len,
+                    written = stats.written, reflinked = stats.reflinked, "delta");
+                return Ok(Some((after, after.size)));
+            }
+        }
+        match outcome {
+            Ok(Outcome::Mismatch) => tracing::warn!(
+                path = %self.src.path(a.src).escape_ascii(),
+                "delta result differs from the source: copying the whole file"
+            ),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            _ => {}
+        }
+        sys::truncate(tmpf.as_fd(), 0)?;
+        Ok(None)
     }
 
     /// Copies the data and checks that the source did not change meanwhile (size and mtime

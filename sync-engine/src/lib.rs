@@ -23,6 +23,7 @@
 //! # Ok::<(), sync_engine::Error>(())
 //! ```
 
+pub mod delta;
 pub mod error;
 pub mod filter;
 pub mod itemize;
@@ -34,7 +35,7 @@ pub mod sys;
 pub mod verify;
 
 pub use error::{Error, FileError, Side};
-pub use options::{MaxDelete, Options};
+pub use options::{Delta, MaxDelete, Options};
 pub mod apply;
 pub mod report;
 
@@ -162,6 +163,7 @@ fn run(
         cancel: opts.cancel.as_deref().unwrap_or(&never),
         has_excludes: !filter.is_empty(),
         unlisted_dirs: &s.unlisted_dirs,
+        delta: opts.delta,
     };
     if opts.dry_run {
         applier.simulate();

@@ -33,6 +33,33 @@ impl MaxDelete {
     }
 }
 
+/// Whether a file that exists in DST and differs is rebuilt from its old version
+/// (`--delta`, see [`crate::delta`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delta {
+    /// A delta for files of at least [`crate::delta::AUTO_MIN_SIZE`] where DST's filesystem can
+    /// reflink the old file (XFS, Btrfs); a whole copy otherwise.
+    #[default]
+    Auto,
+    /// A delta for every changed file that exists in DST, copying the old file's data where
+    /// there is no reflink (writes more than a whole copy on ext4: for measurements).
+    Always,
+    /// Always a whole copy.
+    Never,
+}
+
+impl Delta {
+    /// Parses `auto`, `always` or `never`.
+    pub fn parse(s: &str) -> Option<Delta> {
+        match s {
+            "auto" => Some(Delta::Auto),
+            "always" => Some(Delta::Always),
+            "never" => Some(Delta::Never),
+            _ => None,
+        }
+    }
+}
+
 /// How the sync runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -55,6 +82,8 @@ pub struct Options {
     pub allow_empty_source: bool,
     /// Preserve owners; `None`: only when running as root (rsync's `-o`).
     pub preserve_owner: Option<bool>,
+    /// Delta transfer of changed files (`--delta`).
+    pub delta: Delta,
     /// Set from outside (a signal handler) to stop the run between files.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -71,6 +100,7 @@ impl Default for Options {
             threads: None,
             allow_empty_source: false,
             preserve_owner: None,
+            delta: Delta::Auto,
             cancel: None,
         }
     }
@@ -88,5 +118,13 @@ mod tests {
         assert_eq!(MaxDelete::parse("-1"), None);
         assert_eq!(MaxDelete::parse("x"), None);
         assert_eq!(MaxDelete::Percent(10.0).limit(1234), 123);
+    }
+
+    #[test]
+    fn delta_parses_its_three_modes() {
+        assert_eq!(Delta::parse("auto"), Some(Delta::Auto));
+        assert_eq!(Delta::parse("always"), Some(Delta::Always));
+        assert_eq!(Delta::parse("never"), Some(Delta::Never));
+        assert_eq!(Delta::parse("sometimes"), None);
     }
 }

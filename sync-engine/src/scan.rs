@@ -4,7 +4,7 @@
 //! pre-order with children sorted by name.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -265,20 +265,64 @@ pub fn fill_checksums(
     if !src.is_empty() && !dst.is_empty() && dst.meta(0).kind == Kind::Dir {
         collect_pairs(src, 0, dst, 0, &mut pairs);
     }
-    let hash = |root: BorrowedFd<'_>, l: &Listing, i: Idx| {
-        sys::open_beneath(root, &l.path(i))
-            .and_then(|f| sys::hash_file(&f))
-            .ok()
-    };
-    type Pair = (Idx, [u8; 32], Idx, [u8; 32]);
-    let hashes: Vec<Option<Pair>> = pairs
-        .par_iter()
-        .map(|&(s, d)| Some((s, hash(src_root, src, s)?, d, hash(dst_root, dst, d)?)))
-        .collect();
-    for (s, hs, d, hd) in hashes.into_iter().flatten() {
+    let found = Mutex::new(Vec::new());
+    hash_pairs(src_root, src, dst_root, dst, &mut pairs, &|s, hs, d, hd| {
+        if let (Ok(hs), Ok(hd)) = (hs, hd) {
+            found
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((s, hs, d, hd));
+        }
+    });
+    for (s, hs, d, hd) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
         src.hashes.insert(s, hs);
         dst.hashes.insert(d, hd);
     }
+}
+
+/// The result of hashing one pair of files: SRC index and hash, DST index and hash.
+pub type PairHash<'a> = dyn Fn(Idx, io::Result<[u8; 32]>, Idx, io::Result<[u8; 32]>) + Sync + 'a;
+
+/// Hashes both files of every `(src, dst)` pair with BLAKE3, in parallel, working through the
+/// handles of their directories (each directory is opened once per batch, never following a
+/// symlink) and calls `done` for each pair. `pairs` is reordered by directory.
+pub fn hash_pairs(
+    src_root: BorrowedFd<'_>,
+    src: &Listing,
+    dst_root: BorrowedFd<'_>,
+    dst: &Listing,
+    pairs: &mut [(Idx, Idx)],
+    done: &PairHash<'_>,
+) {
+    const BATCH: usize = 64;
+    pairs.sort_by_key(|&(s, _)| src.entry(s).parent);
+    let mut batches = Vec::new();
+    for dir in pairs.chunk_by(|a, b| src.entry(a.0).parent == src.entry(b.0).parent) {
+        batches.extend(dir.chunks(BATCH));
+    }
+    batches.par_iter().for_each(|batch| {
+        let (s0, d0) = batch[0];
+        let dirs =
+            sys::open_dir_beneath(src_root, &src.path(src.entry(s0).parent)).and_then(|sd| {
+                Ok((
+                    sd,
+                    sys::open_dir_beneath(dst_root, &dst.path(dst.entry(d0).parent))?,
+                ))
+            });
+        for &(s, d) in batch.iter() {
+            let (hs, hd) = match &dirs {
+                Ok((sd, dd)) => (
+                    sys::open_read_at(sd.as_fd(), src.name(s)).and_then(|f| sys::hash_file(&f)),
+                    sys::open_read_at(dd.as_fd(), dst.name(d)).and_then(|f| sys::hash_file(&f)),
+                ),
+                Err(e) => (
+                    Err(io::Error::new(e.kind(), e.to_string())),
+                    Err(io::Error::new(e.kind(), e.to_string())),
+                ),
+            };
+            done(s, hs, d, hd);
+        }
+    });
 }
 
 fn collect_pairs(src: &Listing, s: Idx, dst: &Listing, d: Idx, out: &mut Vec<(Idx, Idx)>) {

@@ -402,10 +402,38 @@ fn copy_fallback(
 
 /// Hashes a whole file with BLAKE3.
 pub fn hash_file(fd: &OwnedFd) -> io::Result<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new();
-    let file = std::fs::File::from(fd.try_clone()?);
-    hasher.update_reader(&file)?;
-    Ok(*hasher.finalize().as_bytes())
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        if buf.len() < HASH_BUF {
+            buf.resize(HASH_BUF, 0);
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut off = 0u64;
+        loop {
+            match rustix::io::pread(fd, &mut buf[..HASH_BUF], off) {
+                Ok(0) => return Ok(*hasher.finalize().as_bytes()),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    off += n as u64;
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+}
+
+/// Read size for hashing: one `pread` covers most files of a data folder.
+const HASH_BUF: usize = 1 << 20;
+
+/// Opens the directory at `path` (relative, `/`-separated; empty for `root` itself) below
+/// `root`, following no symlink on the way.
+pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+    let mut cur = rfs::openat(root, c".", DIR_FLAGS, Mode::empty())?;
+    for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty()) {
+        cur = open_dir_at(cur.as_fd(), part)?;
+    }
+    Ok(cur)
 }
 
 /// The effective user id.

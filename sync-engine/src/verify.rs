@@ -5,11 +5,10 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rayon::prelude::*;
 
 use crate::error::{Error, Side};
 use crate::filter::Filter;
@@ -161,30 +160,36 @@ pub fn verify(
         cmp.walk(&s.listing, 0, &d.listing, 0, &mut pairs, &report_diff);
         let hashed = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
-        pairs.par_iter().for_each(|&(a, b)| {
-            let hs = hash_at(s_keep.as_fd(), &s.listing, a);
-            let hd = hash_at(d_keep.as_fd(), &d.listing, b);
-            hashed.fetch_add(1, Ordering::Relaxed);
-            bytes.fetch_add(s.listing.meta(a).size, Ordering::Relaxed);
-            match (hs, hd) {
-                (Ok(x), Ok(y)) if x != y => report_diff(s.listing.path(a), DiffKind::Content),
-                (Err(error), _) => report_diff(
-                    s.listing.path(a),
-                    DiffKind::Unreadable {
-                        side: Side::Source,
-                        error,
-                    },
-                ),
-                (_, Err(error)) => report_diff(
-                    d.listing.path(b),
-                    DiffKind::Unreadable {
-                        side: Side::Dest,
-                        error,
-                    },
-                ),
-                _ => {}
-            }
-        });
+        let src_l = &s.listing;
+        scan::hash_pairs(
+            s_keep.as_fd(),
+            src_l,
+            d_keep.as_fd(),
+            &d.listing,
+            &mut pairs,
+            &|a, hs, b, hd| {
+                hashed.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(src_l.meta(a).size, Ordering::Relaxed);
+                match (hs, hd) {
+                    (Ok(x), Ok(y)) if x != y => report_diff(src_l.path(a), DiffKind::Content),
+                    (Err(error), _) => report_diff(
+                        src_l.path(a),
+                        DiffKind::Unreadable {
+                            side: Side::Source,
+                            error,
+                        },
+                    ),
+                    (_, Err(error)) => report_diff(
+                        d.listing.path(b),
+                        DiffKind::Unreadable {
+                            side: Side::Dest,
+                            error,
+                        },
+                    ),
+                    _ => {}
+                }
+            },
+        );
         Ok(VerifyReport {
             entries: s.listing.len() as u64,
             files_hashed: hashed.into_inner(),
@@ -192,10 +197,6 @@ pub fn verify(
             differences: diffs.into_inner(),
         })
     })
-}
-
-fn hash_at(root: BorrowedFd<'_>, l: &Listing, i: Idx) -> io::Result<[u8; 32]> {
-    sys::open_beneath(root, &l.path(i)).and_then(|f| sys::hash_file(&f))
 }
 
 struct Cmp {

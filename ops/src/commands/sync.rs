@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use sync_engine::verify::VerifyOptions;
-use sync_engine::{Error, MaxDelete, Options, Status};
+use sync_engine::{Delta, Error, MaxDelete, Options, Status};
 
 use crate::cli::SyncArgs;
 use crate::commands::{Global, fail};
@@ -132,6 +132,7 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
         threads: args.threads,
         allow_empty_source: args.allow_empty_source,
         preserve_owner: None,
+        delta: Delta::parse(&args.delta).unwrap_or_default(),
         cancel: None,
     };
     Ok((src, dst, opts))

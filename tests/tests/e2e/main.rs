@@ -1,3 +1,5 @@
+//! End-to-end tests of the `opsync` binary.
+
 mod certs;
 mod config_errors;
 mod daemon;
@@ -7,3 +9,4 @@ mod nginx;
 mod nightly;
 mod stack;
 mod sync_diff;
+mod verify;

@@ -1,0 +1,412 @@
+//! The workloads of issue 3 and the order of their runs. Every timed run gets the same
+//! preparation: `syncfs` of the scratch filesystem (no writeback of an earlier run is pending),
+//! then both trees read once (a warm page cache, the same for every tool). Tools alternate:
+//! odd rounds run them in reverse order.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::Sizes;
+use crate::area::{Area, FsKind};
+use crate::measure::{self, Sample};
+use crate::trees;
+
+/// The timed runs of one tool on one workload.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub workload: String,
+    pub tool: String,
+    pub samples: Vec<Sample>,
+    /// The size the written bytes are compared with (workload 4), if any.
+    pub changed_bytes: Option<u64>,
+}
+
+pub struct Bench {
+    pub opsync: String,
+    pub work: PathBuf,
+    pub sizes: Sizes,
+    pub only: Vec<String>,
+    pub rows: Vec<Row>,
+    pub notes: Vec<String>,
+    pub load_before: String,
+}
+
+/// What runs: a command line built from SRC and DST, or the in-process metadata floor.
+#[derive(Debug, Clone)]
+enum Tool {
+    Opsync(&'static [&'static str]),
+    OpsyncVerify,
+    Rsync(&'static [&'static str]),
+    Cp,
+    Floor,
+}
+
+impl Tool {
+    fn name(&self) -> String {
+        match self {
+            Tool::Opsync([]) => "opsync".into(),
+            Tool::Opsync(a) => format!("opsync {}", a.join(" ")),
+            Tool::OpsyncVerify => "opsync verify".into(),
+            Tool::Rsync(a) => format!("rsync -a {}", a.join(" ")),
+            Tool::Cp => "cp -a".into(),
+            Tool::Floor => "lstat floor".into(),
+        }
+    }
+
+    fn short(&self) -> &'static str {
+        match self {
+            Tool::Opsync(_) | Tool::OpsyncVerify => "opsync",
+            Tool::Rsync(_) => "rsync",
+            Tool::Cp => "cp",
+            Tool::Floor => "floor",
+        }
+    }
+
+    fn command(&self, opsync: &str, src: &Path, dst: &Path) -> Vec<String> {
+        let (s, d) = (src.display().to_string(), dst.display().to_string());
+        let mut v: Vec<String> = match self {
+            Tool::Opsync(a) => [opsync, "sync"]
+                .iter()
+                .chain(a.iter())
+                .map(|x| x.to_string())
+                .collect(),
+            Tool::OpsyncVerify => vec![opsync.into(), "verify".into()],
+            Tool::Rsync(a) => ["rsync", "-a"]
+                .iter()
+                .chain(a.iter())
+                .map(|x| x.to_string())
+                .collect(),
+            Tool::Cp => vec!["cp".into(), "-a".into()],
+            Tool::Floor => Vec::new(),
+        };
+        if matches!(self, Tool::Rsync(_)) {
+            v.push(format!("{s}/"));
+            v.push(format!("{d}/"));
+        } else {
+            v.push(s);
+            v.push(d);
+        }
+        v
+    }
+}
+
+const RSYNC: Tool = Tool::Rsync(&["--delete"]);
+const OPSYNC: Tool = Tool::Opsync(&[]);
+
+impl Bench {
+    fn wants(&self, w: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == w)
+    }
+
+    pub fn run_all(&mut self) -> Result<()> {
+        if ["1", "2", "3", "5", "v"].iter().any(|w| self.wants(w)) {
+            self.small_files()?;
+        }
+        if self.wants("4") {
+            self.big_files(FsKind::Ext4)?;
+            if which_mkfs_xfs() {
+                self.big_files(FsKind::Xfs)?;
+            } else {
+                self.notes
+                    .push("workload 4 on XFS skipped: mkfs.xfs (xfsprogs) is missing".into());
+            }
+        }
+        if self.wants("6") {
+            self.deep_wide()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `tools` for `rounds` rounds; `dst_for(round, tool)` prepares and returns the
+    /// destination of one run, `after` cleans up after it.
+    #[allow(clippy::too_many_arguments)]
+    fn rounds(
+        &mut self,
+        workload: &str,
+        area: &Area,
+        src: &Path,
+        tools: &[Tool],
+        rounds: usize,
+        changed_bytes: Option<u64>,
+        mut dst_for: impl FnMut(usize, &Tool) -> Result<PathBuf>,
+        mut after: impl FnMut(&Path) -> Result<()>,
+    ) -> Result<()> {
+        let first = self.rows.len();
+        for t in tools {
+            self.rows.push(Row {
+                workload: workload.into(),
+                tool: t.name(),
+                samples: Vec::new(),
+                changed_bytes,
+            });
+        }
+        for r in 0..rounds {
+            let mut order: Vec<usize> = (0..tools.len()).collect();
+            if r % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let tool = &tools[i];
+                let dst = dst_for(r, tool)?;
+                measure::syncfs(&area.dir)?;
+                measure::warm(&[src, &dst])?;
+                let dev_before = area.sectors_written();
+                let mut sample = if let Tool::Floor = tool {
+                    let t = Instant::now();
+                    measure::lstat_walk(&[src, &dst])?;
+                    Sample {
+                        seconds: t.elapsed().as_secs_f64(),
+                        ..Sample::default()
+                    }
+                } else {
+                    measure::run(&tool.command(&self.opsync, src, &dst), &self.work)?
+                };
+                let t = Instant::now();
+                measure::syncfs(&area.dir)?;
+                sample.flush = t.elapsed().as_secs_f64();
+                sample.dev_written = area
+                    .sectors_written()
+                    .zip(dev_before)
+                    .map(|(a, b)| a.saturating_sub(b) * 512);
+                eprintln!(
+                    "benches: {workload:<28} round {r} {:<28} {:>8.3} s",
+                    tool.name(),
+                    sample.seconds
+                );
+                self.rows[first + i].samples.push(sample);
+                after(&dst)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Workloads 1, 2, 3, 5 and verify, on one fresh filesystem.
+    fn small_files(&mut self) -> Result<()> {
+        let s = self.sizes;
+        let copies = (3 * s.rounds + 2 * s.rounds + 3) as u64;
+        let entries = (s.files + s.dirs + s.dirs / 32 + 2) as u64;
+        let area = Area::new(
+            &self.work,
+            "small-files",
+            FsKind::Ext4,
+            copies * s.files as u64 * 8192,
+            copies * entries * 11 / 10,
+        )?;
+        self.notes
+            .push(format!("workloads 1, 2, 3, 5, verify: {}", area.label));
+        let root = area.dir.clone();
+        let src = root.join("src");
+        trees::small_files(&src, s.files, s.dirs, 1)?;
+        let w1 = format!("1 first copy ({} files)", s.files);
+        let tools = [OPSYNC, RSYNC, Tool::Cp];
+        let name = |r: usize, t: &Tool| root.join(format!("w1-r{r}-{}", t.short()));
+        if self.wants("1") {
+            self.rounds(
+                &w1,
+                &area,
+                &src,
+                &tools,
+                s.rounds,
+                None,
+                |r, t| Ok(name(r, t)),
+                |_| Ok(()),
+            )?;
+        }
+        if self.wants("3") {
+            let src3 = root.join("src3");
+            measure::prepare_copy(&src, &src3, false)?;
+            trees::mutate(&src3, s.files, s.dirs, 3)?;
+            let tools = [OPSYNC, RSYNC];
+            let base = src.clone();
+            self.rounds(
+                "3 1% changed/new/deleted",
+                &area,
+                &src3,
+                &tools,
+                s.rounds,
+                None,
+                |r, t| {
+                    let d = root.join(format!("w3-r{r}-{}", t.short()));
+                    measure::prepare_copy(&base, &d, false)?;
+                    Ok(d)
+                },
+                |_| Ok(()),
+            )?;
+        }
+        // The no-change destination: a synced copy, settled by one untimed run of each tool.
+        let same = root.join("same");
+        measure::prepare_copy(&src, &same, false)?;
+        for t in [OPSYNC, RSYNC] {
+            measure::run(&t.command(&self.opsync, &src, &same), &self.work)?;
+        }
+        let fixed = |_: usize, _: &Tool| Ok(same.clone());
+        if self.wants("2") {
+            let tools = [OPSYNC, RSYNC, Tool::Floor];
+            self.rounds(
+                "2 no-change resync",
+                &area,
+                &src,
+                &tools,
+                s.rounds,
+                None,
+                fixed,
+                |_| Ok(()),
+            )?;
+        }
+        if self.wants("5") {
+            let tools = [Tool::Opsync(&["-c"]), Tool::Rsync(&["--delete", "-c"])];
+            self.rounds(
+                "5 --checksum no-change",
+                &area,
+                &src,
+                &tools,
+                s.rounds,
+                None,
+                fixed,
+                |_| Ok(()),
+            )?;
+        }
+        if self.wants("v") {
+            let tools = [Tool::OpsyncVerify, Tool::Rsync(&["-c", "-n", "--delete"])];
+            self.rounds(
+                "verify (tree of workload 1)",
+                &area,
+                &src,
+                &tools,
+                s.rounds,
+                None,
+                fixed,
+                |_| Ok(()),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Workload 4: SRC (the new versions) on its own ext4 filesystem, DST on a filesystem of
+    /// `kind` holding the old versions, so no tool can reflink from SRC and every byte that
+    /// differs must be written into DST.
+    fn big_files(&mut self, kind: FsKind) -> Result<()> {
+        let s = self.sizes;
+        let total = (s.big.size as u64) * (s.big.in_place as u64 + 2) + (2 << 20);
+        let src_area = Area::new(&self.work, "big-src", FsKind::Ext4, total, 1000)?;
+        let dst_area = Area::new(&self.work, "big-dst", kind, total * 3, 1000)?;
+        self.notes.push(format!(
+            "workload 4 ({}): SRC on a {}, DST on a {}",
+            kind.name(),
+            src_area.label,
+            dst_area.label
+        ));
+        let src = src_area.dir.join("src");
+        let old = dst_area.dir.join("old");
+        let inplace_src = src.join("inplace");
+        let shifted_src = src.join("shifted");
+        let (in_place, changed) = trees::big_files(
+            &old.join("inplace"),
+            &inplace_src,
+            &old.join("shifted"),
+            &shifted_src,
+            s.big,
+            4,
+        )?;
+        let reflink = kind == FsKind::Xfs;
+        let tools = match kind {
+            FsKind::Ext4 => vec![OPSYNC, Tool::Opsync(&["--delta=always"]), RSYNC],
+            FsKind::Xfs => vec![OPSYNC, Tool::Opsync(&["--delta=never"]), RSYNC],
+        };
+        let root = dst_area.dir.clone();
+        let w = format!(
+            "4 large files ({}x{} MiB, DST {})",
+            s.big.in_place + 2,
+            s.big.size >> 20,
+            kind.name()
+        );
+        self.rounds(
+            &w,
+            &dst_area,
+            &src,
+            &tools,
+            s.big_rounds,
+            Some(changed),
+            |r, t| {
+                let d = root.join(format!("w4-r{r}-{}", t.name().replace([' ', '='], "_")));
+                measure::prepare_copy(&old, &d, reflink)?;
+                Ok(d)
+            },
+            |d| Ok(std::fs::remove_dir_all(d)?),
+        )?;
+        // The in-place files alone, for the written-bytes target.
+        let w = format!("4 in-place files only (DST {})", kind.name());
+        let old_in = old.join("inplace");
+        self.rounds(
+            &w,
+            &dst_area,
+            &inplace_src,
+            &tools[..1],
+            1,
+            Some(in_place),
+            |_, _| {
+                let d = root.join("w4-inplace");
+                measure::prepare_copy(&old_in, &d, reflink)?;
+                Ok(d)
+            },
+            |d| Ok(std::fs::remove_dir_all(d)?),
+        )?;
+        drop(dst_area);
+        drop(src_area);
+        Ok(())
+    }
+
+    /// Workload 6: a deep and wide tree, first copy and no-change resync.
+    fn deep_wide(&mut self) -> Result<()> {
+        let s = self.sizes;
+        let copies = (3 * s.rounds + 1) as u64;
+        let entries = (s.deep_dirs * 3) as u64;
+        let area = Area::new(
+            &self.work,
+            "deep-wide",
+            FsKind::Ext4,
+            copies * entries * 4096,
+            copies * entries * 11 / 10,
+        )?;
+        self.notes.push(format!("workload 6: {}", area.label));
+        let root = area.dir.clone();
+        let src = root.join("src");
+        trees::deep_wide(&src, s.deep_dirs, 6)?;
+        let tools = [OPSYNC, RSYNC, Tool::Cp];
+        let w = format!("6 deep+wide first copy ({} dirs)", s.deep_dirs);
+        self.rounds(
+            &w,
+            &area,
+            &src,
+            &tools,
+            s.rounds,
+            None,
+            |r, t| Ok(root.join(format!("w6-r{r}-{}", t.short()))),
+            |_| Ok(()),
+        )?;
+        let same = root.join("w6-r0-cp");
+        for t in [OPSYNC, RSYNC] {
+            measure::run(&t.command(&self.opsync, &src, &same), &self.work)?;
+        }
+        let tools = [OPSYNC, RSYNC, Tool::Floor];
+        self.rounds(
+            "6 deep+wide no-change",
+            &area,
+            &src,
+            &tools,
+            s.rounds,
+            None,
+            |_, _| Ok(same.clone()),
+            |_| Ok(()),
+        )?;
+        Ok(())
+    }
+}
+
+fn which_mkfs_xfs() -> bool {
+    ["/usr/sbin/mkfs.xfs", "/sbin/mkfs.xfs"]
+        .iter()
+        .any(|p| Path::new(p).is_file())
+}
