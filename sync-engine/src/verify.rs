@@ -9,7 +9,6 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use crate::error::{Error, Side};
 use crate::filter::Filter;
 use crate::listing::{Idx, Kind, Listing, Meta};

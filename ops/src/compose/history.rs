@@ -281,30 +281,20 @@ pub fn unix(t: SystemTime) -> u64 {
 
 /// `2026-11-29T23:01:02Z`.
 pub fn rfc3339(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(unix);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    utc(unix, "%Y-%m-%dT%H:%M:%SZ")
 }
 
 /// `20261129T230102Z`, for tags (only `[A-Za-z0-9_.-]` allowed there).
 pub fn compact(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(unix);
-    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+    utc(unix, "%Y%m%dT%H%M%SZ")
 }
 
-fn civil(unix: u64) -> (i64, u32, u32, u64, u64, u64) {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+fn utc(unix: u64, fmt: &str) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|u| chrono::DateTime::from_timestamp(u, 0))
+        .map(|t| t.format(fmt).to_string())
+        .unwrap_or_else(|| format!("@{unix}"))
 }
 
 #[cfg(test)]
