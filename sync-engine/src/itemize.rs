@@ -122,7 +122,7 @@ pub fn escape_name(name: &[u8]) -> String {
             }
             Err(e) => {
                 let (valid, after) = rest.split_at(e.valid_up_to());
-                // SAFETY-free: `valid` is valid UTF-8 by construction of `valid_up_to`.
+                // `valid_up_to` guarantees this prefix is UTF-8.
                 push_valid(&mut out, std::str::from_utf8(valid).unwrap_or_default());
                 let bad = e.error_len().unwrap_or(after.len());
                 for b in &after[..bad] {

@@ -37,11 +37,6 @@ pub fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
     Ok(rfs::openat(dir, name, DIR_FLAGS, Mode::empty())?)
 }
 
-/// `lstat` of a path given by the user.
-pub fn lstat_path(path: &Path) -> io::Result<Stat> {
-    Ok(rfs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW)?)
-}
-
 /// `lstat` of `name` in `dir`.
 pub fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Stat> {
     Ok(rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
@@ -450,11 +445,6 @@ pub fn own_groups() -> Vec<u32> {
         .collect();
     v.push(rustix::process::getegid().as_raw());
     v
-}
-
-/// Borrow helper for code that holds `OwnedFd`s.
-pub fn b(fd: &OwnedFd) -> BorrowedFd<'_> {
-    fd.as_fd()
 }
 
 /// Truncates an open file to `len` bytes.
