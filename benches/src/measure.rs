@@ -2,14 +2,17 @@
 //! its peak RSS and `ru_oublock`, which Linux fills from the child's `write_bytes` I/O
 //! accounting in 512-byte units), and time it from spawn to exit.
 
+use std::ffi::CString;
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 /// One timed run. `written` is the child's `write_bytes` (bytes of page cache it dirtied,
 /// counted per folio: one 4 KiB write into a large folio counts the whole folio).
@@ -98,26 +101,40 @@ pub fn run(cmd: &[String], scratch: &Path) -> Result<Sample> {
     })
 }
 
-/// The metadata floor: a parallel `lstat` walk of both trees (what any tool must at least do to
-/// find out that nothing changed). Returns the entries seen.
+/// The metadata floor: a parallel walk of both trees that reads every directory and `lstat`s
+/// every entry relative to its directory's handle (`fstatat` with `AT_SYMLINK_NOFOLLOW`, the
+/// cheapest form), one rayon task per directory and per entry. Returns the entries seen.
 pub fn lstat_walk(trees: &[&Path]) -> Result<u64> {
     Ok(trees
         .par_iter()
-        .map(|t| walk(t))
+        .map(|t| -> Result<u64> {
+            let fd = rfs::open(*t, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+            walk(fd)
+        })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .sum())
 }
 
-fn walk(dir: &Path) -> Result<u64> {
-    let names: Vec<PathBuf> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+fn walk(dir: OwnedFd) -> Result<u64> {
+    let mut names: Vec<CString> = Vec::new();
+    for e in rfs::Dir::read_from(&dir)? {
+        let e = e?;
+        let n = e.file_name();
+        if n != c"." && n != c".." {
+            names.push(n.to_owned());
+        }
+    }
     names
         .par_iter()
-        .map(|p| -> Result<u64> {
-            let m = fs::symlink_metadata(p)?;
-            Ok(1 + if m.is_dir() { walk(p)? } else { 0 })
+        .map(|n| -> Result<u64> {
+            let st = rfs::statat(&dir, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
+                Ok(1 + walk(rfs::openat(&dir, n.as_c_str(), flags, Mode::empty())?)?)
+            } else {
+                Ok(1)
+            }
         })
         .sum()
 }
