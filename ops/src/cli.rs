@@ -177,7 +177,7 @@ pub struct SyncArgs {
     #[arg(long, help_heading = "Output")]
     pub json: bool,
 
-    /// Compare file contents (BLAKE3) instead of size and mtime
+    /// Compare file contents (XXH3-128 hash) instead of size and mtime
     #[arg(short = 'c', long, help_heading = "Comparison")]
     pub checksum: bool,
 

@@ -252,8 +252,8 @@ fn flatten(
     debug_assert!(parent != NONE);
 }
 
-/// For `--checksum`: hashes every regular file present on both sides with the same size, so
-/// the pure planner can compare contents. Files that cannot be read are left without a hash
+/// For `--checksum`: hashes every regular file present on both sides with the same size (XXH3-128,
+/// as rsync's xxh128), so the pure planner can compare contents. Files that cannot be read are left without a hash
 /// (the planner then copies them; the copy reports the error).
 pub fn fill_checksums(
     src_root: BorrowedFd<'_>,
@@ -266,14 +266,22 @@ pub fn fill_checksums(
         collect_pairs(src, 0, dst, 0, &mut pairs);
     }
     let found = Mutex::new(Vec::new());
-    hash_pairs(src_root, src, dst_root, dst, &mut pairs, &|s, hs, d, hd| {
-        if let (Ok(hs), Ok(hd)) = (hs, hd) {
-            found
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((s, hs, d, hd));
-        }
-    });
+    hash_pairs(
+        src_root,
+        src,
+        dst_root,
+        dst,
+        &mut pairs,
+        sys::HashKind::Xxh3,
+        &|s, hs, d, hd| {
+            if let (Ok(hs), Ok(hd)) = (hs, hd) {
+                found
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((s, hs, d, hd));
+            }
+        },
+    );
     for (s, hs, d, hd) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
         src.hashes.insert(s, hs);
         dst.hashes.insert(d, hd);
@@ -283,7 +291,7 @@ pub fn fill_checksums(
 /// The result of hashing one pair of files: SRC index and hash, DST index and hash.
 pub type PairHash<'a> = dyn Fn(Idx, io::Result<[u8; 32]>, Idx, io::Result<[u8; 32]>) + Sync + 'a;
 
-/// Hashes both files of every `(src, dst)` pair with BLAKE3, in parallel, working through the
+/// Hashes both files of every `(src, dst)` pair with `kind`, in parallel, working through the
 /// handles of their directories (each directory is opened once per batch, never following a
 /// symlink) and calls `done` for each pair. `pairs` is reordered by directory.
 pub fn hash_pairs(
@@ -292,6 +300,7 @@ pub fn hash_pairs(
     dst_root: BorrowedFd<'_>,
     dst: &Listing,
     pairs: &mut [(Idx, Idx)],
+    kind: sys::HashKind,
     done: &PairHash<'_>,
 ) {
     const BATCH: usize = 64;
@@ -312,8 +321,10 @@ pub fn hash_pairs(
         for &(s, d) in batch.iter() {
             let (hs, hd) = match &dirs {
                 Ok((sd, dd)) => (
-                    sys::open_read_at(sd.as_fd(), src.name(s)).and_then(|f| sys::hash_file(&f)),
-                    sys::open_read_at(dd.as_fd(), dst.name(d)).and_then(|f| sys::hash_file(&f)),
+                    sys::open_read_at(sd.as_fd(), src.name(s))
+                        .and_then(|f| sys::hash_file_with(&f, kind)),
+                    sys::open_read_at(dd.as_fd(), dst.name(d))
+                        .and_then(|f| sys::hash_file_with(&f, kind)),
                 ),
                 Err(e) => (
                     Err(io::Error::new(e.kind(), e.to_string())),

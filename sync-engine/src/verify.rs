@@ -166,6 +166,7 @@ pub fn verify(
             d_keep.as_fd(),
             &d.listing,
             &mut pairs,
+            sys::HashKind::Blake3,
             &|a, hs, b, hd| {
                 hashed.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(src_l.meta(a).size, Ordering::Relaxed);
