@@ -394,6 +394,31 @@ mod tests {
     }
 
     #[test]
+    fn a_job_holding_the_stack_lock_can_run_stack_commands_and_others_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        // The nightly job takes the stack's lock through the job lock module ...
+        let job = crate::lock::try_lock(dir.path(), "stack-dev").unwrap();
+        // ... its own compose steps (same process) pass ...
+        lock_stack(dir.path(), "dev").unwrap();
+        // ... while another process would conflict: a separate open of the same lock file is
+        // what another process does, and the job lock file is the one `lock_stack` uses.
+        let other = std::fs::OpenOptions::new()
+            .write(true)
+            .open(crate::lock::lock_path(dir.path(), "stack-dev"))
+            .unwrap();
+        let r = rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        assert_eq!(r, Err(rustix::io::Errno::WOULDBLOCK));
+        drop(job);
+        // Released: an ordinary lock works again, and a second one in this process conflicts.
+        let held = lock_stack(dir.path(), "dev").unwrap();
+        assert!(matches!(
+            lock_stack(dir.path(), "dev"),
+            Err(StackError::Locked { .. })
+        ));
+        drop(held);
+    }
+
+    #[test]
     fn a_corrupt_state_file_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = state_path(dir.path());
