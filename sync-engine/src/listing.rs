@@ -113,7 +113,18 @@ pub struct Listing {
 impl Listing {
     /// A listing holding only a root directory with `meta`.
     pub fn with_root(meta: Meta) -> Listing {
-        let mut l = Listing::default();
+        Listing::with_root_capacity(meta, 0, 0)
+    }
+
+    /// Like [`Listing::with_root`], with room for `entries` more entries holding `bytes` bytes of
+    /// names and symlink targets, so a large listing is built without growing (and without the
+    /// slack a doubling vector leaves).
+    pub fn with_root_capacity(meta: Meta, entries: usize, bytes: usize) -> Listing {
+        let mut l = Listing {
+            arena: Vec::with_capacity(bytes),
+            entries: Vec::with_capacity(entries + 1),
+            hashes: HashMap::new(),
+        };
         l.push(b"", None, meta, NONE);
         l
     }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::error::{FileError, Side};
 use crate::filter::Filter;
-use crate::listing::{Idx, Kind, Listing, Meta, NONE};
+use crate::listing::{Idx, Kind, Listing, Meta};
 use crate::sys;
 
 /// A scanned tree and what went wrong while scanning it.
@@ -81,10 +81,11 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan
         check_read: side == Side::Source && sys::euid() != 0,
     };
     let node = scan_dir(root, Vec::new(), &ctx);
-    let mut listing = Listing::with_root(root_meta);
+    let (entries, bytes) = node.totals();
+    let mut listing = Listing::with_root_capacity(root_meta, entries, bytes);
     let mut unreadable = Vec::new();
     let mut unlisted_dirs = Vec::new();
-    flatten(&node, 0, &mut listing, &mut unreadable, &mut unlisted_dirs);
+    flatten(node, 0, &mut listing, &mut unreadable, &mut unlisted_dirs);
     listing.close(0);
     Scan {
         listing,
@@ -129,6 +130,10 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
             node.items.push(item);
         }
     }
+    // Free the directory's raw names before descending: each level of the recursion would
+    // otherwise hold them while its subtree is scanned.
+    drop(name_arena);
+    node.arena.shrink_to_fit();
     let arena = &node.arena;
     node.items
         .sort_unstable_by(|a, b| item_name(arena, a).cmp(item_name(arena, b)));
@@ -222,19 +227,39 @@ fn stat_entry(
     })
 }
 
+impl DirNode {
+    /// Entries and bytes of names and symlink targets in this subtree.
+    fn totals(&self) -> (usize, usize) {
+        self.subdirs
+            .iter()
+            .fold((self.items.len(), self.arena.len()), |(e, b), s| {
+                let (se, sb) = s.totals();
+                (e + se, b + sb)
+            })
+    }
+}
+
+/// Appends the subtree in pre-order, consuming it: each directory's scan is freed as soon as it
+/// is copied, so the peak is about one copy of the tree, not two.
 fn flatten(
-    node: &DirNode,
+    node: DirNode,
     parent: Idx,
     out: &mut Listing,
     unreadable: &mut Vec<Idx>,
     unlisted: &mut Vec<Idx>,
 ) {
-    let mut subdirs = node.subdirs.iter();
-    for item in &node.items {
-        let name = item_name(&node.arena, item);
+    let DirNode {
+        arena,
+        items,
+        subdirs,
+        ..
+    } = node;
+    let mut subdirs = subdirs.into_iter();
+    for item in &items {
+        let name = item_name(&arena, item);
         let link_start = item.name_off as usize + item.name_len as usize;
         let link = (item.meta.kind == Kind::Symlink)
-            .then(|| &node.arena[link_start..link_start + item.link_len as usize]);
+            .then(|| &arena[link_start..link_start + item.link_len as usize]);
         let idx = out.push(name, link, item.meta, parent);
         if item.unreadable {
             unreadable.push(idx);
@@ -249,7 +274,6 @@ fn flatten(
             out.close(idx);
         }
     }
-    debug_assert!(parent != NONE);
 }
 
 /// For `--checksum`: hashes every regular file present on both sides with the same size (XXH3-128,
