@@ -249,6 +249,74 @@ impl Iterator for Children<'_> {
     }
 }
 
+/// One step of walking the children of a SRC and a DST directory side by side, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paired {
+    /// Only in SRC.
+    Src(Idx),
+    /// Only in DST.
+    Dst(Idx),
+    /// The same name on both sides.
+    Both(Idx, Idx),
+}
+
+/// The children of `s` in `src` and `d` in `dst` merged by name (both are sorted); `d` may be
+/// [`NONE`] for a directory DST does not have. Shared by the planner, `--checksum` and verify.
+pub fn paired_children<'a>(
+    src: &'a Listing,
+    s: Idx,
+    dst: &'a Listing,
+    d: Idx,
+) -> PairedChildren<'a> {
+    PairedChildren {
+        src,
+        dst,
+        sc: src.children(s).peekable(),
+        dc: (d != NONE).then(|| dst.children(d).peekable()),
+    }
+}
+
+/// Iterator of [`paired_children`].
+pub struct PairedChildren<'a> {
+    src: &'a Listing,
+    dst: &'a Listing,
+    sc: std::iter::Peekable<Children<'a>>,
+    dc: Option<std::iter::Peekable<Children<'a>>>,
+}
+
+impl Iterator for PairedChildren<'_> {
+    type Item = Paired;
+    fn next(&mut self) -> Option<Paired> {
+        let next_d = self.dc.as_mut().and_then(|it| it.peek().copied());
+        match (self.sc.peek().copied(), next_d) {
+            (None, None) => None,
+            (Some(a), None) => {
+                self.sc.next();
+                Some(Paired::Src(a))
+            }
+            (None, Some(b)) => {
+                self.dc.as_mut().map(Iterator::next);
+                Some(Paired::Dst(b))
+            }
+            (Some(a), Some(b)) => Some(match self.src.name(a).cmp(self.dst.name(b)) {
+                std::cmp::Ordering::Less => {
+                    self.sc.next();
+                    Paired::Src(a)
+                }
+                std::cmp::Ordering::Greater => {
+                    self.dc.as_mut().map(Iterator::next);
+                    Paired::Dst(b)
+                }
+                std::cmp::Ordering::Equal => {
+                    self.sc.next();
+                    self.dc.as_mut().map(Iterator::next);
+                    Paired::Both(a, b)
+                }
+            }),
+        }
+    }
+}
+
 /// Test helper: builds listings from a compact description.
 #[cfg(test)]
 pub(crate) mod build {

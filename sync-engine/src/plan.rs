@@ -8,7 +8,7 @@
 //! in pre-order, so a directory is created before any group that works inside it.
 
 use crate::itemize::Change;
-use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time};
+use crate::listing::{Idx, Kind, Listing, Meta, NONE, Paired, Time, paired_children};
 
 /// Options the planner needs, already resolved against the run (no I/O here).
 #[derive(Debug, Clone, Default)]
@@ -189,40 +189,11 @@ impl Planner<'_> {
         self.mkdirs.clear();
         self.others.clear();
 
-        let mut sc = self.src.children(s).peekable();
-        let mut dc = if d == NONE {
-            None
-        } else {
-            Some(self.dst.children(d).peekable())
-        };
-        loop {
-            let next_s = sc.peek().copied();
-            let next_d = dc.as_mut().and_then(|it| it.peek().copied());
-            match (next_s, next_d) {
-                (None, None) => break,
-                (Some(a), None) => {
-                    sc.next();
-                    self.create(a, NONE, Change::NEW, &mut subdirs);
-                }
-                (None, Some(b)) => {
-                    dc.as_mut().map(Iterator::next);
-                    self.extraneous(b);
-                }
-                (Some(a), Some(b)) => match self.src.name(a).cmp(self.dst.name(b)) {
-                    std::cmp::Ordering::Less => {
-                        sc.next();
-                        self.create(a, NONE, Change::NEW, &mut subdirs);
-                    }
-                    std::cmp::Ordering::Greater => {
-                        dc.as_mut().map(Iterator::next);
-                        self.extraneous(b);
-                    }
-                    std::cmp::Ordering::Equal => {
-                        sc.next();
-                        dc.as_mut().map(Iterator::next);
-                        self.both(a, b, &mut subdirs);
-                    }
-                },
+        for p in paired_children(self.src, s, self.dst, d) {
+            match p {
+                Paired::Src(a) => self.create(a, NONE, Change::NEW, &mut subdirs),
+                Paired::Dst(b) => self.extraneous(b),
+                Paired::Both(a, b) => self.both(a, b, &mut subdirs),
             }
         }
 

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::error::{FileError, Side};
 use crate::filter::Filter;
-use crate::listing::{Idx, Kind, Listing, Meta};
+use crate::listing::{Idx, Kind, Listing, Meta, Paired, paired_children};
 use crate::sys;
 
 /// A scanned tree and what went wrong while scanning it.
@@ -361,15 +361,8 @@ pub fn hash_pairs(
 }
 
 fn collect_pairs(src: &Listing, s: Idx, dst: &Listing, d: Idx, out: &mut Vec<(Idx, Idx)>) {
-    let mut dc = dst.children(d).peekable();
-    for a in src.children(s) {
-        while dc.peek().is_some_and(|&b| dst.name(b) < src.name(a)) {
-            dc.next();
-        }
-        let Some(&b) = dc.peek() else { break };
-        if dst.name(b) != src.name(a) {
-            continue;
-        }
+    for p in paired_children(src, s, dst, d) {
+        let Paired::Both(a, b) = p else { continue };
         let (sm, dm) = (src.meta(a), dst.meta(b));
         match (sm.kind, dm.kind) {
             (Kind::File, Kind::File) if sm.size == dm.size => out.push((a, b)),

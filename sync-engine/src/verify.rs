@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Side};
 use crate::filter::Filter;
-use crate::listing::{Idx, Kind, Listing, Meta};
+use crate::listing::{Idx, Kind, Listing, Meta, Paired, paired_children};
 use crate::plan::same_time;
 use crate::{scan, sys};
 
@@ -216,48 +216,27 @@ impl Cmp {
         report: &dyn Fn(Vec<u8>, DiffKind),
     ) {
         self.attrs(src, s, dst, d, report);
-        let mut dc = dst.children(d).peekable();
-        let mut sc = src.children(s).peekable();
-        loop {
-            match (sc.peek().copied(), dc.peek().copied()) {
-                (None, None) => break,
-                (Some(a), None) => {
-                    sc.next();
-                    report(src.path(a), DiffKind::MissingInDst);
+        for p in paired_children(src, s, dst, d) {
+            match p {
+                Paired::Src(a) => report(src.path(a), DiffKind::MissingInDst),
+                Paired::Dst(b) => report(dst.path(b), DiffKind::ExtraInDst),
+                Paired::Both(a, b) => {
+                    let (sm, dm) = (src.meta(a), dst.meta(b));
+                    if sm.kind != dm.kind {
+                        report(
+                            src.path(a),
+                            DiffKind::Type {
+                                src: sm.kind,
+                                dst: dm.kind,
+                            },
+                        );
+                    } else if sm.kind == Kind::Dir {
+                        self.walk(src, a, dst, b, pairs, report);
+                    } else {
+                        self.attrs(src, a, dst, b, report);
+                        self.content(src, a, dst, b, pairs, report);
+                    }
                 }
-                (None, Some(b)) => {
-                    dc.next();
-                    report(dst.path(b), DiffKind::ExtraInDst);
-                }
-                (Some(a), Some(b)) => match src.name(a).cmp(dst.name(b)) {
-                    std::cmp::Ordering::Less => {
-                        sc.next();
-                        report(src.path(a), DiffKind::MissingInDst);
-                    }
-                    std::cmp::Ordering::Greater => {
-                        dc.next();
-                        report(dst.path(b), DiffKind::ExtraInDst);
-                    }
-                    std::cmp::Ordering::Equal => {
-                        sc.next();
-                        dc.next();
-                        let (sm, dm) = (src.meta(a), dst.meta(b));
-                        if sm.kind != dm.kind {
-                            report(
-                                src.path(a),
-                                DiffKind::Type {
-                                    src: sm.kind,
-                                    dst: dm.kind,
-                                },
-                            );
-                        } else if sm.kind == Kind::Dir {
-                            self.walk(src, a, dst, b, pairs, report);
-                        } else {
-                            self.attrs(src, a, dst, b, report);
-                            self.content(src, a, dst, b, pairs, report);
-                        }
-                    }
-                },
             }
         }
     }
