@@ -18,20 +18,7 @@ pub fn run(global: &Global, args: RunArgs) -> Exit {
         Err(e) => return e,
     };
     if !cfg.jobs.contains_key(&args.job) {
-        let names: Vec<&str> = cfg.jobs.keys().map(String::as_str).collect();
-        return fail(
-            Exit::Usage,
-            &anyhow::anyhow!(
-                "no job named {} in {}: configured jobs: {}",
-                args.job,
-                cfg.display_file(),
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
-            ),
-        );
+        return fail(Exit::Usage, &anyhow::anyhow!(cfg.unknown_job(&args.job)));
     }
     let cancel = Cancel::new();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -16,16 +16,7 @@ pub fn run(global: &Global, cmd: ScheduleCommand) -> Exit {
         Err(e) => return fail(Exit::Config, &e.into()),
     };
     let Some(job) = cfg.jobs.get(&args.job) else {
-        let names: Vec<&str> = cfg.jobs.keys().map(String::as_str).collect();
-        return fail(
-            Exit::Usage,
-            &anyhow::anyhow!(
-                "no job named {} in {}: configured jobs: {}",
-                args.job,
-                cfg.display_file(),
-                names.join(", ")
-            ),
-        );
+        return fail(Exit::Usage, &anyhow::anyhow!(cfg.unknown_job(&args.job)));
     };
     let after = match &args.after {
         None => Utc::now(),

@@ -223,4 +223,18 @@ impl Config {
             None => "built-in defaults".to_string(),
         }
     }
+
+    /// The message for a job name that is not configured, listing the ones that are.
+    pub fn unknown_job(&self, name: &str) -> String {
+        let names: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
+        let names = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        };
+        format!(
+            "no job named {name} in {}: configured jobs: {names}",
+            self.display_file()
+        )
+    }
 }

@@ -92,18 +92,7 @@ pub fn run_job(
     trigger: Trigger,
     cancel: &Cancel,
 ) -> anyhow::Result<Exit> {
-    let job = cfg.jobs.get(name).with_context(|| {
-        let names: Vec<&str> = cfg.jobs.keys().map(String::as_str).collect();
-        format!(
-            "no job named {name} in {}: configured jobs: {}",
-            cfg.display_file(),
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        )
-    })?;
+    let job = cfg.jobs.get(name).with_context(|| cfg.unknown_job(name))?;
     let state_dir = cfg.state_dir();
     let _lock = match crate::lock::try_lock(&state_dir, name) {
         Ok(l) => l,
