@@ -15,6 +15,7 @@ fn meta(kind: Kind, size: u64, sec: i64) -> Meta {
         gid: 1000,
         size,
         mtime: Time { sec, nsec: 0 },
+        racy: false,
     }
 }
 
@@ -56,6 +57,7 @@ fn opts() -> PlanOptions {
         checksum: false,
         owner: true,
         groups: Some(None),
+        hashed_at: None,
     }
 }
 

@@ -17,8 +17,8 @@ use rayon::prelude::*;
 use crate::delta::{self, BaseCopy, Delta, Outcome};
 use crate::error::{FileError, Side};
 use crate::itemize::{Change, Update, field};
-use crate::listing::{Idx, Kind, Listing, Meta, NONE};
-use crate::plan::{Action, Op, Plan};
+use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time};
+use crate::plan::{Action, Op, Plan, same_time};
 use crate::report::{Counters, Item, Observer, Warning};
 use crate::sys::{self, Owner};
 
@@ -60,6 +60,14 @@ pub(crate) struct Applier<'a> {
     pub unlisted_dirs: &'a [Idx],
     /// Delta transfer of files that exist in DST (`--delta`).
     pub delta: Delta,
+    /// Update changed files in place (`--inplace`).
+    pub inplace: bool,
+    /// Compare every file written with SRC before it counts as copied.
+    pub verify_written: bool,
+    /// `--modify-window`, for the attributes of a copy whose source kept changing.
+    pub modify_window: u32,
+    /// When the contents compared by hash were read (the stamp of racy files found equal).
+    pub hashed_at: Option<Time>,
 }
 
 /// Actions per parallel chunk inside one directory.
@@ -125,6 +133,7 @@ impl Applier<'_> {
             Op::Mkdir | Op::Symlink | Op::Mknod => {
                 self.emit(Update::Local, self.src, a.src, a.op, a.change, 0)
             }
+            Op::Stamp => {}
         }
     }
 
@@ -147,6 +156,7 @@ impl Applier<'_> {
                     Counters::add(&c.attrs_fixed, 1);
                 }
             }
+            Op::Stamp => {}
         }
     }
 
@@ -195,14 +205,15 @@ impl Applier<'_> {
         let acts = self.plan.actions_of(g);
         let dmeta = (group.dst != NONE).then(|| *self.dst.meta(group.dst));
         let mut finish = group.finish;
-        if !self.is_root && !acts.is_empty() && dmeta.is_some_and(|m| m.perm & 0o300 != 0o300) {
+        let changes_entries = acts.iter().any(|a| a.op != Op::Stamp);
+        if !self.is_root && changes_entries && dmeta.is_some_and(|m| m.perm & 0o300 != 0o300) {
             // Like rsync: make our own directory writable while we work in it.
             let perm = dmeta.map_or(0o700, |m| m.perm | 0o700);
             let tmp = Meta {
                 perm,
                 ..*self.src.meta(group.src)
             };
-            if sys::set_attrs_fd(dfd.as_fd(), &tmp, Owner::default()).is_ok() {
+            if sys::set_attrs_fd(dfd.as_fd(), &tmp, Owner::default(), None).is_ok() {
                 finish |= Change::PERMS;
             }
         }
@@ -269,10 +280,12 @@ impl Applier<'_> {
         // even when the directory's attributes matched at plan time (rsync does the same). A
         // deletion that failed (a directory kept non-empty by excluded entries) changed nothing,
         // so a second run writes nothing.
-        touched |= rest.iter().any(|a| a.op != Op::SetAttrs);
+        touched |= rest
+            .iter()
+            .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp));
         if (touched || !finish.is_empty()) && !self.cancelled() {
             let m = self.src.meta(group.src);
-            match sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m)) {
+            match sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None) {
                 Ok(()) => self.finish_item(group.src, finish),
                 Err(e) => self.fail("set attributes of", Side::Dest, self.src, group.src, e),
             }
@@ -325,6 +338,7 @@ impl Applier<'_> {
             }
             Op::Mknod => self.replace_with(d, a, |tmp| sys::mknod_at(d, tmp, self.src.meta(a.src))),
             Op::SetAttrs => self.set_attrs(d, a),
+            Op::Stamp => return self.stamp(d, a),
             Op::Delete | Op::Mkdir => unreachable!("ordered before the other actions"),
         };
         match r {
@@ -366,7 +380,7 @@ impl Applier<'_> {
             if sys::meta_of(&st).map(|x| x.kind) != Some(Kind::File) {
                 return Err(io::Error::other("changed type during the run"));
             }
-            sys::set_attrs_fd(fd.as_fd(), m, owner)
+            sys::set_attrs_fd(fd.as_fd(), m, owner, None)
         } else {
             // Only chown when owner or group differ: chown clears setuid/setgid bits, which
             // cannot be set again on a special file in place (the planner recreates those).
@@ -375,6 +389,16 @@ impl Applier<'_> {
                 gid: owner.gid.filter(|_| a.change.contains(Change::GROUP)),
             };
             sys::set_attrs_at(d, name, m, owner, None)
+        }
+    }
+
+    /// Moves the stamp of a racy file found equal (see [`crate::racy`]). A failure only means
+    /// the file is compared by content once more next time: logged, not an error of the run.
+    fn stamp(&self, d: BorrowedFd<'_>, a: &Action) {
+        let Some(t) = self.hashed_at else { return };
+        if let Err(e) = sys::stamp_at(d, self.src.name(a.src), t) {
+            tracing::debug!(path = %self.src.path(a.src).escape_ascii(), error = %e,
+                "cannot stamp the access time of a racy copy");
         }
     }
 
@@ -390,6 +414,13 @@ impl Applier<'_> {
             Ok(_) => return self.warn_vanished(a.src),
             Err(e) => return self.fail("stat", Side::Source, self.src, a.src, e),
         };
+        if self.inplace {
+            match self.update_in_place(d, &src, st, a) {
+                Ok(Some(c)) => return self.copied(a, &c),
+                Ok(None) => {}
+                Err(e) => return self.fail("update in place", Side::Dest, self.src, a.src, e),
+            }
+        }
         let (tmpf, tmp) = match sys::with_temp_name(name, |t| sys::create_file_at(d, t)) {
             Ok(v) => v,
             Err(e) => {
@@ -399,23 +430,32 @@ impl Applier<'_> {
         let r = self
             .delta_into(d, &src, st, &tmpf, &tmp, a)
             .transpose()
-            .unwrap_or_else(|| self.copy_into(&src, st, &tmpf, a.src))
-            .and_then(|(meta, bytes)| {
-                sys::set_attrs_fd(tmpf.as_fd(), &meta, self.owners.for_meta(&meta))?;
+            .unwrap_or_else(|| self.copy_checked(&src, st, &tmpf, a.src))
+            .and_then(|c| {
+                let owner = self.owners.for_meta(&c.meta);
+                sys::set_attrs_fd(tmpf.as_fd(), &c.meta, owner, Some(c.read_at))?;
                 sys::rename_at(d, tmp.as_bytes(), name)?;
-                Ok(bytes)
+                Ok(c)
             });
         match r {
-            Ok(bytes) => {
-                self.obs.progress(bytes);
-                self.count(a, bytes);
-                self.emit_action(a, bytes);
-            }
+            Ok(c) => self.copied(a, &c),
             Err(e) => {
                 let _ = sys::unlink_at(d, tmp.as_bytes(), false);
                 self.fail("copy", Side::Dest, self.src, a.src, e);
             }
         }
+    }
+
+    /// Reports a finished copy.
+    fn copied(&self, a: &Action, c: &Copied) {
+        let size = c.meta.size;
+        self.obs.progress(size);
+        Counters::add(&self.counters.literal_bytes, c.written);
+        if c.verified {
+            Counters::add(&self.counters.verified, 1);
+        }
+        self.count(a, size);
+        self.emit_action(a, size);
     }
 
     /// Builds the new content from DST's old file with a delta when `--delta` allows it. `None`:
@@ -428,7 +468,7 @@ impl Applier<'_> {
         tmpf: &OwnedFd,
         tmp: &sys::TempName,
         a: &Action,
-    ) -> io::Result<Option<(Meta, u64)>> {
+    ) -> io::Result<Option<Copied>> {
         let base = match self.delta {
             Delta::Never => return Ok(None),
             Delta::Always => BaseCopy::ReflinkOrCopy,
@@ -446,6 +486,7 @@ impl Applier<'_> {
             return Ok(None);
         }
         let reopen = || sys::open_read_at(d, tmp.as_bytes());
+        let read_at = sys::now();
         let outcome = delta::build(
             src.as_fd(),
             old.as_fd(),
@@ -463,7 +504,13 @@ impl Applier<'_> {
             {
                 tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = stats.len,
                     written = stats.written, reflinked = stats.reflinked, "delta");
-                return Ok(Some((after, after.size)));
+                return Ok(Some(Copied {
+                    meta: after,
+                    written: stats.written,
+                    read_at,
+                    unstable: false,
+                    verified: true,
+                }));
             }
         }
         match outcome {
@@ -478,39 +525,181 @@ impl Applier<'_> {
         Ok(None)
     }
 
-    /// Copies the data and checks that the source did not change meanwhile (size and mtime
-    /// before and after); a file that changed is copied once more, then taken as it is.
+    /// A whole copy, read back and compared with SRC when `verify_written` asks for it (deltas
+    /// and in-place updates check every byte as they go). A copy that reads back different is
+    /// made once more; then it is an error and the old version stays.
+    fn copy_checked(
+        &self,
+        src: &OwnedFd,
+        before: Meta,
+        tmp: &OwnedFd,
+        idx: Idx,
+    ) -> io::Result<Copied> {
+        let mut c = self.copy_into(src, before, tmp, idx, true)?;
+        if !self.verify_written || c.unstable {
+            return Ok(c);
+        }
+        for attempt in 0..2 {
+            if sys::same_content(src.as_fd(), tmp.as_fd())? {
+                c.verified = true;
+                return Ok(c);
+            }
+            if attempt == 0 {
+                tracing::warn!(path = %self.src.path(idx).escape_ascii(),
+                    "the copy reads back different from the source: copying it again");
+                c = self.copy_into(src, before, tmp, idx, false)?;
+                if c.unstable {
+                    return Ok(c);
+                }
+            }
+        }
+        Err(io::Error::other(
+            "the copy read back differs from the source twice (check the disks and memory)",
+        ))
+    }
+
+    /// Copies the data into `tmp` (`empty`: it is still empty) and checks that the source did
+    /// not change meanwhile (size and mtime before and after); a file that changed is copied
+    /// once more. If it changed during that
+    /// read too, the copy is kept with attributes that make the next quick check copy it again
+    /// (see [`unstable_meta`]).
     fn copy_into(
         &self,
         src: &OwnedFd,
-        mut before: Meta,
+        before: Meta,
         tmp: &OwnedFd,
         idx: Idx,
-    ) -> io::Result<(Meta, u64)> {
-        for attempt in 0..2 {
+        empty: bool,
+    ) -> io::Result<Copied> {
+        self.read_stable(src, before, idx, |attempt| {
+            if attempt > 0 || !empty {
+                sys::truncate(tmp.as_fd(), 0)?;
+            }
             let n = sys::copy_data(src.as_fd(), tmp.as_fd(), self.cancel)?;
+            Ok((n, n))
+        })
+    }
+
+    /// Runs `transfer(attempt)` (which returns the bytes of content and the bytes written) until the
+    /// source's size and mtime are the same before and after it, at most twice; see
+    /// [`Applier::copy_into`].
+    fn read_stable(
+        &self,
+        src: &OwnedFd,
+        mut before: Meta,
+        idx: Idx,
+        mut transfer: impl FnMut(u32) -> io::Result<(u64, u64)>,
+    ) -> io::Result<Copied> {
+        let mut written = 0;
+        for attempt in 0..2 {
+            let read_at = sys::now();
+            let (n, w) = transfer(attempt)?;
+            written += w;
             let after = sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st))?;
             let Some(after) = after else {
                 return Err(io::Error::other("source changed type"));
             };
             if after.size == before.size && after.mtime == before.mtime && n == after.size {
-                return Ok((after, n));
+                return Ok(Copied {
+                    meta: after,
+                    written,
+                    read_at,
+                    unstable: false,
+                    verified: false,
+                });
             }
             if attempt == 1 {
                 self.obs.warning(&Warning::ChangedDuringCopy {
                     path: &self.src.path(idx),
                 });
-                return Ok((Meta { size: n, ..after }, n));
+                Counters::add(&self.counters.unstable, 1);
+                return Ok(Copied {
+                    meta: unstable_meta(before, after, n, self.modify_window),
+                    written,
+                    read_at,
+                    unstable: true,
+                    verified: false,
+                });
             }
-            sys::truncate(tmp.as_fd(), 0)?;
             before = after;
         }
         unreachable!("the loop returns")
+    }
+
+    /// `--inplace`: writes the blocks that differ into DST's existing file, no temporary file.
+    /// `None` when the file cannot be updated in place safely (not a regular file with one link,
+    /// or a setuid/setgid file on either side, which must only ever get complete content): a
+    /// whole copy follows. The file's stamp is moved before the first write, and its mtime is
+    /// set last, so an interrupted update leaves a file the next run copies again (its mtime,
+    /// moved by the writes, is not older than its stamp: see [`crate::racy`]).
+    fn update_in_place(
+        &self,
+        d: BorrowedFd<'_>,
+        src: &OwnedFd,
+        before: Meta,
+        a: &Action,
+    ) -> io::Result<Option<Copied>> {
+        if a.dst == NONE || self.dst.meta(a.dst).kind != Kind::File || before.perm & 0o6000 != 0 {
+            return Ok(None);
+        }
+        let Ok(dst) = sys::open_update_at(d, self.src.name(a.src)) else {
+            return Ok(None);
+        };
+        let st = sys::fstat(dst.as_fd())?;
+        match sys::meta_of(&st) {
+            Some(m) if m.kind == Kind::File && m.perm & 0o6000 == 0 && st.st_nlink == 1 => {}
+            _ => return Ok(None),
+        }
+        sys::stamp_fd(dst.as_fd(), sys::now())?;
+        let mut c = self.read_stable(src, before, a.src, |_| {
+            let p = delta::update_in_place(src.as_fd(), dst.as_fd(), self.cancel)?;
+            Ok((p.len, p.written))
+        })?;
+        c.verified = !c.unstable;
+        let owner = self.owners.for_meta(&c.meta);
+        sys::set_attrs_fd(dst.as_fd(), &c.meta, owner, Some(c.read_at))?;
+        tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = c.meta.size,
+            written = c.written, "updated in place");
+        Ok(Some(c))
+    }
+}
+
+/// New content for one file and the attributes it gets.
+struct Copied {
+    /// The attributes to give the copy: SRC's, as stat-ed with the content read.
+    meta: Meta,
+    /// Bytes written to DST (all of them for a whole copy, the changed blocks for a delta).
+    written: u64,
+    /// When the read of SRC's content began: the copy's stamp (see [`crate::racy`]).
+    read_at: Time,
+    /// The source changed during both reads (see [`unstable_meta`]).
+    unstable: bool,
+    /// Every byte of the result was compared with what was read from SRC.
+    verified: bool,
+}
+
+/// The attributes of a copy whose source changed during both reads. Its content matches no
+/// single state of the source, so it must never look up to date: it gets the mtime seen before
+/// the last read (the source's is newer), and where that still matches the source within the
+/// modify window while the size matches too, an mtime `window + 1` seconds older.
+fn unstable_meta(before: Meta, after: Meta, n: u64, window: u32) -> Meta {
+    let mut mtime = before.mtime;
+    if n == after.size && same_time(mtime, after.mtime, window) {
+        mtime = Time {
+            sec: after.mtime.sec - i64::from(window) - 1,
+            nsec: after.mtime.nsec,
+        };
+    }
+    Meta {
+        size: n,
+        mtime,
+        ..after
     }
 }
 
 fn op_name(op: Op) -> &'static str {
     match op {
+        Op::Stamp => "stamp",
         Op::Delete => "delete",
         Op::Mkdir => "create directory",
         Op::Copy => "copy",

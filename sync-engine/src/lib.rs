@@ -30,6 +30,7 @@ pub mod itemize;
 pub mod listing;
 pub mod options;
 pub mod plan;
+pub mod racy;
 pub mod scan;
 pub mod sys;
 pub mod verify;
@@ -104,10 +105,38 @@ fn run(
             dst: dst.to_owned(),
         });
     }
-    if opts.checksum
-        && let Some(dk) = &dst_keep
-    {
-        scan::fill_checksums(src_keep.as_fd(), &mut s.listing, dk.as_fd(), &mut d.listing);
+    let mut recheck: Vec<listing::Idx> = opts
+        .recheck
+        .iter()
+        .filter_map(|p| s.listing.find(p))
+        .collect();
+    recheck.sort_unstable();
+    let mut hashed_at = None;
+    let mut rechecked = 0;
+    if let Some(dk) = &dst_keep {
+        let which = if opts.checksum {
+            Some(scan::Compare::All)
+        } else if d.racy > 0 || !recheck.is_empty() {
+            Some(scan::Compare::Untrusted {
+                window: opts.modify_window,
+                recheck: &recheck,
+            })
+        } else {
+            None
+        };
+        if let Some(which) = which {
+            hashed_at = Some(sys::now());
+            let n = scan::fill_checksums(
+                src_keep.as_fd(),
+                &mut s.listing,
+                dk.as_fd(),
+                &mut d.listing,
+                &which,
+            );
+            if !opts.checksum {
+                rechecked = n;
+            }
+        }
     }
 
     let is_root = sys::euid() == 0;
@@ -128,6 +157,7 @@ fn run(
         checksum: opts.checksum,
         owner: owners.owner,
         groups: owners.groups.clone(),
+        hashed_at,
     };
     let mut the_plan = plan::plan(&s.listing, &d.listing, &popts);
     if popts.delete && must_copy_unreadable(&the_plan, &s.unreadable) {
@@ -147,6 +177,7 @@ fn run(
         delete_limited: the_plan.delete_limited,
         errors: (s.errors.len() + d.errors.len()) as u64,
         vanished: s.vanished,
+        rechecked,
         ..Report::default()
     };
     count_files(&s.listing, &mut report);
@@ -165,6 +196,10 @@ fn run(
         has_excludes: !filter.is_empty(),
         unlisted_dirs: &s.unlisted_dirs,
         delta: opts.delta,
+        inplace: opts.inplace,
+        verify_written: opts.verify_written,
+        modify_window: opts.modify_window,
+        hashed_at,
     };
     if opts.dry_run {
         applier.simulate();

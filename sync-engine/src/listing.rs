@@ -79,6 +79,9 @@ pub struct Meta {
     /// Size in bytes for files and symlinks; the device number (`st_rdev`) for devices.
     pub size: u64,
     pub mtime: Time,
+    /// DST regular files only: the copy's stamp says its content was read when the mtime was
+    /// not clearly older, so size and mtime cannot be trusted (see [`crate::racy`]).
+    pub racy: bool,
 }
 
 impl Meta {
@@ -217,6 +220,18 @@ impl Listing {
         }
     }
 
+    /// The entry at `path` (relative to the root, `/`-separated, no `.` or `..`), if any.
+    pub fn find(&self, path: &[u8]) -> Option<Idx> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut cur: Idx = 0;
+        for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty()) {
+            cur = self.children(cur).find(|&c| self.name(c) == part)?;
+        }
+        Some(cur)
+    }
+
     /// The path of `i` relative to the root.
     pub fn path(&self, i: Idx) -> Vec<u8> {
         let mut v = Vec::new();
@@ -338,6 +353,7 @@ pub(crate) mod build {
             gid: 0,
             size,
             mtime: Time { sec, nsec: 0 },
+            racy: false,
         }
     }
 

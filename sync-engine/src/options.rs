@@ -65,7 +65,7 @@ impl Delta {
 pub struct Options {
     /// Remove entries in DST that are not in SRC (rsync `--delete`). Default: true.
     pub delete: bool,
-    /// Compare contents (BLAKE3) instead of size and mtime (rsync `-c`).
+    /// Compare contents (XXH3-128) instead of size and mtime (rsync `-c`).
     pub checksum: bool,
     /// Plan and report, change nothing (rsync `-n`).
     pub dry_run: bool,
@@ -84,6 +84,16 @@ pub struct Options {
     pub preserve_owner: Option<bool>,
     /// Delta transfer of changed files (`--delta`).
     pub delta: Delta,
+    /// Write the changed blocks of files that exist in DST into them in place instead of into a
+    /// temporary file (rsync `--inplace`): fewer bytes written, but a name holds a mix of old
+    /// and new content while it is updated (for a copy nobody reads meanwhile).
+    pub inplace: bool,
+    /// Files (paths relative to SRC) compared by content whatever their size and mtime say,
+    /// for example the ones a verification found different.
+    pub recheck: Vec<Vec<u8>>,
+    /// Read every file written back and compare it with SRC before it replaces the old version
+    /// (deltas and in-place updates check as they write; this adds it for whole copies).
+    pub verify_written: bool,
     /// Set from outside (a signal handler) to stop the run between files.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -101,6 +111,9 @@ impl Default for Options {
             allow_empty_source: false,
             preserve_owner: None,
             delta: Delta::Auto,
+            inplace: false,
+            recheck: Vec::new(),
+            verify_written: false,
             cancel: None,
         }
     }

@@ -26,6 +26,10 @@ pub struct PlanOptions {
     /// Compare and set groups: `None` for none, `Some(None)` for every group (root),
     /// `Some(Some(list))` for only the groups in the list (a non-root user's groups).
     pub groups: Option<Option<Vec<u32>>>,
+    /// When the contents in the listings' `hashes` were read (no later than any of those
+    /// reads): a racy DST file found equal gets this stamp when it makes the copy trusted
+    /// (see [`crate::racy`]).
+    pub hashed_at: Option<Time>,
 }
 
 /// What to do with one entry.
@@ -43,6 +47,10 @@ pub enum Op {
     Mknod,
     /// Fix attributes of an existing non-directory in place.
     SetAttrs,
+    /// Move the stamp (access time) of a racy DST file whose content was found equal, so it is
+    /// trusted by size and mtime again (see [`crate::racy`]). Not a change of the mirror: never
+    /// itemized or counted.
+    Stamp,
 }
 
 /// One planned action on a direct child of a group's directory (deletions may reach deeper).
@@ -360,16 +368,22 @@ impl Planner<'_> {
         });
     }
 
-    /// Regular file on both sides: quick check (size and mtime) or checksum.
+    /// Regular file on both sides: quick check (size and mtime), or contents where they are
+    /// known or must be: with `--checksum`, for a racy DST file (see [`crate::racy`]) and for
+    /// any pair whose hashes were filled in (files to recheck).
     fn file(&mut self, a: Idx, b: Idx, sm: &Meta, dm: &Meta) {
         let mut change = self.attr_diff(sm, dm, true);
         let size_differs = sm.size != dm.size;
         if size_differs {
             change |= Change::SIZE;
         }
-        let transfer = if self.opts.checksum {
+        let quick_same = !size_differs && !change.contains(Change::TIME);
+        let digests = (self.src.hashes.get(&a), self.dst.hashes.get(&b));
+        let by_content =
+            self.opts.checksum || (quick_same && dm.racy) || matches!(digests, (Some(_), Some(_)));
+        let transfer = if by_content {
             let differs = size_differs
-                || match (self.src.hashes.get(&a), self.dst.hashes.get(&b)) {
+                || match digests {
                     (Some(x), Some(y)) => x != y,
                     _ => true,
                 };
@@ -378,7 +392,7 @@ impl Planner<'_> {
             }
             differs
         } else {
-            size_differs || change.contains(Change::TIME)
+            !quick_same
         };
         if transfer {
             self.plan.counts.copies += 1;
@@ -391,6 +405,18 @@ impl Planner<'_> {
             });
         } else if !change.is_empty() {
             self.attr_fix(a, b, change);
+        } else if dm.racy
+            && self
+                .opts
+                .hashed_at
+                .is_some_and(|t| !crate::racy::is_racy(sm.mtime, t))
+        {
+            self.others.push(Action {
+                op: Op::Stamp,
+                src: a,
+                dst: b,
+                change,
+            });
         }
     }
 

@@ -23,6 +23,8 @@ pub struct Scan {
     pub errors: Vec<FileError>,
     /// Entries that disappeared between listing their directory and `lstat`.
     pub vanished: u64,
+    /// DST regular files whose copies are racy (see [`crate::racy`]).
+    pub racy: u64,
     /// Regular files of SRC the (non-root) user may not read, in index order. A run that must
     /// copy one of them makes no deletions (see [`crate::sync`]).
     pub unreadable: Vec<Idx>,
@@ -52,6 +54,7 @@ struct Ctx<'a> {
     filter: &'a Filter,
     errors: Mutex<Vec<FileError>>,
     vanished: AtomicU64,
+    racy: AtomicU64,
     /// Check that regular files are readable (SRC, not running as root).
     check_read: bool,
 }
@@ -78,6 +81,7 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan
         filter,
         errors: Mutex::new(Vec::new()),
         vanished: AtomicU64::new(0),
+        racy: AtomicU64::new(0),
         check_read: side == Side::Source && sys::euid() != 0,
     };
     let node = scan_dir(root, Vec::new(), &ctx);
@@ -91,6 +95,7 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan
         listing,
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
         vanished: ctx.vanished.load(Ordering::Relaxed),
+        racy: ctx.racy.load(Ordering::Relaxed),
         unreadable,
         unlisted_dirs,
     }
@@ -189,7 +194,13 @@ fn stat_entry(
             return None;
         }
     };
-    let meta = sys::meta_of(&st)?;
+    let mut meta = sys::meta_of(&st)?;
+    if ctx.side == Side::Dest && meta.kind == Kind::File {
+        meta.racy = crate::racy::is_racy(meta.mtime, sys::atime_of(&st));
+        if meta.racy {
+            ctx.racy.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     if !ctx.filter.is_empty()
         && ctx
             .filter
@@ -276,18 +287,29 @@ fn flatten(
     }
 }
 
-/// For `--checksum`: hashes every regular file present on both sides with the same size (XXH3-128,
-/// as rsync's xxh128), so the pure planner can compare contents. Files that cannot be read are left without a hash
-/// (the planner then copies them; the copy reports the error).
+/// Which pairs of regular files [`fill_checksums`] hashes.
+pub enum Compare<'a> {
+    /// Every pair with the same size (`--checksum`).
+    All,
+    /// Pairs whose size and mtime match (within `window` seconds) but whose DST copy is racy
+    /// (see [`crate::racy`]), and the pairs of these SRC entries (sorted; files to recheck).
+    Untrusted { window: u32, recheck: &'a [Idx] },
+}
+
+/// Hashes pairs of regular files present on both sides with the same size (XXH3-128, as
+/// rsync's xxh128), so the pure planner can compare contents. Files that cannot be read are left
+/// without a hash (the planner then copies them; the copy reports the error). Returns the
+/// number of pairs hashed.
 pub fn fill_checksums(
     src_root: BorrowedFd<'_>,
     src: &mut Listing,
     dst_root: BorrowedFd<'_>,
     dst: &mut Listing,
-) {
+    which: &Compare<'_>,
+) -> u64 {
     let mut pairs = Vec::new();
     if !src.is_empty() && !dst.is_empty() && dst.meta(0).kind == Kind::Dir {
-        collect_pairs(src, 0, dst, 0, &mut pairs);
+        collect_pairs(src, 0, dst, 0, which, &mut pairs);
     }
     let found = Mutex::new(Vec::new());
     hash_pairs(
@@ -310,6 +332,7 @@ pub fn fill_checksums(
         src.hashes.insert(s, hs);
         dst.hashes.insert(d, hd);
     }
+    pairs.len() as u64
 }
 
 /// The result of hashing one pair of files: SRC index and hash, DST index and hash.
@@ -360,13 +383,31 @@ pub fn hash_pairs(
     });
 }
 
-fn collect_pairs(src: &Listing, s: Idx, dst: &Listing, d: Idx, out: &mut Vec<(Idx, Idx)>) {
+fn collect_pairs(
+    src: &Listing,
+    s: Idx,
+    dst: &Listing,
+    d: Idx,
+    which: &Compare<'_>,
+    out: &mut Vec<(Idx, Idx)>,
+) {
     for p in paired_children(src, s, dst, d) {
         let Paired::Both(a, b) = p else { continue };
         let (sm, dm) = (src.meta(a), dst.meta(b));
         match (sm.kind, dm.kind) {
-            (Kind::File, Kind::File) if sm.size == dm.size => out.push((a, b)),
-            (Kind::Dir, Kind::Dir) => collect_pairs(src, a, dst, b, out),
+            (Kind::File, Kind::File) if sm.size == dm.size => {
+                let wanted = match which {
+                    Compare::All => true,
+                    Compare::Untrusted { window, recheck } => {
+                        (dm.racy && crate::plan::same_time(sm.mtime, dm.mtime, *window))
+                            || recheck.binary_search(&a).is_ok()
+                    }
+                };
+                if wanted {
+                    out.push((a, b));
+                }
+            }
+            (Kind::Dir, Kind::Dir) => collect_pairs(src, a, dst, b, which, out),
             _ => {}
         }
     }

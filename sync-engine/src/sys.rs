@@ -64,6 +64,7 @@ pub fn meta_of(st: &Stat) -> Option<Meta> {
             sec: st.st_mtime,
             nsec: st.st_mtime_nsec as u32,
         },
+        racy: false,
     })
 }
 
@@ -200,9 +201,9 @@ pub fn with_temp_name<T>(
     }
 }
 
-/// Creates a new file `name` in `dir` for writing (mode 0600, must not exist).
+/// Creates a new file `name` in `dir` for writing and reading back (mode 0600, must not exist).
 pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     Ok(rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?)
 }
 
@@ -216,6 +217,14 @@ pub fn open_read_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
         Err(Errno::PERM) => Ok(rfs::openat(dir, name, flags, Mode::empty())?),
         r => Ok(r?),
     }
+}
+
+/// Opens regular file `name` in `dir` for reading and writing in place (`--inplace`), without
+/// following a symlink and without blocking on FIFOs (the caller checks the type).
+pub fn open_update_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    let flags =
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    Ok(rfs::openat(dir, name, flags, Mode::empty())?)
 }
 
 /// Opens `name` in `dir` to change its attributes through the handle (regular files), without
@@ -248,17 +257,66 @@ pub fn mknod_at(dir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> io::Result<()>
     )?)
 }
 
-fn timestamps(t: Time) -> Timestamps {
-    Timestamps {
-        last_access: rfs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rfs::UTIME_OMIT,
-        },
-        last_modification: rfs::Timespec {
+fn timespec(t: Option<Time>) -> rfs::Timespec {
+    match t {
+        Some(t) => rfs::Timespec {
             tv_sec: t.sec,
             tv_nsec: i64::from(t.nsec),
         },
+        None => rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
     }
+}
+
+fn timestamps(mtime: Time, atime: Option<Time>) -> Timestamps {
+    Timestamps {
+        last_access: timespec(atime),
+        last_modification: timespec(Some(mtime)),
+    }
+}
+
+/// The current time of the clock file timestamps come from (`CLOCK_REALTIME`; through the vDSO,
+/// not a system call).
+pub fn now() -> Time {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    Time {
+        sec: t.tv_sec,
+        nsec: t.tv_nsec as u32,
+    }
+}
+
+/// The access time of a stat result.
+pub fn atime_of(st: &Stat) -> Time {
+    Time {
+        sec: st.st_atime,
+        nsec: st.st_atime_nsec as u32,
+    }
+}
+
+/// Sets only the access time of an open file (see [`stamp_at`]).
+pub fn stamp_fd(fd: BorrowedFd<'_>, atime: Time) -> io::Result<()> {
+    let times = Timestamps {
+        last_access: timespec(Some(atime)),
+        last_modification: timespec(None),
+    };
+    Ok(rfs::futimens(fd, &times)?)
+}
+
+/// Sets only the access time of `name` in `dir` (not following a symlink): the stamp that
+/// records when a copy's content was last read and compared (see [`crate::racy`]).
+pub fn stamp_at(dir: BorrowedFd<'_>, name: &[u8], atime: Time) -> io::Result<()> {
+    let times = Timestamps {
+        last_access: timespec(Some(atime)),
+        last_modification: timespec(None),
+    };
+    Ok(rfs::utimensat(
+        dir,
+        name,
+        &times,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// Which ownership to set: `None` leaves it.
@@ -272,14 +330,20 @@ fn chown_ids(o: Owner) -> (Option<rfs::Uid>, Option<rfs::Gid>) {
     (o.uid.map(rfs::Uid::from_raw), o.gid.map(rfs::Gid::from_raw))
 }
 
-/// Sets owner, then mode (chown clears setuid bits), then mtime, through an open handle.
-pub fn set_attrs_fd(fd: BorrowedFd<'_>, meta: &Meta, owner: Owner) -> io::Result<()> {
+/// Sets owner, then mode (chown clears setuid bits), then mtime (and `atime` when given),
+/// through an open handle.
+pub fn set_attrs_fd(
+    fd: BorrowedFd<'_>,
+    meta: &Meta,
+    owner: Owner,
+    atime: Option<Time>,
+) -> io::Result<()> {
     if owner.uid.is_some() || owner.gid.is_some() {
         let (u, g) = chown_ids(owner);
         chown_tolerant(rfs::fchown(fd, u, g), owner)?;
     }
     rfs::fchmod(fd, Mode::from_raw_mode(meta.perm))?;
-    rfs::futimens(fd, &timestamps(meta.mtime))?;
+    rfs::futimens(fd, &timestamps(meta.mtime, atime))?;
     Ok(())
 }
 
@@ -313,7 +377,7 @@ pub fn set_attrs_at(
     rfs::utimensat(
         dir,
         name,
-        &timestamps(meta.mtime),
+        &timestamps(meta.mtime, None),
         AtFlags::SYMLINK_NOFOLLOW,
     )?;
     Ok(())
@@ -393,6 +457,51 @@ fn copy_fallback(
             }
         }
     })
+}
+
+thread_local! {
+    static BUF2: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// True when the files `a` and `b` hold the same bytes (read from offset 0 to their ends in
+/// 1 MiB steps and compared).
+pub fn same_content(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+    BUF.with(|x| {
+        BUF2.with(|y| {
+            let (mut x, mut y) = (x.borrow_mut(), y.borrow_mut());
+            for buf in [&mut *x, &mut *y] {
+                if buf.len() < HASH_BUF {
+                    buf.resize(HASH_BUF, 0);
+                }
+            }
+            let mut off = 0u64;
+            loop {
+                let n = pread_full(a, &mut x[..HASH_BUF], off)?;
+                let m = pread_full(b, &mut y[..HASH_BUF], off)?;
+                if n != m || x[..n] != y[..m] {
+                    return Ok(false);
+                }
+                if n < HASH_BUF {
+                    return Ok(true);
+                }
+                off += n as u64;
+            }
+        })
+    })
+}
+
+/// Reads until `buf` is full or the end of the file.
+fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::pread(fd, &mut buf[got..], off + got as u64) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
 }
 
 /// Hashes a whole file with BLAKE3.

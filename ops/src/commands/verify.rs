@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::anyhow;
-use serde_json::json;
 use sync_engine::Error;
-use sync_engine::itemize::escape_name;
 use sync_engine::verify::{Difference, VerifyOptions, VerifyReport, verify};
 
 use crate::cli::VerifyArgs;
@@ -29,16 +27,7 @@ pub fn run(_global: &Global, args: VerifyArgs) -> Exit {
 pub fn check(src: &Path, dst: &Path, opts: &VerifyOptions, json: bool) -> Exit {
     let out = Mutex::new(std::io::BufWriter::new(std::io::stdout()));
     let print = |d: &Difference| {
-        let path = if d.path.is_empty() {
-            ".".to_string()
-        } else {
-            escape_name(&d.path)
-        };
-        let line = if json {
-            json!({"type": "difference", "path": path, "what": d.kind.to_string()}).to_string()
-        } else {
-            format!("{path}: {}", d.kind)
-        };
+        let line = crate::output::difference_line(d, json);
         if let Ok(mut o) = out.lock() {
             let _ = writeln!(o, "{line}");
         }
@@ -78,15 +67,15 @@ pub fn check(src: &Path, dst: &Path, opts: &VerifyOptions, json: bool) -> Exit {
     }
 }
 
-fn summary(r: &VerifyReport, secs: f64, exit: Exit) -> serde_json::Value {
-    json!({
-        "type": "verify_summary",
-        "entries": r.entries,
-        "files_hashed": r.files_hashed,
-        "bytes_hashed": r.bytes_hashed,
-        "differences": r.differences,
-        "identical": r.differences == 0,
-        "exit_code": exit as u8,
-        "seconds": secs,
+fn summary(r: &VerifyReport, secs: f64, exit: Exit) -> String {
+    crate::events::Event::VerifySummary(crate::events::VerifySummary {
+        entries: r.entries,
+        files_hashed: r.files_hashed,
+        bytes_hashed: r.bytes_hashed,
+        differences: r.differences,
+        identical: r.differences == 0,
+        exit_code: exit as u8,
+        seconds: secs,
     })
+    .to_line()
 }

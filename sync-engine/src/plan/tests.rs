@@ -12,6 +12,7 @@ fn opts() -> PlanOptions {
         checksum: false,
         owner: true,
         groups: Some(None),
+        hashed_at: None,
     }
 }
 
