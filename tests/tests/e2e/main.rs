@@ -9,4 +9,5 @@ mod nginx;
 mod nightly;
 mod stack;
 mod sync_diff;
+mod sync_verify;
 mod verify;
