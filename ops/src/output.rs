@@ -6,9 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use sync_engine::itemize::escape_name;
-use sync_engine::listing::Kind;
-use sync_engine::plan::{Op, PlanCounts};
-use sync_engine::{FileError, Item, Observer, Report, Warning};
+use sync_engine::{FileError, Item, Kind, Observer, Op, PlanCounts, Report, Warning};
 
 use crate::cli::LogFormat;
 use crate::events::{
@@ -264,6 +262,62 @@ impl Observer for SyncPrinter {
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
         }
+    }
+}
+
+/// The observer of `opsync verify`: each difference as a line (or JSON event) on stdout, then
+/// a summary.
+pub struct DiffPrinter {
+    json: bool,
+    out: Mutex<BufWriter<Stdout>>,
+}
+
+impl DiffPrinter {
+    pub fn new(json: bool) -> DiffPrinter {
+        DiffPrinter {
+            json,
+            out: Mutex::new(BufWriter::new(std::io::stdout())),
+        }
+    }
+
+    /// Prints the summary: a JSON line, or on stderr the count when there are differences.
+    pub fn finish(
+        &self,
+        r: &sync_engine::verify::VerifyReport,
+        elapsed: Duration,
+        exit_code: u8,
+        src: &std::path::Path,
+        dst: &std::path::Path,
+    ) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if self.json {
+            let e = Event::VerifySummary(crate::events::VerifySummary {
+                entries: r.entries,
+                files_hashed: r.files_hashed,
+                bytes_hashed: r.bytes_hashed,
+                differences: r.differences,
+                identical: r.differences == 0,
+                exit_code,
+                seconds: elapsed.as_secs_f64(),
+            });
+            let _ = writeln!(out, "{}", e.to_line());
+        }
+        let _ = out.flush();
+        if !self.json && r.differences > 0 {
+            eprintln!(
+                "opsync: verify: {} difference(s) between {} and {}",
+                r.differences,
+                src.display(),
+                dst.display()
+            );
+        }
+    }
+}
+
+impl Observer for DiffPrinter {
+    fn difference(&self, d: &sync_engine::verify::Difference) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{}", difference_line(d, self.json));
     }
 }
 

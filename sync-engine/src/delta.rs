@@ -17,15 +17,13 @@
 //! Blocks are compared at the same offset only: data shifted by an insertion is rewritten from
 //! the insertion point on (still correct, just not smaller). Without reflink no atomic delta can
 //! write less than the whole file, which is why [`Delta::Auto`] only uses it where the reflink
-//! works (see `docs/benchmarks.md` for the measurements).
+//! works (see the README's "Delta transfer" section for the measurements).
 //!
-//! The calls are made through rustix's safe API (`ioctl_ficlone`, `pread`, `pwrite`).
+//! The system calls (`FICLONE`, `pread`, `pwrite`) are made in [`crate::sys`].
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use rustix::io::Errno;
 
 pub use crate::options::Delta;
 use crate::sys;
@@ -79,24 +77,13 @@ pub fn build(
     base: BaseCopy,
     cancel: &AtomicBool,
 ) -> io::Result<Outcome> {
-    let reflinked = match rustix::fs::ioctl_ficlone(tmp, old) {
-        Ok(()) => true,
-        Err(
-            Errno::OPNOTSUPP
-            | Errno::XDEV
-            | Errno::INVAL
-            | Errno::NOTTY
-            | Errno::NOSYS
-            | Errno::PERM,
-        ) => {
-            if base == BaseCopy::ReflinkOnly {
-                return Ok(Outcome::Unsupported);
-            }
-            sys::copy_data(old, tmp, cancel)?;
-            false
+    let reflinked = sys::reflink(tmp, old)?;
+    if !reflinked {
+        if base == BaseCopy::ReflinkOnly {
+            return Ok(Outcome::Unsupported);
         }
-        Err(e) => return Err(e.into()),
-    };
+        sys::copy_data(old, tmp, cancel)?;
+    }
     let reader = reopen_tmp()?;
     let (rs, ws) = (sys::fstat(reader.as_fd())?, sys::fstat(tmp)?);
     if (rs.st_dev, rs.st_ino) != (ws.st_dev, ws.st_ino) {
@@ -143,19 +130,19 @@ fn patch(
         if cancel.load(Ordering::Relaxed) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
-        let n = read_full(src, &mut sbuf, off)?;
+        let n = sys::pread_full(src, &mut sbuf, off)?;
         if n == 0 {
             break;
         }
-        let m = read_full(tmp_r, &mut tbuf, off)?;
+        let m = sys::pread_full(tmp_r, &mut tbuf, off)?;
         src_hasher.update(&sbuf[..n]);
         let runs = differing_runs(&sbuf[..n], &tbuf[..m]);
         for &(a, b) in &runs {
-            write_all(tmp_w, &sbuf[a..b], off + a as u64)?;
+            sys::pwrite_all(tmp_w, &sbuf[a..b], off + a as u64)?;
             written += (b - a) as u64;
         }
         for &(a, b) in &runs {
-            if read_full(tmp_r, &mut tbuf[a..b], off + a as u64)? != b - a {
+            if sys::pread_full(tmp_r, &mut tbuf[a..b], off + a as u64)? != b - a {
                 return Err(io::Error::other("temporary file shorter than written"));
             }
         }
@@ -203,18 +190,18 @@ pub fn update_in_place(
         if cancel.load(Ordering::Relaxed) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
-        let n = read_full(src, &mut sbuf, off)?;
+        let n = sys::pread_full(src, &mut sbuf, off)?;
         if n == 0 {
             break;
         }
-        let m = read_full(dst, &mut dbuf[..n], off)?;
+        let m = sys::pread_full(dst, &mut dbuf[..n], off)?;
         let runs = differing_runs(&sbuf[..n], &dbuf[..m]);
         for &(a, b) in &runs {
-            write_all(dst, &sbuf[a..b], off + a as u64)?;
+            sys::pwrite_all(dst, &sbuf[a..b], off + a as u64)?;
             written += (b - a) as u64;
         }
         for &(a, b) in &runs {
-            let got = read_full(dst, &mut dbuf[a..b], off + a as u64)?;
+            let got = sys::pread_full(dst, &mut dbuf[a..b], off + a as u64)?;
             if got != b - a || dbuf[a..b] != sbuf[a..b] {
                 return Err(io::Error::other(
                     "the blocks written in place read back different data",
@@ -248,35 +235,6 @@ pub fn differing_runs(new: &[u8], old: &[u8]) -> Vec<(usize, usize)> {
         }
     }
     runs
-}
-
-/// Reads until `buf` is full or the end of the file.
-fn read_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::pread(fd, &mut buf[got..], off + got as u64) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(got)
-}
-
-fn write_all(fd: BorrowedFd<'_>, mut data: &[u8], mut off: u64) -> io::Result<()> {
-    while !data.is_empty() {
-        match rustix::io::pwrite(fd, data, off) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(k) => {
-                data = &data[k..];
-                off += k as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

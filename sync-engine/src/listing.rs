@@ -115,6 +115,7 @@ pub struct Listing {
 
 impl Listing {
     /// A listing holding only a root directory with `meta`.
+    #[cfg(any(test, feature = "internals"))]
     pub fn with_root(meta: Meta) -> Listing {
         Listing::with_root_capacity(meta, 0, 0)
     }
@@ -237,11 +238,6 @@ impl Listing {
         let mut v = Vec::new();
         self.path_into(i, &mut v);
         v
-    }
-
-    /// Approximate heap bytes held (for memory reports).
-    pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
     }
 }
 

@@ -1,9 +1,19 @@
-//! Options of a sync run. Plain data, built by the caller (the `opsync` CLI or the scheduler).
+//! Options of a sync run, built by the caller (the `opsync` CLI or the scheduler) from
+//! [`Options::default`] with one setter per field:
+//!
+//! ```
+//! use sync_engine::{MaxDelete, Options};
+//! let opts = Options::default().checksum(true).max_delete(Some(MaxDelete::Percent(5.0)));
+//! assert!(opts.checksum && opts.delete);
+//! ```
+//!
+//! The structs are `#[non_exhaustive]`: new options come with a default, so code written
+//! against an older engine keeps compiling.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-/// Limit on deletions (`--max-delete`).
+/// Limit on deletions (`--max-delete`): `N` or `P%` (see [`MaxDelete::parse`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MaxDelete {
     /// At most this many entries.
@@ -24,6 +34,10 @@ impl MaxDelete {
         }
     }
 
+    /// The message for a value [`MaxDelete::parse`] refuses.
+    pub const EXPECTED: &'static str =
+        "write a count like 500 or a percentage of DST's entries like 5%";
+
     /// The number of deletions allowed when DST holds `dst_entries` entries.
     pub fn limit(self, dst_entries: u64) -> u64 {
         match self {
@@ -34,11 +48,14 @@ impl MaxDelete {
 }
 
 /// Whether a file that exists in DST and differs is rebuilt from its old version
-/// (`--delta`, see [`crate::delta`]).
+/// (`--delta`): from a reflinked clone of the old file, writing only the 4 KiB blocks that
+/// differ, checked with BLAKE3 before the rename.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Delta {
-    /// A delta for files of at least [`crate::delta::AUTO_MIN_SIZE`] where DST's filesystem can
-    /// reflink the old file (XFS, Btrfs); a whole copy otherwise.
+    /// A delta for files of at least 4 MiB where DST's filesystem can reflink the old file
+    /// (XFS, Btrfs); a whole copy otherwise.
     #[default]
     Auto,
     /// A delta for every changed file that exists in DST, copying the old file's data where
@@ -60,8 +77,50 @@ impl Delta {
     }
 }
 
+impl std::str::FromStr for MaxDelete {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MaxDelete, String> {
+        MaxDelete::parse(s).ok_or_else(|| format!("invalid max-delete {s:?}: {}", Self::EXPECTED))
+    }
+}
+
+impl std::fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDelete::Count(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for MaxDelete {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxDelete, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Generates a chainable setter per field: `opts.field(value)`.
+macro_rules! setters {
+    ($t:ty { $($name:ident: $ty:ty),* $(,)? }) => {
+        impl $t {
+            $(
+                #[doc = concat!("Sets [`", stringify!($t), "::", stringify!($name), "`].")]
+                #[must_use]
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use setters;
+
 /// How the sync runs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// Remove entries in DST that are not in SRC (rsync `--delete`). Default: true.
     pub delete: bool,
@@ -118,6 +177,23 @@ impl Default for Options {
         }
     }
 }
+
+setters!(Options {
+    delete: bool,
+    checksum: bool,
+    dry_run: bool,
+    max_delete: Option<MaxDelete>,
+    modify_window: u32,
+    excludes: Vec<String>,
+    threads: Option<usize>,
+    allow_empty_source: bool,
+    preserve_owner: Option<bool>,
+    delta: Delta,
+    inplace: bool,
+    recheck: Vec<Vec<u8>>,
+    verify_written: bool,
+    cancel: Option<Arc<AtomicBool>>,
+});
 
 #[cfg(test)]
 mod tests {

@@ -72,21 +72,12 @@ pub struct Group {
     pub src: Idx,
     /// The directory in DST, NONE when it is created by this run.
     pub dst: Idx,
-    /// Index of the parent group (NONE for the root).
-    pub parent: u32,
     /// One past the last group of this group's subtree.
     pub end: u32,
     /// Range of [`Plan::actions`].
     pub actions: std::ops::Range<u32>,
     /// Attributes of the directory itself to set after its subtree; `NEW` for created ones.
     pub finish: Change,
-}
-
-impl Group {
-    /// True when the directory is created by this run.
-    pub fn created(&self) -> bool {
-        self.dst == NONE
-    }
 }
 
 /// Counts of a plan, for summaries and progress.
@@ -173,7 +164,7 @@ pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
         0
     };
     p.plan.create_root = root_dst == NONE;
-    p.dir(0, root_dst, NONE);
+    p.dir(0, root_dst);
     p.plan
 }
 
@@ -190,7 +181,7 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     /// Plans directory `s` of SRC against `d` of DST (NONE: created by this run).
-    fn dir(&mut self, s: Idx, d: Idx, parent: u32) {
+    fn dir(&mut self, s: Idx, d: Idx) {
         let gi = self.plan.groups.len();
         let mut subdirs: Vec<(Idx, Idx)> = Vec::new();
         self.deletes.clear();
@@ -218,14 +209,13 @@ impl Planner<'_> {
         self.plan.groups.push(Group {
             src: s,
             dst: d,
-            parent,
             end: 0,
             actions: start..end,
             finish,
         });
 
         for (cs, cd) in subdirs {
-            self.dir(cs, cd, gi as u32);
+            self.dir(cs, cd);
         }
 
         let has_work = start != end || !finish.is_empty() || self.plan.groups.len() > gi + 1;

@@ -48,6 +48,8 @@ pub trait Observer: Sync {
     fn planned(&self, _counts: &PlanCounts) {}
     /// `bytes` more were copied.
     fn progress(&self, _bytes: u64) {}
+    /// [`crate::verify::verify`] found a difference.
+    fn difference(&self, _d: &crate::verify::Difference) {}
 }
 
 /// An observer that ignores everything.
@@ -70,6 +72,7 @@ pub enum Status {
 
 /// Counts of a finished run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Report {
     pub dry_run: bool,
     /// Entries in SRC (root excluded), regular files among them, and their total size.

@@ -100,25 +100,6 @@ impl DirHandle {
     }
 }
 
-/// Opens the entry at `path` (relative, `/`-separated) below `root`, following no symlink on
-/// the way; `dir_flags` opens the last component as a directory.
-pub fn open_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
-    let mut parts = path
-        .split(|b| *b == b'/')
-        .filter(|p| !p.is_empty())
-        .peekable();
-    let mut cur: Option<OwnedFd> = None;
-    while let Some(part) = parts.next() {
-        let at = cur.as_ref().map_or(root, |f| f.as_fd());
-        if parts.peek().is_some() {
-            cur = Some(open_dir_at(at, part)?);
-        } else {
-            return open_read_at(at, part);
-        }
-    }
-    Ok(rfs::openat(root, c".", DIR_FLAGS, Mode::empty())?)
-}
-
 /// False when the calling user may not read `name` in `dir` (`faccessat` with the effective
 /// ids, not following a symlink). Errors other than a denial count as readable: the copy
 /// reports them.
@@ -490,8 +471,8 @@ pub fn same_content(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
     })
 }
 
-/// Reads until `buf` is full or the end of the file.
-fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
+/// Reads from `off` until `buf` is full or the end of the file; returns the bytes read.
+pub fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match rustix::io::pread(fd, &mut buf[got..], off + got as u64) {
@@ -504,7 +485,41 @@ fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize>
     Ok(got)
 }
 
+/// Writes all of `data` at `off`.
+pub fn pwrite_all(fd: BorrowedFd<'_>, mut data: &[u8], mut off: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::pwrite(fd, data, off) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(k) => {
+                data = &data[k..];
+                off += k as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Makes `dst` share `src`'s blocks (`FICLONE`, a reflink: nothing is written). `false` when
+/// the filesystem cannot (ext4, tmpfs, across filesystems).
+pub fn reflink(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<bool> {
+    match rfs::ioctl_ficlone(dst, src) {
+        Ok(()) => Ok(true),
+        Err(
+            Errno::OPNOTSUPP
+            | Errno::XDEV
+            | Errno::INVAL
+            | Errno::NOTTY
+            | Errno::NOSYS
+            | Errno::PERM,
+        ) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Hashes a whole file with BLAKE3.
+#[cfg(test)]
 pub fn hash_file(fd: &OwnedFd) -> io::Result<[u8; 32]> {
     hash_file_with(fd, HashKind::Blake3)
 }

@@ -13,6 +13,7 @@ use crate::error::{Error, Side};
 use crate::filter::Filter;
 use crate::listing::{Idx, Kind, Listing, Meta, Paired, paired_children};
 use crate::plan::same_time;
+use crate::report::Observer;
 use crate::{scan, sys};
 
 /// What differs about one path.
@@ -85,8 +86,9 @@ pub struct Difference {
     pub kind: DiffKind,
 }
 
-/// What to compare.
+/// What to compare; built from [`VerifyOptions::default`] with one setter per field.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct VerifyOptions {
     pub excludes: Vec<String>,
     pub threads: Option<usize>,
@@ -100,8 +102,18 @@ pub struct VerifyOptions {
     pub only: Vec<Vec<u8>>,
 }
 
+crate::options::setters!(VerifyOptions {
+    excludes: Vec<String>,
+    threads: Option<usize>,
+    owner: Option<bool>,
+    group: Option<bool>,
+    modify_window: u32,
+    only: Vec<Vec<u8>>,
+});
+
 /// Counts of a verification.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct VerifyReport {
     pub entries: u64,
     pub files_hashed: u64,
@@ -109,12 +121,13 @@ pub struct VerifyReport {
     pub differences: u64,
 }
 
-/// Compares `src` and `dst`; `on_diff` is called for each difference (from worker threads).
+/// Compares `src` and `dst`; [`Observer::difference`] is called for each difference (from
+/// worker threads).
 pub fn verify(
     src: &Path,
     dst: &Path,
     opts: &VerifyOptions,
-    on_diff: &(dyn Fn(&Difference) + Sync),
+    obs: &dyn Observer,
 ) -> Result<VerifyReport, Error> {
     let filter = Filter::new(&opts.excludes)?;
     let open = |p: &Path, missing: fn(&Path) -> Error| {
@@ -137,12 +150,7 @@ pub fn verify(
     };
     let (sfd, smeta) = open(src, |p| Error::SourceMissing { path: p.to_owned() })?;
     let (dfd, dmeta) = open(dst, |p| Error::DestMissing { path: p.to_owned() })?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.unwrap_or(0))
-        .stack_size(64 << 20)
-        .build()
-        .map_err(|e| Error::Threads(e.to_string()))?;
-    pool.install(|| {
+    crate::worker_pool(opts.threads)?.install(|| {
         let (s_keep, d_keep) = (
             sfd.try_clone().map_err(|e| Error::Io {
                 op: "open",
@@ -162,7 +170,7 @@ pub fn verify(
         let diffs = AtomicU64::new(0);
         let report_diff = |path: Vec<u8>, kind: DiffKind| {
             diffs.fetch_add(1, Ordering::Relaxed);
-            on_diff(&Difference { path, kind });
+            obs.difference(&Difference { path, kind });
         };
         for e in s.errors.into_iter().chain(d.errors) {
             report_diff(

@@ -19,7 +19,7 @@ use crate::exit::Exit;
 use crate::output::{SyncOutput, SyncPrinter};
 
 pub fn run(global: &Global, args: SyncArgs) -> Exit {
-    let (src, dst, mut opts) = match resolve(global, &args) {
+    let (src, dst, opts) = match resolve(global, &args) {
         Ok(v) => v,
         Err((exit, e)) => return fail(exit, &e),
     };
@@ -29,7 +29,7 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 20, Arc::clone(&cancel));
         let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
     }
-    opts.cancel = Some(cancel);
+    let opts = opts.cancel(Some(cancel));
 
     let printer = SyncPrinter::new(SyncOutput {
         itemize: args.itemize_changes,
@@ -117,25 +117,13 @@ fn verify_and_repair(
     printer: &SyncPrinter,
     total: &mut sync_engine::Report,
 ) -> Result<VerifyCounts, Error> {
-    let mut vopts = VerifyOptions {
-        excludes: opts.excludes.clone(),
-        threads: opts.threads,
-        modify_window: opts.modify_window,
-        ..VerifyOptions::default()
-    };
-    let found = Mutex::new(BTreeSet::new());
-    let r = sync_engine::verify::verify(src, dst, &vopts, &|d| {
-        printer.difference(d);
-        found
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(d.path.clone());
-    })?;
-    let paths: Vec<Vec<u8>> = found
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .collect();
+    let vopts = VerifyOptions::default()
+        .excludes(opts.excludes.clone())
+        .threads(opts.threads)
+        .modify_window(opts.modify_window);
+    let found = Collect::new(printer);
+    let r = sync_engine::verify::verify(src, dst, &vopts, &found)?;
+    let paths: Vec<Vec<u8>> = found.paths().into_iter().collect();
     if paths.is_empty() {
         return Ok(VerifyCounts::default());
     }
@@ -144,21 +132,12 @@ fn verify_and_repair(
         r.differences,
         paths.len()
     ));
-    let again = Options {
-        recheck: paths.clone(),
-        ..opts.clone()
-    };
+    let again = opts.clone().recheck(paths.clone());
     let repair = sync_engine::sync(src, dst, &again, printer)?;
     add_counts(total, &repair);
-    vopts.only = paths.clone();
-    let left = Mutex::new(BTreeSet::new());
-    let r2 = sync_engine::verify::verify(src, dst, &vopts, &|d| {
-        printer.difference(d);
-        left.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(d.path.clone());
-    })?;
-    let left = left.into_inner().unwrap_or_else(|p| p.into_inner());
+    let left = Collect::new(printer);
+    let r2 = sync_engine::verify::verify(src, dst, &vopts.only(paths.clone()), &left)?;
+    let left = left.paths();
     let mut repaired = 0;
     for p in paths.iter().filter(|p| !left.contains(*p)) {
         printer.repaired(p);
@@ -169,6 +148,35 @@ fn verify_and_repair(
         repaired,
         remaining: r2.differences,
     })
+}
+
+/// Prints each difference and collects the paths.
+struct Collect<'a> {
+    printer: &'a SyncPrinter,
+    paths: Mutex<BTreeSet<Vec<u8>>>,
+}
+
+impl<'a> Collect<'a> {
+    fn new(printer: &'a SyncPrinter) -> Collect<'a> {
+        Collect {
+            printer,
+            paths: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn paths(self) -> BTreeSet<Vec<u8>> {
+        self.paths.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl sync_engine::Observer for Collect<'_> {
+    fn difference(&self, d: &sync_engine::verify::Difference) {
+        self.printer.difference(d);
+        self.paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d.path.clone());
+    }
 }
 
 /// Adds the counts of a second run (the repair) to the first's.
@@ -230,25 +238,24 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
     if let Some(c) = &cfg {
         excludes.extend(c.sync.exclude.iter().cloned());
     }
-    let opts = Options {
-        delete: !args.no_delete,
-        checksum: args.checksum,
-        dry_run: args.dry_run,
-        max_delete,
-        modify_window: args.modify_window,
-        excludes,
-        threads: args.threads,
-        allow_empty_source: args.allow_empty_source,
-        preserve_owner: None,
-        delta: Delta::parse(&args.delta).unwrap_or_default(),
-        inplace: args.inplace,
-        recheck: match &args.recheck_from {
-            Some(f) => read_list(f, args.from0).map_err(|e| (Exit::Usage, e))?,
-            None => Vec::new(),
-        },
-        verify_written: args.verify == Some(VerifyScope::Written),
-        cancel: None,
+    let recheck = match &args.recheck_from {
+        Some(f) => read_list(f, args.from0).map_err(|e| (Exit::Usage, e))?,
+        None => Vec::new(),
     };
+    let opts = Options::default()
+        .delete(!args.no_delete)
+        .checksum(args.checksum)
+        .dry_run(args.dry_run)
+        .max_delete(max_delete)
+        .modify_window(args.modify_window)
+        .excludes(excludes)
+        .threads(args.threads)
+        .allow_empty_source(args.allow_empty_source)
+        .delta(Delta::parse(&args.delta).unwrap_or_default())
+        .inplace(args.inplace)
+        .recheck(recheck)
+        .verify_written(args.verify == Some(VerifyScope::Written));
+
     Ok((src, dst, opts))
 }
 

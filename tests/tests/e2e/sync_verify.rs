@@ -24,7 +24,10 @@ fn pair() -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
     fs::create_dir_all(src.join("db")).unwrap();
-    for (name, data) in [("db/page", &b"production rows"[..]), ("minio.bin", b"objects")] {
+    for (name, data) in [
+        ("db/page", &b"production rows"[..]),
+        ("minio.bin", b"objects"),
+    ] {
         fs::write(src.join(name), data).unwrap();
         filetime::set_file_mtime(src.join(name), FileTime::from_unix_time(MTIME, 0)).unwrap();
     }
@@ -158,7 +161,10 @@ fn recheck_from_compares_the_listed_files_by_content() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let ev = events(&out);
     let s = of_type(&ev, "summary")[0];
-    assert_eq!((&s["rechecked"], &s["files_transferred"]), (&1.into(), &1.into()));
+    assert_eq!(
+        (&s["rechecked"], &s["files_transferred"]),
+        (&1.into(), &1.into())
+    );
     assert_eq!(
         fs::read(p.dst.join("db/page")).unwrap(),
         fs::read(p.src.join("db/page")).unwrap()
@@ -181,8 +187,7 @@ fn inplace_writes_only_the_changed_pages_and_verify_written_checks_them() {
     let mut data = vec![0u8; 4 << 20];
     fastrand::Rng::with_seed(5).fill(&mut data);
     fs::write(p.src.join("db/table"), &data).unwrap();
-    filetime::set_file_mtime(p.src.join("db/table"), FileTime::from_unix_time(MTIME, 0))
-        .unwrap();
+    filetime::set_file_mtime(p.src.join("db/table"), FileTime::from_unix_time(MTIME, 0)).unwrap();
     let out = sync(&[], &p);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let ino = fs::metadata(p.dst.join("db/table")).unwrap().ino();
