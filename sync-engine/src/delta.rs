@@ -23,7 +23,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use crate::options::Delta;
 use crate::sys;
@@ -173,50 +173,85 @@ pub struct InPlace {
 /// `--inplace`: makes `dst` (open for reading and writing) hold SRC's content by writing only
 /// the [`BLOCK`]s that differ at the same offset, then cutting it to SRC's length. Unchanged
 /// blocks are compared byte for byte and written ones read back and compared, so every byte of
-/// the result is checked against what was read from SRC. Not atomic: the caller makes sure
-/// that nobody depends on the old content meanwhile (see `Applier::update_in_place`).
+/// the result is checked against what was read from SRC. The chunks of a large file are
+/// compared in parallel (reading both sides is most of the cost). Not atomic: the caller makes
+/// sure that nobody depends on the old content meanwhile (see `Applier::update_in_place`).
 pub fn update_in_place(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
     cancel: &AtomicBool,
 ) -> io::Result<InPlace> {
+    use rayon::prelude::*;
     let old_len = sys::fstat(dst)?.st_size as u64;
-    let hint = sys::fstat(src)?.st_size as usize;
-    let chunk = hint.clamp(BLOCK, CHUNK).next_multiple_of(BLOCK);
-    let mut sbuf = vec![0u8; chunk];
-    let mut dbuf = vec![0u8; chunk];
-    let (mut off, mut written) = (0u64, 0u64);
-    loop {
+    let len = sys::fstat(src)?.st_size as u64;
+    let chunks = len.div_ceil(CHUNK as u64);
+    let written = AtomicU64::new(0);
+    // The end of SRC as read: the first chunk that came back short, else SRC's length.
+    let short = AtomicU64::new(u64::MAX);
+    (0..chunks).into_par_iter().try_for_each(|i| {
         if cancel.load(Ordering::Relaxed) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
-        let n = sys::pread_full(src, &mut sbuf, off)?;
-        if n == 0 {
-            break;
+        let off = i * CHUNK as u64;
+        let want = (len - off).min(CHUNK as u64) as usize;
+        let (n, w) = sys::with_buffers(want, |sbuf, dbuf| patch_chunk(src, dst, off, sbuf, dbuf))?;
+        written.fetch_add(w, Ordering::Relaxed);
+        if n < want {
+            short.fetch_min(off + n as u64, Ordering::Relaxed);
         }
-        let m = sys::pread_full(dst, &mut dbuf[..n], off)?;
-        let runs = differing_runs(&sbuf[..n], &dbuf[..m]);
-        for &(a, b) in &runs {
-            sys::pwrite_all(dst, &sbuf[a..b], off + a as u64)?;
-            written += (b - a) as u64;
-        }
-        for &(a, b) in &runs {
-            let got = sys::pread_full(dst, &mut dbuf[a..b], off + a as u64)?;
-            if got != b - a || dbuf[a..b] != sbuf[a..b] {
-                return Err(io::Error::other(
-                    "the blocks written in place read back different data",
-                ));
+        Ok(())
+    })?;
+    let mut end = short.into_inner().min(len);
+    if end == len {
+        // SRC grew meanwhile: the tail too (the caller's before/after check sees the change).
+        loop {
+            let (n, w) =
+                sys::with_buffers(CHUNK, |sbuf, dbuf| patch_chunk(src, dst, end, sbuf, dbuf))?;
+            written.fetch_add(w, Ordering::Relaxed);
+            end += n as u64;
+            if n < CHUNK {
+                break;
             }
         }
-        off += n as u64;
-        if n < chunk {
-            break;
+    }
+    if old_len != end {
+        sys::truncate(dst, end)?;
+    }
+    Ok(InPlace {
+        len: end,
+        written: written.into_inner(),
+    })
+}
+
+/// Makes the `sbuf.len()` bytes of `dst` at `off` equal SRC's: returns the bytes read from SRC
+/// (fewer at its end) and the bytes written.
+fn patch_chunk(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    off: u64,
+    sbuf: &mut [u8],
+    dbuf: &mut [u8],
+) -> io::Result<(usize, u64)> {
+    let n = sys::pread_full(src, sbuf, off)?;
+    if n == 0 {
+        return Ok((0, 0));
+    }
+    let m = sys::pread_full(dst, &mut dbuf[..n], off)?;
+    let runs = differing_runs(&sbuf[..n], &dbuf[..m]);
+    let mut written = 0;
+    for &(a, b) in &runs {
+        sys::pwrite_all(dst, &sbuf[a..b], off + a as u64)?;
+        written += (b - a) as u64;
+    }
+    for &(a, b) in &runs {
+        let got = sys::pread_full(dst, &mut dbuf[a..b], off + a as u64)?;
+        if got != b - a || dbuf[a..b] != sbuf[a..b] {
+            return Err(io::Error::other(
+                "the blocks written in place read back different data",
+            ));
         }
     }
-    if old_len != off {
-        sys::truncate(dst, off)?;
-    }
-    Ok(InPlace { len: off, written })
+    Ok((n, written))
 }
 
 /// The byte ranges of `new` whose [`BLOCK`]s differ from `old` at the same offset (a block past

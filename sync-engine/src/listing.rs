@@ -115,7 +115,7 @@ pub struct Listing {
 
 impl Listing {
     /// A listing holding only a root directory with `meta`.
-    #[cfg(any(test, feature = "internals"))]
+    #[cfg(feature = "internals")]
     pub fn with_root(meta: Meta) -> Listing {
         Listing::with_root_capacity(meta, 0, 0)
     }

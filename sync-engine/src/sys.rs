@@ -444,30 +444,38 @@ thread_local! {
     static BUF2: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// True when the files `a` and `b` hold the same bytes (read from offset 0 to their ends in
-/// 1 MiB steps and compared).
-pub fn same_content(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+/// Runs `f` with two of the thread's reused buffers of `len` bytes each (grown as needed: no
+/// allocation per file). `f` must not re-enter the engine's parallel work on this thread.
+pub fn with_buffers<R>(len: usize, f: impl FnOnce(&mut [u8], &mut [u8]) -> R) -> R {
     BUF.with(|x| {
         BUF2.with(|y| {
             let (mut x, mut y) = (x.borrow_mut(), y.borrow_mut());
             for buf in [&mut *x, &mut *y] {
-                if buf.len() < HASH_BUF {
-                    buf.resize(HASH_BUF, 0);
+                if buf.len() < len {
+                    buf.resize(len, 0);
                 }
             }
-            let mut off = 0u64;
-            loop {
-                let n = pread_full(a, &mut x[..HASH_BUF], off)?;
-                let m = pread_full(b, &mut y[..HASH_BUF], off)?;
-                if n != m || x[..n] != y[..m] {
-                    return Ok(false);
-                }
-                if n < HASH_BUF {
-                    return Ok(true);
-                }
-                off += n as u64;
-            }
+            f(&mut x[..len], &mut y[..len])
         })
+    })
+}
+
+/// True when the files `a` and `b` hold the same bytes (read from offset 0 to their ends in
+/// 1 MiB steps and compared).
+pub fn same_content(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+    with_buffers(HASH_BUF, |x, y| {
+        let mut off = 0u64;
+        loop {
+            let n = pread_full(a, x, off)?;
+            let m = pread_full(b, y, off)?;
+            if n != m || x[..n] != y[..m] {
+                return Ok(false);
+            }
+            if n < HASH_BUF {
+                return Ok(true);
+            }
+            off += n as u64;
+        }
     })
 }
 
