@@ -56,6 +56,21 @@ pub struct StepDetail {
     pub remaining: Option<PathList>,
 }
 
+impl JobState {
+    /// What the last run of a nightly sync repaired and left, for `opsync status` and
+    /// `opsync run`: `3 differences repaired: a, b, c`.
+    pub fn notes(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(l) = &self.repaired {
+            v.push(l.describe("difference", "differences", "repaired"));
+        }
+        if let Some(l) = &self.remaining {
+            v.push(l.describe("difference", "differences", "left"));
+        }
+        v
+    }
+}
+
 /// A count of paths and the first [`PathList::FIRST`] of them (printable: bytes that are not
 /// are written `\#ooo`, as in `opsync sync -i`), with a count per kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -91,7 +106,11 @@ impl PathList {
     /// singular and plural, then the verb).
     pub fn describe(&self, one: &str, many: &str, verb: &str) -> String {
         let what = if self.count == 1 { one } else { many };
-        let mut s = format!("{} {what} {verb}", self.count);
+        let mut s = format!("{} {what}", self.count);
+        if !verb.is_empty() {
+            s.push(' ');
+            s.push_str(verb);
+        }
         if !self.paths.is_empty() {
             s.push_str(": ");
             s.push_str(&self.paths.join(", "));

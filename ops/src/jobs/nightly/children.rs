@@ -135,10 +135,10 @@ impl Run<'_> {
                 did.push_str(&l.describe(one, many, verb));
             }
         };
-        add(&detail.repaired, "file", "files", "repaired");
+        add(&detail.repaired, "difference", "differences", "repaired");
         add(&detail.remaining, "difference", "differences", "left");
-        add(&detail.errors, "error", "errors", "on");
-        add(&detail.warnings, "warning", "warnings", "on");
+        add(&detail.errors, "error", "errors", "");
+        add(&detail.warnings, "warning", "warnings", "");
 
         let mut end = match ended {
             Ended::Code(c) => {
@@ -234,12 +234,22 @@ impl Run<'_> {
             .unwrap_or(0);
         let found = match &detail.differences {
             None => "no differences on live data".to_string(),
-            Some(d) => format!(
-                "{} on live data ({content} with production's size and mtime but other \
-                 content: pass 2 compares them by content; the others are files being \
-                 written, which pass 2 copies)",
-                d.describe("difference", "differences", "found")
-            ),
+            Some(d) => {
+                let kinds: Vec<String> = d.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                let content = match content {
+                    0 => "none with production's size and mtime but other content".to_string(),
+                    n => format!(
+                        "{n} with production's size and mtime but other content, which pass 2 \
+                         compares by content"
+                    ),
+                };
+                format!(
+                    "{} (on live data: {}; {content}; the others are files being written, which \
+                     pass 2 copies)",
+                    d.describe("difference", "differences", ""),
+                    kinds.join(", ")
+                )
+            }
         };
         let mut end = match ended {
             Ended::Code(0 | 8) => match &tally.recheck_error {

@@ -266,8 +266,8 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
             count = l.count,
             "{}",
             l.describe(
-                "file",
-                "files",
+                "difference",
+                "differences",
                 "repaired (copied again by content in pass 2)"
             )
         );
