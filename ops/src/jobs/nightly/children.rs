@@ -236,19 +236,26 @@ impl Run<'_> {
             None => "no differences on live data".to_string(),
             Some(d) => {
                 let kinds: Vec<String> = d.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-                let content = match content {
-                    0 => "none with production's size and mtime but other content".to_string(),
-                    n => format!(
-                        "{n} with production's size and mtime but other content, which pass 2 \
-                         compares by content"
-                    ),
-                };
-                format!(
-                    "{} (on live data: {}; {content}; the others are files being written, which \
-                     pass 2 copies)",
+                let others = d.count.saturating_sub(content);
+                let mut text = format!(
+                    "{} (on live data: {}",
                     d.describe("difference", "differences", ""),
                     kinds.join(", ")
-                )
+                );
+                match content {
+                    0 => text.push_str("; none with production's size and mtime but other content"),
+                    n => text.push_str(&format!(
+                        "; {n} with production's size and mtime but other content, which pass 2 \
+                         compares by content"
+                    )),
+                }
+                if others > 0 {
+                    text.push_str(&format!(
+                        "; {others} expected for files being written, which pass 2 copies"
+                    ));
+                }
+                text.push(')');
+                text
             }
         };
         let mut end = match ended {

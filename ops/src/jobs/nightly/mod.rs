@@ -308,14 +308,23 @@ impl Run<'_> {
         let secs = t.elapsed().as_secs_f64();
         let result = result_name(end.exit);
         if end.exit == Exit::Ok {
-            tracing::info!(
-                job = self.name,
-                step = name,
-                duration_s = secs,
-                result,
-                summary = end.message.as_deref().unwrap_or(""),
-                "step finished"
-            );
+            match &end.message {
+                Some(m) => tracing::info!(
+                    job = self.name,
+                    step = name,
+                    duration_s = secs,
+                    result,
+                    summary = %m,
+                    "step finished"
+                ),
+                None => tracing::info!(
+                    job = self.name,
+                    step = name,
+                    duration_s = secs,
+                    result,
+                    "step finished"
+                ),
+            }
         } else if end.expected {
             tracing::warn!(
                 job = self.name,
