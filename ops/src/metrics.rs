@@ -166,6 +166,7 @@ mod tests {
                 exit_code: 23,
                 duration_seconds: 2.0,
                 message: None,
+                detail: Default::default(),
             }],
             ..JobState::default()
         };
