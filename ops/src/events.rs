@@ -72,8 +72,10 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemEvent {
     /// rsync's 11-character itemize field.
+    #[serde(default)]
     pub itemize: String,
     /// `copy`, `delete`, `mkdir`, `symlink`, `mknod` or `attrs`.
+    #[serde(default)]
     pub op: String,
     #[serde(flatten)]
     pub path: EventPath,
@@ -119,6 +121,9 @@ pub struct DifferenceEvent {
     pub kind: String,
     /// The difference in words, for example `mode 0600 != 0644`.
     pub what: String,
+    /// Found by `sync --verify`'s second check, after the repair: the difference stays.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remaining: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

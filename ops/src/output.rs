@@ -90,9 +90,9 @@ impl SyncPrinter {
         }
     }
 
-    /// Prints a difference found by `--verify`.
-    pub fn difference(&self, d: &sync_engine::verify::Difference) {
-        self.line(&difference_line(d, self.mode.json));
+    /// Prints a difference found by `--verify` (`remaining`: by its check after the repair).
+    pub fn difference(&self, d: &sync_engine::verify::Difference, remaining: bool) {
+        self.line(&difference_line(d, self.mode.json, remaining));
     }
 
     /// Prints a file that `--verify` found different and the repair made equal.
@@ -314,20 +314,37 @@ impl DiffPrinter {
     }
 }
 
+impl DiffPrinter {
+    /// Prints a problem that stopped the verification, as a JSON event (in `--json` mode).
+    pub fn fatal(&self, message: &str, exit_code: u8) {
+        if self.json {
+            let e = Event::Fatal(FatalEvent {
+                message: message.to_string(),
+                exit_code,
+            });
+            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(out, "{}", e.to_line());
+            let _ = out.flush();
+        }
+    }
+}
+
 impl Observer for DiffPrinter {
     fn difference(&self, d: &sync_engine::verify::Difference) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(out, "{}", difference_line(d, self.json));
+        let _ = writeln!(out, "{}", difference_line(d, self.json, false));
     }
 }
 
 /// One difference found by verification: `PATH: WHAT`, or its JSON event.
-pub fn difference_line(d: &sync_engine::verify::Difference, json: bool) -> String {
+/// `remaining`: found by the check after a repair (the difference stays).
+pub fn difference_line(d: &sync_engine::verify::Difference, json: bool, remaining: bool) -> String {
     if json {
         Event::Difference(crate::events::DifferenceEvent {
             path: EventPath::from_bytes(&d.path),
             kind: d.kind.name().to_string(),
             what: d.kind.to_string(),
+            remaining,
         })
         .to_line()
     } else {
@@ -336,7 +353,11 @@ pub fn difference_line(d: &sync_engine::verify::Difference, json: bool) -> Strin
         } else {
             escape_name(&d.path)
         };
-        format!("{path}: {}", d.kind)
+        if remaining {
+            format!("{path}: {} (still, after copying it again)", d.kind)
+        } else {
+            format!("{path}: {}", d.kind)
+        }
     }
 }
 

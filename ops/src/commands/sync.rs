@@ -53,7 +53,9 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
     let mut exit = exit_of(&report);
     let mut total = report;
     let mut counts = None;
-    if args.verify == Some(VerifyScope::All) && !args.dry_run && exit == Exit::Ok {
+    // A run that ended with vanished files is verified too: they are warnings, not errors.
+    let verifiable = matches!(exit, Exit::Ok | Exit::Vanished);
+    if args.verify == Some(VerifyScope::All) && !args.dry_run && verifiable {
         match verify_and_repair(&src, &dst, &opts, &printer, &mut total) {
             Ok(c) => {
                 if c.remaining > 0 {
@@ -121,7 +123,7 @@ fn verify_and_repair(
         .excludes(opts.excludes.clone())
         .threads(opts.threads)
         .modify_window(opts.modify_window);
-    let found = Collect::new(printer);
+    let found = Collect::new(printer, false);
     let r = sync_engine::verify::verify(src, dst, &vopts, &found)?;
     let paths: Vec<Vec<u8>> = found.paths().into_iter().collect();
     if paths.is_empty() {
@@ -135,7 +137,7 @@ fn verify_and_repair(
     let again = opts.clone().recheck(paths.clone());
     let repair = sync_engine::sync(src, dst, &again, printer)?;
     add_counts(total, &repair);
-    let left = Collect::new(printer);
+    let left = Collect::new(printer, true);
     let r2 = sync_engine::verify::verify(src, dst, &vopts.only(paths.clone()), &left)?;
     let left = left.paths();
     let mut repaired = 0;
@@ -153,13 +155,16 @@ fn verify_and_repair(
 /// Prints each difference and collects the paths.
 struct Collect<'a> {
     printer: &'a SyncPrinter,
+    /// The check after the repair: what it finds stays.
+    after_repair: bool,
     paths: Mutex<BTreeSet<Vec<u8>>>,
 }
 
 impl<'a> Collect<'a> {
-    fn new(printer: &'a SyncPrinter) -> Collect<'a> {
+    fn new(printer: &'a SyncPrinter, after_repair: bool) -> Collect<'a> {
         Collect {
             printer,
+            after_repair,
             paths: Mutex::new(BTreeSet::new()),
         }
     }
@@ -171,7 +176,7 @@ impl<'a> Collect<'a> {
 
 impl sync_engine::Observer for Collect<'_> {
     fn difference(&self, d: &sync_engine::verify::Difference) {
-        self.printer.difference(d);
+        self.printer.difference(d, self.after_repair);
         self.paths
             .lock()
             .unwrap_or_else(|p| p.into_inner())

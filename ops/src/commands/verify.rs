@@ -39,6 +39,7 @@ pub fn check(src: &Path, dst: &Path, opts: &VerifyOptions, json: bool) -> Exit {
                 Error::Io { .. } | Error::Threads(_) => Exit::FileIo,
                 _ => Exit::Usage,
             };
+            printer.fatal(&e.to_string(), exit as u8);
             drop(printer);
             fail(exit, &anyhow!(e))
         }

@@ -110,7 +110,7 @@ fn yes() -> bool {
 }
 
 /// Whether pass 2 of a sync job updates changed files in place when the job sets no `inplace`.
-pub const DEFAULT_INPLACE: bool = false;
+pub const DEFAULT_INPLACE: bool = true;
 
 fn default_inplace() -> bool {
     DEFAULT_INPLACE

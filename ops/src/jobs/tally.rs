@@ -135,6 +135,7 @@ impl<'a> Tally<'a> {
             }
             Event::Difference(d) => {
                 let path = show(&d.path);
+                self.repair_started |= d.remaining;
                 self.difference(&d.kind, &d.what, &d.path, &path);
             }
             Event::Repaired(r) => {

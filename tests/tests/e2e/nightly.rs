@@ -192,18 +192,21 @@ fn nightly_runs_its_steps_in_order_and_mirrors_the_data() {
         ]
     );
     // Pass 2 reads back what it writes (the trees were compared on live data by the check
-    // step, which found nothing to recheck); pass 1 does not verify.
+    // step, which found nothing to recheck) and updates changed files in place (the default);
+    // pass 1 does neither.
     let args = std::fs::read_to_string(s.path("sync-args")).unwrap();
     let lines: Vec<&str> = args.lines().collect();
     assert!(
-        lines[0].starts_with("pass-1 --json ") && !lines[0].contains("--verify"),
+        lines[0].starts_with("pass-1 --json ")
+            && !lines[0].contains("--verify")
+            && !lines[0].contains("--inplace"),
         "{args}"
     );
     assert!(
         lines[1].starts_with("pass-2 --json ")
-            && lines[1].ends_with("--verify=written")
+            && lines[1].contains(" --verify=written")
             && !lines[1].contains("--recheck-from")
-            && !lines[1].contains("--inplace"),
+            && lines[1].contains(" --inplace"),
         "{args}"
     );
     // The dev copy mirrors production.
