@@ -76,9 +76,19 @@ const WORKER_STACK: usize = 64 << 20;
 /// bad patterns) or when DST's root cannot be created; failures on single entries are reported
 /// to `obs`, counted in the [`Report`], and the run goes on.
 pub fn sync(src: &Path, dst: &Path, opts: &Options, obs: &dyn Observer) -> Result<Report, Error> {
-    let filter = filter::Filter::new(&opts.excludes)?;
+    let filter = filter::Filter::new(
+        &opts.filters,
+        &opts.excludes,
+        opts.delete_excluded,
+        &read_merge_file,
+    )?;
     let roots = run::Roots::open(src, dst)?;
     worker_pool(opts.threads)?.install(|| run::Run::new(&filter, opts, obs).go(roots))
+}
+
+/// Reads a file named by a `merge` filter rule.
+fn read_merge_file(path: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(path)
 }
 
 /// The worker threads of one run (`threads`: `None` for one per core).

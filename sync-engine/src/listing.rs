@@ -82,6 +82,8 @@ pub struct Meta {
     /// DST regular files only: the copy's stamp says its content was read when the mtime was
     /// not clearly older, so size and mtime cannot be trusted (see [`crate::racy`]).
     pub racy: bool,
+    /// DST only: protected from deletion by the filter rules (an excluded or protected entry).
+    pub protected: bool,
 }
 
 impl Meta {
@@ -197,11 +199,6 @@ impl Listing {
             next: i + 1,
             end: e.end,
         }
-    }
-
-    /// Number of entries in the subtree of `i`, `i` included.
-    pub fn subtree_len(&self, i: Idx) -> u32 {
-        self.entries[i as usize].end - i
     }
 
     /// Writes the path of `i` relative to the root into `out` (cleared first); the root is empty.
@@ -350,6 +347,7 @@ pub(crate) mod build {
             size,
             mtime: Time { sec, nsec: 0 },
             racy: false,
+            protected: false,
         }
     }
 

@@ -133,8 +133,14 @@ pub struct Options {
     /// Mtimes within this many seconds count as equal (rsync `--modify-window`); 0 compares
     /// nanoseconds where both sides keep them.
     pub modify_window: u32,
-    /// rsync-style exclude patterns.
+    /// Filter rules in rsync's syntax, in order (`- PAT`, `+ PAT`, `merge FILE`,
+    /// `dir-merge FILE`, `P PAT`, ...; see the README), applied before `excludes`.
+    pub filters: Vec<String>,
+    /// rsync-style exclude patterns (each as the rule `- PATTERN`), after `filters`.
     pub excludes: Vec<String>,
+    /// Excluded entries are deleted from DST too (rsync `--delete-excluded`): the rules without
+    /// a side apply to SRC only.
+    pub delete_excluded: bool,
     /// Worker threads; `None` uses all cores.
     pub threads: Option<usize>,
     /// Let an empty SRC empty a non-empty DST.
@@ -165,7 +171,9 @@ impl Default for Options {
             dry_run: false,
             max_delete: None,
             modify_window: 0,
+            filters: Vec::new(),
             excludes: Vec::new(),
+            delete_excluded: false,
             threads: None,
             allow_empty_source: false,
             preserve_owner: None,
@@ -184,7 +192,9 @@ setters!(Options {
     dry_run: bool,
     max_delete: Option<MaxDelete>,
     modify_window: u32,
+    filters: Vec<String>,
     excludes: Vec<String>,
+    delete_excluded: bool,
     threads: Option<usize>,
     allow_empty_source: bool,
     preserve_owner: Option<bool>,

@@ -264,13 +264,30 @@ impl Planner<'_> {
         if !self.opts.delete {
             return;
         }
-        let end = self.dst.entry(b).end;
-        for i in (b..end).rev() {
+        for i in self.deletable(b).into_iter().rev() {
             if !self.take_budget(1) {
                 return;
             }
             self.delete(i);
         }
+    }
+
+    /// The entries of DST's subtree `b` in pre-order, without the protected ones and what is
+    /// below them (their directories then stay: deleting them fails as not empty, as in rsync).
+    fn deletable(&self, b: Idx) -> Vec<Idx> {
+        let end = self.dst.entry(b).end;
+        let mut out = Vec::with_capacity((end - b) as usize);
+        let mut i = b;
+        while i < end {
+            let e = self.dst.entry(i);
+            if e.meta.protected {
+                i = e.end;
+            } else {
+                out.push(i);
+                i += 1;
+            }
+        }
+        out
     }
 
     fn delete(&mut self, i: Idx) {
@@ -414,12 +431,11 @@ impl Planner<'_> {
     fn replace(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
         let dst_kind = self.dst.meta(b).kind;
         if dst_kind == Kind::Dir {
-            let n = u64::from(self.dst.subtree_len(b));
-            if !self.take_budget(n) {
+            let doomed = self.deletable(b);
+            if !self.take_budget(doomed.len() as u64) {
                 return;
             }
-            let end = self.dst.entry(b).end;
-            for i in (b..end).rev() {
+            for &i in doomed.iter().rev() {
                 self.delete(i);
             }
             self.create(a, NONE, Change::TYPE, subdirs);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Side};
-use crate::filter::Filter;
+use crate::filter::{DirRules, Filter};
 use crate::listing::{Idx, Kind, Listing, Meta, Time};
 use crate::options::Options;
 use crate::plan::{self, Plan, PlanOptions};
@@ -76,14 +76,20 @@ impl<'a> Run<'a> {
         // One tree after the other: each scan already keeps every core busy (one task per
         // directory), and scanning both at once would hold two trees' intermediate results at
         // the same moment (measured on 1,000,000 files: up to 275 MB peak instead of 215 MB).
-        let mut s = scan::scan(src_fd, src_meta, Side::Source, self.filter);
-        let d = dst_fd.map(|(fd, m)| scan::scan(fd, m, Side::Dest, self.filter));
+        let src_above = above_root(self.filter, src)?;
+        let dst_above = match &dst_fd {
+            Some(_) => above_root(self.filter, dst)?,
+            None => DirRules::default(),
+        };
+        let mut s = scan::scan(src_fd, src_meta, Side::Source, self.filter, &src_above);
+        let d = dst_fd.map(|(fd, m)| scan::scan(fd, m, Side::Dest, self.filter, &dst_above));
         let mut d = d.unwrap_or_default();
         for e in s.errors.iter().chain(&d.errors) {
             self.obs.error(e);
         }
         let o = self.opts;
-        if o.delete && !o.allow_empty_source && s.listing.len() == 1 && d.listing.len() > 1 {
+        let dst_unprotected = d.listing.len().saturating_sub(1) as u64 - d.protected;
+        if o.delete && !o.allow_empty_source && s.listing.len() == 1 && dst_unprotected > 0 {
             return Err(Error::EmptySource {
                 src: src.to_owned(),
                 dst: dst.to_owned(),
@@ -108,7 +114,7 @@ impl<'a> Run<'a> {
         let mut report = Report {
             dry_run: o.dry_run,
             src_entries: s.listing.len().saturating_sub(1) as u64,
-            dst_entries: d.listing.len().saturating_sub(1) as u64,
+            dst_entries: dst_unprotected,
             deletions_disabled,
             delete_limited: the_plan.delete_limited,
             errors: (s.errors.len() + d.errors.len()) as u64,
@@ -129,7 +135,7 @@ impl<'a> Run<'a> {
             obs: self.obs,
             counters: &counters,
             cancel: o.cancel.as_deref().unwrap_or(&never),
-            has_excludes: !self.filter.is_empty(),
+            has_excludes: self.filter.protects(),
             unlisted_dirs: &s.unlisted_dirs,
             delta: o.delta,
             inplace: o.inplace,
@@ -206,7 +212,7 @@ impl<'a> Run<'a> {
         hashed_at: Option<Time>,
     ) -> (Plan, bool) {
         let o = self.opts;
-        let dst_entries = d.listing.len().saturating_sub(1) as u64;
+        let dst_entries = d.listing.len().saturating_sub(1) as u64 - d.protected;
         let mut popts = PlanOptions {
             delete: o.delete && s.errors.is_empty(),
             max_delete: o.max_delete.map(|m| m.limit(dst_entries)),
@@ -332,4 +338,23 @@ fn open_dest(src: &Path, dst: &Path) -> Result<Option<(OwnedFd, Meta)>, Error> {
         path: dst.to_owned(),
     })?;
     Ok(Some((fd, meta)))
+}
+
+/// The per-directory filter rules that rules named with a leading `/` (`-F`: `: /.rsync-filter`)
+/// read in the parents of `root`, from `/` down.
+pub(crate) fn above_root(filter: &Filter, root: &Path) -> Result<DirRules, Error> {
+    let mut rules = DirRules::default();
+    if !filter.reads_parents() {
+        return Ok(rules);
+    }
+    let real = std::fs::canonicalize(root).map_err(|e| io_err("resolve", root, e))?;
+    let ancestors: Vec<&Path> = real.ancestors().skip(1).collect();
+    for dir in ancestors.into_iter().rev() {
+        let to_root = real.strip_prefix(dir).unwrap_or(&real);
+        let fd = sys::open_dir_path(dir).map_err(|e| io_err("open", dir, e))?;
+        let mut read = |name: &[u8]| sys::read_small_file_at(fd.as_fd(), name);
+        use std::os::unix::ffi::OsStrExt;
+        rules = filter.enter_above(&rules, to_root.as_os_str().as_bytes(), &mut read)?;
+    }
+    Ok(rules)
 }

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::error::{FileError, Side};
-use crate::filter::Filter;
+use crate::filter::Side as FSide;
+use crate::filter::{DirRules, Filter, Verdict};
 use crate::listing::{Idx, Kind, Listing, Meta, Paired, paired_children};
 use crate::sys;
 
@@ -25,6 +26,8 @@ pub struct Scan {
     pub vanished: u64,
     /// DST regular files whose copies are racy (see [`crate::racy`]).
     pub racy: u64,
+    /// DST entries protected from deletion by the filter rules.
+    pub protected: u64,
     /// Regular files of SRC the (non-root) user may not read, in index order. A run that must
     /// copy one of them makes no deletions (see [`crate::sync`]).
     pub unreadable: Vec<Idx>,
@@ -38,6 +41,8 @@ struct Item {
     link_len: u16,
     meta: Meta,
     unreadable: bool,
+    /// A directory that is not scanned (protected in DST by a rule that hides it in SRC too).
+    skip: bool,
 }
 
 #[derive(Default)]
@@ -55,6 +60,7 @@ struct Ctx<'a> {
     errors: Mutex<Vec<FileError>>,
     vanished: AtomicU64,
     racy: AtomicU64,
+    protected: AtomicU64,
     /// Check that regular files are readable (SRC, not running as root).
     check_read: bool,
 }
@@ -74,17 +80,19 @@ impl Ctx<'_> {
     }
 }
 
-/// Scans the tree under the open directory `root` whose own attributes are `root_meta`.
-pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan {
+/// Scans the tree under the open directory `root` whose own attributes are `root_meta`;
+/// `above` are the per-directory filter rules read in the parents of the root.
+pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter, above: &DirRules) -> Scan {
     let ctx = Ctx {
         side,
         filter,
         errors: Mutex::new(Vec::new()),
         vanished: AtomicU64::new(0),
         racy: AtomicU64::new(0),
+        protected: AtomicU64::new(0),
         check_read: side == Side::Source && sys::euid() != 0,
     };
-    let node = scan_dir(root, Vec::new(), &ctx);
+    let node = scan_dir(root, Vec::new(), &ctx, above);
     let (entries, bytes) = node.totals();
     let mut listing = Listing::with_root_capacity(root_meta, entries, bytes);
     let mut unreadable = Vec::new();
@@ -96,6 +104,7 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
         vanished: ctx.vanished.load(Ordering::Relaxed),
         racy: ctx.racy.load(Ordering::Relaxed),
+        protected: ctx.protected.load(Ordering::Relaxed),
         unreadable,
         unlisted_dirs,
     }
@@ -111,7 +120,7 @@ fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
+fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>, parent_rules: &DirRules) -> DirNode {
     let mut node = DirNode::default();
     let mut dir = match sys::DirHandle::new(fd) {
         Ok(d) => d,
@@ -127,11 +136,12 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
         return node;
     }
     let Ok(dfd) = dir.fd() else { return node };
+    let rules = dir_rules(dfd, &path, &names, &name_arena, ctx, parent_rules);
     node.arena.reserve(name_arena.len());
     node.items.reserve(names.len());
     for (off, len) in names {
         let name = &name_arena[off as usize..off as usize + len as usize];
-        if let Some(item) = stat_entry(dfd, name, &path, &mut node.arena, ctx) {
+        if let Some(item) = stat_entry(dfd, name, &path, &mut node.arena, ctx, &rules) {
             node.items.push(item);
         }
     }
@@ -146,7 +156,7 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
     let subdirs: Vec<&Item> = node
         .items
         .iter()
-        .filter(|i| i.meta.kind == Kind::Dir)
+        .filter(|i| i.meta.kind == Kind::Dir && !i.skip)
         .collect();
     node.subdirs = subdirs
         .par_iter()
@@ -154,7 +164,7 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
             let name = item_name(&node.arena, item);
             let child_path = join(&path, name);
             match sys::open_dir_at(dfd, name) {
-                Ok(fd) => scan_dir(fd, child_path, ctx),
+                Ok(fd) => scan_dir(fd, child_path, ctx, &rules),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     ctx.vanished.fetch_add(1, Ordering::Relaxed);
                     DirNode::default()
@@ -176,12 +186,51 @@ fn item_name<'a>(arena: &'a [u8], i: &Item) -> &'a [u8] {
     &arena[i.name_off as usize..i.name_off as usize + i.name_len as usize]
 }
 
+/// The per-directory filter rules in effect in directory `path`: its parent's, and those of the
+/// per-directory filter files among its `names`.
+fn dir_rules(
+    dfd: BorrowedFd<'_>,
+    path: &[u8],
+    names: &[(u32, u16)],
+    arena: &[u8],
+    ctx: &Ctx<'_>,
+    parent: &DirRules,
+) -> DirRules {
+    if ctx.filter.merge_names().next().is_none() {
+        return DirRules::default();
+    }
+    let present = |wanted: &[u8]| {
+        names
+            .iter()
+            .any(|&(o, l)| &arena[o as usize..o as usize + l as usize] == wanted)
+    };
+    let mut read = |name: &[u8]| {
+        if present(name) {
+            sys::read_small_file_at(dfd, name)
+        } else {
+            Ok(None)
+        }
+    };
+    match ctx.filter.enter(parent, path, &mut read) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.error(
+                "read filter rules in",
+                path.to_vec(),
+                io::Error::other(e.to_string()),
+            );
+            parent.clone()
+        }
+    }
+}
+
 fn stat_entry(
     dfd: BorrowedFd<'_>,
     name: &[u8],
     path: &[u8],
     arena: &mut Vec<u8>,
     ctx: &Ctx<'_>,
+    rules: &DirRules,
 ) -> Option<Item> {
     let st = match sys::lstat_at(dfd, name) {
         Ok(st) => st,
@@ -201,12 +250,33 @@ fn stat_entry(
             ctx.racy.fetch_add(1, Ordering::Relaxed);
         }
     }
-    if !ctx.filter.is_empty()
-        && ctx
-            .filter
-            .excludes(&join(path, name), meta.kind == Kind::Dir)
-    {
-        return None;
+    let mut skip = false;
+    if !ctx.filter.is_empty() {
+        let full = join(path, name);
+        let is_dir = meta.kind == Kind::Dir;
+        match ctx.side {
+            Side::Source => {
+                let v = ctx.filter.decide(rules, &full, name, is_dir, FSide::Sender);
+                if v != Verdict::Keep {
+                    return None;
+                }
+            }
+            Side::Dest => {
+                let v = ctx
+                    .filter
+                    .decide(rules, &full, name, is_dir, FSide::Receiver);
+                if let Verdict::Exclude { plain } = v {
+                    meta.protected = true;
+                    ctx.protected.fetch_add(1, Ordering::Relaxed);
+                    // A directory SRC leaves out too is kept whole: no need to read it. One
+                    // SRC may send (a protect rule) is read, so its contents are mirrored.
+                    skip = is_dir
+                        && plain
+                        && ctx.filter.decide(rules, &full, name, is_dir, FSide::Sender)
+                            != Verdict::Keep;
+                }
+            }
+        }
     }
     let name_off = arena.len() as u32;
     arena.extend_from_slice(name);
@@ -235,6 +305,7 @@ fn stat_entry(
         link_len,
         meta,
         unreadable,
+        skip,
     })
 }
 
@@ -276,7 +347,9 @@ fn flatten(
             unreadable.push(idx);
         }
         if item.meta.kind == Kind::Dir {
-            if let Some(sub) = subdirs.next() {
+            // A directory not scanned has no node (see `Item::skip`).
+            let sub = if item.skip { None } else { subdirs.next() };
+            if let Some(sub) = sub {
                 if sub.unlisted {
                     unlisted.push(idx);
                 }

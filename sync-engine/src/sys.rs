@@ -65,6 +65,7 @@ pub fn meta_of(st: &Stat) -> Option<Meta> {
             nsec: st.st_mtime_nsec as u32,
         },
         racy: false,
+        protected: false,
     })
 }
 
@@ -109,6 +110,28 @@ pub fn readable_at(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
         rfs::accessat(dir, name, rfs::Access::READ_OK, flags),
         Err(Errno::ACCESS | Errno::PERM)
     )
+}
+
+/// The content of the small regular file `name` in `dir` (a filter file), `None` when there is
+/// none; refused above 1 MiB.
+pub fn read_small_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    const LIMIT: u64 = 1 << 20;
+    let fd = match open_read_at(dir, name) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let st = fstat(fd.as_fd())?;
+    if st.st_mode & 0o170000 != 0o100000 {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if st.st_size as u64 > LIMIT {
+        return Err(io::Error::other("larger than 1 MiB"));
+    }
+    let mut buf = vec![0u8; st.st_size as usize];
+    let n = pread_full(fd.as_fd(), &mut buf, 0)?;
+    buf.truncate(n);
+    Ok(Some(buf))
 }
 
 /// The target of symlink `name` in `dir`, as bytes.

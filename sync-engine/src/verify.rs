@@ -90,6 +90,8 @@ pub struct Difference {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct VerifyOptions {
+    /// Filter rules, as [`crate::Options::filters`].
+    pub filters: Vec<String>,
     pub excludes: Vec<String>,
     pub threads: Option<usize>,
     /// Compare owners; `None`: only when running as root, like sync.
@@ -103,6 +105,7 @@ pub struct VerifyOptions {
 }
 
 crate::options::setters!(VerifyOptions {
+    filters: Vec<String>,
     excludes: Vec<String>,
     threads: Option<usize>,
     owner: Option<bool>,
@@ -129,7 +132,12 @@ pub fn verify(
     opts: &VerifyOptions,
     obs: &dyn Observer,
 ) -> Result<VerifyReport, Error> {
-    let filter = Filter::new(&opts.excludes)?;
+    let filter = Filter::new(
+        &opts.filters,
+        &opts.excludes,
+        false,
+        &crate::read_merge_file,
+    )?;
     let open = |p: &Path, missing: fn(&Path) -> Error| {
         let fd = sys::open_dir_path(p).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => missing(p),
@@ -150,6 +158,8 @@ pub fn verify(
     };
     let (sfd, smeta) = open(src, |p| Error::SourceMissing { path: p.to_owned() })?;
     let (dfd, dmeta) = open(dst, |p| Error::DestMissing { path: p.to_owned() })?;
+    let src_above = crate::run::above_root(&filter, src)?;
+    let dst_above = crate::run::above_root(&filter, dst)?;
     crate::worker_pool(opts.threads)?.install(|| {
         let (s_keep, d_keep) = (
             sfd.try_clone().map_err(|e| Error::Io {
@@ -164,8 +174,8 @@ pub fn verify(
             })?,
         );
         let (s, d) = rayon::join(
-            || scan::scan(sfd, smeta, Side::Source, &filter),
-            || scan::scan(dfd, dmeta, Side::Dest, &filter),
+            || scan::scan(sfd, smeta, Side::Source, &filter, &src_above),
+            || scan::scan(dfd, dmeta, Side::Dest, &filter, &dst_above),
         );
         let diffs = AtomicU64::new(0);
         let report_diff = |path: Vec<u8>, kind: DiffKind| {
@@ -290,6 +300,7 @@ impl Cmp {
         for p in paired_children(src, s, dst, d) {
             match p {
                 Paired::Src(a) => report(src.path(a), DiffKind::MissingInDst),
+                Paired::Dst(b) if dst.meta(b).protected => {}
                 Paired::Dst(b) => report(dst.path(b), DiffKind::ExtraInDst),
                 Paired::Both(a, b) => {
                     let (sm, dm) = (src.meta(a), dst.meta(b));
