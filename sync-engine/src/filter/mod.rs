@@ -23,6 +23,9 @@ pub use parse::{Action, Sides};
 use parse::{MergeOpts, Parsed};
 use pattern::Pattern;
 
+/// Reads a per-directory filter file of one directory by name (`None`: there is none).
+pub type ReadFile<'a> = dyn FnMut(&[u8]) -> std::io::Result<Option<Vec<u8>>> + 'a;
+
 /// Which tree a decision is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -253,7 +256,7 @@ impl Filter {
         &self,
         parent: &DirRules,
         dir: &[u8],
-        read: &mut dyn FnMut(&[u8]) -> std::io::Result<Option<Vec<u8>>>,
+        read: &mut ReadFile<'_>,
     ) -> Result<DirRules, Error> {
         self.enter_at(parent, Origin::Inside(dir.to_vec()), read)
     }
@@ -264,7 +267,7 @@ impl Filter {
         &self,
         parent: &DirRules,
         to_root: &[u8],
-        read: &mut dyn FnMut(&[u8]) -> std::io::Result<Option<Vec<u8>>>,
+        read: &mut ReadFile<'_>,
     ) -> Result<DirRules, Error> {
         let only_parents = DirRules {
             chains: parent.chains.clone(),
@@ -284,7 +287,7 @@ impl Filter {
         &self,
         parent: &DirRules,
         origin: Origin,
-        read: &mut dyn FnMut(&[u8]) -> std::io::Result<Option<Vec<u8>>>,
+        read: &mut ReadFile<'_>,
     ) -> Result<DirRules, Error> {
         let mut chains = Vec::with_capacity(self.merges.len());
         for (k, m) in self.merges.iter().enumerate() {
