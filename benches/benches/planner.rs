@@ -16,6 +16,7 @@ fn meta(kind: Kind, size: u64, sec: i64) -> Meta {
         size,
         mtime: Time { sec, nsec: 0 },
         racy: false,
+        protected: false,
     }
 }
 

@@ -100,6 +100,7 @@ fn meta(n: &FNode) -> Meta {
             nsec: u32::from(n.nsec % 3),
         },
         racy: false,
+        protected: false,
     }
 }
 
@@ -306,6 +307,7 @@ fuzz_target!(|input: Input| {
             size: 0,
             mtime: NOW,
             racy: false,
+        protected: false,
         };
         model.insert(
             Vec::new(),
