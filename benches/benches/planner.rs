@@ -59,6 +59,7 @@ fn opts() -> PlanOptions {
         owner: true,
         groups: Some(None),
         hashed_at: None,
+        hard_links: false,
     }
 }
 

@@ -278,6 +278,7 @@ fuzz_target!(|input: Input| {
         owner: input.owner,
         groups: groups.clone(),
         hashed_at,
+        hard_links: false,
     };
     let policy = Policy {
         owner: input.owner,
@@ -416,6 +417,7 @@ fuzz_target!(|input: Input| {
                     }
                     n.meta.mtime = sm.mtime;
                 }
+                Op::Link => panic!("a hard link without -H"),
                 Op::Stamp => {
                     let path = src.path(a.src);
                     let n = model.get_mut(&path).expect("a stamped entry exists");

@@ -64,6 +64,8 @@ pub enum Update {
     Attrs,
     /// Removed (`*deleting`).
     Delete,
+    /// Made a hard link of another file (`h`).
+    HardLink,
 }
 
 fn type_letter(kind: Kind) -> u8 {
@@ -85,11 +87,17 @@ pub fn field(update: Update, kind: Kind, change: Change) -> [u8; 11] {
     f[0] = match update {
         Update::Transfer => b'>',
         Update::Local => b'c',
+        Update::HardLink => b'h',
         Update::Attrs | Update::Delete => b'.',
     };
     f[1] = type_letter(kind);
     if change.contains(Change::NEW) || change.contains(Change::TYPE) {
         f[2..].copy_from_slice(b"+++++++++");
+        return f;
+    }
+    if update == Update::HardLink && change.is_empty() {
+        // rsync: a link made over an identical file changes nothing else.
+        f[2..].copy_from_slice(b"         ");
         return f;
     }
     let letters = [

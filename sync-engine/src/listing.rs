@@ -111,8 +111,10 @@ pub struct Entry {
 pub struct Listing {
     arena: Vec<u8>,
     entries: Vec<Entry>,
-    /// BLAKE3 of regular files, filled only for `--checksum` candidates.
+    /// Content hashes of regular files, filled only for the pairs compared by content.
     pub hashes: HashMap<Idx, [u8; 32]>,
+    /// Device and inode of regular files with several hard links (`-H` only).
+    pub inodes: HashMap<Idx, (u64, u64)>,
 }
 
 impl Listing {
@@ -130,6 +132,7 @@ impl Listing {
             arena: Vec::with_capacity(bytes),
             entries: Vec::with_capacity(entries + 1),
             hashes: HashMap::new(),
+            inodes: HashMap::new(),
         };
         l.push(b"", None, meta, NONE);
         l

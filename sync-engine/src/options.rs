@@ -159,6 +159,9 @@ pub struct Options {
     /// Read every file written back and compare it with SRC before it replaces the old version
     /// (deltas and in-place updates check as they write; this adds it for whole copies).
     pub verify_written: bool,
+    /// Keep files that are hard links of each other in SRC hard links of each other in DST
+    /// (rsync `-H`).
+    pub hard_links: bool,
     /// Set from outside (a signal handler) to stop the run between files.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -181,6 +184,7 @@ impl Default for Options {
             inplace: false,
             recheck: Vec::new(),
             verify_written: false,
+            hard_links: false,
             cancel: None,
         }
     }
@@ -202,6 +206,7 @@ setters!(Options {
     inplace: bool,
     recheck: Vec<Vec<u8>>,
     verify_written: bool,
+    hard_links: bool,
     cancel: Option<Arc<AtomicBool>>,
 });
 

@@ -7,6 +7,8 @@
 //! attribute fix of the directory itself, which is applied after its whole subtree. Groups are
 //! in pre-order, so a directory is created before any group that works inside it.
 
+use std::collections::HashMap;
+
 use crate::itemize::Change;
 use crate::listing::{Idx, Kind, Listing, Meta, NONE, Paired, Time, paired_children};
 
@@ -30,6 +32,9 @@ pub struct PlanOptions {
     /// reads): a racy DST file found equal gets this stamp when it makes the copy trusted
     /// (see [`crate::racy`]).
     pub hashed_at: Option<Time>,
+    /// Files that are hard links of each other in SRC become hard links in DST (`-H`): the
+    /// listings' `inodes` say which.
+    pub hard_links: bool,
 }
 
 /// What to do with one entry.
@@ -47,6 +52,9 @@ pub enum Op {
     Mknod,
     /// Fix attributes of an existing non-directory in place.
     SetAttrs,
+    /// Make the file a hard link of its group's first file (`-H`), under a temporary name renamed
+    /// over the name. Carried out after every group, when the first file is in place.
+    Link,
     /// Move the stamp (access time) of a racy DST file whose content was found equal, so it is
     /// trusted by size and mtime again (see [`crate::racy`]). Not a change of the mirror: never
     /// itemized or counted.
@@ -99,6 +107,8 @@ pub struct Plan {
     pub create_root: bool,
     /// `--max-delete` stopped some deletions.
     pub delete_limited: bool,
+    /// `-H`: each SRC file that is a hard link of an earlier one, and that leader.
+    pub leaders: HashMap<Idx, Idx>,
     pub counts: PlanCounts,
 }
 
@@ -154,6 +164,12 @@ pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
         deletes: Vec::new(),
         mkdirs: Vec::new(),
         others: Vec::new(),
+        leaders: if opts.hard_links {
+            leaders_of(src)
+        } else {
+            HashMap::new()
+        },
+        leader_state: HashMap::new(),
     };
     if src.is_empty() {
         return p.plan;
@@ -165,6 +181,9 @@ pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
     };
     p.plan.create_root = root_dst == NONE;
     p.dir(0, root_dst);
+    let mut leaders = std::mem::take(&mut p.leaders);
+    leaders.retain(|f, l| f != l);
+    p.plan.leaders = leaders;
     p.plan
 }
 
@@ -177,9 +196,71 @@ struct Planner<'a> {
     deletes: Vec<Action>,
     mkdirs: Vec<Action>,
     others: Vec<Action>,
+    /// `-H`: each SRC file that is a hard link of an earlier one, and that first one (its
+    /// group's leader). Leaders map to themselves.
+    leaders: HashMap<Idx, Idx>,
+    /// For each leader planned so far: its DST entry (NONE: none) and whether this plan writes
+    /// it anew (a new inode, so its links must be made again).
+    leader_state: HashMap<Idx, (Idx, bool)>,
+}
+
+/// The hard-link groups of `src` (files with the same device and inode): each member mapped to
+/// the group's leader, the member the planner meets first (parent directory first in
+/// pre-order, then name order).
+fn leaders_of(src: &Listing) -> HashMap<Idx, Idx> {
+    let mut groups: HashMap<(u64, u64), Vec<Idx>> = HashMap::new();
+    for (&i, &ino) in &src.inodes {
+        groups.entry(ino).or_default().push(i);
+    }
+    let mut out = HashMap::new();
+    for members in groups.into_values().filter(|m| m.len() > 1) {
+        let Some(&leader) = members.iter().min_by_key(|&&i| (src.entry(i).parent, i)) else {
+            continue;
+        };
+        for m in members {
+            out.insert(m, leader);
+        }
+    }
+    out
 }
 
 impl Planner<'_> {
+    /// `-H`: the SRC file `a` is a hard link of an earlier file (its leader). Returns false
+    /// when `a` is a leader or in no group (planned as a file of its own).
+    fn follower(&mut self, a: Idx, b: Idx, change: Change) -> bool {
+        let Some(&leader) = self.leaders.get(&a).filter(|&&l| l != a) else {
+            return false;
+        };
+        let (ld, rewritten) = self
+            .leader_state
+            .get(&leader)
+            .copied()
+            .unwrap_or((NONE, true));
+        let ino = |i: Idx| (i != NONE).then(|| self.dst.inodes.get(&i)).flatten();
+        let linked = b != NONE
+            && self.dst.meta(b).kind == Kind::File
+            && !rewritten
+            && ino(b).is_some()
+            && ino(b) == ino(ld);
+        if !linked {
+            self.plan.counts.created += u64::from(change.contains(Change::NEW));
+            self.others.push(Action {
+                op: Op::Link,
+                src: a,
+                dst: b,
+                change,
+            });
+        }
+        true
+    }
+
+    /// Records what the plan does with leader `a` (DST entry `b`), for its followers.
+    fn lead(&mut self, a: Idx, b: Idx, rewritten: bool) {
+        if self.leaders.get(&a) == Some(&a) {
+            self.leader_state.insert(a, (b, rewritten));
+        }
+    }
+
     /// Plans directory `s` of SRC against `d` of DST (NONE: created by this run).
     fn dir(&mut self, s: Idx, d: Idx) {
         let gi = self.plan.groups.len();
@@ -243,6 +324,10 @@ impl Planner<'_> {
                 return;
             }
             Kind::File => {
+                if self.follower(a, replaced, change) {
+                    return;
+                }
+                self.lead(a, replaced, true);
                 self.plan.counts.copies += 1;
                 self.plan.counts.copy_bytes += m.size;
                 Op::Copy
@@ -384,6 +469,9 @@ impl Planner<'_> {
         if size_differs {
             change |= Change::SIZE;
         }
+        if self.follower(a, b, change) {
+            return;
+        }
         let quick_same = !size_differs && !change.contains(Change::TIME);
         let digests = (self.src.hashes.get(&a), self.dst.hashes.get(&b));
         let by_content =
@@ -401,6 +489,7 @@ impl Planner<'_> {
         } else {
             !quick_same
         };
+        self.lead(a, b, transfer);
         if transfer {
             self.plan.counts.copies += 1;
             self.plan.counts.copy_bytes += sm.size;

@@ -361,3 +361,55 @@ fn recheck_compares_listed_files_by_content() {
     assert_eq!((r.rechecked, r.files_copied), (1, 1), "{r:?}");
     assert_eq!(fs::read(dst.join("db/page")).unwrap(), b"production");
 }
+
+/// `-H`: files that are hard links of each other in SRC are hard links in DST, across
+/// directories; a second run does nothing; a rewritten leader is linked again; a follower that
+/// became a separate copy in DST is linked again.
+#[test]
+fn hard_links_are_kept_as_links() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    for d in ["d", "e", "a"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    fs::write(src.join("d/a"), b"data").unwrap();
+    fs::hard_link(src.join("d/a"), src.join("e/b")).unwrap();
+    fs::hard_link(src.join("d/a"), src.join("c")).unwrap();
+    fs::hard_link(src.join("d/a"), src.join("a/x")).unwrap();
+    let old = FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_mtime(src.join("c"), old).unwrap();
+    let o = Options {
+        hard_links: true,
+        ..opts()
+    };
+    let inode = |p: &str| fs::metadata(dst.join(p)).unwrap().ino();
+    let all_linked = || {
+        let i = inode("c");
+        ["d/a", "e/b", "a/x"].iter().all(|p| inode(p) == i)
+    };
+    let r = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(r.files_copied, 1, "one copy, three links: {r:?}");
+    assert!(all_linked());
+    assert_eq!(fs::metadata(dst.join("c")).unwrap().nlink(), 4);
+    for d in ["d", "e", "a", ""] {
+        assert_eq!(mtime(&dst.join(d)), mtime(&src.join(d)), "mtime of {d}/");
+    }
+    let again = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!((again.files_copied, again.created), (0, 0), "{again:?}");
+    // A follower that is a separate copy in DST is linked again.
+    fs::remove_file(dst.join("e/b")).unwrap();
+    fs::copy(dst.join("c"), dst.join("e/b")).unwrap();
+    filetime::set_file_mtime(dst.join("e/b"), old).unwrap();
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert!(all_linked());
+    // The leader rewritten: every link follows it.
+    fs::write(src.join("c"), b"new data").unwrap();
+    let r = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(r.files_copied, 1, "{r:?}");
+    assert!(all_linked());
+    assert_eq!(fs::read(dst.join("a/x")).unwrap(), b"new data");
+    // Without -H each name is a copy of its own.
+    let plain = t.path().join("plain");
+    sync(&src, &plain, &opts(), &NoObserver).unwrap();
+    assert_eq!(fs::metadata(plain.join("c")).unwrap().nlink(), 1);
+}

@@ -81,8 +81,15 @@ impl<'a> Run<'a> {
             Some(_) => above_root(self.filter, dst)?,
             None => DirRules::default(),
         };
-        let mut s = scan::scan(src_fd, src_meta, Side::Source, self.filter, &src_above);
-        let d = dst_fd.map(|(fd, m)| scan::scan(fd, m, Side::Dest, self.filter, &dst_above));
+        let hl = self.opts.hard_links;
+        let opts = |side, above| scan::ScanOpts {
+            side,
+            filter: self.filter,
+            above,
+            hard_links: hl,
+        };
+        let mut s = scan::scan(src_fd, src_meta, &opts(Side::Source, &src_above));
+        let d = dst_fd.map(|(fd, m)| scan::scan(fd, m, &opts(Side::Dest, &dst_above)));
         let mut d = d.unwrap_or_default();
         for e in s.errors.iter().chain(&d.errors) {
             self.obs.error(e);
@@ -157,6 +164,9 @@ impl<'a> Run<'a> {
                 }
             };
             applier.group(0, &dst_root, &src_keep);
+            if !the_plan.leaders.is_empty() {
+                applier.links(&dst_root);
+            }
         }
         counters.fill(&mut report);
         Ok(report)
@@ -221,6 +231,7 @@ impl<'a> Run<'a> {
             owner: owners.owner,
             groups: owners.groups.clone(),
             hashed_at,
+            hard_links: o.hard_links,
         };
         let the_plan = plan::plan(&s.listing, &d.listing, &popts);
         if popts.delete && must_copy_unreadable(&the_plan, &s.unreadable) {

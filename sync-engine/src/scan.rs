@@ -43,6 +43,8 @@ struct Item {
     unreadable: bool,
     /// A directory that is not scanned (protected in DST by a rule that hides it in SRC too).
     skip: bool,
+    /// Device and inode of a regular file with other hard links (`-H` only).
+    inode: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -61,6 +63,8 @@ struct Ctx<'a> {
     vanished: AtomicU64,
     racy: AtomicU64,
     protected: AtomicU64,
+    /// Record the inodes of files with several links (`-H`).
+    hard_links: bool,
     /// Check that regular files are readable (SRC, not running as root).
     check_read: bool,
 }
@@ -80,9 +84,19 @@ impl Ctx<'_> {
     }
 }
 
-/// Scans the tree under the open directory `root` whose own attributes are `root_meta`;
-/// `above` are the per-directory filter rules read in the parents of the root.
-pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter, above: &DirRules) -> Scan {
+/// How one tree is scanned.
+pub struct ScanOpts<'a> {
+    pub side: Side,
+    pub filter: &'a Filter,
+    /// The per-directory filter rules read in the parents of the root.
+    pub above: &'a DirRules,
+    /// Record the inodes of files with several links (`-H`).
+    pub hard_links: bool,
+}
+
+/// Scans the tree under the open directory `root` whose own attributes are `root_meta`.
+pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
+    let (side, filter, above, hard_links) = (o.side, o.filter, o.above, o.hard_links);
     let ctx = Ctx {
         side,
         filter,
@@ -90,6 +104,7 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter, above: 
         vanished: AtomicU64::new(0),
         racy: AtomicU64::new(0),
         protected: AtomicU64::new(0),
+        hard_links,
         check_read: side == Side::Source && sys::euid() != 0,
     };
     let node = scan_dir(root, Vec::new(), &ctx, above);
@@ -306,6 +321,8 @@ fn stat_entry(
         meta,
         unreadable,
         skip,
+        inode: (ctx.hard_links && meta.kind == Kind::File && st.st_nlink > 1)
+            .then_some((st.st_dev, st.st_ino)),
     })
 }
 
@@ -343,6 +360,9 @@ fn flatten(
         let link = (item.meta.kind == Kind::Symlink)
             .then(|| &arena[link_start..link_start + item.link_len as usize]);
         let idx = out.push(name, link, item.meta, parent);
+        if let Some(ino) = item.inode {
+            out.inodes.insert(idx, ino);
+        }
         if item.unreadable {
             unreadable.push(idx);
         }

@@ -159,6 +159,16 @@ pub fn unlink_at(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> io::Result<(
     Ok(rfs::unlinkat(dir, name, flags)?)
 }
 
+/// Makes `new` in `new_dir` a hard link of `old` in `old_dir` (never following a symlink).
+pub fn link_at(
+    old_dir: BorrowedFd<'_>,
+    old: &[u8],
+    new_dir: BorrowedFd<'_>,
+    new: &[u8],
+) -> io::Result<()> {
+    Ok(rfs::linkat(old_dir, old, new_dir, new, AtFlags::empty())?)
+}
+
 /// Renames `from` over `to`, both in `dir` (atomic replacement of a non-directory).
 pub fn rename_at(dir: BorrowedFd<'_>, from: &[u8], to: &[u8]) -> io::Result<()> {
     Ok(rfs::renameat(dir, from, dir, to)?)

@@ -124,6 +124,19 @@ pub struct VerifyReport {
     pub differences: u64,
 }
 
+fn scan_opts<'a>(
+    side: Side,
+    filter: &'a Filter,
+    above: &'a crate::filter::DirRules,
+) -> scan::ScanOpts<'a> {
+    scan::ScanOpts {
+        side,
+        filter,
+        above,
+        hard_links: false,
+    }
+}
+
 /// Compares `src` and `dst`; [`Observer::difference`] is called for each difference (from
 /// worker threads).
 pub fn verify(
@@ -174,8 +187,8 @@ pub fn verify(
             })?,
         );
         let (s, d) = rayon::join(
-            || scan::scan(sfd, smeta, Side::Source, &filter, &src_above),
-            || scan::scan(dfd, dmeta, Side::Dest, &filter, &dst_above),
+            || scan::scan(sfd, smeta, &scan_opts(Side::Source, &filter, &src_above)),
+            || scan::scan(dfd, dmeta, &scan_opts(Side::Dest, &filter, &dst_above)),
         );
         let diffs = AtomicU64::new(0);
         let report_diff = |path: Vec<u8>, kind: DiffKind| {

@@ -114,7 +114,13 @@ impl Applier<'_> {
         }
         let m = list.meta(idx);
         let path = list.path(idx);
-        let link = (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx));
+        let leader = (op == Op::Link)
+            .then(|| self.plan.leaders.get(&idx).map(|&l| list.path(l)))
+            .flatten();
+        let link = match &leader {
+            Some(l) => Some(l.as_slice()),
+            None => (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx)),
+        };
         let item = Item {
             field: field(update, m.kind, change),
             op,
@@ -135,6 +141,7 @@ impl Applier<'_> {
             Op::Mkdir | Op::Symlink | Op::Mknod => {
                 self.emit(Update::Local, self.src, a.src, a.op, a.change, 0)
             }
+            Op::Link => self.emit(Update::HardLink, self.src, a.src, a.op, a.change, 0),
             Op::Stamp => {}
         }
     }
@@ -151,7 +158,7 @@ impl Applier<'_> {
                 }
             }
             Op::SetAttrs => Counters::add(&c.attrs_fixed, 1),
-            Op::Mkdir | Op::Symlink | Op::Mknod => {
+            Op::Mkdir | Op::Symlink | Op::Mknod | Op::Link => {
                 if a.change.contains(Change::NEW) || a.change.contains(Change::TYPE) {
                     Counters::add(&c.created, 1);
                 } else {
@@ -294,6 +301,63 @@ impl Applier<'_> {
         }
     }
 
+    /// `-H`: makes the planned hard links, in plan order, after every group is done (a leader may
+    /// sit in any directory): each under a temporary name in its directory, renamed over the
+    /// name. The directories whose entries changed get their mtime set back.
+    pub fn links(&self, dst_root: &OwnedFd) {
+        let mut touched: Vec<Idx> = Vec::new();
+        let mut dirs: Option<(Idx, OwnedFd)> = None;
+        for a in self.plan.actions.iter().filter(|a| a.op == Op::Link) {
+            if self.cancelled() {
+                break;
+            }
+            let Some(&leader) = self.plan.leaders.get(&a.src) else {
+                continue;
+            };
+            let parent = self.src.entry(a.src).parent;
+            let lparent = self.src.entry(leader).parent;
+            let r = (|| -> io::Result<()> {
+                if dirs.as_ref().is_none_or(|(p, _)| *p != parent) {
+                    let fd = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(parent))?;
+                    dirs = Some((parent, fd));
+                }
+                let Some((_, dfd)) = &dirs else {
+                    return Ok(());
+                };
+                let lfd = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(lparent))?;
+                let name = self.src.name(a.src);
+                let ((), tmp) = sys::with_temp_name(name, |t| {
+                    sys::link_at(lfd.as_fd(), self.src.name(leader), dfd.as_fd(), t)
+                })?;
+                if let Err(e) = sys::rename_at(dfd.as_fd(), tmp.as_bytes(), name) {
+                    let _ = sys::unlink_at(dfd.as_fd(), tmp.as_bytes(), false);
+                    return Err(e);
+                }
+                Ok(())
+            })();
+            match r {
+                Ok(()) => {
+                    self.count(a, 0);
+                    self.emit_action(a, 0);
+                    if touched.last() != Some(&parent) {
+                        touched.push(parent);
+                    }
+                }
+                Err(e) => self.fail("hard link", Side::Dest, self.src, a.src, e),
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for d in touched {
+            let m = self.src.meta(d);
+            let r = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(d))
+                .and_then(|fd| sys::set_attrs_fd(fd.as_fd(), m, self.owners.for_meta(m), None));
+            if let Err(e) = r {
+                self.fail("set attributes of", Side::Dest, self.src, d, e);
+            }
+        }
+    }
+
     /// Deletes one entry; true when it removed an entry of the group's own directory.
     fn delete(&self, dfd: &OwnedFd, base: Idx, a: &Action, dirs: &mut DirStack) -> bool {
         let parent = self.dst.entry(a.dst).parent;
@@ -341,6 +405,8 @@ impl Applier<'_> {
             Op::Mknod => self.replace_with(d, a, |tmp| sys::mknod_at(d, tmp, self.src.meta(a.src))),
             Op::SetAttrs => self.set_attrs(d, a),
             Op::Stamp => return self.stamp(d, a),
+            // Made by `links`, once every group is done and the leaders are in place.
+            Op::Link => return,
             Op::Delete | Op::Mkdir => unreachable!("ordered before the other actions"),
         };
         match r {
@@ -407,6 +473,7 @@ impl Applier<'_> {
 
 fn op_name(op: Op) -> &'static str {
     match op {
+        Op::Link => "hard link",
         Op::Stamp => "stamp",
         Op::Delete => "delete",
         Op::Mkdir => "create directory",
