@@ -53,6 +53,7 @@ mod run;
 mod scan;
 mod sys;
 pub mod verify;
+mod xattr;
 
 pub use error::{Error, FileError, Side};
 pub use listing::{Kind, Time};

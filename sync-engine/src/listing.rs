@@ -115,6 +115,9 @@ pub struct Listing {
     pub hashes: HashMap<Idx, [u8; 32]>,
     /// Device and inode of regular files with several hard links (`-H` only).
     pub inodes: HashMap<Idx, (u64, u64)>,
+    /// Extended attributes and ACLs of the entries that have any (`-X`, `-A` only), sorted by
+    /// name.
+    pub xattrs: HashMap<Idx, Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl Listing {
@@ -133,6 +136,7 @@ impl Listing {
             entries: Vec::with_capacity(entries + 1),
             hashes: HashMap::new(),
             inodes: HashMap::new(),
+            xattrs: HashMap::new(),
         };
         l.push(b"", None, meta, NONE);
         l
@@ -192,6 +196,11 @@ impl Listing {
         let e = &self.entries[i as usize];
         let start = e.name_off as usize + e.name_len as usize;
         &self.arena[start..start + e.link_len as usize]
+    }
+
+    /// The extended attributes of `i` (none read, or none there: empty).
+    pub fn xattrs_of(&self, i: Idx) -> &[(Vec<u8>, Vec<u8>)] {
+        self.xattrs.get(&i).map_or(&[], Vec::as_slice)
     }
 
     /// The direct children of directory `i`, in name order.

@@ -162,6 +162,11 @@ pub struct Options {
     /// Keep files that are hard links of each other in SRC hard links of each other in DST
     /// (rsync `-H`).
     pub hard_links: bool,
+    /// Mirror extended attributes (rsync `-X`): as root every namespace but `system.*`,
+    /// otherwise `user.*`.
+    pub xattrs: bool,
+    /// Mirror POSIX ACLs (rsync `-A`).
+    pub acls: bool,
     /// Set from outside (a signal handler) to stop the run between files.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -185,6 +190,8 @@ impl Default for Options {
             recheck: Vec::new(),
             verify_written: false,
             hard_links: false,
+            xattrs: false,
+            acls: false,
             cancel: None,
         }
     }
@@ -207,6 +214,8 @@ setters!(Options {
     recheck: Vec<Vec<u8>>,
     verify_written: bool,
     hard_links: bool,
+    xattrs: bool,
+    acls: bool,
     cancel: Option<Arc<AtomicBool>>,
 });
 

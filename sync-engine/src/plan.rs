@@ -285,7 +285,7 @@ impl Planner<'_> {
         let finish = if d == NONE {
             Change::NEW
         } else {
-            self.attr_diff(self.src.meta(s), self.dst.meta(d), true)
+            self.attr_diff(self.src.meta(s), self.dst.meta(d), true) | self.xattr_diff(s, d)
         };
         self.plan.groups.push(Group {
             src: s,
@@ -410,7 +410,7 @@ impl Planner<'_> {
             Kind::Dir => subdirs.push((a, b)),
             Kind::File => self.file(a, b, &sm, &dm),
             Kind::Symlink => {
-                let mut change = self.attr_diff(&sm, &dm, false);
+                let mut change = self.attr_diff(&sm, &dm, false) | self.xattr_diff(a, b);
                 if self.src.link(a) != self.dst.link(b) {
                     change |= Change::CONTENT;
                     self.others.push(Action {
@@ -424,7 +424,7 @@ impl Planner<'_> {
                 }
             }
             Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
-                let mut change = self.attr_diff(&sm, &dm, true);
+                let mut change = self.attr_diff(&sm, &dm, true) | self.xattr_diff(a, b);
                 let rdev_differs = sm.kind.is_special()
                     && matches!(sm.kind, Kind::CharDev | Kind::BlockDev)
                     && sm.rdev() != dm.rdev();
@@ -464,7 +464,7 @@ impl Planner<'_> {
     /// known or must be: with `--checksum`, for a racy DST file (see [`crate::racy`]) and for
     /// any pair whose hashes were filled in (files to recheck).
     fn file(&mut self, a: Idx, b: Idx, sm: &Meta, dm: &Meta) {
-        let mut change = self.attr_diff(sm, dm, true);
+        let mut change = self.attr_diff(sm, dm, true) | self.xattr_diff(a, b);
         let size_differs = sm.size != dm.size;
         if size_differs {
             change |= Change::SIZE;
@@ -541,6 +541,29 @@ impl Planner<'_> {
 
     /// Attribute differences other than size and content. `perms`: whether permissions count
     /// (not for symlinks, whose mode Linux cannot change).
+    /// ACL and xattr differences of SRC's `a` and DST's `b` (the listings hold them only with
+    /// `-A`/`-X`).
+    fn xattr_diff(&self, a: Idx, b: Idx) -> Change {
+        let (x, y) = (self.src.xattrs_of(a), self.dst.xattrs_of(b));
+        if x == y {
+            return Change::NONE;
+        }
+        let part = |v: &[(Vec<u8>, Vec<u8>)], acl: bool| {
+            v.iter()
+                .filter(|(n, _)| crate::xattr::is_acl(n) == acl)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let mut c = Change::NONE;
+        if part(x, true) != part(y, true) {
+            c |= Change::ACL;
+        }
+        if part(x, false) != part(y, false) {
+            c |= Change::XATTR;
+        }
+        c
+    }
+
     fn attr_diff(&self, s: &Meta, d: &Meta, perms: bool) -> Change {
         let mut c = Change::NONE;
         if perms && s.perm != d.perm {

@@ -413,3 +413,52 @@ fn hard_links_are_kept_as_links() {
     sync(&src, &plain, &opts(), &NoObserver).unwrap();
     assert_eq!(fs::metadata(plain.join("c")).unwrap().nlink(), 1);
 }
+
+/// `-X`: extended attributes of files and directories are mirrored, changed ones updated in
+/// place, ones SRC lacks removed; without `-X` they are left alone.
+#[test]
+fn extended_attributes_are_mirrored_with_xattrs() {
+    use std::os::fd::AsFd;
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"data").unwrap();
+    let set = |p: &Path, name: &[u8], value: &[u8]| {
+        let dir = crate::sys::open_dir_path(p.parent().unwrap()).unwrap();
+        let n = p.file_name().unwrap().as_encoded_bytes();
+        let have = crate::sys::xattrs_at(dir.as_fd(), n, &|_| true).unwrap();
+        let mut want = have.clone();
+        want.retain(|(k, _)| k != name);
+        if !value.is_empty() {
+            want.push((name.to_vec(), value.to_vec()));
+        }
+        crate::sys::set_xattrs(crate::sys::XattrTarget::At(dir.as_fd(), n), &have, &want).unwrap();
+    };
+    let get = |p: &Path| {
+        let dir = crate::sys::open_dir_path(p.parent().unwrap()).unwrap();
+        let n = p.file_name().unwrap().as_encoded_bytes();
+        crate::sys::xattrs_at(dir.as_fd(), n, &|k| k.starts_with(b"user.")).unwrap()
+    };
+    set(&src.join("d/f"), b"user.comment", b"hello");
+    set(&src.join("d"), b"user.dir", b"1");
+    let o = Options {
+        xattrs: true,
+        ..opts()
+    };
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(get(&dst.join("d/f")), get(&src.join("d/f")));
+    assert_eq!(get(&dst.join("d")), get(&src.join("d")));
+    assert!(!get(&dst.join("d/f")).is_empty());
+    let again = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(again.attrs_fixed, 0, "{again:?}");
+    set(&src.join("d/f"), b"user.comment", b"changed");
+    set(&dst.join("d/f"), b"user.extra", b"only in dst");
+    let r = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!((r.files_copied, r.attrs_fixed), (0, 1), "{r:?}");
+    assert_eq!(get(&dst.join("d/f")), get(&src.join("d/f")));
+    // Without -X the attributes of DST stay as they are.
+    set(&src.join("d/f"), b"user.comment", b"");
+    let r = sync(&src, &dst, &opts(), &NoObserver).unwrap();
+    assert_eq!(r.attrs_fixed, 0, "{r:?}");
+    assert_eq!(get(&dst.join("d/f")).len(), 1);
+}

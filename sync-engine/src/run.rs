@@ -82,11 +82,13 @@ impl<'a> Run<'a> {
             None => DirRules::default(),
         };
         let hl = self.opts.hard_links;
+        let xattrs = self.policy();
         let opts = |side, above| scan::ScanOpts {
             side,
             filter: self.filter,
             above,
             hard_links: hl,
+            xattrs,
         };
         let mut s = scan::scan(src_fd, src_meta, &opts(Side::Source, &src_above));
         let d = dst_fd.map(|(fd, m)| scan::scan(fd, m, &opts(Side::Dest, &dst_above)));
@@ -149,6 +151,7 @@ impl<'a> Run<'a> {
             verify_written: o.verify_written,
             modify_window: o.modify_window,
             hashed_at: compared.hashed_at,
+            xattrs: self.policy(),
         };
         if o.dry_run {
             applier.simulate();
@@ -170,6 +173,15 @@ impl<'a> Run<'a> {
         }
         counters.fill(&mut report);
         Ok(report)
+    }
+
+    /// The extended attributes the run mirrors.
+    fn policy(&self) -> crate::xattr::Policy {
+        crate::xattr::Policy {
+            xattrs: self.opts.xattrs,
+            acls: self.opts.acls,
+            root: sys::euid() == 0,
+        }
     }
 
     /// Hashes the pairs whose contents decide: every same-size pair with `--checksum`; without

@@ -45,6 +45,8 @@ struct Item {
     skip: bool,
     /// Device and inode of a regular file with other hard links (`-H` only).
     inode: Option<(u64, u64)>,
+    /// Extended attributes (`-X`, `-A`), when there are any.
+    xattrs: Option<Box<crate::sys::Xattrs>>,
 }
 
 #[derive(Default)]
@@ -65,6 +67,7 @@ struct Ctx<'a> {
     protected: AtomicU64,
     /// Record the inodes of files with several links (`-H`).
     hard_links: bool,
+    xattrs: crate::xattr::Policy,
     /// Check that regular files are readable (SRC, not running as root).
     check_read: bool,
 }
@@ -92,11 +95,18 @@ pub struct ScanOpts<'a> {
     pub above: &'a DirRules,
     /// Record the inodes of files with several links (`-H`).
     pub hard_links: bool,
+    /// The extended attributes to read (`-X`, `-A`).
+    pub xattrs: crate::xattr::Policy,
 }
 
 /// Scans the tree under the open directory `root` whose own attributes are `root_meta`.
 pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
     let (side, filter, above, hard_links) = (o.side, o.filter, o.above, o.hard_links);
+    let root_xattrs = if o.xattrs.any() {
+        sys::xattrs_at(root.as_fd(), b".", &|n| o.xattrs.keeps(n))
+    } else {
+        Ok(Vec::new())
+    };
     let ctx = Ctx {
         side,
         filter,
@@ -105,11 +115,19 @@ pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
         racy: AtomicU64::new(0),
         protected: AtomicU64::new(0),
         hard_links,
+        xattrs: o.xattrs,
         check_read: side == Side::Source && sys::euid() != 0,
     };
     let node = scan_dir(root, Vec::new(), &ctx, above);
     let (entries, bytes) = node.totals();
     let mut listing = Listing::with_root_capacity(root_meta, entries, bytes);
+    match root_xattrs {
+        Ok(x) if !x.is_empty() => {
+            listing.xattrs.insert(0, x);
+        }
+        Ok(_) => {}
+        Err(e) => ctx.error("read extended attributes of", Vec::new(), e),
+    }
     let mut unreadable = Vec::new();
     let mut unlisted_dirs = Vec::new();
     flatten(node, 0, &mut listing, &mut unreadable, &mut unlisted_dirs);
@@ -199,6 +217,27 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>, parent_rules: &DirRules) 
 
 fn item_name<'a>(arena: &'a [u8], i: &Item) -> &'a [u8] {
     &arena[i.name_off as usize..i.name_off as usize + i.name_len as usize]
+}
+
+/// The extended attributes of `name` (`-X`, `-A`); an error is reported and counts as none.
+fn read_xattrs(
+    dfd: BorrowedFd<'_>,
+    name: &[u8],
+    path: &[u8],
+    ctx: &Ctx<'_>,
+) -> Option<Box<crate::sys::Xattrs>> {
+    if !ctx.xattrs.any() {
+        return None;
+    }
+    match sys::xattrs_at(dfd, name, &|n| ctx.xattrs.keeps(n)) {
+        Ok(x) if x.is_empty() => None,
+        Ok(x) => Some(Box::new(x)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            ctx.error("read extended attributes of", join(path, name), e);
+            None
+        }
+    }
 }
 
 /// The per-directory filter rules in effect in directory `path`: its parent's, and those of the
@@ -323,6 +362,7 @@ fn stat_entry(
         skip,
         inode: (ctx.hard_links && meta.kind == Kind::File && st.st_nlink > 1)
             .then_some((st.st_dev, st.st_ino)),
+        xattrs: read_xattrs(dfd, name, path, ctx),
     })
 }
 
@@ -354,14 +394,17 @@ fn flatten(
         ..
     } = node;
     let mut subdirs = subdirs.into_iter();
-    for item in &items {
-        let name = item_name(&arena, item);
+    for mut item in items {
+        let name = item_name(&arena, &item);
         let link_start = item.name_off as usize + item.name_len as usize;
         let link = (item.meta.kind == Kind::Symlink)
             .then(|| &arena[link_start..link_start + item.link_len as usize]);
         let idx = out.push(name, link, item.meta, parent);
         if let Some(ino) = item.inode {
             out.inodes.insert(idx, ino);
+        }
+        if let Some(x) = item.xattrs.take() {
+            out.xattrs.insert(idx, *x);
         }
         if item.unreadable {
             unreadable.push(idx);

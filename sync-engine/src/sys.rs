@@ -631,6 +631,170 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd
     Ok(cur)
 }
 
+/// The extended attributes of an entry: `(name, value)` pairs, sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The path `/proc/self/fd/DIR/NAME`: the `l*xattr` calls on it reach `name` in the open
+/// directory `dir` without resolving any other path (the last component is not followed).
+fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&p))
+}
+
+/// The extended attributes of `name` in `dir` whose names `keep` accepts (a symlink's own,
+/// never its target's). Unsupported by the filesystem: none.
+pub fn xattrs_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> io::Result<Xattrs> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = proc_path(dir, name);
+    let list = loop {
+        let n = match rfs::llistxattr_query(&path) {
+            Ok(n) => n,
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; n];
+        match rfs::llistxattr(&path, &mut buf[..]) {
+            Ok(len) => {
+                buf.truncate(len);
+                break buf;
+            }
+            // Grew meanwhile: ask again.
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for attr in list.split(|b| *b == 0).filter(|n| !n.is_empty() && keep(n)) {
+        let name = std::ffi::OsStr::from_bytes(attr);
+        let value = loop {
+            let n = match rfs::lgetxattr_query(&path, name) {
+                Ok(n) => n,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut v = vec![0u8; n];
+            match rfs::lgetxattr(&path, name, &mut v[..]) {
+                Ok(len) => {
+                    v.truncate(len);
+                    break Some(v);
+                }
+                Err(Errno::RANGE) => continue,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if let Some(v) = value {
+            out.push((attr.to_vec(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Where [`set_xattrs`] writes: an open file or directory, or `name` in `dir` (symlinks and
+/// special files, never following the last component).
+#[derive(Clone, Copy)]
+pub enum XattrTarget<'a> {
+    Fd(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+/// The extended attributes of `target` that `keep` accepts (see [`xattrs_at`]).
+pub fn xattrs_of(target: XattrTarget<'_>, keep: &dyn Fn(&[u8]) -> bool) -> io::Result<Xattrs> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = match target {
+        XattrTarget::At(dir, name) => return xattrs_at(dir, name, keep),
+        XattrTarget::Fd(fd) => fd,
+    };
+    let list = loop {
+        let n = match rfs::flistxattr_query(fd) {
+            Ok(0) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
+            Ok(n) => n,
+            Err(e) => return Err(e.into()),
+        };
+        let mut buf = vec![0u8; n];
+        match rfs::flistxattr(fd, &mut buf[..]) {
+            Ok(len) => {
+                buf.truncate(len);
+                break buf;
+            }
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for attr in list.split(|b| *b == 0).filter(|n| !n.is_empty() && keep(n)) {
+        let name = std::ffi::OsStr::from_bytes(attr);
+        let n = match rfs::fgetxattr_query(fd, name) {
+            Ok(n) => n,
+            Err(Errno::NODATA) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut v = vec![0u8; n];
+        match rfs::fgetxattr(fd, name, &mut v[..]) {
+            Ok(len) => {
+                v.truncate(len);
+                out.push((attr.to_vec(), v));
+            }
+            Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes the extended attributes of `target` that `keep` accepts equal `want`, given that it
+/// has `have` now: sets the new and changed ones, removes the ones `want` lacks.
+pub fn set_xattrs(
+    target: XattrTarget<'_>,
+    have: &[(Vec<u8>, Vec<u8>)],
+    want: &[(Vec<u8>, Vec<u8>)],
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = match target {
+        XattrTarget::At(dir, name) => Some(proc_path(dir, name)),
+        XattrTarget::Fd(_) => None,
+    };
+    for (n, v) in want {
+        if have.iter().any(|(hn, hv)| hn == n && hv == v) {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(n);
+        match (&path, target) {
+            (Some(p), _) => rfs::lsetxattr(p, name, v, rfs::XattrFlags::empty())?,
+            (None, XattrTarget::Fd(fd)) => rfs::fsetxattr(fd, name, v, rfs::XattrFlags::empty())?,
+            (None, XattrTarget::At(..)) => {}
+        }
+    }
+    for (n, _) in have {
+        if want.iter().any(|(wn, _)| wn == n) {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(n);
+        let r = match (&path, target) {
+            (Some(p), _) => rfs::lremovexattr(p, name),
+            (None, XattrTarget::Fd(fd)) => rfs::fremovexattr(fd, name),
+            (None, XattrTarget::At(..)) => Ok(()),
+        };
+        match r {
+            Ok(()) | Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// The effective user id.
 pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()

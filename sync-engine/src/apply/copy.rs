@@ -48,6 +48,7 @@ impl Applier<'_> {
             .and_then(|c| {
                 let owner = self.owners.for_meta(&c.meta);
                 sys::set_attrs_fd(tmpf.as_fd(), &c.meta, owner, Some(c.read_at))?;
+                self.put_xattrs(sys::XattrTarget::Fd(tmpf.as_fd()), None, a.src)?;
                 sys::rename_at(d, tmp.as_bytes(), name)?;
                 Ok(c)
             });
@@ -271,6 +272,8 @@ impl Applier<'_> {
         })?;
         c.verified = !c.unstable;
         let owner = self.owners.for_meta(&c.meta);
+        let have = self.dst.xattrs_of(a.dst);
+        self.put_xattrs(sys::XattrTarget::Fd(dst.as_fd()), Some(have), a.src)?;
         sys::set_attrs_fd(dst.as_fd(), &c.meta, owner, Some(c.read_at))?;
         tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = c.meta.size,
             written = c.written, "updated in place");

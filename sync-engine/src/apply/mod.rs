@@ -70,6 +70,8 @@ pub(crate) struct Applier<'a> {
     pub modify_window: u32,
     /// When the contents compared by hash were read (the stamp of racy files found equal).
     pub hashed_at: Option<Time>,
+    /// The extended attributes and ACLs mirrored (`-X`, `-A`).
+    pub xattrs: crate::xattr::Policy,
 }
 
 /// Actions per parallel chunk inside one directory.
@@ -294,11 +296,48 @@ impl Applier<'_> {
             .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp));
         if (touched || !finish.is_empty()) && !self.cancelled() {
             let m = self.src.meta(group.src);
-            match sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None) {
+            let r =
+                sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None).and_then(|()| {
+                    let target = sys::XattrTarget::Fd(dfd.as_fd());
+                    self.put_xattrs(target, self.dst_xattrs(group.dst), group.src)
+                });
+            match r {
                 Ok(()) => self.finish_item(group.src, finish),
                 Err(e) => self.fail("set attributes of", Side::Dest, self.src, group.src, e),
             }
         }
+    }
+
+    /// `-X`/`-A`: makes the attributes of `target` those of SRC's `src`. `have`: what it holds
+    /// now, as scanned (`None` for an entry this run created: read, since a new file can get
+    /// attributes of its own, such as an ACL inherited from its directory's default ACL).
+    pub(crate) fn put_xattrs(
+        &self,
+        target: sys::XattrTarget<'_>,
+        have: Option<&[(Vec<u8>, Vec<u8>)]>,
+        src: Idx,
+    ) -> io::Result<()> {
+        if !self.xattrs.any() {
+            return Ok(());
+        }
+        let want = self.src.xattrs_of(src);
+        let read;
+        let have = match have {
+            Some(h) => h,
+            None => {
+                read = sys::xattrs_of(target, &|n| self.xattrs.keeps(n))?;
+                &read
+            }
+        };
+        if have == want {
+            return Ok(());
+        }
+        sys::set_xattrs(target, have, want)
+    }
+
+    /// The attributes DST's entry `d` has, as scanned (NONE: none).
+    fn dst_xattrs(&self, d: Idx) -> Option<&[(Vec<u8>, Vec<u8>)]> {
+        (d != NONE).then(|| self.dst.xattrs_of(d))
     }
 
     /// `-H`: makes the planned hard links, in plan order, after every group is done (a leader may
@@ -431,6 +470,7 @@ impl Applier<'_> {
         let ((), tmp) = sys::with_temp_name(name, |t| create(t))?;
         let perm = (m.kind != Kind::Symlink).then_some(m.perm);
         let r = sys::set_attrs_at(d, tmp.as_bytes(), m, self.owners.for_meta(m), perm)
+            .and_then(|()| self.put_xattrs(sys::XattrTarget::At(d, tmp.as_bytes()), None, a.src))
             .and_then(|()| sys::rename_at(d, tmp.as_bytes(), name));
         if r.is_err() {
             let _ = sys::unlink_at(d, tmp.as_bytes(), false);
@@ -448,7 +488,12 @@ impl Applier<'_> {
             if sys::meta_of(&st).map(|x| x.kind) != Some(Kind::File) {
                 return Err(io::Error::other("changed type during the run"));
             }
-            sys::set_attrs_fd(fd.as_fd(), m, owner, None)
+            sys::set_attrs_fd(fd.as_fd(), m, owner, None)?;
+            self.put_xattrs(
+                sys::XattrTarget::Fd(fd.as_fd()),
+                self.dst_xattrs(a.dst),
+                a.src,
+            )
         } else {
             // Only chown when owner or group differ: chown clears setuid/setgid bits, which
             // cannot be set again on a special file in place (the planner recreates those).
@@ -456,7 +501,8 @@ impl Applier<'_> {
                 uid: owner.uid.filter(|_| a.change.contains(Change::OWNER)),
                 gid: owner.gid.filter(|_| a.change.contains(Change::GROUP)),
             };
-            sys::set_attrs_at(d, name, m, owner, None)
+            sys::set_attrs_at(d, name, m, owner, None)?;
+            self.put_xattrs(sys::XattrTarget::At(d, name), self.dst_xattrs(a.dst), a.src)
         }
     }
 
