@@ -106,6 +106,9 @@ pub struct Entry {
     pub meta: Meta,
 }
 
+/// Extended attributes of one entry: `(name, value)` pairs sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A tree listing in depth-first pre-order.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
@@ -117,7 +120,7 @@ pub struct Listing {
     pub inodes: HashMap<Idx, (u64, u64)>,
     /// Extended attributes and ACLs of the entries that have any (`-X`, `-A` only), sorted by
     /// name.
-    pub xattrs: HashMap<Idx, Vec<(Vec<u8>, Vec<u8>)>>,
+    pub xattrs: HashMap<Idx, Xattrs>,
 }
 
 impl Listing {

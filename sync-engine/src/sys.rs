@@ -631,8 +631,7 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd
     Ok(cur)
 }
 
-/// The extended attributes of an entry: `(name, value)` pairs, sorted by name.
-pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+pub use crate::listing::Xattrs;
 
 /// The path `/proc/self/fd/DIR/NAME`: the `l*xattr` calls on it reach `name` in the open
 /// directory `dir` without resolving any other path (the last component is not followed).
