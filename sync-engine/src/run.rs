@@ -152,6 +152,7 @@ impl<'a> Run<'a> {
             modify_window: o.modify_window,
             hashed_at: compared.hashed_at,
             xattrs: self.policy(),
+            order: apply::Order::new(self.obs.wants_items()),
         };
         if o.dry_run {
             applier.simulate();
@@ -170,6 +171,7 @@ impl<'a> Run<'a> {
             if !the_plan.leaders.is_empty() {
                 applier.links(&dst_root);
             }
+            applier.flush();
         }
         counters.fill(&mut report);
         Ok(report)
