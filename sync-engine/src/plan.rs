@@ -279,7 +279,9 @@ impl Planner<'_> {
         self.mkdirs.clear();
         self.others.clear();
 
-        for p in paired_children(self.src, s, self.dst, d) {
+        // A directory on another filesystem (`-x`) is listed without contents: leave them.
+        let mount = self.src.meta(s).mount || (d != NONE && self.dst.meta(d).mount);
+        for p in paired_children(self.src, s, self.dst, d).filter(|_| !mount) {
             match p {
                 Paired::Src(a) => self.create(a, NONE, Change::NEW, &mut subdirs),
                 Paired::Dst(b) => self.extraneous(b),
@@ -396,7 +398,7 @@ impl Planner<'_> {
         let mut i = b;
         while i < end {
             let e = self.dst.entry(i);
-            if e.meta.protected {
+            if e.meta.protected || e.meta.mount {
                 i = e.end;
             } else {
                 out.push(i);

@@ -73,6 +73,9 @@ impl Applier<'_> {
                 let owner = self.owners.for_meta(&c.meta);
                 sys::set_attrs_fd(tmpf.as_fd(), &c.meta, owner, Some(c.read_at))?;
                 self.put_xattrs(sys::XattrTarget::Fd(tmpf.as_fd()), None, a.src)?;
+                if self.fsync {
+                    sys::fsync(tmpf.as_fd())?;
+                }
                 sys::rename_at(d, tmp.as_bytes(), name)?;
                 Ok(c)
             });
@@ -299,7 +302,14 @@ impl Applier<'_> {
         let owner = self.owners.for_meta(&c.meta);
         let have = self.dst.xattrs_of(a.dst);
         self.put_xattrs(sys::XattrTarget::Fd(dst.as_fd()), Some(have), a.src)?;
+        if self.fsync {
+            // The content first, then the mtime that says it is complete.
+            sys::fsync(dst.as_fd())?;
+        }
         sys::set_attrs_fd(dst.as_fd(), &c.meta, owner, Some(c.read_at))?;
+        if self.fsync {
+            sys::fsync(dst.as_fd())?;
+        }
         tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = c.meta.size,
             written = c.written, "updated in place");
         Ok(Some(c))

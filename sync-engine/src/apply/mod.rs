@@ -76,6 +76,8 @@ pub(crate) struct Applier<'a> {
     pub xattrs: crate::xattr::Policy,
     /// The itemize lines in rsync's order.
     pub order: order::Order,
+    /// `--fsync`: files before their rename, directories after their entries changed.
+    pub fsync: bool,
 }
 
 /// Actions per parallel chunk inside one directory.
@@ -403,10 +405,17 @@ impl Applier<'_> {
             .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp));
         if (touched || !finish.is_empty()) && !self.cancelled() {
             let m = self.src.meta(group.src);
-            let r =
-                sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None).and_then(|()| {
+            let r = sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None)
+                .and_then(|()| {
                     let target = sys::XattrTarget::Fd(dfd.as_fd());
                     self.put_xattrs(target, self.dst_xattrs(group.dst), group.src)
+                })
+                .and_then(|()| {
+                    if self.fsync && touched {
+                        sys::fsync(dfd.as_fd())
+                    } else {
+                        Ok(())
+                    }
                 });
             match r {
                 Ok(()) => self.count_finish(group.finish),
@@ -497,8 +506,13 @@ impl Applier<'_> {
         touched.dedup();
         for d in touched {
             let m = self.src.meta(d);
-            let r = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(d))
-                .and_then(|fd| sys::set_attrs_fd(fd.as_fd(), m, self.owners.for_meta(m), None));
+            let r = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(d)).and_then(|fd| {
+                sys::set_attrs_fd(fd.as_fd(), m, self.owners.for_meta(m), None)?;
+                if self.fsync {
+                    sys::fsync(fd.as_fd())?;
+                }
+                Ok(())
+            });
             if let Err(e) = r {
                 self.fail("set attributes of", Side::Dest, self.src, d, e);
             }
