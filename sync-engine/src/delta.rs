@@ -82,7 +82,7 @@ pub fn build(
         if base == BaseCopy::ReflinkOnly {
             return Ok(Outcome::Unsupported);
         }
-        sys::copy_data(old, tmp, cancel)?;
+        sys::copy_data(old, tmp, u64::MAX, &sys::CopyMethod::default(), cancel)?;
     }
     let reader = reopen_tmp()?;
     let (rs, ws) = (sys::fstat(reader.as_fd())?, sys::fstat(tmp)?);

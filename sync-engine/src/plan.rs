@@ -1,13 +1,12 @@
-//! The pure planning step: two tree listings and options in, a [`Plan`] out. No filesystem, no
-//! clock. Every action records why it is needed as a [`Change`] (the letters of rsync's itemize
-//! field).
+//! The pure planning step: listings and options in, actions out. No filesystem, no clock. Every
+//! action records why it is needed as a [`Change`] (the letters of rsync's itemize field).
 //!
-//! The plan is grouped by destination directory: a [`Group`] holds the actions on the direct
-//! children of one directory (deletions first, then directory creations, then the rest) and the
-//! attribute fix of the directory itself, which is applied after its whole subtree. Groups are
-//! in pre-order, so a directory is created before any group that works inside it.
-
-use std::collections::HashMap;
+//! [`plan_dir`] plans one directory pair: the actions on its direct children (deletions first,
+//! then directory creations, then the rest, in name order), the subdirectories to plan next,
+//! and the attribute fix of the directory itself, which is applied after its subtree. The
+//! engine plans each directory as it reads it (so memory follows the directories in flight,
+//! not the tree); [`plan`] applies it to every directory of two whole listings, for fuzzing and
+//! benchmarks.
 
 use crate::itemize::Change;
 use crate::listing::{Idx, Kind, Listing, Meta, NONE, Paired, Time, paired_children};
@@ -17,7 +16,9 @@ use crate::listing::{Idx, Kind, Listing, Meta, NONE, Paired, Time, paired_childr
 pub struct PlanOptions {
     /// Delete extraneous entries (false with `--no-delete` or after a source read error).
     pub delete: bool,
-    /// At most this many deletions (type replacements included).
+    /// At most this many deletions (type replacements included), for [`plan`]; the engine
+    /// keeps its own [`DeleteBudget`] across directories.
+    #[cfg_attr(not(any(test, feature = "internals")), allow(dead_code))]
     pub max_delete: Option<u64>,
     /// Seconds within which mtimes count as equal; 0 compares nanoseconds.
     pub modify_window: u32,
@@ -53,7 +54,7 @@ pub enum Op {
     /// Fix attributes of an existing non-directory in place.
     SetAttrs,
     /// Make the file a hard link of its group's first file (`-H`), under a temporary name renamed
-    /// over the name. Carried out after every group, when the first file is in place.
+    /// over the name; planned by the link phase, once every directory is done.
     Link,
     /// Move the stamp (access time) of a racy DST file whose content was found equal, so it is
     /// trusted by size and mtime again (see [`crate::racy`]). Not a change of the mirror: never
@@ -71,10 +72,12 @@ pub struct Action {
     pub dst: Idx,
     /// What differs, for itemizing.
     pub change: Change,
-    /// Where its itemize line goes in rsync's order (see [`Plan::slots`]).
+    /// Where its itemize line goes in rsync's order: its place in its directory (see
+    /// [`DirPlan::actions`]; in a whole [`Plan`], a number across the run).
     pub slot: u32,
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// The work inside one DST directory.
 #[derive(Debug, Clone)]
 pub struct Group {
@@ -102,6 +105,7 @@ pub struct PlanCounts {
     pub attr_fixes: u64,
 }
 
+#[cfg(any(test, feature = "internals"))]
 /// The complete plan of a run.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -111,8 +115,6 @@ pub struct Plan {
     pub create_root: bool,
     /// `--max-delete` stopped some deletions.
     pub delete_limited: bool,
-    /// `-H`: each SRC file that is a hard link of an earlier one, and that leader.
-    pub leaders: HashMap<Idx, Idx>,
     /// Number of output slots: the itemize lines of a run come in rsync's order, which is this
     /// numbering (per directory in pre-order: its own line, its deletions, then its other
     /// entries in name order; its subdirectories' lines open their own groups), whatever order
@@ -121,6 +123,7 @@ pub struct Plan {
     pub counts: PlanCounts,
 }
 
+#[cfg(any(test, feature = "internals"))]
 impl Plan {
     /// True when the run would change nothing.
     pub fn is_empty(&self) -> bool {
@@ -162,180 +165,211 @@ pub fn same_time(a: Time, b: Time, window: u32) -> bool {
     }
 }
 
-/// Plans the mirror of `src` onto `dst`. `dst` may be empty (no root): DST is then created.
-pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
+/// What [`plan_dir`] decided for one directory pair.
+#[derive(Debug, Clone, Default)]
+pub struct DirPlan {
+    /// The actions on the directory's direct children: deletions, then directory creations,
+    /// then the rest in name order. Slot 0 is the directory's own line; the actions that print
+    /// have slots from 1 on.
+    pub actions: Vec<Action>,
+    /// Output slots of this directory, slot 0 included.
+    pub slots: u32,
+    /// The subdirectories to plan next, in name order: SRC's entry and DST's (NONE when this
+    /// run creates it).
+    pub subdirs: Vec<(Idx, Idx)>,
+    /// The directory's own attribute differences (`NEW` when it is created).
+    pub finish: Change,
+    pub counts: PlanCounts,
+    /// `--max-delete` stopped some deletions.
+    pub delete_limited: bool,
+    /// `-H`: SRC files with other hard links, with DST's entry of the same name (NONE: none,
+    /// or one removed to make room): planned together once every directory is done, since the
+    /// other links may be anywhere.
+    pub linked: Vec<(Idx, Idx)>,
+}
+
+/// What is left of the `--max-delete` limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeleteBudget {
+    /// Deletions still allowed (`None`: no limit).
+    pub left: Option<u64>,
+    /// Some deletion was refused.
+    pub limited: bool,
+}
+
+impl DeleteBudget {
+    pub fn new(limit: Option<u64>) -> DeleteBudget {
+        DeleteBudget {
+            left: limit,
+            limited: false,
+        }
+    }
+
+    /// Takes `n` deletions; false (and remembers it) when fewer are left.
+    pub fn take(&mut self, n: u64) -> bool {
+        match &mut self.left {
+            None => true,
+            Some(left) if *left >= n => {
+                *left -= n;
+                true
+            }
+            Some(_) => {
+                self.limited = true;
+                false
+            }
+        }
+    }
+}
+
+/// Plans directory `s` of `src` against `d` of `dst` (NONE: the directory does not exist in
+/// DST and is created). Deletions take from `budget`.
+pub fn plan_dir(
+    src: &Listing,
+    s: Idx,
+    dst: &Listing,
+    d: Idx,
+    opts: &PlanOptions,
+    budget: &mut DeleteBudget,
+) -> DirPlan {
     let mut p = Planner {
         src,
         dst,
         opts,
-        budget: opts.max_delete,
-        plan: Plan::default(),
+        budget,
+        out: DirPlan::default(),
         deletes: Vec::new(),
         mkdirs: Vec::new(),
         others: Vec::new(),
-        leaders: if opts.hard_links {
-            leaders_of(src)
-        } else {
-            HashMap::new()
-        },
-        leader_state: HashMap::new(),
     };
+    // A directory on another filesystem (`-x`) is listed without contents: leave them.
+    let mount = src.meta(s).mount || (d != NONE && dst.meta(d).mount);
+    let mut subdirs = Vec::new();
+    for pair in paired_children(src, s, dst, d).filter(|_| !mount) {
+        match pair {
+            Paired::Src(a) => p.create(a, NONE, Change::NEW, &mut subdirs),
+            Paired::Dst(b) => p.extraneous(b),
+            Paired::Both(a, b) => p.both(a, b, &mut subdirs),
+        }
+    }
+    let mut next = 1;
+    for a in p.deletes.iter_mut().chain(p.others.iter_mut()) {
+        a.slot = next;
+        next += 1;
+    }
+    let finish = if d == NONE {
+        Change::NEW
+    } else {
+        p.attr_diff(src.meta(s), dst.meta(d), true) | p.xattr_diff(s, d)
+    };
+    let mut out = std::mem::take(&mut p.out);
+    out.actions = p.deletes;
+    out.actions.append(&mut p.mkdirs);
+    out.actions.append(&mut p.others);
+    out.slots = next;
+    out.subdirs = subdirs;
+    out.finish = finish;
+    out.delete_limited = p.budget.limited;
+    out
+}
+
+#[cfg(any(test, feature = "internals"))]
+/// Plans the mirror of `src` onto `dst` (whole listings): [`plan_dir`] on every directory.
+/// `dst` may be empty (no root): DST is then created. Hard links (`-H`) are not planned here.
+pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
+    let mut out = Plan::default();
     if src.is_empty() {
-        return p.plan;
+        return out;
     }
     let root_dst = if dst.is_empty() || dst.meta(0).kind != Kind::Dir {
         NONE
     } else {
         0
     };
-    p.plan.create_root = root_dst == NONE;
-    p.dir(0, root_dst);
-    let mut leaders = std::mem::take(&mut p.leaders);
-    leaders.retain(|f, l| f != l);
-    p.plan.leaders = leaders;
-    p.plan
+    out.create_root = root_dst == NONE;
+    let mut budget = DeleteBudget::new(opts.max_delete);
+    plan_tree(src, 0, dst, root_dst, opts, &mut budget, &mut out);
+    out.delete_limited = budget.limited;
+    out
+}
+
+#[cfg(any(test, feature = "internals"))]
+/// Adds the groups of directory `s` and its subtree to `out`; returns the group's slot.
+fn plan_tree(
+    src: &Listing,
+    s: Idx,
+    dst: &Listing,
+    d: Idx,
+    opts: &PlanOptions,
+    budget: &mut DeleteBudget,
+    out: &mut Plan,
+) {
+    let gi = out.groups.len();
+    let base = out.slots;
+    let mut dp = plan_dir(src, s, dst, d, opts, budget);
+    for a in &mut dp.actions {
+        if a.op != Op::Mkdir {
+            a.slot += base;
+        }
+    }
+    out.slots = base + dp.slots;
+    let start = out.actions.len() as u32;
+    out.actions.extend_from_slice(&dp.actions);
+    let end = out.actions.len() as u32;
+    let c = dp.counts;
+    out.counts.copies += c.copies;
+    out.counts.copy_bytes += c.copy_bytes;
+    out.counts.created += c.created;
+    out.counts.deletions += c.deletions;
+    out.counts.attr_fixes += c.attr_fixes;
+    out.groups.push(Group {
+        src: s,
+        dst: d,
+        end: 0,
+        actions: start..end,
+        finish: dp.finish,
+        slot: base,
+    });
+    for (cs, cd) in dp.subdirs {
+        let child = out.groups.len();
+        plan_tree(src, cs, dst, cd, opts, budget, out);
+        if cd == NONE && child < out.groups.len() {
+            // A created directory's line is the mkdir in this group: it opens the child's.
+            let slot = out.groups[child].slot;
+            let acts = &mut out.actions[start as usize..end as usize];
+            if let Some(m) = acts.iter_mut().find(|a| a.op == Op::Mkdir && a.src == cs) {
+                m.slot = slot;
+            }
+        }
+    }
+    let has_work = start != end || !dp.finish.is_empty() || out.groups.len() > gi + 1;
+    if has_work {
+        out.groups[gi].end = out.groups.len() as u32;
+    } else {
+        out.groups.pop();
+        out.slots = base;
+    }
 }
 
 struct Planner<'a> {
     src: &'a Listing,
     dst: &'a Listing,
     opts: &'a PlanOptions,
-    budget: Option<u64>,
-    plan: Plan,
+    budget: &'a mut DeleteBudget,
+    out: DirPlan,
     deletes: Vec<Action>,
     mkdirs: Vec<Action>,
     others: Vec<Action>,
-    /// `-H`: each SRC file that is a hard link of an earlier one, and that first one (its
-    /// group's leader). Leaders map to themselves.
-    leaders: HashMap<Idx, Idx>,
-    /// For each leader planned so far: its DST entry (NONE: none) and whether this plan writes
-    /// it anew (a new inode, so its links must be made again).
-    leader_state: HashMap<Idx, (Idx, bool)>,
-}
-
-/// The hard-link groups of `src` (files with the same device and inode): each member mapped to
-/// the group's leader, the member the planner meets first (parent directory first in
-/// pre-order, then name order).
-fn leaders_of(src: &Listing) -> HashMap<Idx, Idx> {
-    let mut groups: HashMap<(u64, u64), Vec<Idx>> = HashMap::new();
-    for (&i, &ino) in &src.inodes {
-        groups.entry(ino).or_default().push(i);
-    }
-    let mut out = HashMap::new();
-    for members in groups.into_values().filter(|m| m.len() > 1) {
-        let Some(&leader) = members.iter().min_by_key(|&&i| (src.entry(i).parent, i)) else {
-            continue;
-        };
-        for m in members {
-            out.insert(m, leader);
-        }
-    }
-    out
 }
 
 impl Planner<'_> {
-    /// `-H`: the SRC file `a` is a hard link of an earlier file (its leader). Returns false
-    /// when `a` is a leader or in no group (planned as a file of its own).
-    fn follower(&mut self, a: Idx, b: Idx, change: Change) -> bool {
-        let Some(&leader) = self.leaders.get(&a).filter(|&&l| l != a) else {
+    /// `-H`: true when SRC's regular file `a` has other hard links; it is left to the link
+    /// phase with DST's entry `b`.
+    fn linked(&mut self, a: Idx, b: Idx) -> bool {
+        if !self.opts.hard_links || !self.src.inodes.contains_key(&a) {
             return false;
-        };
-        let (ld, rewritten) = self
-            .leader_state
-            .get(&leader)
-            .copied()
-            .unwrap_or((NONE, true));
-        let ino = |i: Idx| (i != NONE).then(|| self.dst.inodes.get(&i)).flatten();
-        let linked = b != NONE
-            && self.dst.meta(b).kind == Kind::File
-            && !rewritten
-            && ino(b).is_some()
-            && ino(b) == ino(ld);
-        if !linked {
-            self.plan.counts.created += u64::from(change.contains(Change::NEW));
-            self.others.push(Action {
-                op: Op::Link,
-                src: a,
-                dst: b,
-                change,
-                slot: 0,
-            });
         }
+        self.out.linked.push((a, b));
         true
-    }
-
-    /// Records what the plan does with leader `a` (DST entry `b`), for its followers.
-    fn lead(&mut self, a: Idx, b: Idx, rewritten: bool) {
-        if self.leaders.get(&a) == Some(&a) {
-            self.leader_state.insert(a, (b, rewritten));
-        }
-    }
-
-    /// Plans directory `s` of SRC against `d` of DST (NONE: created by this run).
-    fn dir(&mut self, s: Idx, d: Idx) {
-        let gi = self.plan.groups.len();
-        let mut subdirs: Vec<(Idx, Idx)> = Vec::new();
-        self.deletes.clear();
-        self.mkdirs.clear();
-        self.others.clear();
-
-        // A directory on another filesystem (`-x`) is listed without contents: leave them.
-        let mount = self.src.meta(s).mount || (d != NONE && self.dst.meta(d).mount);
-        for p in paired_children(self.src, s, self.dst, d).filter(|_| !mount) {
-            match p {
-                Paired::Src(a) => self.create(a, NONE, Change::NEW, &mut subdirs),
-                Paired::Dst(b) => self.extraneous(b),
-                Paired::Both(a, b) => self.both(a, b, &mut subdirs),
-            }
-        }
-
-        let base = self.plan.slots;
-        let dir_slot = base;
-        let mut next = base + 1;
-        for a in self.deletes.iter_mut().chain(self.others.iter_mut()) {
-            a.slot = next;
-            next += 1;
-        }
-        self.plan.slots = next;
-        let start = self.plan.actions.len() as u32;
-        self.plan.actions.append(&mut self.deletes);
-        self.plan.actions.append(&mut self.mkdirs);
-        self.plan.actions.append(&mut self.others);
-        let end = self.plan.actions.len() as u32;
-        let finish = if d == NONE {
-            Change::NEW
-        } else {
-            self.attr_diff(self.src.meta(s), self.dst.meta(d), true) | self.xattr_diff(s, d)
-        };
-        self.plan.groups.push(Group {
-            src: s,
-            dst: d,
-            end: 0,
-            actions: start..end,
-            finish,
-            slot: dir_slot,
-        });
-
-        for (cs, cd) in subdirs {
-            let child = self.plan.groups.len();
-            self.dir(cs, cd);
-            if cd == NONE && child < self.plan.groups.len() {
-                // A created directory's line is the mkdir in this group: it opens the child's.
-                let slot = self.plan.groups[child].slot;
-                let acts = &mut self.plan.actions[start as usize..end as usize];
-                if let Some(m) = acts.iter_mut().find(|a| a.op == Op::Mkdir && a.src == cs) {
-                    m.slot = slot;
-                }
-            }
-        }
-
-        let has_work = start != end || !finish.is_empty() || self.plan.groups.len() > gi + 1;
-        if has_work {
-            self.plan.groups[gi].end = self.plan.groups.len() as u32;
-        } else {
-            self.plan.groups.pop();
-            self.plan.slots = base;
-        }
     }
 
     /// SRC entry `a` is missing in DST (or `replaced` is a non-directory of another type that a
@@ -351,23 +385,22 @@ impl Planner<'_> {
                     change,
                     slot: 0,
                 });
-                self.plan.counts.created += 1;
+                self.out.counts.created += 1;
                 subdirs.push((a, NONE));
                 return;
             }
             Kind::File => {
-                if self.follower(a, replaced, change) {
+                if self.linked(a, replaced) {
                     return;
                 }
-                self.lead(a, replaced, true);
-                self.plan.counts.copies += 1;
-                self.plan.counts.copy_bytes += m.size;
+                self.out.counts.copies += 1;
+                self.out.counts.copy_bytes += m.size;
                 Op::Copy
             }
             Kind::Symlink => Op::Symlink,
             _ => Op::Mknod,
         };
-        self.plan.counts.created += u64::from(change.contains(Change::NEW));
+        self.out.counts.created += u64::from(change.contains(Change::NEW));
         self.others.push(Action {
             op,
             src: a,
@@ -383,7 +416,7 @@ impl Planner<'_> {
             return;
         }
         for i in self.deletable(b).into_iter().rev() {
-            if !self.take_budget(1) {
+            if !self.budget.take(1) {
                 return;
             }
             self.delete(i);
@@ -416,7 +449,7 @@ impl Planner<'_> {
             change: Change::NONE,
             slot: 0,
         });
-        self.plan.counts.deletions += 1;
+        self.out.counts.deletions += 1;
     }
 
     /// Marks the deletion of `b` as the first half of a type replacement: rsync shows only the
@@ -424,21 +457,6 @@ impl Planner<'_> {
     fn mark_replaced(&mut self, b: Idx) {
         if let Some(d) = self.deletes.iter_mut().rev().find(|d| d.dst == b) {
             d.change = Change::TYPE;
-        }
-    }
-
-    /// Takes `n` deletions from the `--max-delete` budget; false (and marks the plan) if short.
-    fn take_budget(&mut self, n: u64) -> bool {
-        match &mut self.budget {
-            None => true,
-            Some(left) if *left >= n => {
-                *left -= n;
-                true
-            }
-            Some(_) => {
-                self.plan.delete_limited = true;
-                false
-            }
         }
     }
 
@@ -504,7 +522,7 @@ impl Planner<'_> {
     }
 
     fn attr_fix(&mut self, a: Idx, b: Idx, change: Change) {
-        self.plan.counts.attr_fixes += 1;
+        self.out.counts.attr_fixes += 1;
         self.others.push(Action {
             op: Op::SetAttrs,
             src: a,
@@ -523,7 +541,7 @@ impl Planner<'_> {
         if size_differs {
             change |= Change::SIZE;
         }
-        if self.follower(a, b, change) {
+        if self.linked(a, b) {
             return;
         }
         let quick_same = !size_differs && !change.contains(Change::TIME);
@@ -543,10 +561,9 @@ impl Planner<'_> {
         } else {
             !quick_same
         };
-        self.lead(a, b, transfer);
         if transfer {
-            self.plan.counts.copies += 1;
-            self.plan.counts.copy_bytes += sm.size;
+            self.out.counts.copies += 1;
+            self.out.counts.copy_bytes += sm.size;
             self.others.push(Action {
                 op: Op::Copy,
                 src: a,
@@ -577,7 +594,7 @@ impl Planner<'_> {
         let dst_kind = self.dst.meta(b).kind;
         if dst_kind == Kind::Dir {
             let doomed = self.deletable(b);
-            if !self.take_budget(doomed.len() as u64) {
+            if !self.budget.take(doomed.len() as u64) {
                 return;
             }
             for &i in doomed.iter().rev() {
@@ -586,7 +603,7 @@ impl Planner<'_> {
             self.mark_replaced(b);
             self.create(a, NONE, Change::TYPE, subdirs);
         } else if self.src.meta(a).kind == Kind::Dir {
-            if !self.take_budget(1) {
+            if !self.budget.take(1) {
                 return;
             }
             self.delete(b);

@@ -132,6 +132,11 @@ pub(crate) struct Counters {
     pub literal_bytes: AtomicU64,
     pub unstable: AtomicU64,
     pub verified: AtomicU64,
+    pub src_entries: AtomicU64,
+    pub src_files: AtomicU64,
+    pub src_bytes: AtomicU64,
+    pub dst_entries: AtomicU64,
+    pub rechecked: AtomicU64,
     pub created: AtomicU64,
     pub deleted: AtomicU64,
     pub attrs_fixed: AtomicU64,
@@ -152,6 +157,11 @@ impl Counters {
         r.bytes_written = g(&self.literal_bytes);
         r.unstable = g(&self.unstable);
         r.verified = g(&self.verified);
+        r.src_entries = g(&self.src_entries);
+        r.src_files = g(&self.src_files);
+        r.src_bytes = g(&self.src_bytes);
+        r.dst_entries = g(&self.dst_entries);
+        r.rechecked = g(&self.rechecked);
         r.created = g(&self.created);
         r.deleted = g(&self.deleted);
         r.attrs_fixed = g(&self.attrs_fixed);

@@ -3,18 +3,20 @@
 //! cannot decide (`--checksum`, racy copies, files to recheck), plan, apply.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::apply::{self, walk};
 use crate::error::{Error, Side};
 use crate::filter::{DirRules, Filter};
-use crate::listing::{Idx, Kind, Listing, Meta, Time};
+use crate::listing::Meta;
 use crate::options::Options;
-use crate::plan::{self, Plan, PlanOptions};
+use crate::plan::{DeleteBudget, PlanOptions};
 use crate::report::{self, Observer, Report};
-use crate::scan::{self, Scan};
-use crate::{apply, sys};
+use crate::scan;
+use crate::sys;
 
 /// The two roots of a run, opened.
 pub(crate) struct Roots<'a> {
@@ -46,15 +48,6 @@ pub(crate) struct Run<'a> {
     obs: &'a dyn Observer,
 }
 
-/// What comparing contents found out.
-#[derive(Default)]
-struct Compared {
-    /// When the contents were read (no later than any of those reads).
-    hashed_at: Option<Time>,
-    /// Pairs compared because size and mtime could not be trusted.
-    rechecked: u64,
-}
-
 impl<'a> Run<'a> {
     pub fn new(filter: &'a Filter, opts: &'a Options, obs: &'a dyn Observer) -> Run<'a> {
         Run { filter, opts, obs }
@@ -68,49 +61,14 @@ impl<'a> Run<'a> {
             src_meta,
             dst_fd,
         } = roots;
-        let src_keep = src_fd.try_clone().map_err(|e| io_err("open", src, e))?;
-        let dst_keep = match &dst_fd {
-            Some((fd, _)) => Some(fd.try_clone().map_err(|e| io_err("open", dst, e))?),
-            None => None,
-        };
-        if let Some(fd) = dst_keep.as_ref().filter(|_| !self.opts.dry_run) {
+        let o = self.opts;
+        if let Some((fd, _)) = dst_fd.as_ref().filter(|_| !o.dry_run) {
             lock(fd, dst)?;
         }
-        // One tree after the other: each scan already keeps every core busy (one task per
-        // directory), and scanning both at once would hold two trees' intermediate results at
-        // the same moment (measured on 1,000,000 files: up to 275 MB peak instead of 215 MB).
         let src_above = above_root(self.filter, src)?;
         let dst_above = match &dst_fd {
             Some(_) => above_root(self.filter, dst)?,
             None => DirRules::default(),
-        };
-        let hl = self.opts.hard_links;
-        let xattrs = self.policy();
-        let opts = |side, above| scan::ScanOpts {
-            side,
-            filter: self.filter,
-            above,
-            hard_links: hl,
-            xattrs,
-            one_fs: self.opts.one_file_system,
-        };
-        let mut s = scan::scan(src_fd, src_meta, &opts(Side::Source, &src_above));
-        let d = dst_fd.map(|(fd, m)| scan::scan(fd, m, &opts(Side::Dest, &dst_above)));
-        let mut d = d.unwrap_or_default();
-        for e in s.errors.iter().chain(&d.errors) {
-            self.obs.error(e);
-        }
-        let o = self.opts;
-        let dst_unprotected = d.listing.len().saturating_sub(1) as u64 - d.protected;
-        if o.delete && !o.allow_empty_source && s.listing.len() == 1 && dst_unprotected > 0 {
-            return Err(Error::EmptySource {
-                src: src.to_owned(),
-                dst: dst.to_owned(),
-            });
-        }
-        let compared = match &dst_keep {
-            Some(dk) => self.compare_contents(&src_keep, &mut s, dk, &mut d),
-            None => Compared::default(),
         };
         let is_root = sys::euid() == 0;
         let owners = apply::OwnerPolicy {
@@ -121,165 +79,190 @@ impl<'a> Run<'a> {
                 Some(sys::own_groups())
             }),
         };
-        let (the_plan, deletions_disabled) = self.plan(&s, &d, &owners, compared.hashed_at);
-        self.obs.planned(&the_plan.counts);
-
-        let mut report = Report {
-            dry_run: o.dry_run,
-            src_entries: s.listing.len().saturating_sub(1) as u64,
-            dst_entries: dst_unprotected,
-            deletions_disabled,
-            delete_limited: the_plan.delete_limited,
-            errors: (s.errors.len() + d.errors.len()) as u64,
-            vanished: s.vanished,
-            rechecked: compared.rechecked,
-            ..Report::default()
+        let xattrs = crate::xattr::Policy {
+            xattrs: o.xattrs,
+            acls: o.acls,
+            root: is_root,
         };
-        count_files(&s.listing, &mut report);
-
+        let scan_opts = |side, above| scan::ScanOpts {
+            side,
+            filter: self.filter,
+            above,
+            hard_links: o.hard_links,
+            xattrs,
+            one_fs: o.one_file_system,
+        };
+        let sopts = scan_opts(Side::Source, &src_above);
+        let sctx = scan::Ctx::new(src_fd.as_fd(), &sopts);
+        let dopts = scan_opts(Side::Dest, &dst_above);
+        let dctx = match &dst_fd {
+            Some((fd, _)) => scan::Ctx::new(fd.as_fd(), &dopts),
+            None => scan::Ctx::new(src_fd.as_fd(), &dopts),
+        };
         let counters = report::Counters::default();
         let never = AtomicBool::new(false);
-        let applier = apply::Applier {
-            plan: &the_plan,
-            src: &s.listing,
-            dst: &d.listing,
-            owners,
+        let budget = DeleteBudget::new(match (o.max_delete, &dst_fd) {
+            (None, _) => None,
+            (Some(crate::MaxDelete::Count(n)), _) => Some(n),
+            (Some(m), Some((fd, _))) => Some(m.limit(count_tree(fd.as_fd()))),
+            (Some(_), None) => Some(0),
+        });
+        let sh = apply::Shared {
+            owners: owners.clone(),
             is_root,
             obs: self.obs,
             counters: &counters,
             cancel: o.cancel.as_deref().unwrap_or(&never),
             has_excludes: self.filter.protects(),
-            unlisted_dirs: &s.unlisted_dirs,
             delta: o.delta,
             inplace: o.inplace,
             verify_written: o.verify_written,
             modify_window: o.modify_window,
-            hashed_at: compared.hashed_at,
-            xattrs: self.policy(),
+            xattrs,
             order: apply::Order::new(self.obs.wants_items()),
             fsync: o.fsync,
+            dry_run: o.dry_run,
+            popts: PlanOptions {
+                delete: o.delete,
+                max_delete: None,
+                modify_window: o.modify_window,
+                checksum: o.checksum,
+                owner: owners.owner,
+                groups: owners.groups.clone(),
+                hashed_at: None,
+                hard_links: o.hard_links,
+            },
+            budget: Mutex::new(budget),
+            deferred: Mutex::new(Vec::new()),
+            linked: Mutex::new(Vec::new()),
+            src_failed: AtomicBool::new(false),
+            filter: self.filter,
+            recheck: o.recheck.iter().cloned().collect(),
+            checksum: o.checksum,
+            dst_dev: match (&dst_fd, o.one_file_system) {
+                (Some((fd, _)), n) if n > 0 => sys::device_of(fd.as_fd()).unwrap_or(0),
+                _ => 0,
+            },
+            copy_method: sys::CopyMethod::default(),
+            umask: sys::umask(),
         };
-        if o.dry_run {
-            applier.simulate();
-        } else if !the_plan.is_empty() {
-            let dst_root = match dst_keep {
-                Some(fd) => fd,
-                None => {
-                    sys::mkdir_path(dst).map_err(|e| io_err("create destination", dst, e))?;
-                    let fd =
-                        sys::open_dir_path(dst).map_err(|e| io_err("open destination", dst, e))?;
-                    lock(&fd, dst)?;
-                    applier.root_created();
-                    fd
-                }
-            };
-            applier.group(0, &dst_root, &src_keep);
-            if !the_plan.leaders.is_empty() {
-                applier.links(&dst_root);
+        let src_keep = src_fd.try_clone().map_err(|e| io_err("open", src, e))?;
+        let first_sides = walk::Sides {
+            src: &sctx,
+            dst: &dctx,
+            src_root: src_keep.as_fd(),
+            dst_root: None,
+        };
+        let sxattrs = sctx.dir_xattrs(src_fd.as_fd());
+        let (dfd, dmeta, dxattrs) = match dst_fd {
+            Some((fd, m)) => {
+                let x = dctx.dir_xattrs(fd.as_fd());
+                (Some(fd), Some(m), x)
             }
-            applier.flush();
+            None => (None, None, Vec::new()),
+        };
+        let node = sh.order.root();
+        let mut job = walk::Job {
+            path: Vec::new(),
+            sfd: src_fd,
+            dfd,
+            smeta: src_meta,
+            sxattrs,
+            dmeta,
+            dxattrs,
+            srules: src_above.clone(),
+            drules: dst_above.clone(),
+            node,
+            depth: 0,
+        };
+        let first = walk::read(&sh, &first_sides, &job);
+        let dst_has = (1..first.dst.listing.len() as crate::listing::Idx)
+            .any(|i| !first.dst.listing.meta(i).protected);
+        if o.delete && !o.allow_empty_source && first.src.listing.len() == 1 && dst_has {
+            return Err(Error::EmptySource {
+                src: src.to_owned(),
+                dst: dst.to_owned(),
+            });
         }
+        if job.dmeta.is_none() {
+            // DST does not exist: made first (its attributes are set after its contents).
+            if !o.dry_run {
+                sys::mkdir_path(dst).map_err(|e| io_err("create destination", dst, e))?;
+                let fd = sys::open_dir_path(dst).map_err(|e| io_err("open destination", dst, e))?;
+                lock(&fd, dst)?;
+                job.dfd = Some(fd);
+            }
+            report::Counters::add(&counters.created, 1);
+            sh.order.done(node, 0, root_line(self.obs), self.obs);
+        }
+        let dst_keep = match &job.dfd {
+            Some(fd) => Some(fd.try_clone().map_err(|e| io_err("open", dst, e))?),
+            None => None,
+        };
+        let sides = walk::Sides {
+            dst_root: dst_keep.as_ref().map(|d| d.as_fd()),
+            ..first_sides
+        };
+        walk::walk(&sh, &sides, job, Some(first));
+
+        let members = std::mem::take(&mut *sh.linked.lock().unwrap_or_else(|p| p.into_inner()));
+        if !members.is_empty() {
+            let d = dst_keep.as_ref().unwrap_or(&src_keep);
+            apply::links::run_links(&sh, src_keep.as_fd(), d.as_fd(), members);
+        }
+        let failed = sh.src_failed.load(Ordering::Relaxed);
+        let deferred = std::mem::take(&mut *sh.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        if !failed
+            && !deferred.is_empty()
+            && let Some(d) = &dst_keep
+        {
+            apply::delete::run_deferred(&sh, d.as_fd(), deferred);
+        }
+        sh.order.abandon(node, self.obs);
+        let mut report = Report {
+            dry_run: o.dry_run,
+            deletions_disabled: o.delete && failed,
+            delete_limited: sh.budget.lock().unwrap_or_else(|p| p.into_inner()).limited,
+            ..Report::default()
+        };
         counters.fill(&mut report);
+        report.vanished += sctx.vanished();
         Ok(report)
     }
-
-    /// The extended attributes the run mirrors.
-    fn policy(&self) -> crate::xattr::Policy {
-        crate::xattr::Policy {
-            xattrs: self.opts.xattrs,
-            acls: self.opts.acls,
-            root: sys::euid() == 0,
-        }
-    }
-
-    /// Hashes the pairs whose contents decide: every same-size pair with `--checksum`; without
-    /// it the racy copies and the files to recheck (see [`crate::racy`]).
-    fn compare_contents(
-        &self,
-        src_fd: &OwnedFd,
-        s: &mut Scan,
-        dst_fd: &OwnedFd,
-        d: &mut Scan,
-    ) -> Compared {
-        let mut recheck: Vec<Idx> = self
-            .opts
-            .recheck
-            .iter()
-            .filter_map(|p| s.listing.find(p))
-            .collect();
-        recheck.sort_unstable();
-        let which = if self.opts.checksum {
-            scan::Compare::All
-        } else if d.racy > 0 || !recheck.is_empty() {
-            scan::Compare::Untrusted {
-                window: self.opts.modify_window,
-                recheck: &recheck,
-            }
-        } else {
-            return Compared::default();
-        };
-        let hashed_at = Some(sys::now());
-        let n = scan::fill_checksums(
-            src_fd.as_fd(),
-            &mut s.listing,
-            dst_fd.as_fd(),
-            &mut d.listing,
-            &which,
-        );
-        Compared {
-            hashed_at,
-            rechecked: if self.opts.checksum { 0 } else { n },
-        }
-    }
-
-    /// The plan, and whether deletions were disabled (after a source read error, or because a
-    /// file that must be copied cannot be read).
-    fn plan(
-        &self,
-        s: &Scan,
-        d: &Scan,
-        owners: &apply::OwnerPolicy,
-        hashed_at: Option<Time>,
-    ) -> (Plan, bool) {
-        let o = self.opts;
-        let dst_entries = d.listing.len().saturating_sub(1) as u64 - d.protected;
-        let mut popts = PlanOptions {
-            delete: o.delete && s.errors.is_empty(),
-            max_delete: o.max_delete.map(|m| m.limit(dst_entries)),
-            modify_window: o.modify_window,
-            checksum: o.checksum,
-            owner: owners.owner,
-            groups: owners.groups.clone(),
-            hashed_at,
-            hard_links: o.hard_links,
-        };
-        let the_plan = plan::plan(&s.listing, &d.listing, &popts);
-        if popts.delete && must_copy_unreadable(&the_plan, &s.unreadable) {
-            // The copy of a file we may not read will fail: like a read error during the scan,
-            // that disables deletions for this run.
-            popts.delete = false;
-            return (plan::plan(&s.listing, &d.listing, &popts), true);
-        }
-        (the_plan, o.delete && !s.errors.is_empty())
-    }
 }
 
-/// True when the plan copies one of the `unreadable` source files (sorted indexes).
-fn must_copy_unreadable(p: &Plan, unreadable: &[Idx]) -> bool {
-    !unreadable.is_empty()
-        && p.actions
-            .iter()
-            .any(|a| a.op == plan::Op::Copy && unreadable.binary_search(&a.src).is_ok())
+/// The line of DST's root when this run creates it: `cd+++++++++ ./`.
+fn root_line(obs: &dyn Observer) -> Option<apply::Line> {
+    use crate::itemize::{Change, Update, field};
+    use crate::listing::Kind;
+    obs.wants_items().then(|| apply::Line {
+        field: field(Update::Local, Kind::Dir, Change::NEW),
+        op: crate::plan::Op::Mkdir,
+        kind: Kind::Dir,
+        path: Vec::new(),
+        link: None,
+        bytes: 0,
+    })
 }
 
-fn count_files(l: &Listing, r: &mut Report) {
-    for i in 1..l.len() as u32 {
-        let m = l.meta(i);
-        if m.kind == Kind::File {
-            r.src_files += 1;
-            r.src_bytes += m.size;
-        }
+/// The entries of the tree under `root` (root excluded), counted by reading its directories
+/// (no `lstat` unless the directory entry does not say its type): the base of
+/// `--max-delete=P%`.
+fn count_tree(root: BorrowedFd<'_>) -> u64 {
+    use rayon::prelude::*;
+    let mut names = Vec::new();
+    if sys::read_dir_types_at(root, &mut names).is_err() {
+        return 0;
     }
+    let n = names.len() as u64;
+    n + names
+        .par_iter()
+        .filter(|(_, is_dir)| *is_dir)
+        .map(|(name, _)| match sys::open_dir_at(root, name) {
+            Ok(fd) => count_tree(fd.as_fd()),
+            Err(_) => 0,
+        })
+        .sum::<u64>()
 }
 
 fn io_err(op: &'static str, path: &Path, source: io::Error) -> Error {

@@ -22,17 +22,6 @@ pub struct Scan {
     pub listing: Listing,
     /// Entries or directories that could not be read.
     pub errors: Vec<FileError>,
-    /// Entries that disappeared between listing their directory and `lstat`.
-    pub vanished: u64,
-    /// DST regular files whose copies are racy (see [`crate::racy`]).
-    pub racy: u64,
-    /// DST entries protected from deletion by the filter rules.
-    pub protected: u64,
-    /// Regular files of SRC the (non-root) user may not read, in index order. A run that must
-    /// copy one of them makes no deletions (see [`crate::sync`]).
-    pub unreadable: Vec<Idx>,
-    /// Directories that could not be opened (already reported in `errors`), in index order.
-    pub unlisted_dirs: Vec<Idx>,
 }
 
 struct Item {
@@ -54,17 +43,14 @@ struct DirNode {
     arena: Vec<u8>,
     items: Vec<Item>,
     subdirs: Vec<DirNode>,
-    /// The directory could not be opened; the error is in the context.
-    unlisted: bool,
 }
 
-struct Ctx<'a> {
+/// How one side is scanned, shared by every directory of a run.
+pub(crate) struct Ctx<'a> {
     side: Side,
     filter: &'a Filter,
     errors: Mutex<Vec<FileError>>,
     vanished: AtomicU64,
-    racy: AtomicU64,
-    protected: AtomicU64,
     /// Record the inodes of files with several links (`-H`).
     hard_links: bool,
     xattrs: crate::xattr::Policy,
@@ -75,7 +61,50 @@ struct Ctx<'a> {
     check_read: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The scan context of one side of a run whose root is `root`.
+    pub fn new(root: BorrowedFd<'_>, o: &ScanOpts<'a>) -> Ctx<'a> {
+        Ctx {
+            side: o.side,
+            filter: o.filter,
+            errors: Mutex::new(Vec::new()),
+            vanished: AtomicU64::new(0),
+            hard_links: o.hard_links,
+            xattrs: o.xattrs,
+            one_fs: o.one_fs,
+            root_dev: if o.one_fs > 0 {
+                sys::device_of(root).unwrap_or(0)
+            } else {
+                0
+            },
+            check_read: o.side == Side::Source && sys::euid() != 0,
+        }
+    }
+
+    /// The errors reported since the last call.
+    pub fn take_errors(&self) -> Vec<FileError> {
+        std::mem::take(&mut *self.errors.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Entries that vanished between listing and `lstat` so far.
+    pub fn vanished(&self) -> u64 {
+        self.vanished.load(Ordering::Relaxed)
+    }
+
+    /// The extended attributes of the directory open as `fd` (`-X`, `-A`).
+    pub fn dir_xattrs(&self, fd: BorrowedFd<'_>) -> crate::sys::Xattrs {
+        if !self.xattrs.any() {
+            return Vec::new();
+        }
+        match sys::xattrs_of(sys::XattrTarget::Fd(fd), &|n| self.xattrs.keeps(n)) {
+            Ok(x) => x,
+            Err(e) => {
+                self.error("read extended attributes of", Vec::new(), e);
+                Vec::new()
+            }
+        }
+    }
+
     fn error(&self, op: &'static str, path: Vec<u8>, source: io::Error) {
         let e = FileError {
             op,
@@ -107,29 +136,13 @@ pub struct ScanOpts<'a> {
 
 /// Scans the tree under the open directory `root` whose own attributes are `root_meta`.
 pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
-    let (side, filter, above, hard_links) = (o.side, o.filter, o.above, o.hard_links);
+    let above = o.above;
     let root_xattrs = if o.xattrs.any() {
         sys::xattrs_at(root.as_fd(), b".", &|n| o.xattrs.keeps(n))
     } else {
         Ok(Vec::new())
     };
-    let ctx = Ctx {
-        side,
-        filter,
-        errors: Mutex::new(Vec::new()),
-        vanished: AtomicU64::new(0),
-        racy: AtomicU64::new(0),
-        protected: AtomicU64::new(0),
-        hard_links,
-        xattrs: o.xattrs,
-        one_fs: o.one_fs,
-        root_dev: if o.one_fs > 0 {
-            sys::device_of(root.as_fd()).unwrap_or(0)
-        } else {
-            0
-        },
-        check_read: side == Side::Source && sys::euid() != 0,
-    };
+    let ctx = Ctx::new(root.as_fd(), o);
     let node = scan_dir(root, Vec::new(), &ctx, above);
     let (entries, bytes) = node.totals();
     let mut listing = Listing::with_root_capacity(root_meta, entries, bytes);
@@ -140,18 +153,11 @@ pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
         Ok(_) => {}
         Err(e) => ctx.error("read extended attributes of", Vec::new(), e),
     }
-    let mut unreadable = Vec::new();
-    let mut unlisted_dirs = Vec::new();
-    flatten(node, 0, &mut listing, &mut unreadable, &mut unlisted_dirs);
+    flatten(node, 0, &mut listing, &mut Vec::new());
     listing.close(0);
     Scan {
         listing,
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
-        vanished: ctx.vanished.load(Ordering::Relaxed),
-        racy: ctx.racy.load(Ordering::Relaxed),
-        protected: ctx.protected.load(Ordering::Relaxed),
-        unreadable,
-        unlisted_dirs,
     }
 }
 
@@ -216,15 +222,66 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>, parent_rules: &DirRules) 
                 }
                 Err(e) => {
                     ctx.error("open directory", child_path, e);
-                    DirNode {
-                        unlisted: true,
-                        ..DirNode::default()
-                    }
+                    DirNode::default()
                 }
             }
         })
         .collect();
     node
+}
+
+/// One directory read by [`read_dir`].
+pub(crate) struct DirScan {
+    /// The directory (index 0, with the attributes given) and its entries (listed without
+    /// their own contents).
+    pub listing: Listing,
+    /// The filter rules in effect in the directory (its parent's and its own per-directory
+    /// files'): what its subdirectories inherit.
+    pub rules: DirRules,
+    /// Regular files the (non-root) user may not read, in index order.
+    pub unreadable: Vec<Idx>,
+}
+
+/// Reads the entries of the open directory `dir` (at `path`, with attributes `meta`) and
+/// `lstat`s each relative to it; errors go to `ctx`.
+pub(crate) fn read_dir(
+    ctx: &Ctx<'_>,
+    dfd: BorrowedFd<'_>,
+    path: &[u8],
+    meta: Meta,
+    parent_rules: &DirRules,
+) -> DirScan {
+    let mut node = DirNode::default();
+    let mut names = Vec::new();
+    let mut name_arena = Vec::new();
+    let mut rules = parent_rules.clone();
+    match sys::read_names_at(dfd, &mut name_arena, &mut names) {
+        Ok(()) => {
+            rules = dir_rules(dfd, path, &names, &name_arena, ctx, parent_rules);
+            node.arena.reserve(name_arena.len());
+            node.items.reserve(names.len());
+            for (off, len) in names {
+                let name = &name_arena[off as usize..off as usize + len as usize];
+                if let Some(item) = stat_entry(dfd, name, path, &mut node.arena, ctx, &rules) {
+                    node.items.push(item);
+                }
+            }
+            let arena = &node.arena;
+            node.items
+                .sort_unstable_by(|a, b| item_name(arena, a).cmp(item_name(arena, b)));
+        }
+        Err(e) => ctx.error("read directory", path.to_vec(), e),
+    }
+    let (entries, bytes) = (node.items.len(), node.arena.len());
+    let mut listing = Listing::with_root_capacity(meta, entries, bytes);
+    let mut unreadable = Vec::new();
+    flatten(node, 0, &mut listing, &mut unreadable);
+    listing.close(0);
+    DirScan {
+        listing,
+        rules,
+        unreadable,
+    }
 }
 
 fn item_name<'a>(arena: &'a [u8], i: &Item) -> &'a [u8] {
@@ -312,9 +369,6 @@ fn stat_entry(
     let mut meta = sys::meta_of(&st)?;
     if ctx.side == Side::Dest && meta.kind == Kind::File {
         meta.racy = crate::racy::is_racy(meta.mtime, sys::atime_of(&st));
-        if meta.racy {
-            ctx.racy.fetch_add(1, Ordering::Relaxed);
-        }
     }
     let mut skip = false;
     if ctx.one_fs > 0 && meta.kind == Kind::Dir && st.st_dev != ctx.root_dev {
@@ -340,7 +394,6 @@ fn stat_entry(
                     .decide(rules, &full, name, is_dir, FSide::Receiver);
                 if let Verdict::Exclude { plain } = v {
                     meta.protected = true;
-                    ctx.protected.fetch_add(1, Ordering::Relaxed);
                     // A directory SRC leaves out too is kept whole: no need to read it. One
                     // SRC may send (a protect rule) is read, so its contents are mirrored.
                     skip = is_dir
@@ -399,13 +452,7 @@ impl DirNode {
 
 /// Appends the subtree in pre-order, consuming it: each directory's scan is freed as soon as it
 /// is copied, so the peak is about one copy of the tree, not two.
-fn flatten(
-    node: DirNode,
-    parent: Idx,
-    out: &mut Listing,
-    unreadable: &mut Vec<Idx>,
-    unlisted: &mut Vec<Idx>,
-) {
+fn flatten(node: DirNode, parent: Idx, out: &mut Listing, unreadable: &mut Vec<Idx>) {
     let DirNode {
         arena,
         items,
@@ -432,10 +479,7 @@ fn flatten(
             // A directory not scanned has no node (see `Item::skip`).
             let sub = if item.skip { None } else { subdirs.next() };
             if let Some(sub) = sub {
-                if sub.unlisted {
-                    unlisted.push(idx);
-                }
-                flatten(sub, idx, out, unreadable, unlisted);
+                flatten(sub, idx, out, unreadable);
             }
             out.close(idx);
         }

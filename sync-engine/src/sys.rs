@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rustix::fs::{self as rfs, AtFlags, CWD, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
@@ -68,6 +68,53 @@ pub fn meta_of(st: &Stat) -> Option<Meta> {
         protected: false,
         mount: false,
     })
+}
+
+/// Reads the names of the open directory `dir` (without `.` and `..`) into `arena`, recording
+/// `(offset, length)` of each in `names` (`getdents64` straight into a buffer; the handle stays
+/// the caller's, for the `*at` calls on the entries).
+pub fn read_names_at(
+    dir: BorrowedFd<'_>,
+    arena: &mut Vec<u8>,
+    names: &mut Vec<(u32, u16)>,
+) -> io::Result<()> {
+    let mut buf: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(32 << 10);
+    buf.resize(32 << 10, std::mem::MaybeUninit::uninit());
+    let mut it = rfs::RawDir::new(dir, &mut buf[..]);
+    while let Some(entry) = it.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        names.push((arena.len() as u32, name.len() as u16));
+        arena.extend_from_slice(name);
+    }
+    Ok(())
+}
+
+/// The names of the open directory `dir` with whether each is a directory (from the entry's
+/// type; `lstat` only where the filesystem does not say).
+pub fn read_dir_types_at(dir: BorrowedFd<'_>, out: &mut Vec<(Vec<u8>, bool)>) -> io::Result<()> {
+    let mut buf: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(32 << 10);
+    buf.resize(32 << 10, std::mem::MaybeUninit::uninit());
+    let mut it = rfs::RawDir::new(dir, &mut buf[..]);
+    while let Some(entry) = it.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            FileType::Directory => true,
+            FileType::Unknown => lstat_at(dir, name)
+                .map(|st| st.st_mode & 0o170000 == 0o040000)
+                .unwrap_or(false),
+            _ => false,
+        };
+        out.push((name.to_vec(), is_dir));
+    }
+    Ok(())
 }
 
 /// An open directory being listed; [`DirHandle::fd`] serves the `*at` calls on its entries.
@@ -217,9 +264,32 @@ pub fn with_temp_name<T>(
 }
 
 /// Creates a new file `name` in `dir` for writing and reading back (mode 0600, must not exist).
+#[cfg(test)]
 pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    create_file_mode_at(dir, name, 0o600)
+}
+
+/// [`create_file_at`] with the permission bits `perm` (before the umask).
+pub fn create_file_mode_at(dir: BorrowedFd<'_>, name: &[u8], perm: u32) -> io::Result<OwnedFd> {
     let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    Ok(rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?)
+    Ok(rfs::openat(dir, name, flags, Mode::from_raw_mode(perm))?)
+}
+
+/// The process's umask, read from `/proc/self/status` (Linux 4.7 and later); `None` when it
+/// cannot be read (then nothing may assume what a new file's mode is).
+pub fn umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
+/// True unless the directory open as `dir` certainly has no default ACL (which would decide
+/// the modes of new files instead of the umask).
+pub fn may_have_default_acl(dir: BorrowedFd<'_>) -> bool {
+    !matches!(
+        rfs::fgetxattr(dir, c"system.posix_acl_default", &mut [0u8; 0][..]),
+        Err(Errno::NODATA | Errno::OPNOTSUPP)
+    )
 }
 
 /// Opens regular file `name` in `dir` for reading, without following a symlink. `O_NONBLOCK`:
@@ -353,11 +423,24 @@ pub fn set_attrs_fd(
     owner: Owner,
     atime: Option<Time>,
 ) -> io::Result<()> {
+    set_attrs_fd_with(fd, meta, owner, true, atime)
+}
+
+/// [`set_attrs_fd`], leaving the mode alone unless `chmod` (a new file created with it).
+pub fn set_attrs_fd_with(
+    fd: BorrowedFd<'_>,
+    meta: &Meta,
+    owner: Owner,
+    chmod: bool,
+    atime: Option<Time>,
+) -> io::Result<()> {
     if owner.uid.is_some() || owner.gid.is_some() {
         let (u, g) = chown_ids(owner);
         chown_tolerant(rfs::fchown(fd, u, g), owner)?;
     }
-    rfs::fchmod(fd, Mode::from_raw_mode(meta.perm))?;
+    if chmod {
+        rfs::fchmod(fd, Mode::from_raw_mode(meta.perm))?;
+    }
     rfs::futimens(fd, &timestamps(meta.mtime, atime))?;
     Ok(())
 }
@@ -413,32 +496,76 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Copies all of `src` (from offset 0 to its end) into `dst`: `copy_file_range` (which reflinks
-/// or copies in the kernel), with a plain read/write fallback when the kernel refuses (across
-/// filesystems, unsupported filesystems). Returns the bytes copied.
-pub fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, cancel: &AtomicBool) -> io::Result<u64> {
-    let (mut off_in, mut off_out) = (0u64, 0u64);
-    loop {
+/// How file data is copied in the kernel, learned once per run: `copy_file_range` (which can
+/// reflink), or `sendfile` once the kernel said the two filesystems cannot `copy_file_range`
+/// (EXDEV), or a user-space buffer once neither works.
+#[derive(Debug, Default)]
+pub struct CopyMethod(AtomicU8);
+
+const BY_RANGE: u8 = 0;
+const BY_SENDFILE: u8 = 1;
+const BY_BUFFER: u8 = 2;
+
+/// Copies `src` (from offset 0) into `dst`, whose file position must be 0: `len` bytes, or
+/// fewer when the source ends first; one call for a small file, no end-of-file probe (a source
+/// that grew shows in its size afterwards, which the caller compares). Returns the bytes
+/// copied.
+pub fn copy_data(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    len: u64,
+    method: &CopyMethod,
+    cancel: &AtomicBool,
+) -> io::Result<u64> {
+    let mut off = 0u64;
+    while off < len && method.0.load(Ordering::Relaxed) == BY_RANGE {
         if cancel.load(Ordering::Relaxed) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
-        match rfs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), CHUNK) {
-            Ok(0) => return Ok(off_out),
+        let want = (len - off).min(CHUNK as u64) as usize;
+        let mut off_out = off;
+        match rfs::copy_file_range(src, Some(&mut off), dst, Some(&mut off_out), want) {
+            Ok(0) => return Ok(off),
             Ok(_) => {}
-            Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL | Errno::BADF) => {
-                return copy_fallback(src, dst, off_in, off_out, cancel);
+            Err(Errno::XDEV) => method.0.store(BY_SENDFILE, Ordering::Relaxed),
+            Err(Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL | Errno::BADF) => {
+                return copy_buffered(src, dst, off, len, cancel);
             }
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
+    if off > 0 && off < len {
+        // `copy_file_range` copied a part, positionally: `sendfile` writes at the position.
+        rfs::seek(dst, rfs::SeekFrom::Start(off))?;
+    }
+    while off < len && method.0.load(Ordering::Relaxed) == BY_SENDFILE {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        let want = (len - off).min(CHUNK as u64) as usize;
+        match rfs::sendfile(dst, src, Some(&mut off), want) {
+            Ok(0) => return Ok(off),
+            Ok(_) => {}
+            Err(Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) => {
+                method.0.store(BY_BUFFER, Ordering::Relaxed);
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if off < len {
+        return copy_buffered(src, dst, off, len, cancel);
+    }
+    Ok(off)
 }
 
-fn copy_fallback(
+/// The user-space copy from `off` up to `len` bytes (positional writes).
+fn copy_buffered(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
-    mut off_in: u64,
-    mut off_out: u64,
+    mut off: u64,
+    len: u64,
     cancel: &AtomicBool,
 ) -> io::Result<u64> {
     BUF.with(|b| {
@@ -446,31 +573,23 @@ fn copy_fallback(
         if buf.is_empty() {
             buf.resize(256 << 10, 0);
         }
-        loop {
+        while off < len {
             if cancel.load(Ordering::Relaxed) {
                 return Err(io::Error::from(io::ErrorKind::Interrupted));
             }
-            let n = match rustix::io::pread(src, &mut buf[..], off_in) {
+            let want = ((len - off) as usize).min(buf.len());
+            let n = match rustix::io::pread(src, &mut buf[..want], off) {
                 Ok(n) => n,
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             };
             if n == 0 {
-                return Ok(off_out);
+                break;
             }
-            off_in += n as u64;
-            let mut done = 0;
-            while done < n {
-                match rustix::io::pwrite(dst, &buf[done..n], off_out) {
-                    Ok(w) => {
-                        done += w;
-                        off_out += w as u64;
-                    }
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            pwrite_all(dst, &buf[..n], off)?;
+            off += n as u64;
         }
+        Ok(off)
     })
 }
 
@@ -855,4 +974,11 @@ pub fn device_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// Truncates an open file to `len` bytes.
 pub fn truncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     Ok(rfs::ftruncate(fd, len)?)
+}
+
+/// Empties the file open as `fd` and moves its position back to 0, for [`copy_data`].
+pub fn reset(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rfs::ftruncate(fd, 0)?;
+    rfs::seek(fd, rfs::SeekFrom::Start(0))?;
+    Ok(())
 }

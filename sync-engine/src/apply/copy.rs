@@ -19,13 +19,16 @@ impl Applier<'_> {
     pub(super) fn copy(&self, d: BorrowedFd<'_>, s: BorrowedFd<'_>, a: &Action) {
         match self.copy_file(d, s, a) {
             Some(c) => self.copied(a, &c),
-            None => self.order_skip(a),
+            None => self.skip(a.slot),
         }
     }
 
-    /// Copies the file of action `a`; `None` when it was not (reported already).
+    /// Copies the file of action `a`; `None` when it was not (reported already). SRC's file
+    /// is not stat-ed before it is read: the scan's attributes are the "before" that the
+    /// `fstat` after the read is compared with, so a change since the scan is caught too.
     fn copy_file(&self, d: BorrowedFd<'_>, s: BorrowedFd<'_>, a: &Action) -> Option<Copied> {
         let name = self.src.name(a.src);
+        let before = *self.src.meta(a.src);
         let src = match sys::open_read_at(s, name) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -37,28 +40,16 @@ impl Applier<'_> {
                 return None;
             }
         };
-        let st = match sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st)) {
-            Ok(Some(m)) if m.kind == Kind::File => m,
-            Ok(_) => {
-                self.warn_vanished(a.src);
-                return None;
-            }
-            Err(e) => {
-                self.fail("stat", Side::Source, self.src, a.src, e);
-                return None;
-            }
-        };
         if self.inplace {
-            match self.update_in_place(d, &src, st, a) {
+            match self.update_in_place(d, &src, before, a) {
                 Ok(Some(c)) => return Some(c),
                 Ok(None) => {}
-                Err(e) => {
-                    self.fail("update in place", Side::Dest, self.src, a.src, e);
-                    return None;
-                }
+                Err(e) => return self.copy_failed(&src, "update in place", a, e),
             }
         }
-        let (tmpf, tmp) = match sys::with_temp_name(name, |t| sys::create_file_at(d, t)) {
+        let created = self.creation_mode(d, before.perm);
+        let made = sys::with_temp_name(name, |t| sys::create_file_mode_at(d, t, created));
+        let (tmpf, tmp) = match made {
             Ok(v) => v,
             Err(e) => {
                 self.fail("create temporary file for", Side::Dest, self.src, a.src, e);
@@ -66,12 +57,13 @@ impl Applier<'_> {
             }
         };
         let r = self
-            .delta_into(d, &src, st, &tmpf, &tmp, a)
+            .delta_into(d, &src, before, &tmpf, &tmp, a)
             .transpose()
-            .unwrap_or_else(|| self.copy_checked(&src, st, &tmpf, a.src))
+            .unwrap_or_else(|| self.copy_checked(&src, before, &tmpf, a.src))
             .and_then(|c| {
-                let owner = self.owners.for_meta(&c.meta);
-                sys::set_attrs_fd(tmpf.as_fd(), &c.meta, owner, Some(c.read_at))?;
+                let owner = self.new_file_owner(tmpf.as_fd(), &c.meta)?;
+                let chmod = c.meta.perm != created;
+                sys::set_attrs_fd_with(tmpf.as_fd(), &c.meta, owner, chmod, Some(c.read_at))?;
                 self.put_xattrs(sys::XattrTarget::Fd(tmpf.as_fd()), None, a.src)?;
                 if self.fsync {
                     sys::fsync(tmpf.as_fd())?;
@@ -83,10 +75,64 @@ impl Applier<'_> {
             Ok(c) => Some(c),
             Err(e) => {
                 let _ = sys::unlink_at(d, tmp.as_bytes(), false);
-                self.fail("copy", Side::Dest, self.src, a.src, e);
-                None
+                self.copy_failed(&src, "copy", a, e)
             }
         }
+    }
+
+    /// Reports a failed copy: as a vanished file when SRC's name no longer holds a regular
+    /// file (a FIFO or device swapped in is never copied), else as an error.
+    fn copy_failed(
+        &self,
+        src: &OwnedFd,
+        op: &'static str,
+        a: &Action,
+        e: io::Error,
+    ) -> Option<Copied> {
+        let regular = matches!(sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st)),
+            Ok(Some(m)) if m.kind == Kind::File);
+        if regular || e.kind() == io::ErrorKind::Interrupted {
+            self.fail(op, Side::Dest, self.src, a.src, e);
+        } else {
+            self.warn_vanished(a.src);
+        }
+        None
+    }
+
+    /// The mode a temporary file for a file with permissions `perm` is created with: `perm`
+    /// itself when the kernel will give it exactly that (no setuid/setgid/sticky bit, readable
+    /// and writable by its owner, nothing the umask clears, no default ACL in the directory,
+    /// no `-A`), so no `fchmod` follows; else 0600 until the content is complete.
+    fn creation_mode(&self, d: BorrowedFd<'_>, perm: u32) -> u32 {
+        let exact = perm & 0o7000 == 0
+            && perm & 0o600 == 0o600
+            && !self.xattrs.acls
+            && self.umask.is_some_and(|u| u & perm == 0)
+            && !*self
+                .new_files
+                .default_acl
+                .get_or_init(|| sys::may_have_default_acl(d));
+        if exact { perm } else { 0o600 }
+    }
+
+    /// The owner and group to set on a new file created in this directory: only what differs
+    /// from what the kernel gave it (learned from the first new file of the directory).
+    fn new_file_owner(&self, tmp: BorrowedFd<'_>, meta: &Meta) -> io::Result<sys::Owner> {
+        let want = self.owners.for_meta(meta);
+        if want.uid.is_none() && want.gid.is_none() {
+            return Ok(want);
+        }
+        let (uid, gid) = match self.new_files.owner.get() {
+            Some(&v) => v,
+            None => {
+                let st = sys::fstat(tmp)?;
+                *self.new_files.owner.get_or_init(|| (st.st_uid, st.st_gid))
+            }
+        };
+        Ok(sys::Owner {
+            uid: want.uid.filter(|&u| u != uid),
+            gid: want.gid.filter(|&g| g != gid),
+        })
     }
 
     /// Reports a finished copy.
@@ -145,7 +191,7 @@ impl Applier<'_> {
                 && after.mtime == before.mtime
                 && stats.len == after.size
             {
-                tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = stats.len,
+                tracing::debug!(path = %self.full(self.src, a.src).escape_ascii(), bytes = stats.len,
                     written = stats.written, reflinked = stats.reflinked, "delta");
                 return Ok(Some(Copied {
                     meta: after,
@@ -158,13 +204,13 @@ impl Applier<'_> {
         }
         match outcome {
             Ok(Outcome::Mismatch) => tracing::warn!(
-                path = %self.src.path(a.src).escape_ascii(),
+                path = %self.full(self.src, a.src).escape_ascii(),
                 "delta result differs from the source: copying the whole file"
             ),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
             _ => {}
         }
-        sys::truncate(tmpf.as_fd(), 0)?;
+        sys::reset(tmpf.as_fd())?;
         Ok(None)
     }
 
@@ -188,7 +234,7 @@ impl Applier<'_> {
                 return Ok(c);
             }
             if attempt == 0 {
-                tracing::warn!(path = %self.src.path(idx).escape_ascii(),
+                tracing::warn!(path = %self.full(self.src, idx).escape_ascii(),
                     "the copy reads back different from the source: copying it again");
                 c = self.copy_into(src, before, tmp, idx, false)?;
                 if c.unstable {
@@ -214,16 +260,23 @@ impl Applier<'_> {
         idx: Idx,
         empty: bool,
     ) -> io::Result<Copied> {
-        self.read_stable(src, before, idx, |attempt| {
+        self.read_stable(src, before, idx, |attempt, len| {
             if attempt > 0 || !empty {
-                sys::truncate(tmp.as_fd(), 0)?;
+                sys::reset(tmp.as_fd())?;
             }
-            let n = sys::copy_data(src.as_fd(), tmp.as_fd(), self.cancel)?;
+            let n = sys::copy_data(
+                src.as_fd(),
+                tmp.as_fd(),
+                len,
+                &self.copy_method,
+                self.cancel,
+            )?;
             Ok((n, n))
         })
     }
 
-    /// Runs `transfer(attempt)` (which returns the bytes of content and the bytes written) until the
+    /// Runs `transfer(attempt, expected size)` (which returns the bytes of content and the bytes
+    /// written) until the
     /// source's size and mtime are the same before and after it, at most twice; see
     /// [`Applier::copy_into`].
     fn read_stable(
@@ -231,15 +284,15 @@ impl Applier<'_> {
         src: &OwnedFd,
         mut before: Meta,
         idx: Idx,
-        mut transfer: impl FnMut(u32) -> io::Result<(u64, u64)>,
+        mut transfer: impl FnMut(u32, u64) -> io::Result<(u64, u64)>,
     ) -> io::Result<Copied> {
         let mut written = 0;
         for attempt in 0..2 {
             let read_at = sys::now();
-            let (n, w) = transfer(attempt)?;
+            let (n, w) = transfer(attempt, before.size)?;
             written += w;
             let after = sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st))?;
-            let Some(after) = after else {
+            let Some(after) = after.filter(|m| m.kind == Kind::File) else {
                 return Err(io::Error::other("source changed type"));
             };
             if after.size == before.size && after.mtime == before.mtime && n == after.size {
@@ -253,7 +306,7 @@ impl Applier<'_> {
             }
             if attempt == 1 {
                 self.obs.warning(&Warning::ChangedDuringCopy {
-                    path: &self.src.path(idx),
+                    path: &self.full(self.src, idx),
                 });
                 Counters::add(&self.counters.unstable, 1);
                 return Ok(Copied {
@@ -294,7 +347,7 @@ impl Applier<'_> {
             _ => return Ok(None),
         }
         sys::stamp_fd(dst.as_fd(), sys::now())?;
-        let mut c = self.read_stable(src, before, a.src, |_| {
+        let mut c = self.read_stable(src, before, a.src, |_, _| {
             let p = delta::update_in_place(src.as_fd(), dst.as_fd(), self.cancel)?;
             Ok((p.len, p.written))
         })?;
@@ -310,7 +363,7 @@ impl Applier<'_> {
         if self.fsync {
             sys::fsync(dst.as_fd())?;
         }
-        tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = c.meta.size,
+        tracing::debug!(path = %self.full(self.src, a.src).escape_ascii(), bytes = c.meta.size,
             written = c.written, "updated in place");
         Ok(Some(c))
     }

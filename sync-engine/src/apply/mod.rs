@@ -1,30 +1,37 @@
-//! Executes a [`Plan`] in parallel. Each group works inside one DST directory through an open
-//! handle (children are opened from their parent's handle with `O_NOFOLLOW`), so nothing is
-//! ever written through a symlink in DST. Within a group: deletions and directory creations in
-//! plan order, then the other actions (in parallel chunks when there are many), then the child
-//! groups in parallel, then the directory's own attributes.
+//! Carrying out what the planner decided, one directory pair at a time ([`walk`]), through open
+//! directory handles: children are opened from their parent's handle with `O_NOFOLLOW`, so
+//! nothing is ever written through a symlink in DST. Within a directory: type replacements and
+//! directory creations in order, then the other actions (in parallel chunks when there are
+//! many), then the subdirectories in parallel, then the directory's own attributes. Deletions
+//! of extraneous entries wait until the whole source has been read ([`delete`]); hard links
+//! are made once every directory is done ([`links`]).
 //!
 //! New content goes to a temporary file `.NAME.XXXXXX` in the same directory and is renamed
 //! over the name after owner, mode and mtime are set, so a name only ever holds a complete old
 //! or new version, and setuid bits never sit on incomplete content.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ops::Deref;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use rayon::prelude::*;
 
 use crate::delta::Delta;
 use crate::error::{FileError, Side};
+use crate::filter::Filter;
 use crate::itemize::{Change, Update, field};
 use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time};
-use crate::plan::{Action, Op, Plan};
+use crate::plan::{Action, DeleteBudget, Op, PlanOptions};
 use crate::report::{Counters, Observer, Warning};
 use crate::sys::{self, Owner};
 
 mod copy;
+pub(crate) mod delete;
+pub(crate) mod links;
 mod order;
-pub(crate) use order::Order;
+pub(crate) mod walk;
+
+pub(crate) use order::{Line, NodeId, Order};
 
 /// Which ownership the run sets.
 #[derive(Debug, Clone)]
@@ -48,20 +55,15 @@ impl OwnerPolicy {
     }
 }
 
-/// Everything the workers share.
-pub(crate) struct Applier<'a> {
-    pub plan: &'a Plan,
-    pub src: &'a Listing,
-    pub dst: &'a Listing,
+/// Everything the workers of one run share.
+pub(crate) struct Shared<'a> {
     pub owners: OwnerPolicy,
     pub is_root: bool,
     pub obs: &'a dyn Observer,
     pub counters: &'a Counters,
     pub cancel: &'a AtomicBool,
-    /// Excludes are active: a directory left non-empty by them is not an error.
+    /// Some rule can protect DST entries: a directory left non-empty by them is not an error.
     pub has_excludes: bool,
-    /// SRC directories the scan could not open (reported then), in index order.
-    pub unlisted_dirs: &'a [Idx],
     /// Delta transfer of files that exist in DST (`--delta`).
     pub delta: Delta,
     /// Update changed files in place (`--inplace`).
@@ -70,14 +72,71 @@ pub(crate) struct Applier<'a> {
     pub verify_written: bool,
     /// `--modify-window`, for the attributes of a copy whose source kept changing.
     pub modify_window: u32,
-    /// When the contents compared by hash were read (the stamp of racy files found equal).
-    pub hashed_at: Option<Time>,
     /// The extended attributes and ACLs mirrored (`-X`, `-A`).
     pub xattrs: crate::xattr::Policy,
     /// The itemize lines in rsync's order.
-    pub order: order::Order,
+    pub order: Order,
     /// `--fsync`: files before their rename, directories after their entries changed.
     pub fsync: bool,
+    /// Report and count, change nothing.
+    pub dry_run: bool,
+    /// The planner's options (without a deletion limit: [`Shared::budget`] keeps it).
+    pub popts: PlanOptions,
+    /// What is left of `--max-delete` across the run.
+    pub budget: Mutex<DeleteBudget>,
+    /// Deletions of extraneous entries, made once the source has been read without errors.
+    pub deferred: Mutex<Vec<delete::Deferred>>,
+    /// `-H`: files with other hard links, planned together at the end.
+    pub linked: Mutex<Vec<links::Member>>,
+    /// A source read failed, or a file that must be copied cannot be read: no deletions.
+    pub src_failed: AtomicBool,
+    /// The filter rules (for the deletions' walk into extraneous directories).
+    pub filter: &'a Filter,
+    /// `--recheck-from`: paths compared by content whatever their size and mtime say.
+    pub recheck: std::collections::HashSet<Vec<u8>>,
+    /// `--checksum`.
+    pub checksum: bool,
+    /// `-x`: the device of DST's root (0: not asked).
+    pub dst_dev: u64,
+    /// How data is copied between SRC's and DST's filesystems (learned on the first copy).
+    pub copy_method: sys::CopyMethod,
+    /// The process's umask, when known: new files are created with their final mode when it
+    /// leaves that mode alone (no `fchmod` then).
+    pub umask: Option<u32>,
+}
+
+/// What this run learned about files it creates in one DST directory: the owner and group the
+/// kernel gives them (asked once, so `fchown` is only called when it changes something), and
+/// whether a default ACL may decide their modes.
+#[derive(Default)]
+pub(crate) struct NewFiles {
+    pub owner: std::sync::OnceLock<(u32, u32)>,
+    pub default_acl: std::sync::OnceLock<bool>,
+}
+
+/// One directory pair being worked on: its listings (the directory and its entries) and where
+/// its lines go.
+pub(crate) struct Applier<'a> {
+    pub sh: &'a Shared<'a>,
+    pub src: &'a Listing,
+    pub dst: &'a Listing,
+    /// The directory's path relative to the roots (empty for the roots).
+    pub path: &'a [u8],
+    /// The directory's node in the output order, and its subdirectories' (in the order of
+    /// the plan's `subdirs`).
+    pub node: NodeId,
+    pub kids: &'a [NodeId],
+    pub subdirs: &'a [(Idx, Idx)],
+    /// When the contents compared by hash were read (the stamp of racy files found equal).
+    pub hashed_at: Option<Time>,
+    pub new_files: NewFiles,
+}
+
+impl<'a> Deref for Applier<'a> {
+    type Target = Shared<'a>;
+    fn deref(&self) -> &Shared<'a> {
+        self.sh
+    }
 }
 
 /// Actions per parallel chunk inside one directory.
@@ -85,8 +144,19 @@ const CHUNK: usize = 16;
 /// From this size on a file copy is a parallel task of its own.
 const BIG_FILE: u64 = 1 << 20;
 
-impl Applier<'_> {
-    fn cancelled(&self) -> bool {
+/// `path/name`, or `name` at the root.
+pub(crate) fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(path.len() + 1 + name.len());
+    if !path.is_empty() {
+        p.extend_from_slice(path);
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+impl Shared<'_> {
+    pub(crate) fn cancelled(&self) -> bool {
         if self.cancel.load(Ordering::Relaxed) {
             self.counters.cancelled.store(true, Ordering::Relaxed);
             true
@@ -95,7 +165,8 @@ impl Applier<'_> {
         }
     }
 
-    fn fail(&self, op: &'static str, side: Side, list: &Listing, idx: Idx, source: io::Error) {
+    /// Reports a failure on the entry at `path` (relative to the roots).
+    pub(crate) fn fail_at(&self, op: &'static str, side: Side, path: Vec<u8>, source: io::Error) {
         if source.kind() == io::ErrorKind::Interrupted && self.cancel.load(Ordering::Relaxed) {
             self.counters.cancelled.store(true, Ordering::Relaxed);
             return;
@@ -103,21 +174,36 @@ impl Applier<'_> {
         Counters::add(&self.counters.errors, 1);
         self.obs.error(&FileError {
             op,
-            path: list.path(idx),
+            path,
             side,
             source,
         });
     }
 
-    fn warn_vanished(&self, idx: Idx) {
+    pub(crate) fn vanished_at(&self, path: &[u8]) {
         Counters::add(&self.counters.vanished, 1);
-        self.obs.warning(&Warning::Vanished {
-            path: &self.src.path(idx),
-        });
+        self.obs.warning(&Warning::Vanished { path });
+    }
+}
+
+impl Applier<'_> {
+    /// The path of entry `idx` of `list` relative to the roots.
+    pub(crate) fn full(&self, list: &Listing, idx: Idx) -> Vec<u8> {
+        if idx == 0 {
+            return self.path.to_vec();
+        }
+        join(self.path, list.name(idx))
+    }
+
+    fn fail(&self, op: &'static str, side: Side, list: &Listing, idx: Idx, source: io::Error) {
+        self.fail_at(op, side, self.full(list, idx), source);
+    }
+
+    fn warn_vanished(&self, idx: Idx) {
+        self.vanished_at(&self.full(self.src, idx));
     }
 
     /// The itemize line of entry `idx` of `list` (`None` when the observer wants no items).
-    #[allow(clippy::too_many_arguments)]
     fn line(
         &self,
         update: Update,
@@ -131,33 +217,33 @@ impl Applier<'_> {
             return None;
         }
         let m = list.meta(idx);
-        let link = if op == Op::Link {
-            self.plan.leaders.get(&idx).map(|&l| list.path(l))
-        } else {
-            (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx).to_vec())
-        };
+        let link = (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx).to_vec());
         Some(order::Line {
             field: field(update, m.kind, change),
             op,
             kind: m.kind,
-            path: list.path(idx),
+            path: self.full(list, idx),
             link,
             bytes,
         })
     }
 
-    /// Completes output slot `slot` with no line.
+    /// Completes this directory's output slot `slot` with no line.
     fn skip(&self, slot: u32) {
-        self.order.done(slot, None, self.obs);
+        self.order.done(self.node, slot, None, self.obs);
     }
 
-    /// Completes the slot of action `a`, which printed nothing.
-    fn order_skip(&self, a: &Action) {
-        self.skip(a.slot);
+    /// The output node of subdirectory `s` (SRC's index) of this directory.
+    fn kid_of(&self, s: Idx) -> Option<NodeId> {
+        self.subdirs
+            .iter()
+            .position(|&(cs, _)| cs == s)
+            .and_then(|i| self.kids.get(i).copied())
     }
 
     /// Completes the slot of action `a` with its itemize line (after it succeeded, or in a dry
-    /// run). The deletion half of a type replacement has none, as in rsync.
+    /// run). The deletion half of a type replacement has none, as in rsync. A created
+    /// directory's line opens its own node.
     fn emit_action(&self, a: &Action, bytes: u64) {
         let line = match a.op {
             Op::Delete if a.change.contains(Change::TYPE) => None,
@@ -181,13 +267,17 @@ impl Applier<'_> {
                     .then(|| self.line(Update::Attrs, self.src, a.src, a.op, c, 0))
                     .flatten()
             }
-            Op::Mkdir | Op::Symlink | Op::Mknod => {
-                self.line(Update::Local, self.src, a.src, a.op, a.change, 0)
+            Op::Mkdir => {
+                let line = self.line(Update::Local, self.src, a.src, a.op, a.change, 0);
+                if let Some(kid) = self.kid_of(a.src) {
+                    self.order.done(kid, 0, line, self.obs);
+                }
+                return;
             }
-            Op::Link => self.line(Update::HardLink, self.src, a.src, a.op, a.change, 0),
-            Op::Stamp => None,
+            Op::Symlink | Op::Mknod => self.line(Update::Local, self.src, a.src, a.op, a.change, 0),
+            Op::Link | Op::Stamp => None,
         };
-        self.order.done(a.slot, line, self.obs);
+        self.order.done(self.node, a.slot, line, self.obs);
     }
 
     /// The changes rsync's itemize line shows for an attribute fix of an existing entry: rsync
@@ -220,7 +310,7 @@ impl Applier<'_> {
         c
     }
 
-    /// Reports a failed action (`fail`) and completes its slot.
+    /// Reports a failed action and completes its slot (a directory's creation: its node).
     fn failed(
         &self,
         a: &Action,
@@ -231,7 +321,14 @@ impl Applier<'_> {
         e: io::Error,
     ) {
         self.fail(op, side, list, idx, e);
-        self.skip(a.slot);
+        match a.op {
+            Op::Mkdir => {
+                if let Some(kid) = self.kid_of(a.src) {
+                    self.order.abandon(kid, self.obs);
+                }
+            }
+            _ => self.skip(a.slot),
+        }
     }
 
     fn count(&self, a: &Action, bytes: u64) {
@@ -257,295 +354,128 @@ impl Applier<'_> {
         }
     }
 
-    /// A dry run: reports every action, touches nothing.
-    pub fn simulate(&self) {
-        if self.plan.create_root {
-            self.root_created();
-        }
-        for g in 0..self.plan.groups.len() {
-            self.dir_line(g);
-            self.count_finish(self.plan.groups[g].finish);
-            for a in self.plan.actions_of(g) {
-                let bytes = if a.op == Op::Copy {
-                    self.src.meta(a.src).size
-                } else {
-                    0
-                };
-                self.count(a, bytes);
-                self.emit_action(a, bytes);
-            }
-        }
-        self.order.flush(self.obs);
-    }
-
-    /// Passes the itemize lines still waiting (see [`order::Order::flush`]).
-    pub fn flush(&self) {
-        self.order.flush(self.obs);
-    }
-
-    /// Reports the creation of DST's root (`cd+++++++++ ./`), done before anything else.
-    pub fn root_created(&self) {
-        Counters::add(&self.counters.created, 1);
-        let slot = self.plan.groups.first().map_or(0, |g| g.slot);
-        let line = self.line(Update::Local, self.src, 0, Op::Mkdir, Change::NEW, 0);
-        self.order.done(slot, line, self.obs);
-    }
-
-    /// The line of group `g`'s own directory, printed before its contents as rsync does: its
-    /// attribute fix when it existed (set after the contents; a failure is reported then). A
-    /// created directory's line is its creation's, in the parent's group.
-    fn dir_line(&self, g: usize) {
-        let group = &self.plan.groups[g];
-        if group.finish.contains(Change::NEW) {
+    /// The line of this directory, printed before its contents as rsync does: its attribute
+    /// fix when it existed (set after the contents; a failure is reported then). A created
+    /// directory's line is its creation's, made by its parent.
+    fn dir_line(&self, finish: Change) {
+        if finish.contains(Change::NEW) {
             return;
         }
-        let line = (!group.finish.is_empty())
-            .then(|| {
-                let f = group.finish;
-                self.line(Update::Attrs, self.src, group.src, Op::SetAttrs, f, 0)
-            })
+        let line = (!finish.is_empty())
+            .then(|| self.line(Update::Attrs, self.src, 0, Op::SetAttrs, finish, 0))
             .flatten();
-        self.order.done(group.slot, line, self.obs);
+        self.order.done(self.node, 0, line, self.obs);
     }
 
-    /// Counts the attribute fix of a directory that existed.
-    fn count_finish(&self, finish: Change) {
-        if !finish.is_empty() && !finish.contains(Change::NEW) {
-            Counters::add(&self.counters.attrs_fixed, 1);
-        }
-    }
-
-    /// Applies group `g` with its directory open as `dfd` (DST) and `sfd` (SRC).
-    pub fn group(&self, g: usize, dfd: &OwnedFd, sfd: &OwnedFd) {
-        if self.cancelled() {
-            return;
-        }
-        let group = &self.plan.groups[g];
-        self.dir_line(g);
-        let acts = self.plan.actions_of(g);
-        let dmeta = (group.dst != NONE).then(|| *self.dst.meta(group.dst));
-        let mut finish = group.finish;
-        let changes_entries = acts.iter().any(|a| a.op != Op::Stamp);
-        if !self.is_root && changes_entries && dmeta.is_some_and(|m| m.perm & 0o300 != 0o300) {
-            // Like rsync: make our own directory writable while we work in it.
-            let perm = dmeta.map_or(0o700, |m| m.perm | 0o700);
-            let tmp = Meta {
-                perm,
-                ..*self.src.meta(group.src)
-            };
-            if sys::set_attrs_fd(dfd.as_fd(), &tmp, Owner::default(), None).is_ok() {
-                finish |= Change::PERMS;
-            }
-        }
-
+    /// Carries out the actions on this directory's entries (open as `dfd` in DST, `sfd` in
+    /// SRC): type replacements and creations of directories in order, then the rest in
+    /// parallel. Extraneous entries are only queued for deletion. Returns whether entries of
+    /// the directory changed (its mtime must then be set back).
+    fn entries(&self, acts: &[Action], dfd: BorrowedFd<'_>, sfd: BorrowedFd<'_>) -> bool {
         let split = acts
             .iter()
             .position(|a| !matches!(a.op, Op::Delete | Op::Mkdir))
             .unwrap_or(acts.len());
-        let mut dirs = DirStack::default();
-        // Whether this directory's entries changed (its mtime then needs setting back).
         let mut touched = false;
         for a in &acts[..split] {
             if self.cancelled() {
-                return;
+                return touched;
             }
             match a.op {
-                Op::Delete => touched |= self.delete(dfd, group.dst, a, &mut dirs),
+                Op::Delete if !a.change.contains(Change::TYPE) => self.defer(a),
+                Op::Delete => touched |= self.replace_delete(dfd, a),
                 _ => {
                     self.mkdir(dfd, a);
                     touched = true;
                 }
             }
         }
-        drop(dirs);
         let rest = &acts[split..];
         let big = |a: &Action| a.op == Op::Copy && self.src.meta(a.src).size >= BIG_FILE;
         if rest.len() > 1 && rest.iter().any(big) {
             // Large files each on their own task, so two of them do not queue on one thread.
+            use rayon::prelude::*;
             rest.par_iter()
                 .with_max_len(1)
                 .for_each(|a| self.one(dfd, sfd, a));
         } else if rest.len() > CHUNK {
+            use rayon::prelude::*;
             rest.par_chunks(CHUNK)
                 .for_each(|chunk| chunk.iter().for_each(|a| self.one(dfd, sfd, a)));
         } else {
             rest.iter().for_each(|a| self.one(dfd, sfd, a));
         }
-
-        let kids: Vec<usize> = self.plan.child_groups(g).collect();
-        kids.par_iter().for_each(|&c| {
-            let s = self.plan.groups[c].src;
-            let name = self.src.name(s);
-            let dchild = match sys::open_dir_at(dfd.as_fd(), name) {
-                Ok(fd) => fd,
-                Err(e) => return self.fail("open directory", Side::Dest, self.src, s, e),
-            };
-            let schild = match sys::open_dir_at(sfd.as_fd(), name) {
-                Ok(fd) => fd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return self.warn_vanished(s),
-                Err(e) => {
-                    // The scan reported the directories it could not open. Its DST copy
-                    // keeps mode 0700, so that the next run can enter it (a non-root run
-                    // cannot open a directory without read permission to fix it).
-                    if self.unlisted_dirs.binary_search(&s).is_err() {
-                        self.fail("open directory", Side::Source, self.src, s, e);
-                    }
-                    return;
-                }
-            };
-            self.group(c, &dchild, &schild);
-        });
-
-        // Creating, renaming or deleting entries changed the directory's mtime: set it back
-        // even when the directory's attributes matched at plan time (rsync does the same). A
-        // deletion that failed (a directory kept non-empty by excluded entries) changed nothing,
-        // so a second run writes nothing.
-        touched |= rest
-            .iter()
-            .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp));
-        if (touched || !finish.is_empty()) && !self.cancelled() {
-            let m = self.src.meta(group.src);
-            let r = sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None)
-                .and_then(|()| {
-                    let target = sys::XattrTarget::Fd(dfd.as_fd());
-                    self.put_xattrs(target, self.dst_xattrs(group.dst), group.src)
-                })
-                .and_then(|()| {
-                    if self.fsync && touched {
-                        sys::fsync(dfd.as_fd())
-                    } else {
-                        Ok(())
-                    }
-                });
-            match r {
-                Ok(()) => self.count_finish(group.finish),
-                Err(e) => self.fail("set attributes of", Side::Dest, self.src, group.src, e),
-            }
-        }
+        touched
+            || rest
+                .iter()
+                .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp))
     }
 
-    /// `-X`/`-A`: makes the attributes of `target` those of SRC's `src`. `have`: what it holds
-    /// now, as scanned (`None` for an entry this run created: read, since a new file can get
-    /// attributes of its own, such as an ACL inherited from its directory's default ACL).
-    pub(crate) fn put_xattrs(
-        &self,
-        target: sys::XattrTarget<'_>,
-        have: Option<&[(Vec<u8>, Vec<u8>)]>,
-        src: Idx,
-    ) -> io::Result<()> {
-        if !self.xattrs.any() {
-            return Ok(());
-        }
-        let want = self.src.xattrs_of(src);
-        let read;
-        let have = match have {
-            Some(h) => h,
-            None => {
-                read = sys::xattrs_of(target, &|n| self.xattrs.keeps(n))?;
-                &read
-            }
-        };
-        if have == want {
-            return Ok(());
-        }
-        sys::set_xattrs(target, have, want)
-    }
-
-    /// The attributes DST's entry `d` has, as scanned (NONE: none).
-    fn dst_xattrs(&self, d: Idx) -> Option<&[(Vec<u8>, Vec<u8>)]> {
-        (d != NONE).then(|| self.dst.xattrs_of(d))
-    }
-
-    /// `-H`: makes the planned hard links, in plan order, after every group is done (a leader may
-    /// sit in any directory): each under a temporary name in its directory, renamed over the
-    /// name. The directories whose entries changed get their mtime set back.
-    pub fn links(&self, dst_root: &OwnedFd) {
-        let mut touched: Vec<Idx> = Vec::new();
-        let mut dirs: Option<(Idx, OwnedFd)> = None;
-        for a in self.plan.actions.iter().filter(|a| a.op == Op::Link) {
-            if self.cancelled() {
-                break;
-            }
-            let Some(&leader) = self.plan.leaders.get(&a.src) else {
-                self.skip(a.slot);
-                continue;
-            };
-            let parent = self.src.entry(a.src).parent;
-            let lparent = self.src.entry(leader).parent;
-            let r = (|| -> io::Result<()> {
-                if dirs.as_ref().is_none_or(|(p, _)| *p != parent) {
-                    let fd = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(parent))?;
-                    dirs = Some((parent, fd));
-                }
-                let Some((_, dfd)) = &dirs else {
-                    return Ok(());
-                };
-                let lfd = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(lparent))?;
-                let name = self.src.name(a.src);
-                let ((), tmp) = sys::with_temp_name(name, |t| {
-                    sys::link_at(lfd.as_fd(), self.src.name(leader), dfd.as_fd(), t)
-                })?;
-                if let Err(e) = sys::rename_at(dfd.as_fd(), tmp.as_bytes(), name) {
-                    let _ = sys::unlink_at(dfd.as_fd(), tmp.as_bytes(), false);
-                    return Err(e);
-                }
-                Ok(())
-            })();
-            match r {
-                Ok(()) => {
-                    self.count(a, 0);
-                    self.emit_action(a, 0);
-                    if touched.last() != Some(&parent) {
-                        touched.push(parent);
-                    }
-                }
-                Err(e) => self.failed(a, "hard link", Side::Dest, self.src, a.src, e),
-            }
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for d in touched {
-            let m = self.src.meta(d);
-            let r = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(d)).and_then(|fd| {
-                sys::set_attrs_fd(fd.as_fd(), m, self.owners.for_meta(m), None)?;
-                if self.fsync {
-                    sys::fsync(fd.as_fd())?;
-                }
-                Ok(())
+    /// Queues the deletion of an extraneous entry until the source has been read.
+    fn defer(&self, a: &Action) {
+        let m = self.dst.meta(a.dst);
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(delete::Deferred {
+                path: self.full(self.dst, a.dst),
+                is_dir: m.kind == Kind::Dir,
+                parent: *self.src.meta(0),
             });
-            if let Err(e) = r {
-                self.fail("set attributes of", Side::Dest, self.src, d, e);
-            }
-        }
+        self.skip(a.slot);
     }
 
-    /// Deletes one entry; true when it removed an entry of the group's own directory.
-    fn delete(&self, dfd: &OwnedFd, base: Idx, a: &Action, dirs: &mut DirStack) -> bool {
-        let parent = self.dst.entry(a.dst).parent;
+    /// Removes the entry a type replacement makes room for (a directory with everything in it).
+    /// Returns whether it was removed.
+    fn replace_delete(&self, dfd: BorrowedFd<'_>, a: &Action) -> bool {
+        let name = self.dst.name(a.dst);
         let is_dir = self.dst.meta(a.dst).kind == Kind::Dir;
-        let r = dirs
-            .fd_for(self.dst, base, parent, dfd)
-            .and_then(|pfd| sys::unlink_at(pfd, self.dst.name(a.dst), is_dir));
+        if self.dry_run {
+            if is_dir {
+                let path = self.full(self.dst, a.dst);
+                delete::simulate_contents(self, dfd, name, &path);
+            }
+            self.count(a, 0);
+            self.emit_action(a, 0);
+            return true;
+        }
+        let r = if is_dir {
+            let path = self.full(self.dst, a.dst);
+            delete::remove_tree(self, dfd, name, &path, false)
+        } else if self.take_budget(1) {
+            sys::unlink_at(dfd, name, false).map(|()| true)
+        } else {
+            Ok(false)
+        };
         match r {
-            Ok(()) => {
+            Ok(false) => {
+                // `--max-delete` is reached: the entry stays, and so the new one cannot come.
+                self.skip(a.slot);
+                false
+            }
+            Ok(true) => {
                 self.count(a, 0);
                 self.emit_action(a, 0);
-                return parent == base;
+                true
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.skip(a.slot),
-            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && self.has_excludes => {
-                self.obs.warning(&Warning::NotEmpty {
-                    path: &self.dst.path(a.dst),
-                });
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.skip(a.slot);
+                true
             }
-            Err(e) => self.failed(a, "delete", Side::Dest, self.dst, a.dst, e),
+            Err(e) => {
+                self.failed(a, "delete", Side::Dest, self.dst, a.dst, e);
+                false
+            }
         }
-        false
     }
 
-    fn mkdir(&self, dfd: &OwnedFd, a: &Action) {
-        match sys::mkdir_at(dfd.as_fd(), self.src.name(a.src)) {
+    fn mkdir(&self, dfd: BorrowedFd<'_>, a: &Action) {
+        if self.dry_run {
+            self.count(a, 0);
+            self.emit_action(a, 0);
+            return;
+        }
+        match sys::mkdir_at(dfd, self.src.name(a.src)) {
             Ok(()) => {
                 self.count(a, 0);
                 self.emit_action(a, 0);
@@ -554,11 +484,23 @@ impl Applier<'_> {
         }
     }
 
-    fn one(&self, dfd: &OwnedFd, sfd: &OwnedFd, a: &Action) {
+    fn one(&self, dfd: BorrowedFd<'_>, sfd: BorrowedFd<'_>, a: &Action) {
         if self.cancelled() {
             return;
         }
-        let (d, s) = (dfd.as_fd(), sfd.as_fd());
+        if self.dry_run {
+            let bytes = if a.op == Op::Copy {
+                self.src.meta(a.src).size
+            } else {
+                0
+            };
+            if a.op != Op::Stamp {
+                self.count(a, bytes);
+            }
+            self.emit_action(a, bytes);
+            return;
+        }
+        let (d, s) = (dfd, sfd);
         let r = match a.op {
             Op::Copy => return self.copy(d, s, a),
             Op::Symlink => {
@@ -570,8 +512,7 @@ impl Applier<'_> {
                 self.stamp(d, a);
                 return self.skip(a.slot);
             }
-            // Made by `links`, once every group is done and the leaders are in place.
-            Op::Link => return,
+            Op::Link => return self.skip(a.slot),
             Op::Delete | Op::Mkdir => unreachable!("ordered before the other actions"),
         };
         match r {
@@ -637,9 +578,60 @@ impl Applier<'_> {
     fn stamp(&self, d: BorrowedFd<'_>, a: &Action) {
         let Some(t) = self.hashed_at else { return };
         if let Err(e) = sys::stamp_at(d, self.src.name(a.src), t) {
-            tracing::debug!(path = %self.src.path(a.src).escape_ascii(), error = %e,
+            tracing::debug!(path = %self.full(self.src, a.src).escape_ascii(), error = %e,
                 "cannot stamp the access time of a racy copy");
         }
+    }
+
+    /// `-X`/`-A`: makes the attributes of `target` those of SRC's `src`. `have`: what it holds
+    /// now, as scanned (`None` for an entry this run created: read, since a new file can get
+    /// attributes of its own, such as an ACL inherited from its directory's default ACL).
+    pub(crate) fn put_xattrs(
+        &self,
+        target: sys::XattrTarget<'_>,
+        have: Option<&[(Vec<u8>, Vec<u8>)]>,
+        src: Idx,
+    ) -> io::Result<()> {
+        put_xattrs(self.sh, target, have, self.src.xattrs_of(src))
+    }
+
+    /// The attributes DST's entry `d` has, as scanned (NONE: none).
+    fn dst_xattrs(&self, d: Idx) -> Option<&[(Vec<u8>, Vec<u8>)]> {
+        (d != NONE).then(|| self.dst.xattrs_of(d))
+    }
+}
+
+/// See [`Applier::put_xattrs`]; `want` are SRC's attributes.
+pub(crate) fn put_xattrs(
+    sh: &Shared<'_>,
+    target: sys::XattrTarget<'_>,
+    have: Option<&[(Vec<u8>, Vec<u8>)]>,
+    want: &[(Vec<u8>, Vec<u8>)],
+) -> io::Result<()> {
+    if !sh.xattrs.any() {
+        return Ok(());
+    }
+    let read;
+    let have = match have {
+        Some(h) => h,
+        None => {
+            read = sys::xattrs_of(target, &|n| sh.xattrs.keeps(n))?;
+            &read
+        }
+    };
+    if have == want {
+        return Ok(());
+    }
+    sys::set_xattrs(target, have, want)
+}
+
+impl Shared<'_> {
+    /// Takes `n` deletions from the `--max-delete` budget; false once it is spent.
+    pub(crate) fn take_budget(&self, n: u64) -> bool {
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(n)
     }
 }
 
@@ -653,46 +645,5 @@ fn op_name(op: Op) -> &'static str {
         Op::Symlink => "create symlink",
         Op::Mknod => "create special file",
         Op::SetAttrs => "set attributes of",
-    }
-}
-
-/// Open directories along the path of the entries being deleted (reverse pre-order), so
-/// consecutive deletions in the same directory reuse one handle.
-#[derive(Default)]
-struct DirStack {
-    open: Vec<(Idx, OwnedFd)>,
-}
-
-impl DirStack {
-    fn fd_for<'a>(
-        &'a mut self,
-        dst: &Listing,
-        base: Idx,
-        dir: Idx,
-        base_fd: &'a OwnedFd,
-    ) -> io::Result<BorrowedFd<'a>> {
-        if dir == base {
-            return Ok(base_fd.as_fd());
-        }
-        let mut chain = Vec::new();
-        let mut cur = dir;
-        while cur != base && cur != NONE {
-            chain.push(cur);
-            cur = dst.entry(cur).parent;
-        }
-        chain.reverse();
-        let keep = self
-            .open
-            .iter()
-            .zip(&chain)
-            .take_while(|((i, _), c)| i == *c)
-            .count();
-        self.open.truncate(keep);
-        for &c in &chain[keep..] {
-            let at = self.open.last().map_or(base_fd.as_fd(), |(_, f)| f.as_fd());
-            let fd = sys::open_dir_at(at, dst.name(c))?;
-            self.open.push((c, fd));
-        }
-        Ok(self.open.last().map_or(base_fd.as_fd(), |(_, f)| f.as_fd()))
     }
 }
