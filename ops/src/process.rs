@@ -1,34 +1,140 @@
-//! Running external programs (certbot, nginx, systemctl, ...) with a timeout.
+//! Running external programs: the one place that builds a [`std::process::Command`].
 //!
-//! The program runs in its own process group, so a timeout kills whatever it started too (a
-//! certbot hook, say). Its output is captured, logged line by line at debug level, and the
-//! last line of stderr goes into the error when it fails.
+//! Everything opsync runs goes through [`Command`]: certbot, nginx and systemctl, docker and the
+//! compose tool, the configured commands of jobs and the `opsync sync`/`opsync verify` children
+//! of the nightly job. A command is a description (program, arguments, environment, working
+//! folder) plus its limits (a timeout or deadline, a [`Cancel`] flag, the grace period between
+//! SIGTERM and SIGKILL); how its output is handled is chosen by the method that runs it:
+//!
+//! - [`Command::output`] / [`Command::run`]: stdout and stderr captured in memory (up to
+//!   [`CAPTURE_LIMIT`] bytes each) and logged line by line as they arrive;
+//! - [`Command::stream_stdout`]: each stdout line handed to a callback while the child runs
+//!   (the nightly job reads its children's JSON events this way); stderr passes through;
+//! - [`Command::status`]: stdout goes to opsync's stderr (the journal), stderr passes through.
+//!
+//! Every child runs in its own process group with stdin from `/dev/null`, so a Ctrl-C on the
+//! terminal reaches opsync only, and stopping a child stops what it started too: at the
+//! deadline or on cancellation the group gets SIGTERM, and SIGKILL after the grace period. A
+//! thread blocks in `wait` for the child; the caller's thread waits on a channel for the exit,
+//! the output lines and the limits, so nothing polls with sleeps (a [`Cancel`] flag, set from a
+//! signal handler, is looked at every [`CANCEL_CHECK`]).
 
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-/// A command to run: program, arguments, extra environment.
-#[derive(Debug, Clone)]
-pub struct Cmd {
-    program: PathBuf,
-    args: Vec<OsString>,
-    env: Vec<(OsString, OsString)>,
-    timeout: Duration,
+use rustix::process::{Pid, Signal, kill_process_group};
+
+/// Bytes of stdout (and of stderr) [`Command::output`] keeps; later lines are still logged.
+pub const CAPTURE_LIMIT: usize = 16 << 20;
+/// Default time between SIGTERM and SIGKILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// How often a [`Cancel`] flag is looked at while a child runs.
+pub const CANCEL_CHECK: Duration = Duration::from_millis(50);
+/// How long output is still read after the child ended: a process it left running in the
+/// background may keep the pipe open.
+const DRAIN: Duration = Duration::from_secs(10);
+/// Output lines read ahead of the consumer.
+const QUEUE: usize = 256;
+
+/// Set when a running job must stop its current step (shutdown grace exceeded, Ctrl-C). Jobs
+/// check it between steps; [`Command`] checks it while a child runs and stops the child.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// The flag itself, for `signal_hook::flag::register`.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
 }
 
-/// What a finished command printed.
-#[derive(Debug, Clone)]
+/// How loudly a child's captured output is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Level {
+    /// Queries (`docker inspect`, `nginx -t`, ...): debug.
+    #[default]
+    Quiet,
+    /// Commands that change something (`compose pull`, `docker tag`, ...): info.
+    Loud,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal (not by us).
+    Signal(i32),
+    /// Stopped by us: the timeout or deadline passed.
+    TimedOut,
+    /// Stopped by us: the run was cancelled.
+    Cancelled,
+}
+
+impl Ended {
+    /// Exit code 0.
+    pub fn success(self) -> bool {
+        self == Ended::Code(0)
+    }
+
+    fn of(status: ExitStatus) -> Ended {
+        match (status.code(), status.signal()) {
+            (Some(c), _) => Ended::Code(c),
+            (None, Some(s)) => Ended::Signal(s),
+            (None, None) => Ended::Code(-1),
+        }
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Code(c) => write!(f, "exit code {c}"),
+            Ended::Signal(s) => write!(f, "killed by signal {s}"),
+            Ended::TimedOut => f.write_str("stopped at its deadline"),
+            Ended::Cancelled => f.write_str("stopped because the run was cancelled"),
+        }
+    }
+}
+
+/// What a finished child printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
-    pub status: ExitStatus,
+    pub ended: Ended,
     pub stdout: String,
     pub stderr: String,
 }
 
-/// A command that could not be run or did not succeed.
+impl Output {
+    /// The usual reason of a failure: the last non-empty line of stderr, else of stdout.
+    pub fn last_line(&self) -> Option<&str> {
+        last_line(&self.stderr).or_else(|| last_line(&self.stdout))
+    }
+}
+
+/// The last non-empty line of `text`, trimmed.
+pub fn last_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).rfind(|l| !l.is_empty())
+}
+
+/// A child that could not be run, or (from [`Command::run`]) did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("`{program}` not found: install it or set its path in the config")]
@@ -43,41 +149,125 @@ pub enum ProcessError {
         command: String,
         source: std::io::Error,
     },
-    #[error("`{command}` did not finish within {secs} s and was killed")]
-    Timeout { command: String, secs: u64 },
-    #[error("`{command}` failed ({status}){}", tail_suffix(.stderr_tail))]
+    #[error("empty command: write [\"program\", \"arg\", ...]")]
+    Empty,
+    #[error("`{command}` did not finish within {} s and was stopped", after.as_secs())]
+    Timeout { command: String, after: Duration },
+    #[error("`{command}` was stopped because the run was cancelled")]
+    Cancelled { command: String },
+    #[error("`{command}` failed ({}): {}", output.ended, output.last_line().unwrap_or("no output"))]
     Failed {
         command: String,
-        status: ExitStatus,
-        stderr_tail: String,
+        /// Everything it printed, for callers that recognise known failures in it.
+        output: Box<Output>,
     },
 }
 
-fn tail_suffix(tail: &str) -> String {
-    if tail.is_empty() {
-        String::new()
-    } else {
-        format!(": {tail}")
+impl ProcessError {
+    /// What the child printed, when it ran and failed.
+    pub fn output(&self) -> Option<&Output> {
+        match self {
+            ProcessError::Failed { output, .. } => Some(output),
+            _ => None,
+        }
     }
 }
 
-impl Cmd {
-    /// A command running `program` with a timeout of 60 seconds.
-    pub fn new(program: impl AsRef<Path>) -> Cmd {
-        Cmd {
-            program: program.as_ref().to_owned(),
+/// One external command: what to run and its limits. Build it, then run it with
+/// [`Command::run`], [`Command::output`], [`Command::stream_stdout`] or [`Command::status`].
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    cwd: Option<PathBuf>,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    cancel: Option<Cancel>,
+    grace: Duration,
+    level: Level,
+    capture_limit: usize,
+}
+
+/// Where stdout goes while the child runs.
+enum Sink<'a> {
+    Capture,
+    Lines(&'a mut dyn FnMut(&[u8])),
+    Stderr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+enum Msg {
+    Line(Stream, Vec<u8>),
+    Closed,
+    Exited(std::io::Result<ExitStatus>),
+}
+
+/// Captured bytes of one stream, up to a limit.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+impl Captured {
+    fn push(&mut self, line: &[u8], limit: usize) {
+        let room = limit.saturating_sub(self.bytes.len());
+        let take = line.len().min(room);
+        self.bytes.extend_from_slice(&line[..take]);
+        self.dropped += line.len() - take;
+    }
+
+    fn text(self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+impl Command {
+    /// A command running `program` (a path, or a name looked up on `PATH`), with no limits.
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: PathBuf::from(program.as_ref()),
             args: Vec::new(),
             env: Vec::new(),
-            timeout: Duration::from_secs(60),
+            cwd: None,
+            timeout: None,
+            deadline: None,
+            cancel: None,
+            grace: DEFAULT_GRACE,
+            level: Level::Quiet,
+            capture_limit: CAPTURE_LIMIT,
         }
     }
 
-    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
+    /// The command `argv[0] argv[1..]` of a config file's `["program", "arg", ...]`.
+    pub fn from_argv<S: AsRef<OsStr>>(argv: &[S]) -> Result<Command, ProcessError> {
+        let (program, args) = argv.split_first().ok_or(ProcessError::Empty)?;
+        Ok(Command::new(program).args(args))
+    }
+
+    #[must_use]
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Command {
         self.args.push(a.as_ref().to_owned());
         self
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Cmd
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -87,177 +277,343 @@ impl Cmd {
         self
     }
 
-    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Cmd {
+    /// Adds `key=value` to the child's environment (which is opsync's otherwise).
+    #[must_use]
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
         self.env
-            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
-    pub fn timeout(mut self, t: Duration) -> Cmd {
-        self.timeout = t;
+    #[must_use]
+    pub fn envs<I, K, V>(mut self, vars: I) -> Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
         self
     }
 
-    /// The command line as a shell user would type it, for messages.
+    /// The child's working folder (default: opsync's).
+    #[must_use]
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Command {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Stops the child this long after it started.
+    #[must_use]
+    pub fn timeout(mut self, t: Duration) -> Command {
+        self.timeout = Some(t);
+        self
+    }
+
+    /// Stops the child at this instant (none: no deadline). With a timeout too, the earlier wins.
+    #[must_use]
+    pub fn deadline(mut self, at: Option<Instant>) -> Command {
+        self.deadline = at;
+        self
+    }
+
+    /// Stops the child when `cancel` is set (none: not cancellable).
+    #[must_use]
+    pub fn cancel(mut self, cancel: Option<&Cancel>) -> Command {
+        self.cancel = cancel.cloned();
+        self
+    }
+
+    /// Time between SIGTERM and SIGKILL when the child is stopped (default 10 s).
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Command {
+        self.grace = grace;
+        self
+    }
+
+    /// How captured output is logged (default: debug).
+    #[must_use]
+    pub fn level(mut self, level: Level) -> Command {
+        self.level = level;
+        self
+    }
+
+    /// Bytes of each stream [`Command::output`] keeps (default [`CAPTURE_LIMIT`]).
+    #[must_use]
+    pub fn capture_limit(mut self, bytes: usize) -> Command {
+        self.capture_limit = bytes;
+        self
+    }
+
+    /// The program as given.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// The command line as a shell user would type it, for messages and logs.
     pub fn display(&self) -> String {
         let mut s = self.program.display().to_string();
         for a in &self.args {
+            let a = a.to_string_lossy();
             s.push(' ');
-            s.push_str(&a.to_string_lossy());
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                s.push('\'');
+                s.push_str(&a.replace('\'', r"'\''"));
+                s.push('\'');
+            } else {
+                s.push_str(&a);
+            }
         }
         s
     }
 
-    /// Runs the command; a non-zero exit is an error.
+    /// Runs the child with stdout and stderr captured; any end (a failure, the deadline) is in
+    /// [`Output::ended`]. Errors only when it cannot be started or waited for.
+    pub fn output(&self) -> Result<Output, ProcessError> {
+        self.execute(Sink::Capture, true)
+    }
+
+    /// Runs the child like [`Command::output`]; anything but exit code 0 is an error.
     pub fn run(&self) -> Result<Output, ProcessError> {
-        let out = self.run_unchecked()?;
-        if out.status.success() {
-            Ok(out)
-        } else {
-            Err(ProcessError::Failed {
-                command: self.display(),
-                status: out.status,
-                stderr_tail: last_line(&out.stderr)
-                    .or_else(|| last_line(&out.stdout))
-                    .unwrap_or_default(),
-            })
+        let out = self.output()?;
+        let command = self.display();
+        match out.ended {
+            Ended::Code(0) => Ok(out),
+            Ended::TimedOut => Err(ProcessError::Timeout {
+                command,
+                after: self.timeout.unwrap_or_default(),
+            }),
+            Ended::Cancelled => Err(ProcessError::Cancelled { command }),
+            Ended::Code(_) | Ended::Signal(_) => Err(ProcessError::Failed {
+                command,
+                output: Box::new(out),
+            }),
         }
     }
 
-    /// Runs the command and returns its output whatever its exit status.
-    pub fn run_unchecked(&self) -> Result<Output, ProcessError> {
+    /// Runs the child and hands each line of its stdout (without the newline) to `on_line` as
+    /// it arrives, also the lines printed before it was stopped; stderr passes through to
+    /// opsync's stderr. Memory stays bounded whatever the child prints.
+    pub fn stream_stdout(&self, on_line: &mut dyn FnMut(&[u8])) -> Result<Ended, ProcessError> {
+        self.execute(Sink::Lines(on_line), false).map(|o| o.ended)
+    }
+
+    /// Runs the child with its stdout and stderr going to opsync's stderr (the journal).
+    pub fn status(&self) -> Result<Ended, ProcessError> {
+        self.execute(Sink::Stderr, false).map(|o| o.ended)
+    }
+
+    /// The earlier of the timeout and the deadline, for a child started at `started`.
+    fn limit(&self, started: Instant) -> Option<Instant> {
+        let by_timeout = self.timeout.map(|t| started + t);
+        match (by_timeout, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn spawn_error(&self, command: String, source: std::io::Error) -> ProcessError {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ProcessError::NotFound {
+                program: self.program.display().to_string(),
+            }
+        } else {
+            ProcessError::Spawn { command, source }
+        }
+    }
+
+    fn execute(&self, mut sink: Sink<'_>, capture_stderr: bool) -> Result<Output, ProcessError> {
         let command = self.display();
-        let program = find_program(&self.program).ok_or_else(|| ProcessError::NotFound {
-            program: self.program.display().to_string(),
-        })?;
-        tracing::debug!(command = %command, "running");
-        let mut child = Command::new(&program)
-            .args(&self.args)
+        let program = self.program.display().to_string();
+        match self.level {
+            Level::Quiet => tracing::debug!(command = %command, "running"),
+            Level::Loud => tracing::info!(command = %command, "running"),
+        }
+        if let Some(dir) = self.cwd.as_deref().filter(|d| !d.is_dir()) {
+            return Err(ProcessError::Spawn {
+                command,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("its working folder {} does not exist", dir.display()),
+                ),
+            });
+        }
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
+            .process_group(0);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        match sink {
+            Sink::Stderr => cmd.stdout(Stdio::from(std::io::stderr())),
+            Sink::Capture | Sink::Lines(_) => cmd.stdout(Stdio::piped()),
+        };
+        cmd.stderr(if capture_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+        let started = Instant::now();
+        let mut child = cmd
             .spawn()
-            .map_err(|source| ProcessError::Spawn {
-                command: command.clone(),
-                source,
-            })?;
-        let stdout = reader(child.stdout.take());
-        let stderr = reader(child.stderr.take());
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(2);
+            .map_err(|e| self.spawn_error(command.clone(), e))?;
+        let group = Pid::from_child(&child);
+
+        // Readers and the waiter send on one bounded channel, so a child printing much blocks
+        // on its pipe until this thread has taken the lines, and memory stays bounded.
+        let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
+        let mut open = 0;
+        if let Some(out) = child.stdout.take() {
+            read_lines(out, Stream::Stdout, tx.clone());
+            open += 1;
+        }
+        if let Some(err) = child.stderr.take() {
+            read_lines(err, Stream::Stderr, tx.clone());
+            open += 1;
+        }
+        thread::spawn(move || {
+            let _ = tx.send(Msg::Exited(child.wait()));
+        });
+
+        let (mut stdout, mut stderr) = (Captured::default(), Captured::default());
+        let mut take = |stream: Stream, line: Vec<u8>| {
+            let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
+            if let (Stream::Stdout, Sink::Lines(f)) = (stream, &mut sink) {
+                f(trimmed);
+                return;
+            }
+            let text = String::from_utf8_lossy(trimmed);
+            let text = text.trim_end();
+            if !text.is_empty() {
+                match self.level {
+                    Level::Quiet => {
+                        tracing::debug!(program = %program, stream = stream.name(), "{text}")
+                    }
+                    Level::Loud => {
+                        tracing::info!(program = %program, stream = stream.name(), "{text}")
+                    }
+                }
+            }
+            match stream {
+                Stream::Stdout => stdout.push(&line, self.capture_limit),
+                Stream::Stderr => stderr.push(&line, self.capture_limit),
+            }
+        };
+
+        let limit = self.limit(started);
+        let mut stopped: Option<Ended> = None;
+        let mut kill_at: Option<Instant> = None;
         let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => {}
-                Err(source) => return Err(ProcessError::Wait { command, source }),
+            let now = Instant::now();
+            if stopped.is_none() {
+                if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                    stopped = Some(Ended::Cancelled);
+                } else if limit.is_some_and(|l| now >= l) {
+                    stopped = Some(Ended::TimedOut);
+                }
+                if let Some(why) = stopped {
+                    tracing::warn!(command = %command, grace_s = self.grace.as_secs(), "stopping: {why}");
+                    let _ = kill_process_group(group, Signal::TERM);
+                    kill_at = Some(now + self.grace);
+                }
+            } else if kill_at.is_some_and(|k| now >= k) {
+                tracing::warn!(command = %command, "killing: it did not stop within its grace period");
+                let _ = kill_process_group(group, Signal::KILL);
+                kill_at = None;
             }
-            if start.elapsed() >= self.timeout {
-                kill_group(child.id());
-                let _ = child.wait();
-                return Err(ProcessError::Timeout {
-                    command,
-                    secs: self.timeout.as_secs(),
-                });
+            let wake = [
+                limit.filter(|_| stopped.is_none()),
+                kill_at,
+                self.cancel
+                    .as_ref()
+                    .filter(|_| stopped.is_none())
+                    .map(|_| now + CANCEL_CHECK),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let msg = match wake {
+                None => rx.recv().ok(),
+                Some(w) => match rx.recv_timeout(w.saturating_duration_since(now)) {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            match msg {
+                Some(Msg::Line(s, l)) => take(s, l),
+                Some(Msg::Closed) => open -= 1,
+                Some(Msg::Exited(status)) => break status,
+                // The waiter holds a sender until it has sent the exit.
+                None => break Err(std::io::Error::other("the waiting thread ended")),
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
         };
-        let out = Output {
-            status,
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        };
-        for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::debug!(command = %command, "stdout: {line}");
+        let status = status.map_err(|source| ProcessError::Wait {
+            command: command.clone(),
+            source,
+        })?;
+
+        // The rest of the output: until the pipes close, for at most DRAIN.
+        let until = Instant::now() + DRAIN;
+        while open > 0 {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(Msg::Line(s, l)) => take(s, l),
+                Ok(Msg::Closed) => open -= 1,
+                Ok(Msg::Exited(_)) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    tracing::warn!(
+                        command = %command,
+                        "stopped reading the output: a process the command left running keeps it \
+                         open"
+                    );
+                    break;
+                }
+            }
         }
-        for line in out.stderr.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::debug!(command = %command, "stderr: {line}");
+        let ended = stopped.unwrap_or_else(|| Ended::of(status));
+        tracing::debug!(
+            command = %command,
+            ended = %ended,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "finished"
+        );
+        for (name, c) in [("stdout", &stdout), ("stderr", &stderr)] {
+            if c.dropped > 0 {
+                tracing::warn!(command = %command, stream = name, dropped_bytes = c.dropped,
+                    "output longer than {} bytes: the rest was logged, not kept", self.capture_limit);
+            }
         }
-        tracing::debug!(command = %command, status = %out.status, elapsed_ms = start.elapsed().as_millis() as u64, "finished");
-        Ok(out)
+        Ok(Output {
+            ended,
+            stdout: stdout.text(),
+            stderr: stderr.text(),
+        })
     }
 }
 
-/// Whether `program` can be run: a path that exists, or a name found on `PATH`.
-pub fn find_program(program: &Path) -> Option<PathBuf> {
-    if program.components().count() > 1 {
-        return program.is_file().then(|| program.to_owned());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|c| c.is_file())
-}
-
-fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
+/// Reads `pipe` line by line on its own thread into `tx`, then says it closed.
+fn read_lines(pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::SyncSender<Msg>) {
+    thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        loop {
+            let mut line = Vec::new();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(Msg::Line(stream, line)).is_err() {
+                        return;
+                    }
+                }
+            }
         }
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-fn kill_group(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-}
-
-/// The last non-empty line of `s`, trimmed.
-fn last_line(s: &str) -> Option<String> {
-    s.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(str::to_owned)
+        let _ = tx.send(Msg::Closed);
+    });
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_and_captures_output() {
-        let out = Cmd::new("sh")
-            .args(["-c", "echo out; echo err >&2"])
-            .run()
-            .unwrap();
-        assert_eq!(out.stdout, "out\n");
-        assert_eq!(out.stderr, "err\n");
-    }
-
-    #[test]
-    fn failure_carries_the_last_stderr_line() {
-        let err = Cmd::new("sh")
-            .args(["-c", "echo first >&2; echo 'the reason' >&2; exit 3"])
-            .run()
-            .unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("the reason"), "{msg}");
-        assert!(msg.contains("exit status: 3"), "{msg}");
-    }
-
-    #[test]
-    fn missing_program_is_one_clear_error() {
-        let err = Cmd::new("opsync-no-such-program").run().unwrap_err();
-        assert!(matches!(err, ProcessError::NotFound { .. }));
-        assert_eq!(
-            err.to_string(),
-            "`opsync-no-such-program` not found: install it or set its path in the config"
-        );
-    }
-
-    #[test]
-    fn timeout_kills_the_process_group() {
-        let err = Cmd::new("sh")
-            .args(["-c", "sleep 30 & sleep 30"])
-            .timeout(Duration::from_millis(200))
-            .run()
-            .unwrap_err();
-        assert!(matches!(err, ProcessError::Timeout { .. }), "{err}");
-    }
-}
+mod tests;

@@ -18,7 +18,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -26,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, JobConfig};
 use crate::exit::Exit;
+use crate::process::Cancel;
 
 /// The time zone a schedule is read in.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -175,27 +175,6 @@ impl Clock {
             let left = (t - now).to_std().unwrap_or_default();
             tokio::time::sleep(left.min(Duration::from_secs(60))).await;
         }
-    }
-}
-
-/// Set when a running job must stop its current step (shutdown grace exceeded, Ctrl-C). Jobs
-/// check it between steps and while waiting for child processes.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    pub fn new() -> Cancel {
-        Cancel::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-    /// The flag itself, for `signal_hook::flag::register`.
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
     }
 }
 

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::config::sites::Site;
-use crate::process::{Cmd, Output, ProcessError};
+use crate::process::{Command, Ended, Output, ProcessError};
 
 /// File name of the deploy hook in `CONFIG-DIR/renewal-hooks/deploy/`.
 pub const HOOK_NAME: &str = "opsync-nginx-reload";
 
 /// The options every certbot run gets: paths, non-interactive, CA bundle, extra arguments.
-fn base(cfg: &Config, subcommand: &str) -> Cmd {
+fn base(cfg: &Config, subcommand: &str) -> Command {
     let c = &cfg.certbot;
-    let mut cmd = Cmd::new(&c.program)
+    let mut cmd = Command::new(&c.program)
         .arg(subcommand)
         .arg("--non-interactive")
         .arg("--config-dir")
@@ -32,7 +32,7 @@ fn base(cfg: &Config, subcommand: &str) -> Cmd {
 
 /// `certbot certonly --webroot` for one site: first issuance, or re-issuance when the names
 /// changed; keeps a certificate that is not due yet.
-pub fn issue_cmd(cfg: &Config, site: &Site) -> Cmd {
+pub fn issue_cmd(cfg: &Config, site: &Site) -> Command {
     let c = &cfg.certbot;
     let mut cmd = base(cfg, "certonly")
         .arg("--agree-tos")
@@ -57,7 +57,7 @@ pub fn issue_cmd(cfg: &Config, site: &Site) -> Cmd {
 
 /// `certbot renew`: every certificate that is due. No random sleep: the scheduler spreads the
 /// start time itself. The ACME server of each certificate comes from its renewal config.
-pub fn renew_cmd(cfg: &Config) -> Cmd {
+pub fn renew_cmd(cfg: &Config) -> Command {
     base(cfg, "renew")
         .arg("--no-random-sleep-on-renew")
         .args(&cfg.certbot.extra_args)
@@ -68,10 +68,10 @@ pub fn renew_cmd(cfg: &Config) -> Cmd {
 pub enum CertbotError {
     #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("`certbot {subcommand}` failed ({status}): {summary} (details in {log})")]
+    #[error("`certbot {subcommand}` failed ({ended}): {summary} (details in {log})")]
     Failed {
         subcommand: String,
-        status: std::process::ExitStatus,
+        ended: Ended,
         summary: String,
         log: PathBuf,
     },
@@ -79,17 +79,17 @@ pub enum CertbotError {
 
 /// Runs a certbot command; on failure the error carries the lines that say why (the CA's
 /// `Detail:` lines, failed renewals), not certbot's closing "Ask for help" line.
-pub fn run(cfg: &Config, subcommand: &str, cmd: &Cmd) -> Result<Output, CertbotError> {
-    let out = cmd.run_unchecked()?;
-    if out.status.success() {
-        return Ok(out);
+pub fn run(cfg: &Config, subcommand: &str, cmd: &Command) -> Result<Output, CertbotError> {
+    match cmd.run() {
+        Ok(out) => Ok(out),
+        Err(ProcessError::Failed { output, .. }) => Err(CertbotError::Failed {
+            subcommand: subcommand.to_owned(),
+            ended: output.ended,
+            summary: failure_summary(&output.stdout, &output.stderr),
+            log: cfg.path(&cfg.certbot.logs_dir).join("letsencrypt.log"),
+        }),
+        Err(e) => Err(e.into()),
     }
-    Err(CertbotError::Failed {
-        subcommand: subcommand.to_owned(),
-        status: out.status,
-        summary: failure_summary(&out.stdout, &out.stderr),
-        log: cfg.path(&cfg.certbot.logs_dir).join("letsencrypt.log"),
-    })
 }
 
 /// The informative lines of a failed certbot run, joined by `; `.

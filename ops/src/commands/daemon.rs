@@ -12,7 +12,8 @@ use crate::commands::{Global, fail};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::jobs::{Trigger, run_job};
-use crate::scheduler::{Cancel, Clock, EventSink, RunFuture, Runner, ScheduledJob, Timing};
+use crate::process::Cancel;
+use crate::scheduler::{Clock, EventSink, RunFuture, Runner, ScheduledJob, Timing};
 use crate::state::StateStore;
 
 /// Runs jobs through [`run_job`] on tokio's blocking pool.

@@ -9,7 +9,7 @@ use crate::commands::config::{load_checked, print_stdout};
 use crate::commands::{Global, fail};
 use crate::exit::Exit;
 use crate::jobs::{Trigger, run_job};
-use crate::scheduler::Cancel;
+use crate::process::Cancel;
 use crate::state::{JobState, StateStore};
 
 pub fn run(global: &Global, args: RunArgs) -> Exit {

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use super::error::StackError;
-use super::run::LogLevel;
 use super::tool::Docker;
+use crate::process::{Level, ProcessError};
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -96,6 +96,12 @@ pub fn parse_inspect(json: &str) -> Result<Vec<ContainerInfo>, String> {
     Ok(out)
 }
 
+/// The engine said the container or image does not exist (any more).
+fn no_such(e: &ProcessError) -> bool {
+    e.output()
+        .is_some_and(|o| o.stderr.contains("No such") || o.stdout.contains("No such"))
+}
+
 fn parse_err(stack: &str, command: &str, message: String) -> StackError {
     StackError::Parse {
         stack: stack.to_owned(),
@@ -104,7 +110,7 @@ fn parse_err(stack: &str, command: &str, message: String) -> StackError {
     }
 }
 
-fn command_err(stack: &str) -> impl Fn(super::run::RunError) -> StackError + '_ {
+fn command_err(stack: &str) -> impl Fn(ProcessError) -> StackError + '_ {
     move |source| StackError::Command {
         stack: stack.to_owned(),
         error: Box::new(source),
@@ -121,7 +127,7 @@ pub fn project_containers(
     let ids = docker
         .run(
             ["ps", "-a", "-q", "--no-trunc", "--filter", &filter],
-            LogLevel::Quiet,
+            Level::Quiet,
         )
         .map_err(command_err(stack))?;
     inspect_containers(docker, stack, &lines(&ids.stdout))
@@ -137,10 +143,10 @@ fn inspect_containers(
     }
     let mut args = vec!["container".to_owned(), "inspect".to_owned()];
     args.extend(ids.iter().cloned());
-    let out = match docker.run(args, LogLevel::Quiet) {
+    let out = match docker.run(args, Level::Quiet) {
         Ok(out) => out,
         // A container removed between `ps` and `inspect`: ask again once.
-        Err(e) if e.output_text().contains("No such") => {
+        Err(e) if no_such(&e) => {
             return project_containers_retry(docker, stack, ids);
         }
         Err(e) => return Err(command_err(stack)(e)),
@@ -155,7 +161,7 @@ fn project_containers_retry(
 ) -> Result<Vec<ContainerInfo>, StackError> {
     let mut all = Vec::new();
     for id in ids {
-        if let Ok(out) = docker.run(["container", "inspect", id.as_str()], LogLevel::Quiet) {
+        if let Ok(out) = docker.run(["container", "inspect", id.as_str()], Level::Quiet) {
             all.extend(
                 parse_inspect(&out.stdout)
                     .map_err(|m| parse_err(stack, "docker container inspect", m))?,
@@ -168,7 +174,7 @@ fn project_containers_retry(
 /// The image ids every container on the engine uses (running or not, any project).
 pub fn images_in_use(docker: &Docker, stack: &str) -> Result<BTreeSet<String>, StackError> {
     let ids = docker
-        .run(["ps", "-a", "-q", "--no-trunc"], LogLevel::Quiet)
+        .run(["ps", "-a", "-q", "--no-trunc"], Level::Quiet)
         .map_err(command_err(stack))?;
     let ids = lines(&ids.stdout);
     if ids.is_empty() {
@@ -181,9 +187,7 @@ pub fn images_in_use(docker: &Docker, stack: &str) -> Result<BTreeSet<String>, S
         "{{.Image}}".to_owned(),
     ];
     args.extend(ids);
-    let out = docker
-        .run(args, LogLevel::Quiet)
-        .map_err(command_err(stack))?;
+    let out = docker.run(args, Level::Quiet).map_err(command_err(stack))?;
     Ok(lines(&out.stdout).into_iter().collect())
 }
 
@@ -209,7 +213,7 @@ pub fn tagged_images(
                 "--format",
                 "{{.ID}}\t{{.Repository}}\t{{.Tag}}",
             ],
-            LogLevel::Quiet,
+            Level::Quiet,
         )
         .map_err(command_err(stack))?;
     Ok(parse_image_ls(&out.stdout))
@@ -246,7 +250,7 @@ pub fn dangling_images(docker: &Docker, stack: &str) -> Result<Vec<String>, Stac
                 "--filter",
                 "dangling=true",
             ],
-            LogLevel::Quiet,
+            Level::Quiet,
         )
         .map_err(command_err(stack))?;
     let mut ids = lines(&out.stdout);
@@ -262,10 +266,10 @@ pub fn image_id(
 ) -> Result<Option<String>, StackError> {
     match docker.run(
         ["image", "inspect", "--format", "{{.Id}}", reference],
-        LogLevel::Quiet,
+        Level::Quiet,
     ) {
         Ok(out) => Ok(Some(out.stdout.trim().to_owned())),
-        Err(e) if e.output_text().contains("No such") => Ok(None),
+        Err(e) if no_such(&e) => Ok(None),
         Err(e) => Err(command_err(stack)(e)),
     }
 }
@@ -286,10 +290,10 @@ pub fn repo_digests(
                 "{{range .RepoDigests}}{{println .}}{{end}}",
                 id.as_str(),
             ],
-            LogLevel::Quiet,
+            Level::Quiet,
         ) {
             Ok(out) => out,
-            Err(e) if e.output_text().contains("No such") => continue,
+            Err(e) if no_such(&e) => continue,
             Err(e) => return Err(command_err(stack)(e)),
         };
         map.insert(id.clone(), lines(&out.stdout));

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::run::RunError;
+use crate::process::ProcessError;
 
 /// A stack operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,10 @@ pub enum StackError {
     #[error(
         "stack {stack}: pull failed, nothing was changed: {error}: check the registry and the image references, then retry"
     )]
-    PullFailed { stack: String, error: Box<RunError> },
+    PullFailed {
+        stack: String,
+        error: Box<ProcessError>,
+    },
 
     #[error(
         "cannot reach the docker engine at {host}: start dockerd or fix DOCKER_HOST ({message})"
@@ -40,7 +43,10 @@ pub enum StackError {
     EngineUnreachable { host: String, message: String },
 
     #[error("stack {stack}: {error}")]
-    Command { stack: String, error: Box<RunError> },
+    Command {
+        stack: String,
+        error: Box<ProcessError>,
+    },
 
     #[error("stack {stack}: cannot parse the output of `{command}`: {message}")]
     Parse {
@@ -119,17 +125,19 @@ impl StackError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::{Ended, Output};
     use std::time::Duration;
 
     #[test]
     fn every_message_is_one_lowercase_line_naming_what_to_do() {
         let run_failed = || {
-            Box::new(RunError::Failed {
+            Box::new(ProcessError::Failed {
                 command: "docker-compose pull".into(),
-                status: "exit code 1".into(),
-                message: "manifest unknown".into(),
-                stdout: "a\nb\n".into(),
-                stderr: "c\nd\n".into(),
+                output: Box::new(Output {
+                    ended: Ended::Code(1),
+                    stdout: "a\nb\n".into(),
+                    stderr: "c\nmanifest unknown\n".into(),
+                }),
             })
         };
         let errors = [
@@ -151,9 +159,9 @@ mod tests {
             },
             StackError::Command {
                 stack: "prod".into(),
-                error: Box::new(RunError::Timeout {
+                error: Box::new(ProcessError::Timeout {
                     command: "docker-compose up -d".into(),
-                    timeout: Duration::from_secs(600),
+                    after: Duration::from_secs(600),
                 }),
             },
             StackError::PullFailed {

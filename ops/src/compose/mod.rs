@@ -2,7 +2,6 @@
 //! name per stack, safe updates with rollback, and pruning that never touches another stack.
 //!
 //! Module map:
-//! - [`run`]: external commands with a timeout, output to the log.
 //! - [`tool`]: which compose tool this machine has; is the engine reachable.
 //! - [`engine`]: containers and images as the engine sees them (by compose labels).
 //! - [`health`]: waiting for healthchecks (pure verdict + poll loop).
@@ -18,7 +17,6 @@ pub mod error;
 pub mod health;
 pub mod history;
 pub mod prune;
-pub mod run;
 pub mod tool;
 pub mod update;
 
@@ -30,9 +28,9 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::config::stacks::StackConfig;
+use crate::process::{Level, Output};
 use engine::ContainerInfo;
 pub use error::StackError;
-use run::{LogLevel, Output};
 use tool::{ComposeTool, Docker};
 pub use update::{RollbackReport, UpdateReport};
 
@@ -131,23 +129,25 @@ impl Stack {
     }
 
     /// Runs `compose -f FILE -p PROJECT ARGS`.
-    pub fn compose<I, S>(&self, args: I, level: LogLevel) -> Result<Output, StackError>
+    pub fn compose<I, S>(&self, args: I, level: Level) -> Result<Output, StackError>
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<std::ffi::OsStr>,
     {
         let cmd = self
             .tool
             .cmd([
-                "-f".to_owned(),
-                self.file.to_string_lossy().into_owned(),
-                "-p".to_owned(),
-                self.project.clone(),
-                "--ansi".to_owned(),
-                "never".to_owned(),
+                "-f".as_ref(),
+                self.file.as_os_str(),
+                "-p".as_ref(),
+                self.project.as_ref(),
+                "--ansi".as_ref(),
+                "never".as_ref(),
             ])
-            .args(args);
-        run::run(&cmd, self.conf.command_timeout(), level).map_err(|source| StackError::Command {
+            .args(args)
+            .timeout(self.conf.command_timeout())
+            .level(level);
+        cmd.run().map_err(|source| StackError::Command {
             stack: self.name.clone(),
             error: Box::new(source),
         })
@@ -160,7 +160,7 @@ impl Stack {
 
     /// The services the compose file defines (`config --services`).
     pub fn services(&self) -> Result<Vec<String>, StackError> {
-        let out = self.compose(["config", "--services"], LogLevel::Quiet)?;
+        let out = self.compose(["config", "--services"], Level::Quiet)?;
         let mut s: Vec<String> = out
             .stdout
             .lines()
@@ -196,7 +196,7 @@ impl Stack {
 pub fn up(cfg: &Config, stack: &str) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
-    s.compose(["up", "-d"], LogLevel::Loud)?;
+    s.compose(["up", "-d"], Level::Loud)?;
     s.wait_healthy()?.map_err(|r| s.unhealthy(r))?;
     Ok(())
 }
@@ -205,7 +205,7 @@ pub fn up(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 pub fn down(cfg: &Config, stack: &str) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
-    s.compose(["down"], LogLevel::Loud)?;
+    s.compose(["down"], Level::Loud)?;
     Ok(())
 }
 
@@ -213,7 +213,7 @@ pub fn down(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 pub fn stop(cfg: &Config, stack: &str) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
-    s.compose(["stop"], LogLevel::Loud)?;
+    s.compose(["stop"], Level::Loud)?;
     Ok(())
 }
 
@@ -223,9 +223,9 @@ pub fn start(cfg: &Config, stack: &str) -> anyhow::Result<()> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
     if s.containers()?.is_empty() {
-        s.compose(["up", "-d"], LogLevel::Loud)?;
+        s.compose(["up", "-d"], Level::Loud)?;
     } else {
-        s.compose(["start"], LogLevel::Loud)?;
+        s.compose(["start"], Level::Loud)?;
     }
     s.wait_healthy()?.map_err(|r| s.unhealthy(r))?;
     Ok(())
@@ -237,7 +237,7 @@ pub fn pause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<(
     let _lock = s.lock()?;
     s.compose(
         std::iter::once("pause".to_owned()).chain(services.iter().cloned()),
-        LogLevel::Loud,
+        Level::Loud,
     )?;
     Ok(())
 }
@@ -248,7 +248,7 @@ pub fn unpause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result
     let _lock = s.lock()?;
     s.compose(
         std::iter::once("unpause".to_owned()).chain(services.iter().cloned()),
-        LogLevel::Loud,
+        Level::Loud,
     )?;
     Ok(())
 }

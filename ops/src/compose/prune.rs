@@ -16,8 +16,8 @@ use std::path::Path;
 use super::engine::{self, ImageInfo};
 use super::error::StackError;
 use super::history;
-use super::run::LogLevel;
 use super::tool::Docker;
+use crate::process::Level;
 
 /// What prune decided for one image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -137,7 +137,7 @@ pub fn run(
         };
         let mut ok = true;
         for t in &targets {
-            if let Err(e) = docker.run(["rmi", t.as_str()], LogLevel::Loud) {
+            if let Err(e) = docker.run(["rmi", t.as_str()], Level::Loud) {
                 tracing::warn!(image = %t, error = %e, "cannot remove image, skipped");
                 ok = false;
             }

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::error::StackError;
-use super::run::{self, Cmd, LogLevel, RunError};
+use crate::process::{Command, Level, Output, ProcessError};
 
 /// Compose generation: they differ in flags and output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,14 +31,12 @@ pub struct ComposeTool {
 
 impl ComposeTool {
     /// The tool invoked with `args`.
-    pub fn cmd<I, S>(&self, args: I) -> Cmd
+    pub fn cmd<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<std::ffi::OsStr>,
     {
-        Cmd::new(self.argv[0].clone())
-            .args(self.argv[1..].iter().cloned())
-            .args(args)
+        Command::new(&self.argv[0]).args(&self.argv[1..]).args(args)
     }
 }
 
@@ -68,10 +66,11 @@ fn detect(timeout: Duration) -> Result<ComposeTool, StackError> {
         .collect::<Vec<_>>()
         .join(" and ");
     for argv in candidates {
-        let cmd = Cmd::new(argv[0].clone())
-            .args(argv[1..].iter().cloned())
-            .args(["version", "--short"]);
-        match run::run(&cmd, timeout, LogLevel::Quiet) {
+        let cmd = Command::new(&argv[0])
+            .args(&argv[1..])
+            .args(["version", "--short"])
+            .timeout(timeout);
+        match cmd.run() {
             Ok(out) => {
                 let version = out.stdout.trim().trim_start_matches('v').to_owned();
                 let flavor = flavor_of(&version);
@@ -106,32 +105,36 @@ pub struct Docker {
 }
 
 impl Docker {
-    pub fn cmd<I, S>(&self, args: I) -> Cmd
+    /// `docker ARGS`, stopped after the timeout.
+    pub fn cmd<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<std::ffi::OsStr>,
     {
-        Cmd::new("docker").args(args)
+        Command::new("docker").args(args).timeout(self.timeout)
     }
 
-    pub fn run<I, S>(&self, args: I, level: LogLevel) -> Result<run::Output, RunError>
+    /// Runs `docker ARGS`; anything but exit code 0 is an error.
+    pub fn run<I, S>(&self, args: I, level: Level) -> Result<Output, ProcessError>
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<std::ffi::OsStr>,
     {
-        run::run(&self.cmd(args), self.timeout, level)
+        self.cmd(args).level(level).run()
     }
 
     /// Checks that the engine answers (within 30 s at most); returns its version.
     pub fn ping(&self) -> Result<String, StackError> {
-        let cmd = self.cmd(["version", "--format", "{{.Server.Version}}"]);
-        match run::run(&cmd, self.timeout.min(PING_TIMEOUT), LogLevel::Quiet) {
+        let cmd = self
+            .cmd(["version", "--format", "{{.Server.Version}}"])
+            .timeout(self.timeout.min(PING_TIMEOUT));
+        match cmd.run() {
             Ok(out) => Ok(out.stdout.trim().to_owned()),
-            Err(e) if e.is_not_found() => Err(StackError::NoDocker),
+            Err(ProcessError::NotFound { .. }) => Err(StackError::NoDocker),
             Err(e) => {
-                let message = match &e {
-                    RunError::Failed { message, .. } => message.clone(),
-                    other => other.to_string(),
+                let message = match e.output() {
+                    Some(out) => out.last_line().unwrap_or("no output").to_owned(),
+                    None => e.to_string(),
                 };
                 Err(StackError::EngineUnreachable {
                     host: engine_host(),

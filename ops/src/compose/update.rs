@@ -15,7 +15,7 @@ use super::Stack;
 use super::engine::{self, ContainerInfo};
 use super::error::StackError;
 use super::history::{self, Deployment, ServiceImage};
-use super::run::LogLevel;
+use crate::process::Level;
 
 /// Result of one `stack update`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -106,7 +106,7 @@ impl Stack {
             self.docker
                 .run(
                     ["tag", img.id.as_str(), img.rollback_tag.as_str()],
-                    LogLevel::Loud,
+                    Level::Loud,
                 )
                 .map_err(|source| StackError::Command {
                     stack: self.name.clone(),
@@ -156,7 +156,7 @@ impl Stack {
             let ref_id = engine::image_id(&self.docker, &self.name, reference)?;
             if ref_id.as_deref() != Some(img.id.as_str()) {
                 self.docker
-                    .run(["tag", img.id.as_str(), reference], LogLevel::Loud)
+                    .run(["tag", img.id.as_str(), reference], Level::Loud)
                     .map_err(|source| StackError::Command {
                         stack: self.name.clone(),
                         error: Box::new(source),
@@ -176,10 +176,10 @@ impl Stack {
                 .map(str::to_owned)
                 .into();
             args.extend(changed.iter().cloned());
-            self.compose(args, LogLevel::Loud)?;
+            self.compose(args, Level::Loud)?;
         }
         // Anything the failed `up` left stopped comes back too.
-        self.compose(["up", "-d"], LogLevel::Loud)?;
+        self.compose(["up", "-d"], Level::Loud)?;
         self.wait_healthy()?
             .map_err(|reason| StackError::Unhealthy {
                 stack: self.name.clone(),
@@ -216,11 +216,11 @@ pub fn update(s: &Stack, clock: &dyn Fn() -> SystemTime) -> Result<UpdateReport,
         }
     };
 
-    s.compose(["pull"], LogLevel::Loud).map_err(|e| match e {
+    s.compose(["pull"], Level::Loud).map_err(|e| match e {
         StackError::Command { stack, error } => StackError::PullFailed { stack, error },
         other => other,
     })?;
-    let failure = match s.compose(["up", "-d"], LogLevel::Loud) {
+    let failure = match s.compose(["up", "-d"], Level::Loud) {
         Err(e) => Some(e.to_string()),
         Ok(_) => s.wait_healthy()?.err(),
     };

@@ -5,7 +5,6 @@
 //! renewal), `stack-update` (pull and restart one stack) and `command` (any program).
 
 pub mod nightly;
-pub mod process;
 pub mod tally;
 
 use std::time::Instant;
@@ -15,7 +14,7 @@ use chrono::Utc;
 
 use crate::config::{Config, JobConfig, JobKind, QuiesceMode};
 use crate::exit::Exit;
-use crate::scheduler::Cancel;
+use crate::process::{Cancel, Command, Ended, ProcessError};
 use crate::state::{CertRecord, JobState, PathList, StateStore, StepRecord};
 
 /// How a run was started (recorded in the state).
@@ -319,27 +318,35 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
         }
         JobKind::Command => {
             let argv = job.command.clone().unwrap_or_default();
-            let spec = process::Spec {
-                argv: &argv,
-                cwd: &cfg.base_dir,
-                env: vec![("OPSYNC_JOB".into(), name.into())],
-                deadline: job.timeout.map(|t| Instant::now() + t.0),
-            };
-            match process::run(&spec, Some(cancel)) {
-                Ok(o) => match o.ended {
-                    process::Ended::Code(0) => Report::default(),
-                    process::Ended::Cancelled => Report {
-                        exit: Some(Exit::Signal),
-                        failed_step: Some("command".into()),
-                        message: Some(o.ended.to_string()),
-                        ..Report::default()
-                    },
-                    other => failed("command", format!("{}: {other}", argv[0])),
+            let ended = step_command(cfg, &argv, [("OPSYNC_JOB", name)])
+                .map(|c| c.deadline(job.timeout.map(|t| Instant::now() + t.0)))
+                .and_then(|c| c.cancel(Some(cancel)).status());
+            match ended {
+                Ok(Ended::Code(0)) => Report::default(),
+                Ok(ended @ Ended::Cancelled) => Report {
+                    exit: Some(Exit::Signal),
+                    failed_step: Some("command".into()),
+                    message: Some(ended.to_string()),
+                    ..Report::default()
                 },
+                Ok(other) => failed("command", format!("{}: {other}", argv[0])),
                 Err(e) => failed("command", e.to_string()),
             }
         }
     }
+}
+
+/// A configured command of a job: no shell, run in the config file's folder with `env` added
+/// (`OPSYNC_JOB`, `OPSYNC_STEP`, ...); its output goes to opsync's stderr.
+pub fn step_command<I, K, V>(cfg: &Config, argv: &[String], env: I) -> Result<Command, ProcessError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    Ok(Command::from_argv(argv)?
+        .current_dir(&cfg.base_dir)
+        .envs(env))
 }
 
 fn failed(step: &str, message: String) -> Report {

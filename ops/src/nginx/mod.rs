@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::certs::status::{cert_path, read_served};
 use crate::config::Config;
 use crate::config::sites::ReloadMethod;
-use crate::process::{Cmd, ProcessError};
+use crate::process::{Command, ProcessError};
 
 /// What the installed nginx (and the OpenSSL it was built with) supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +65,9 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NginxErro
 }
 
 /// `nginx [-c MAIN] [-p PREFIX]`: the command with the configured main config and prefix.
-fn nginx_cmd(cfg: &Config) -> Cmd {
+fn nginx_cmd(cfg: &Config) -> Command {
     let n = &cfg.nginx;
-    let mut cmd = Cmd::new(&n.program).timeout(Duration::from_secs(n.timeout_secs));
+    let mut cmd = Command::new(&n.program).timeout(Duration::from_secs(n.timeout_secs));
     if let Some(p) = &n.prefix {
         cmd = cmd.arg("-p").arg(cfg.path(p));
     }
@@ -86,7 +86,7 @@ pub fn features(cfg: &Config) -> Result<Features, NginxError> {
         })?;
         return Ok(features_of(version, None));
     }
-    let cmd = Cmd::new(&cfg.nginx.program)
+    let cmd = Command::new(&cfg.nginx.program)
         .arg("-V")
         .timeout(Duration::from_secs(cfg.nginx.timeout_secs));
     let out = cmd.run()?;
@@ -144,10 +144,11 @@ pub fn render_config(cfg: &Config) -> Result<String, NginxError> {
 /// `nginx -t`: the configuration (with the rendered site file it includes) is valid.
 pub fn check(cfg: &Config) -> Result<(), NginxError> {
     let cmd = nginx_cmd(cfg).arg("-t").arg("-q");
-    let out = cmd.run_unchecked()?;
-    if out.status.success() {
-        return Ok(());
-    }
+    let out = match cmd.run() {
+        Ok(_) => return Ok(()),
+        Err(ProcessError::Failed { output, .. }) => output,
+        Err(e) => return Err(e.into()),
+    };
     let text = format!("{}{}", out.stderr, out.stdout);
     let detail = match text.lines().find_map(|l| l.split_once("[emerg] ")) {
         // `2026/11/29 23:08:23 [emerg] 31816#31816: unknown directive ...`
@@ -223,7 +224,7 @@ pub fn reload(cfg: &Config) -> Result<(), NginxError> {
     check(cfg)?;
     match cfg.nginx.reload {
         ReloadMethod::Signal => nginx_cmd(cfg).arg("-s").arg("reload").run()?,
-        ReloadMethod::Systemctl => Cmd::new("systemctl")
+        ReloadMethod::Systemctl => Command::new("systemctl")
             .args(["reload", "nginx"])
             .timeout(Duration::from_secs(cfg.nginx.timeout_secs))
             .run()?,

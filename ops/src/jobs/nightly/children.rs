@@ -6,9 +6,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::config::VerifyMode;
+use crate::events::Event;
 use crate::exit::Exit;
-use crate::jobs::process::{self, Ended, Spec};
+use crate::jobs::step_command;
 use crate::jobs::tally::{Role, Tally};
+use crate::process::{Command, Ended, ProcessError};
 use crate::state::PathList;
 
 use super::{Run, StepEnd, exit_of, own_binary, path_arg, result_name};
@@ -103,17 +105,16 @@ impl Run<'_> {
                 VerifyMode::Off => {}
             }
         }
-        let spec = Spec {
-            argv: &argv,
-            cwd: &self.cfg.base_dir,
-            env: self.env(step),
-            deadline: self.child_deadline(limit),
-        };
         let mut tally = Tally::new(self.name, step, role);
-        let out = process::run_reading_events(&spec, Some(self.cancel), &mut |e| tally.event(e));
+        let out = step_command(self.cfg, &argv, self.env(step)).and_then(|c| {
+            let c = c
+                .deadline(self.child_deadline(limit))
+                .cancel(Some(self.cancel));
+            read_events(&c, &mut |e| tally.event(e))
+        });
         let detail = tally.finish();
         let ended = match out {
-            Ok(o) => o.ended,
+            Ok(ended) => ended,
             Err(e) => return StepEnd::failed(e.to_string()),
         };
 
@@ -213,18 +214,15 @@ impl Run<'_> {
                 ));
             }
         };
-        let spec = Spec {
-            argv: &argv,
-            cwd: &self.cfg.base_dir,
-            env: self.env("check"),
-            deadline: self.deadline,
-        };
         let mut tally = Tally::new(self.name, "check", Role::Check)
             .with_recheck_list(Box::new(std::io::BufWriter::new(file)));
-        let out = process::run_reading_events(&spec, Some(self.cancel), &mut |e| tally.event(e));
+        let out = step_command(self.cfg, &argv, self.env("check")).and_then(|c| {
+            let c = c.deadline(self.deadline).cancel(Some(self.cancel));
+            read_events(&c, &mut |e| tally.event(e))
+        });
         let detail = tally.finish();
         let ended = match out {
-            Ok(o) => o.ended,
+            Ok(ended) => ended,
             Err(e) => return StepEnd::failed(e.to_string()),
         };
         let content = detail
@@ -282,5 +280,46 @@ impl Run<'_> {
         };
         end.detail = detail;
         end
+    }
+}
+
+/// Runs `cmd` (an `opsync sync --json` or `opsync verify --json` child) and hands each event
+/// line of its stdout to `on_event` as it arrives, also the ones printed before it was stopped.
+/// Lines that are not events are logged at debug level.
+fn read_events(cmd: &Command, on_event: &mut dyn FnMut(Event)) -> Result<Ended, ProcessError> {
+    let program = cmd.program().display().to_string();
+    cmd.stream_stdout(&mut |line| {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end();
+        match Event::parse(text) {
+            Some(e) => on_event(e),
+            None if text.is_empty() => {}
+            None => {
+                tracing::debug!(program = %program, line = text, "output line that is not an event")
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_is_read_and_other_lines_are_skipped() {
+        let cmd = Command::new("sh").env("STEP", "x").args([
+            "-c",
+            r#"echo '{"type":"item","itemize":">f+++++++++","op":"copy","path":"a","bytes":3}'
+               echo 'not an event'
+               echo "{\"type\":\"warning\",\"kind\":\"vanished\",\"path\":\"$STEP\",\"message\":\"m\"}"
+               echo '{"type":"summary","bytes_copied":5}'; exit 23"#,
+        ]);
+        let mut events = Vec::new();
+        let ended = read_events(&cmd, &mut |e| events.push(e)).unwrap();
+        assert_eq!(ended, Ended::Code(23));
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(&events[0], Event::Item(i) if i.path.path == "a" && i.bytes == 3));
+        assert!(matches!(&events[1], Event::Warning(w) if w.path.path == "x"));
+        assert!(matches!(&events[2], Event::Summary(s) if s.bytes_copied == 5));
     }
 }

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, JobConfig, QuiesceMode, VerifyMode};
 use crate::exit::Exit;
-use crate::scheduler::Cancel;
+use crate::process::{Cancel, Ended};
 use crate::state::{StepDetail, StepRecord};
 
-use super::process::{self, Ended, Spec};
+use super::step_command;
 use super::{Report, result_name, worst};
 
 /// Longest a clean-up step (resume, dev-start) given as a command may take.
@@ -395,21 +395,19 @@ impl Run<'_> {
     }
 
     /// Runs a configured command for a step.
+    /// A clean-up step (`cleanup`) is not cancellable and gets its own time limit.
     fn command(&self, step: &str, argv: &[String], cleanup: bool) -> StepEnd {
-        let spec = Spec {
-            argv,
-            cwd: &self.cfg.base_dir,
-            env: self.env(step),
-            deadline: if cleanup {
-                Some(Instant::now() + CLEANUP_LIMIT)
-            } else {
-                self.deadline
-            },
+        let deadline = if cleanup {
+            Some(Instant::now() + CLEANUP_LIMIT)
+        } else {
+            self.deadline
         };
         let cancel = (!cleanup).then_some(self.cancel);
-        match process::run(&spec, cancel) {
-            Ok(o) if o.ended == Ended::Code(0) => StepEnd::ok(),
-            Ok(o) => StepEnd::failed(format!("{} ended with {}", argv[0], o.ended)),
+        let ended = step_command(self.cfg, argv, self.env(step))
+            .and_then(|c| c.deadline(deadline).cancel(cancel).status());
+        match ended {
+            Ok(Ended::Code(0)) => StepEnd::ok(),
+            Ok(ended) => StepEnd::failed(format!("{} ended with {ended}", argv[0])),
             Err(e) => StepEnd::failed(e.to_string()),
         }
     }
