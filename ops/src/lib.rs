@@ -19,6 +19,7 @@ pub mod compose;
 pub mod config;
 pub mod events;
 pub mod exit;
+pub mod fs;
 pub mod jobs;
 pub mod lock;
 pub mod metrics;

@@ -152,11 +152,8 @@ fn escape(s: &str) -> String {
 }
 
 /// Writes the metrics of `jobs` to `path` atomically.
-pub fn write(path: &Path, jobs: &[JobState]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    crate::state::write_atomic(path, render(jobs).as_bytes())
+pub fn write(path: &Path, jobs: &[JobState]) -> Result<(), crate::fs::WriteError> {
+    crate::fs::write_atomic(path, render(jobs).as_bytes())
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! crash leaves the previous state.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -229,51 +228,17 @@ impl StateStore {
     /// Writes `state` atomically.
     pub fn save(&self, state: &JobState) -> Result<(), StateError> {
         let path = self.path(&state.job);
-        std::fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
-            op: "create the folder of",
-            path: path.clone(),
-            source,
-        })?;
         let mut text = serde_json::to_vec_pretty(state).map_err(|source| StateError::Parse {
             path: path.clone(),
             source,
         })?;
         text.push(b'\n');
-        write_atomic(&path, &text).map_err(|source| StateError::Io {
-            op: "write",
+        crate::fs::write_atomic(&path, &text).map_err(|e| StateError::Io {
+            op: e.op,
             path,
-            source,
+            source: e.source,
         })
     }
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename, then
-/// fsync of the folder. The temporary file is removed on error.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! certbot command lines (`certonly --webroot`, `renew`) and the deploy hook file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::config::sites::Site;
+use crate::fs::WriteError;
 use crate::process::{Command, Ended, Output, ProcessError};
 
 /// File name of the deploy hook in `CONFIG-DIR/renewal-hooks/deploy/`.
@@ -148,43 +148,9 @@ pub fn hook_script(opsync: &Path, config: Option<&Path>) -> String {
     )
 }
 
-/// A hook install that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot {op} {path}: {source}")]
-pub struct HookError {
-    op: &'static str,
-    path: PathBuf,
-    source: std::io::Error,
-}
-
-/// Writes `script` to `path` atomically (temporary file, fsync, rename) with mode 0755.
-pub fn install_hook(path: &Path, script: &str) -> Result<(), HookError> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |op, p: &Path| {
-        let p = p.to_owned();
-        move |source| HookError {
-            op,
-            path: p,
-            source,
-        }
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err("create folder", dir))?;
-    let tmp = dir.join(format!(".{HOOK_NAME}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(script.as_bytes())?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err("write", &tmp)(e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err("rename into", path)(e)
-    })
+/// Writes `script` to `path` atomically with mode 0755.
+pub fn install_hook(path: &Path, script: &str) -> Result<(), WriteError> {
+    crate::fs::write_atomic_with_mode(path, script.as_bytes(), 0o755)
 }
 
 /// Quotes `s` for a POSIX shell.

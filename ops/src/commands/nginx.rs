@@ -42,7 +42,7 @@ pub fn one_line(e: impl std::fmt::Display) -> anyhow::Error {
 pub fn exit_for(e: &NginxError) -> Exit {
     match e {
         NginxError::NoUpstream { .. } | NginxError::Template { .. } => Exit::Config,
-        NginxError::Io { .. } => Exit::FileIo,
+        NginxError::Io { .. } | NginxError::Write(_) => Exit::FileIo,
         _ => Exit::Failed,
     }
 }

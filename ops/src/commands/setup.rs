@@ -41,7 +41,7 @@ fn systemd(global: &Global, args: &SetupSystemdArgs) -> anyhow::Result<Exit> {
             args.output.display()
         );
     }
-    crate::state::write_atomic(&args.output, unit.as_bytes()).with_context(|| {
+    crate::fs::write_atomic(&args.output, unit.as_bytes()).with_context(|| {
         format!(
             "cannot write {}: run as root or pass --output FILE",
             args.output.display()

@@ -1,12 +1,11 @@
 //! Deployment history in `STATE_DIR/stacks.json`: the last N deployments of each stack (time,
 //! images) and the images retired from it, which `stack prune` may remove.
 //!
-//! Written atomically (temporary file in the same folder, `sync_all`, `rename`) under an
+//! Written atomically ([`crate::fs::write_atomic`]) under an
 //! exclusive `flock` on `stacks.json.lock`, so two stacks updated at once do not lose each
 //! other's records.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -153,39 +152,20 @@ pub fn load(path: &Path) -> Result<StateFile, StackError> {
 
 /// Writes the state file atomically.
 pub fn save(path: &Path, state: &StateFile) -> Result<(), StackError> {
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_owned();
-        move |source| StackError::StateIo {
-            op,
-            path: p,
-            error: source,
-        }
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io("create the folder of", path))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(STATE_FILE),
-        std::process::id()
-    ));
     let mut body = serde_json::to_vec_pretty(&StateFile {
         version: 1,
         stacks: state.stacks.clone(),
     })
-    .expect("state serializes");
+    .map_err(|e| StackError::StateParse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
     body.push(b'\n');
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&body).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("sync", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(io("replace", path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fs::write_atomic(path, &body).map_err(|e| StackError::StateIo {
+        op: e.op,
+        path: e.path,
+        error: e.source,
+    })
 }
 
 /// Runs `f` on the state file under an exclusive lock and saves what it leaves.

@@ -267,11 +267,7 @@ fn write_metrics(cfg: &Config, store: &StateStore) {
         .filter_map(|j| store.load(j).ok().flatten())
         .collect();
     if let Err(e) = crate::metrics::write(&path, &states) {
-        tracing::error!(
-            path = %path.display(),
-            "cannot write metrics {}: {e}: check [general] metrics-file",
-            path.display()
-        );
+        tracing::error!(path = %path.display(), "{e}: check [general] metrics-file");
     }
 }
 

@@ -6,13 +6,13 @@
 
 pub mod render;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::certs::status::{cert_path, read_served};
 use crate::config::Config;
 use crate::config::sites::ReloadMethod;
+use crate::fs::{WriteError, write_atomic};
 use crate::process::{Command, ProcessError};
 
 /// What the installed nginx (and the OpenSSL it was built with) supports.
@@ -33,6 +33,8 @@ pub enum NginxError {
     NoUpstream { domain: String },
     #[error("nginx template: {message}")]
     Template { message: String },
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -199,23 +201,6 @@ pub fn install(cfg: &Config, text: &str, check_after: bool) -> Result<Installed,
         }
     }
     Ok(Installed::Written)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NginxError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io("create folder", dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{}.opsync-tmp", name.unwrap_or_default()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io("write", path)(e)
-    })
 }
 
 /// Checks the configuration, reloads nginx only when the check passes, then waits until nginx
