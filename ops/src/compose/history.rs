@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::error::StackError;
+use crate::lock;
 
 pub const STATE_FILE: &str = "stacks.json";
 
@@ -170,31 +171,7 @@ pub fn save(path: &Path, state: &StateFile) -> Result<(), StackError> {
 
 /// Runs `f` on the state file under an exclusive lock and saves what it leaves.
 pub fn update<R>(path: &Path, f: impl FnOnce(&mut StateFile) -> R) -> Result<R, StackError> {
-    let lock_path = path.with_extension("json.lock");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| StackError::StateIo {
-            op: "create the folder of",
-            path: path.to_owned(),
-            error: source,
-        })?;
-    }
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| StackError::StateIo {
-            op: "open the lock of",
-            path: lock_path.clone(),
-            error: source,
-        })?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-        StackError::StateIo {
-            op: "lock",
-            path: lock_path.clone(),
-            error: e.into(),
-        }
-    })?;
+    let _lock = lock::wait_for(&path.with_extension("json.lock")).map_err(lock_error(""))?;
     let mut state = load(path)?;
     let before = state.clone();
     let r = f(&mut state);
@@ -208,7 +185,7 @@ pub fn update<R>(path: &Path, f: impl FnOnce(&mut StateFile) -> R) -> Result<R, 
 #[derive(Debug)]
 pub struct StackLock {
     /// `None` when a job of this process already holds the lock (the nightly job's steps).
-    _file: Option<std::fs::File>,
+    _lock: Option<lock::Lock>,
 }
 
 /// Takes the lock of `stack` (`STATE_DIR/locks/stack-NAME.lock`, the file the scheduler's jobs
@@ -217,38 +194,22 @@ pub struct StackLock {
 /// restart prod while the nightly job has it paused. Inside a job that holds the lock already
 /// (same process), this is a no-op.
 pub fn lock_stack(state_dir: &Path, stack: &str) -> Result<StackLock, StackError> {
-    let path = crate::lock::lock_path(state_dir, &format!("stack-{stack}"));
-    if crate::lock::held_here(&path) {
-        return Ok(StackLock { _file: None });
-    }
-    std::fs::create_dir_all(path.parent().unwrap_or(state_dir)).map_err(|error| {
-        StackError::StateIo {
-            op: "create the folder of",
-            path: path.clone(),
-            error,
-        }
-    })?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|error| StackError::StateIo {
-            op: "open the lock",
-            path: path.clone(),
-            error,
-        })?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(StackLock { _file: Some(file) }),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(StackError::Locked {
+    lock::try_lock_unless_held_here(state_dir, &format!("stack-{stack}"))
+        .map(|l| StackLock { _lock: l })
+        .map_err(lock_error(stack))
+}
+
+fn lock_error(stack: &str) -> impl FnOnce(lock::LockError) -> StackError + '_ {
+    move |e| match e {
+        lock::LockError::Held { path, .. } => StackError::Locked {
             stack: stack.to_owned(),
             path,
-        }),
-        Err(e) => Err(StackError::StateIo {
-            op: "lock",
+        },
+        lock::LockError::Io { op, path, source } => StackError::StateIo {
+            op,
             path,
-            error: e.into(),
-        }),
+            error: source,
+        },
     }
 }
 
@@ -382,12 +343,7 @@ mod tests {
         lock_stack(dir.path(), "dev").unwrap();
         // ... while another process would conflict: a separate open of the same lock file is
         // what another process does, and the job lock file is the one `lock_stack` uses.
-        let other = std::fs::OpenOptions::new()
-            .write(true)
-            .open(crate::lock::lock_path(dir.path(), "stack-dev"))
-            .unwrap();
-        let r = rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive);
-        assert_eq!(r, Err(rustix::io::Errno::WOULDBLOCK));
+        assert!(crate::lock::try_lock(dir.path(), "stack-dev").is_err());
         drop(job);
         // Released: an ordinary lock works again, and a second one in this process conflicts.
         let held = lock_stack(dir.path(), "dev").unwrap();

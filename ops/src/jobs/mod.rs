@@ -100,8 +100,12 @@ pub fn run_job(
     let state_dir = cfg.state_dir();
     let _lock = match crate::lock::try_lock(&state_dir, name) {
         Ok(l) => l,
-        Err(e @ crate::lock::LockError::Held { .. }) => {
-            tracing::warn!(job = name, "{e}");
+        Err(crate::lock::LockError::Held { pid, path }) => {
+            tracing::warn!(
+                job = name,
+                "job {name} is already running (pid {pid}, lock {}): wait for it to finish",
+                path.display()
+            );
             return Ok(Exit::Locked);
         }
         Err(e) => return Err(e.into()),
@@ -210,7 +214,7 @@ fn lock_stacks(
     job: &str,
     stacks: &[String],
     cancel: &Cancel,
-) -> Result<Vec<crate::lock::JobLock>, Box<Report>> {
+) -> Result<Vec<crate::lock::Lock>, Box<Report>> {
     let mut held = Vec::new();
     let until = Instant::now() + STACK_WAIT;
     for stack in stacks {
