@@ -336,7 +336,7 @@ fn log_event(e: &Event) {
             "run skipped: the previous run is still going"
         ),
         Event::Finished { job, exit } => {
-            tracing::info!(job = %job, exit_code = *exit as u8, "job finished")
+            tracing::info!(job = %job, exit_code = exit.code(), "job finished")
         }
         Event::Cancelled { job } => tracing::warn!(
             job = %job,

@@ -146,7 +146,7 @@ pub struct JobState {
     pub trigger: Option<String>,
     pub last_start: Option<DateTime<Utc>>,
     pub last_end: Option<DateTime<Utc>>,
-    /// `ok`, `failed`, `partial`, ... (see [`crate::jobs::result_name`]).
+    /// `ok`, `failed`, `partial`, ... (see [`crate::exit::Exit::name`]).
     pub result: Option<String>,
     pub exit_code: Option<u8>,
     pub duration_seconds: Option<f64>,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use crate::cli::NginxCommand;
 use crate::commands::{Global, fail};
 use crate::config::Config;
-use crate::exit::Exit;
+use crate::exit::{Exit, ToExit};
 use crate::nginx::{self, Installed, NginxError};
 use crate::output::stdout_text;
 
@@ -26,7 +26,7 @@ pub fn run(global: &Global, cmd: NginxCommand) -> Exit {
     match result {
         Ok(()) => Exit::Ok,
         Err(e) => {
-            let exit = exit_for(&e);
+            let exit = e.exit();
             fail(exit, &one_line(e).context("nginx"))
         }
     }
@@ -36,15 +36,6 @@ pub fn run(global: &Global, cmd: NginxCommand) -> Exit {
 /// printing anyhow's chain of sources would repeat it.
 pub fn one_line(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{e}")
-}
-
-/// The exit code for an nginx error.
-pub fn exit_for(e: &NginxError) -> Exit {
-    match e {
-        NginxError::NoUpstream { .. } | NginxError::Template { .. } => Exit::Config,
-        NginxError::Io { .. } | NginxError::Write(_) => Exit::FileIo,
-        _ => Exit::Failed,
-    }
 }
 
 fn render(cfg: &Config, to_stdout: bool, check: bool) -> Result<(), NginxError> {

@@ -7,7 +7,7 @@ use crate::cli::{StackArgs, StackCommand};
 use crate::commands::{Global, fail};
 use crate::compose::{self, ServiceStatus, StackError};
 use crate::config::Config;
-use crate::exit::Exit;
+use crate::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, args: StackArgs) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {
@@ -20,7 +20,7 @@ pub fn run(global: &Global, args: StackArgs) -> Exit {
             let exit = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<StackError>())
-                .map_or(Exit::Failed, StackError::exit);
+                .map_or(Exit::Failed, ToExit::exit);
             fail(exit, &e)
         }
     }

@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use sync_engine::verify::VerifyOptions;
-use sync_engine::{Delta, Error, MaxDelete, Options, Status};
+use sync_engine::{Delta, Error, MaxDelete, Options};
 
 use crate::cli::{SyncArgs, VerifyScope};
 use crate::commands::{Global, fail};
 use crate::config::Config;
 use crate::events::VerifyCounts;
-use crate::exit::Exit;
+use crate::exit::{Exit, ToExit};
 use crate::output::{SyncOutput, SyncPrinter};
 
 pub fn run(global: &Global, args: SyncArgs) -> Exit {
@@ -41,16 +41,12 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
     let report = match sync_engine::sync(&src, &dst, &opts, &printer) {
         Ok(r) => r,
         Err(e) => {
-            let exit = match &e {
-                Error::EmptySource { .. } => Exit::EmptySource,
-                Error::Io { .. } | Error::Threads(_) => Exit::FileIo,
-                _ => Exit::Usage,
-            };
-            printer.fatal_json(&e.to_string(), exit as u8);
+            let exit = e.exit();
+            printer.fatal_json(&e.to_string(), exit.code());
             return fail(exit, &anyhow!(e));
         }
     };
-    let mut exit = exit_of(&report);
+    let mut exit = Exit::from(report.status());
     let mut total = report;
     let mut counts = None;
     // A run that ended with vanished files is verified too: they are warnings, not errors.
@@ -61,17 +57,17 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
                 if c.remaining > 0 {
                     exit = Exit::Differences;
                 } else {
-                    exit = exit_of(&total);
+                    exit = Exit::from(total.status());
                 }
                 counts = Some(c);
             }
             Err(e) => {
-                printer.fatal_json(&e.to_string(), Exit::FileIo as u8);
+                printer.fatal_json(&e.to_string(), Exit::FileIo.code());
                 return fail(Exit::FileIo, &anyhow!(e));
             }
         }
     }
-    printer.finish(&total, started.elapsed(), exit as u8, args.stats, counts);
+    printer.finish(&total, started.elapsed(), exit.code(), args.stats, counts);
     if total.deletions_disabled {
         printer.note("opsync: errors reading the source: deletions were skipped for this run");
     }
@@ -96,16 +92,6 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         ));
     }
     exit
-}
-
-fn exit_of(report: &sync_engine::Report) -> Exit {
-    match report.status() {
-        Status::Ok => Exit::Ok,
-        Status::Vanished => Exit::Vanished,
-        Status::DeleteLimit => Exit::MaxDelete,
-        Status::Partial => Exit::Partial,
-        Status::Cancelled => Exit::Signal,
-    }
 }
 
 /// `--verify` (all): compares both trees; the paths that differ are synced again with their

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::exit::{Exit, ToExit};
 use crate::process::ProcessError;
 
 /// A stack operation that failed.
@@ -108,10 +109,8 @@ pub enum StackError {
     StateParse { path: PathBuf, message: String },
 }
 
-impl StackError {
-    /// The exit code this error maps to at the command edge.
-    pub fn exit(&self) -> crate::exit::Exit {
-        use crate::exit::Exit;
+impl ToExit for StackError {
+    fn exit(&self) -> Exit {
         match self {
             StackError::UnknownStack { .. } => Exit::Usage,
             StackError::BadProject { .. } | StackError::ComposeFileMissing { .. } => Exit::Config,

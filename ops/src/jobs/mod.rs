@@ -50,44 +50,6 @@ pub struct Report {
     pub certs: Vec<CertRecord>,
 }
 
-/// The name of a result in state, status and logs.
-pub fn result_name(e: Exit) -> &'static str {
-    match e {
-        Exit::Ok => "ok",
-        Exit::Partial => "partial",
-        Exit::Vanished => "vanished",
-        Exit::MaxDelete => "max-delete",
-        Exit::EmptySource => "empty-source",
-        Exit::Locked => "locked",
-        Exit::Attention => "attention",
-        Exit::Signal => "cancelled",
-        Exit::Differences => "differences",
-        Exit::Config => "config",
-        Exit::Usage | Exit::FileIo | Exit::Failed => "failed",
-    }
-}
-
-/// How bad a result is, for "a job's result is the worst of its steps".
-pub fn severity(e: Exit) -> u8 {
-    match e {
-        Exit::Ok => 0,
-        Exit::Attention => 1,
-        Exit::Vanished => 2,
-        Exit::Partial => 3,
-        Exit::Differences => 4,
-        Exit::MaxDelete => 5,
-        Exit::EmptySource => 6,
-        Exit::Locked => 7,
-        Exit::Usage | Exit::Config | Exit::FileIo | Exit::Failed => 8,
-        Exit::Signal => 9,
-    }
-}
-
-/// The worse of two results.
-pub fn worst(a: Exit, b: Exit) -> Exit {
-    if severity(b) > severity(a) { b } else { a }
-}
-
 /// Runs job `name` now: lock, state, steps, metrics. Returns the job's result; a job held by
 /// another run gives [`Exit::Locked`] without touching the state.
 pub fn run_job(
@@ -142,8 +104,8 @@ pub fn run_job(
     state.running = false;
     state.pid = None;
     state.last_end = Some(ended);
-    state.result = Some(result_name(exit).to_string());
-    state.exit_code = Some(exit as u8);
+    state.result = Some(exit.name().to_string());
+    state.exit_code = Some(exit.code());
     state.duration_seconds = Some(duration);
     state.bytes = report.bytes;
     state.files = report.files;
@@ -164,15 +126,15 @@ pub fn run_job(
     if exit == Exit::Ok {
         tracing::info!(
             job = name,
-            result = result_name(exit),
+            result = exit.name(),
             duration_s = duration,
             "run finished"
         );
     } else {
         tracing::error!(
             job = name,
-            result = result_name(exit),
-            exit_code = exit as u8,
+            result = exit.name(),
+            exit_code = exit.code(),
             failed_step = report.failed_step.as_deref().unwrap_or(""),
             error = report.message.as_deref().unwrap_or(""),
             duration_s = duration,

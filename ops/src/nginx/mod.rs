@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::certs::status::{cert_path, read_served};
 use crate::config::Config;
 use crate::config::sites::ReloadMethod;
+use crate::exit::{Exit, ToExit};
 use crate::fs::{WriteError, write_atomic};
 use crate::process::{Command, ProcessError};
 
@@ -59,6 +60,16 @@ pub enum NginxError {
          configuration (`opsync nginx render`) and look at nginx's error log"
     )]
     NotServing { domain: String, detail: String },
+}
+
+impl ToExit for NginxError {
+    fn exit(&self) -> Exit {
+        match self {
+            NginxError::NoUpstream { .. } | NginxError::Template { .. } => Exit::Config,
+            NginxError::Io { .. } | NginxError::Write(_) => Exit::FileIo,
+            _ => Exit::Failed,
+        }
+    }
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NginxError {

@@ -244,7 +244,7 @@ fn render(log: &Log) -> Vec<String> {
                     format!("{t} start {} catch_up={catch_up}", fire.format("%d %H:%M"))
                 }
                 Event::Skipped { fire, .. } => format!("{t} skip {}", fire.format("%H:%M")),
-                Event::Finished { exit, .. } => format!("{t} end {}", *exit as u8),
+                Event::Finished { exit, .. } => format!("{t} end {}", exit.code()),
                 Event::Cancelled { .. } => format!("{t} cancel"),
                 Event::NoMoreFires { .. } => format!("{t} no-more"),
             }

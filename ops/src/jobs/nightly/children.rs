@@ -13,7 +13,7 @@ use crate::jobs::tally::{Role, Tally};
 use crate::process::{Command, Ended, ProcessError};
 use crate::state::PathList;
 
-use super::{Run, StepEnd, exit_of, own_binary, path_arg, result_name};
+use super::{Run, StepEnd, own_binary, path_arg};
 
 /// Which sync pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +143,7 @@ impl Run<'_> {
 
         let mut end = match ended {
             Ended::Code(c) => {
-                let exit = exit_of(u8::try_from(c).unwrap_or(u8::MAX));
+                let exit = Exit::of_child(c);
                 let message = match exit {
                     Exit::Ok => did,
                     Exit::Differences => format!(
@@ -155,7 +155,7 @@ impl Run<'_> {
                         Some(f) => format!("sync ended with exit code {c}: {f}"),
                         None => format!("sync ended with exit code {c}: {did}"),
                     },
-                    e => format!("sync ended with exit code {c} ({}): {did}", result_name(e)),
+                    e => format!("sync ended with exit code {c} ({}): {did}", e.name()),
                 };
                 let mut end = StepEnd::new(exit, Some(message));
                 if pass == Pass::One && matches!(exit, Exit::Partial | Exit::Vanished) {

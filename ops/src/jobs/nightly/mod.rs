@@ -33,8 +33,8 @@ use crate::exit::Exit;
 use crate::process::{Cancel, Ended};
 use crate::state::{StepDetail, StepRecord};
 
+use super::Report;
 use super::step_command;
-use super::{Report, result_name, worst};
 
 /// Longest a clean-up step (resume, dev-start) given as a command may take.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(600);
@@ -233,18 +233,18 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
     let mut failed_step = None;
     let mut message = None;
     for s in &r.steps {
-        let e = exit_of(s.exit_code);
+        let e = Exit::of_child(i32::from(s.exit_code));
         if s.name == "pass-1" && pass2_ran && matches!(e, Exit::Partial | Exit::Vanished) {
             continue;
         }
-        if super::severity(e) > super::severity(exit) {
+        if e.severity() > exit.severity() {
             exit = e;
             failed_step = Some(s.name.clone());
             message = s.message.clone();
         }
     }
     if cancel.is_cancelled() {
-        exit = worst(exit, Exit::Signal);
+        exit = exit.worst(Exit::Signal);
         failed_step = failed_step.or_else(|| Some("cancelled".into()));
     }
     let counted: Vec<&StepDetail> = r
@@ -286,19 +286,6 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
     }
 }
 
-fn exit_of(code: u8) -> Exit {
-    match code {
-        0 => Exit::Ok,
-        8 => Exit::Differences,
-        20 => Exit::Signal,
-        23 => Exit::Partial,
-        24 => Exit::Vanished,
-        25 => Exit::MaxDelete,
-        26 => Exit::EmptySource,
-        _ => Exit::Failed,
-    }
-}
-
 impl Run<'_> {
     /// Runs one step, logs and records it.
     fn step(&mut self, name: &str, f: impl FnOnce(&mut Self) -> StepEnd) -> StepEnd {
@@ -306,7 +293,7 @@ impl Run<'_> {
         let t = Instant::now();
         let end = f(self);
         let secs = t.elapsed().as_secs_f64();
-        let result = result_name(end.exit);
+        let result = end.exit.name();
         if end.exit == Exit::Ok {
             match &end.message {
                 Some(m) => tracing::info!(
@@ -348,7 +335,7 @@ impl Run<'_> {
         self.steps.push(StepRecord {
             name: name.to_string(),
             result: result.to_string(),
-            exit_code: end.exit as u8,
+            exit_code: end.exit.code(),
             duration_seconds: secs,
             message: end.message.clone(),
             detail: end.detail.clone(),
@@ -377,7 +364,7 @@ impl Run<'_> {
         self.steps.push(StepRecord {
             name: step.to_string(),
             result: "cancelled".into(),
-            exit_code: Exit::Signal as u8,
+            exit_code: Exit::Signal.code(),
             duration_seconds: 0.0,
             message: Some("not started: the run was cancelled".into()),
             detail: StepDetail::default(),
@@ -486,23 +473,5 @@ mod tests {
             "/usr/local/bin/opsync"
         );
         assert_eq!(own_binary(Path::new("/usr/bin/opsync")), "/usr/bin/opsync");
-    }
-
-    #[test]
-    fn sync_exit_codes() {
-        let cases = [
-            (0, Exit::Ok),
-            (8, Exit::Differences),
-            (20, Exit::Signal),
-            (23, Exit::Partial),
-            (24, Exit::Vanished),
-            (25, Exit::MaxDelete),
-            (26, Exit::EmptySource),
-            (1, Exit::Failed),
-            (11, Exit::Failed),
-        ];
-        for (code, exit) in cases {
-            assert_eq!(exit_of(code), exit, "{code}");
-        }
     }
 }
