@@ -211,8 +211,8 @@ pub struct SyncArgs {
 
     /// Rebuild changed files from their old version in DST, writing only the differing 4 KiB
     /// blocks: auto (files of 4 MiB or more, where DST's filesystem can reflink), always, never
-    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
-    pub delta: String,
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = DeltaMode::Auto)]
+    pub delta: DeltaMode,
 
     /// Write only the changed blocks of a changed file into DST's existing file instead of
     /// into a new file renamed over it (rsync's --inplace): far fewer bytes written, but the
@@ -245,6 +245,28 @@ pub struct SyncArgs {
         help_heading = "Safety"
     )]
     pub verify: Option<VerifyScope>,
+}
+
+/// `--delta`: when a changed file is rebuilt from its old version in DST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeltaMode {
+    // Plain comments, not doc comments: clap would list them as help for each value.
+    // Files of 4 MiB or more, where DST's filesystem can reflink.
+    Auto,
+    // Every changed file that exists in DST.
+    Always,
+    // Always a whole copy.
+    Never,
+}
+
+impl From<DeltaMode> for sync_engine::Delta {
+    fn from(d: DeltaMode) -> sync_engine::Delta {
+        match d {
+            DeltaMode::Auto => sync_engine::Delta::Auto,
+            DeltaMode::Always => sync_engine::Delta::Always,
+            DeltaMode::Never => sync_engine::Delta::Never,
+        }
+    }
 }
 
 /// What `opsync sync --verify` checks.

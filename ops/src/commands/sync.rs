@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use sync_engine::verify::VerifyOptions;
-use sync_engine::{Delta, Error, MaxDelete, Options};
+use sync_engine::{Error, MaxDelete, Options};
 
 use crate::cli::{SyncArgs, VerifyScope};
 use crate::commands::{Global, fail};
@@ -210,17 +210,13 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
             )
         }
     };
-    let max_delete = args
-        .max_delete
-        .clone()
-        .or_else(|| cfg.as_ref().and_then(|c| c.sync.max_delete.clone()));
-    let max_delete = match max_delete {
-        None => None,
-        Some(s) => Some(MaxDelete::parse(&s).ok_or_else(|| {
+    let max_delete = match &args.max_delete {
+        Some(s) => Some(s.parse::<MaxDelete>().map_err(|_| {
             usage(format!(
                 "invalid --max-delete value {s:?}: write a count like 500 or a percentage like 5%"
             ))
         })?),
+        None => cfg.as_ref().and_then(|c| c.sync.max_delete),
     };
     if args.threads == Some(0) {
         return Err(usage("--threads must be at least 1".into()));
@@ -242,7 +238,7 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
         .excludes(excludes)
         .threads(args.threads)
         .allow_empty_source(args.allow_empty_source)
-        .delta(Delta::parse(&args.delta).unwrap_or_default())
+        .delta(args.delta.into())
         .inplace(args.inplace)
         .recheck(recheck)
         .verify_written(args.verify == Some(VerifyScope::Written));

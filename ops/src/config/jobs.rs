@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use sync_engine::MaxDelete;
 
 use super::Config;
 
@@ -74,8 +75,8 @@ pub struct JobConfig {
     #[serde(default = "default_inplace")]
     pub inplace: bool,
     /// `--max-delete` for both passes (default: `[sync] max-delete`).
-    #[serde(default)]
-    pub max_delete: Option<String>,
+    #[serde(default, deserialize_with = "max_delete")]
+    pub max_delete: Option<MaxDelete>,
     /// Longest production may stay quiesced; pass 2 is stopped and production resumed when
     /// exceeded (default 10m).
     #[serde(default)]
@@ -103,6 +104,19 @@ pub struct JobConfig {
     /// Program and arguments (no shell; write `["sh", "-c", "..."]` for one).
     #[serde(default)]
     pub command: Option<Vec<String>>,
+}
+
+/// `max-delete = "500"` or `"5%"`, read by the engine's parser.
+pub(super) fn max_delete<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<MaxDelete>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(super::validate::at_key(format!(
+            "max-delete \"{s}\" is neither a count nor a percentage: write for example \"500\" \
+             or \"5%\""
+        )))
+    })
 }
 
 fn yes() -> bool {
@@ -507,6 +521,29 @@ mod tests {
         let e = parse("\"sometimes\"").unwrap_err().to_string();
         assert!(e.contains("invalid verify value \"sometimes\""), "{e}");
         assert!(parse("1").is_err());
+    }
+
+    #[test]
+    fn max_delete_values_are_read_by_the_engines_parser() {
+        let parse = |v: &str| {
+            Config::parse(
+                std::path::Path::new("opsync.toml"),
+                &format!("[sync]\nmax-delete = {v}\n"),
+            )
+            .map(|c| c.sync.max_delete)
+        };
+        assert_eq!(parse("\"500\"").unwrap(), Some(MaxDelete::Count(500)));
+        assert_eq!(parse("\"2.5%\"").unwrap(), Some(MaxDelete::Percent(2.5)));
+        for bad in ["\"\"", "\"x\"", "\"-1\"", "\"150%\""] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("opsync.toml:2:1: max-delete "), "{bad}: {e}");
+            assert!(
+                e.ends_with("write for example \"500\" or \"5%\""),
+                "{bad}: {e}"
+            );
+        }
+        // The value goes to `opsync sync --max-delete` as it was written.
+        assert_eq!(MaxDelete::Percent(5.0).to_string(), "5%");
     }
 
     /// Regression (found by the `cron` fuzz target): a field of only commas parsed as an empty

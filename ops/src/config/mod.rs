@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sync_engine::MaxDelete;
 
 pub use jobs::{
     DurationValue, JobConfig, JobKind, QuiesceMode, ScheduleValue, VerifyMode, ZoneValue,
@@ -88,7 +89,9 @@ pub struct SyncSection {
     pub source: PathBuf,
     pub target: PathBuf,
     pub exclude: Vec<String>,
-    pub max_delete: Option<String>,
+    /// `--max-delete` of `opsync sync` without arguments and of the sync jobs.
+    #[serde(deserialize_with = "jobs::max_delete")]
+    pub max_delete: Option<MaxDelete>,
 }
 
 impl Default for SyncSection {
@@ -152,15 +155,12 @@ impl Config {
 
     /// Parses and validates `text` as if it were read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let message = validate::did_you_mean(&validate::one_line(e.message()));
-            match e.span() {
-                Some(span) => validate::at(path, text, span.start, message),
-                None => ConfigError::Invalid {
-                    path: path.to_owned(),
-                    message,
-                },
-            }
+        let mut cfg: Config = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => validate::place(path, text, span.start, e.message()),
+            None => ConfigError::Invalid {
+                path: path.to_owned(),
+                message: validate::did_you_mean(&validate::one_line(e.message())),
+            },
         })?;
         cfg.base_dir = path
             .parent()

@@ -19,6 +19,33 @@ pub(super) fn at(path: &Path, text: &str, offset: usize, message: String) -> Con
     }
 }
 
+/// Marks the message of a value error that is reported at its key rather than at the value
+/// (see [`place`]).
+const AT_KEY: char = '\u{1}';
+
+/// The message of a value error to be reported at the value's key: `max-delete`, whose value is
+/// read by the engine's type, keeps the place its mistakes had when it was checked after
+/// parsing (`FILE:LINE:1` for `max-delete = "five"`).
+pub(super) fn at_key(message: String) -> String {
+    format!("{AT_KEY}{message}")
+}
+
+/// A serde error at byte `offset` of `text`: at the value, or at its key for a message made by
+/// [`at_key`] (the first character of the `key = value` line).
+pub(super) fn place(path: &Path, text: &str, offset: usize, message: &str) -> ConfigError {
+    let message = did_you_mean(&one_line(message));
+    match message.strip_prefix(AT_KEY) {
+        None => at(path, text, offset, message),
+        Some(m) => {
+            let offset = offset.min(text.len());
+            let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+            let indent =
+                text[line_start..offset].len() - text[line_start..offset].trim_start().len();
+            at(path, text, line_start + indent, m.to_string())
+        }
+    }
+}
+
 /// Joins a multi-line message into one line.
 pub(super) fn one_line(message: &str) -> String {
     message
@@ -109,9 +136,6 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
     };
 
     check_pair(cfg, &cfg.sync.source, &cfg.sync.target).map_err(|m| err(&["sync", "target"], m))?;
-    if let Some(m) = &cfg.sync.max_delete {
-        check_max_delete(m).map_err(|m| err(&["sync", "max-delete"], m))?;
-    }
 
     for (name, job) in &cfg.jobs {
         let keys = |k: &'static str| ["jobs", name.as_str(), k];
@@ -120,9 +144,6 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                 let src = job.source.as_ref().unwrap_or(&cfg.sync.source);
                 let dst = job.target.as_ref().unwrap_or(&cfg.sync.target);
                 check_pair(cfg, src, dst).map_err(|m| err(&keys("target"), m))?;
-                if let Some(m) = &job.max_delete {
-                    check_max_delete(m).map_err(|m| err(&keys("max-delete"), m))?;
-                }
                 if job.dev.enabled
                     && (job.dev.stop_command.is_none() || job.dev.start_command.is_none())
                     && !cfg.stacks.contains_key(&job.dev.stack)
@@ -230,22 +251,6 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
         }
     }
     Ok(())
-}
-
-/// `max-delete` is a count or a percentage.
-fn check_max_delete(v: &str) -> Result<(), String> {
-    let ok = match v.strip_suffix('%') {
-        Some(p) => p.parse::<f64>().is_ok_and(|p| (0.0..=100.0).contains(&p)),
-        None => v.parse::<u64>().is_ok(),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "max-delete \"{v}\" is neither a count nor a percentage: write for example \"500\" \
-             or \"5%\""
-        ))
-    }
 }
 
 /// A sync source and target must differ and neither may contain the other.
@@ -422,15 +427,5 @@ mod tests {
         assert_eq!(line(&["jobs", "a", "dev", "stack"]), 7);
         // A missing key points at its deepest existing parent.
         assert_eq!(line(&["jobs", "a", "missing"]), 4);
-    }
-
-    #[test]
-    fn max_delete_values() {
-        for ok in ["0", "500", "5%", "2.5%"] {
-            assert!(check_max_delete(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "5 %", "x", "-1", "150%"] {
-            assert!(check_max_delete(bad).is_err(), "{bad}");
-        }
     }
 }

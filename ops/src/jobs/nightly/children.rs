@@ -84,7 +84,7 @@ impl Run<'_> {
             .or(self.cfg.sync.max_delete.as_ref())
         {
             argv.push("--max-delete".into());
-            argv.push(m.clone());
+            argv.push(m.to_string());
         }
         for x in &self.cfg.sync.exclude {
             argv.push("--exclude".into());
