@@ -17,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod compose;
 pub mod config;
+pub mod error;
 pub mod events;
 pub mod exit;
 pub mod fs;

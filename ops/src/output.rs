@@ -28,14 +28,30 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// Prints command output (a human-readable block or one JSON object) on stdout.
-pub fn stdout_text(text: &str) {
-    use std::io::Write;
+/// Prints command output (a human-readable block, JSON lines) on stdout: `text` as it is, with
+/// a final newline when it has none; nothing for empty text. A closed pipe (`| head`) is not an
+/// error.
+pub fn print(text: &str) {
+    if text.is_empty() {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     if !text.ends_with('\n') {
         let _ = out.write_all(b"\n");
     }
+    let _ = out.flush();
+}
+
+/// Prints `opsync: error: MESSAGE` on stderr: a problem that ends the command (or one of its
+/// items).
+pub fn error(message: &str) {
+    eprintln!("opsync: error: {message}");
+}
+
+/// Prints `opsync: warning: MESSAGE` on stderr.
+pub fn warning(message: &str) {
+    eprintln!("opsync: warning: {message}");
 }
 
 /// How `opsync sync` reports.

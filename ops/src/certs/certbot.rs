@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::config::sites::Site;
+use crate::exit::{Exit, ToExit};
 use crate::fs::WriteError;
 use crate::process::{Command, Ended, Output, ProcessError};
 
@@ -75,6 +76,12 @@ pub enum CertbotError {
         summary: String,
         log: PathBuf,
     },
+}
+
+impl ToExit for CertbotError {
+    fn exit(&self) -> Exit {
+        Exit::Failed
+    }
 }
 
 /// Runs a certbot command; on failure the error carries the lines that say why (the CA's

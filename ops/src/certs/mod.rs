@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
+use crate::exit::{Exit, ToExit};
 use crate::process::Output;
 
 /// Days left of one certificate, as the certs job records it in the metrics.
@@ -107,7 +108,7 @@ pub fn hook_installed(cfg: &Config) -> bool {
 /// The scheduled certs job: `certbot renew`, then status of every certificate, on disk and
 /// served. A failed certbot run is reported in the result (not as an error), so the expiries
 /// are recorded whatever happened.
-pub fn renew_job(cfg: &Config) -> anyhow::Result<CertsJobReport> {
+pub fn renew_job(cfg: &Config) -> CertsJobReport {
     hook_installed(cfg);
     let outcome = renew(cfg);
     let statuses = status::collect(cfg, true, now_unix());
@@ -135,7 +136,7 @@ pub fn renew_job(cfg: &Config) -> anyhow::Result<CertsJobReport> {
     for p in &report.problems {
         tracing::warn!("{p}");
     }
-    Ok(report)
+    report
 }
 
 /// Why the webroot check before an issuance failed.
@@ -157,6 +158,13 @@ pub enum PreflightError {
         webroot: std::path::PathBuf,
         detail: String,
     },
+}
+
+/// A failed check is a failed issuance: nothing was asked of the CA.
+impl ToExit for PreflightError {
+    fn exit(&self) -> Exit {
+        Exit::Failed
+    }
 }
 
 /// Before asking the ACME server, checks that nginx serves the webroot's challenge folder for

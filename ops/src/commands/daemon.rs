@@ -10,6 +10,7 @@ use crate::cli::DaemonArgs;
 use crate::commands::config::load_checked;
 use crate::commands::{Global, fail};
 use crate::config::Config;
+use crate::error::one_line;
 use crate::exit::Exit;
 use crate::jobs::{Trigger, run_job};
 use crate::process::Cancel;
@@ -34,7 +35,7 @@ impl Runner for JobRunner {
             match r {
                 Ok(Ok(exit)) => exit,
                 Ok(Err(e)) => {
-                    tracing::error!(job = %name, "job could not run: {e:#}");
+                    tracing::error!(job = %name, "job could not run: {}", one_line(&e));
                     Exit::Failed
                 }
                 Err(e) => {

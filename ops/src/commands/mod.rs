@@ -44,23 +44,6 @@ pub struct Global {
 
 /// Prints a fatal error as one line on stderr and returns its exit code.
 pub fn fail(exit: Exit, err: &anyhow::Error) -> Exit {
-    eprintln!("opsync: error: {}", one_line(err));
+    crate::output::error(&crate::error::one_line(err.as_ref()));
     exit
-}
-
-/// The error and its causes on one line, `: `-separated, leaving out a cause whose text the
-/// message before it already contains (typed errors often print their source themselves).
-pub fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }

@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::cli::ScheduleCommand;
-use crate::commands::config::print_stdout;
 use crate::commands::{Global, fail};
 use crate::config::Config;
 use crate::exit::Exit;
+use crate::output::print;
 use crate::scheduler::{Timing, Zone};
 
 pub fn run(global: &Global, cmd: ScheduleCommand) -> Exit {
@@ -59,6 +59,6 @@ pub fn run(global: &Global, cmd: ScheduleCommand) -> Exit {
         }
         out.push('\n');
     }
-    print_stdout(&out);
+    print(&out);
     Exit::Ok
 }

@@ -1,57 +1,56 @@
 //! `opsync stack ...`: load the config, run the stack operation, print the result, map errors
 //! to exit codes (unknown stack: 1, missing compose file: 2, docker or compose failed: 10).
 
-use std::io::Write;
-
 use crate::cli::{StackArgs, StackCommand};
 use crate::commands::{Global, fail};
 use crate::compose::{self, ServiceStatus, StackError};
 use crate::config::Config;
 use crate::exit::{Exit, ToExit};
+use crate::output::print;
 
 pub fn run(global: &Global, args: StackArgs) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {
         Ok(cfg) => cfg,
-        Err(e) => return fail(Exit::Config, &anyhow::Error::new(e)),
+        Err(e) => return fail(e.exit(), &e.into()),
     };
     match run_command(&cfg, args.command) {
-        Ok(exit) => exit,
-        Err(e) => {
-            let exit = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<StackError>())
-                .map_or(Exit::Failed, ToExit::exit);
-            fail(exit, &e)
-        }
+        Ok(()) => Exit::Ok,
+        Err(e) => fail(e.exit(), &e.into()),
     }
 }
 
-fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
-    let mut out = std::io::stdout().lock();
+/// One JSON object per line.
+fn json_line(out: &mut String, v: &impl serde::Serialize) {
+    out.push_str(&serde_json::to_string(v).unwrap_or_default());
+    out.push('\n');
+}
+
+fn run_command(cfg: &Config, cmd: StackCommand) -> Result<(), StackError> {
+    let mut out = String::new();
     match cmd {
         StackCommand::Up(a) => {
             compose::up(cfg, &a.stack)?;
-            writeln!(out, "stack {}: up and healthy", a.stack)?;
+            out = format!("stack {}: up and healthy", a.stack);
         }
         StackCommand::Down(a) => {
             compose::down(cfg, &a.stack)?;
-            writeln!(out, "stack {}: down (volumes kept)", a.stack)?;
+            out = format!("stack {}: down (volumes kept)", a.stack);
         }
         StackCommand::Stop(a) => {
             compose::stop(cfg, &a.stack)?;
-            writeln!(out, "stack {}: stopped", a.stack)?;
+            out = format!("stack {}: stopped", a.stack);
         }
         StackCommand::Start(a) => {
             compose::start(cfg, &a.stack)?;
-            writeln!(out, "stack {}: started and healthy", a.stack)?;
+            out = format!("stack {}: started and healthy", a.stack);
         }
         StackCommand::Pause(a) => {
             compose::pause(cfg, &a.stack, &a.services)?;
-            writeln!(out, "stack {}: paused", a.stack)?;
+            out = format!("stack {}: paused", a.stack);
         }
         StackCommand::Unpause(a) => {
             compose::unpause(cfg, &a.stack, &a.services)?;
-            writeln!(out, "stack {}: unpaused", a.stack)?;
+            out = format!("stack {}: unpaused", a.stack);
         }
         StackCommand::Status(a) => {
             let stacks: Vec<String> = match a.stack {
@@ -64,48 +63,47 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
             }
             if a.json {
                 for r in &rows {
-                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                    json_line(&mut out, r);
                 }
             } else {
-                out.write_all(render_status(&rows).as_bytes())?;
+                out = render_status(&rows);
             }
         }
         StackCommand::Update(a) => {
             let report = compose::update(cfg, &a.stack)?;
             if a.json {
-                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+                json_line(&mut out, &report);
             }
             if report.rolled_back {
+                print(&out);
                 let reason = report.failure.unwrap_or_default();
-                return Err(anyhow::Error::new(StackError::Unhealthy {
+                return Err(StackError::Unhealthy {
                     stack: a.stack.clone(),
                     reason: format!(
                         "update failed ({reason}); rolled back to the images running before: \
                          fix the new images, then run `opsync stack update {}` again",
                         a.stack
                     ),
-                }));
+                });
             }
             if !a.json {
-                if report.changed.is_empty() {
-                    writeln!(out, "stack {}: up to date and healthy", a.stack)?;
+                out = if report.changed.is_empty() {
+                    format!("stack {}: up to date and healthy", a.stack)
                 } else {
-                    writeln!(
-                        out,
+                    format!(
                         "stack {}: updated {} and healthy",
                         a.stack,
                         report.changed.join(", ")
-                    )?;
-                }
+                    )
+                };
             }
         }
         StackCommand::Rollback(a) => {
             let report = compose::rollback(cfg, &a.stack)?;
             if a.json {
-                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+                json_line(&mut out, &report);
             } else {
-                writeln!(
-                    out,
+                out = format!(
                     "stack {}: rolled back to the deployment of {} ({}); database migrations \
                      are not undone",
                     a.stack,
@@ -115,7 +113,7 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
                     } else {
                         format!("recreated {}", report.changed.join(", "))
                     }
-                )?;
+                );
             }
         }
         StackCommand::Prune(a) => {
@@ -123,27 +121,27 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
             let verb = if a.dry_run { "would remove" } else { "removed" };
             for act in &actions {
                 if a.json {
-                    let mut v = serde_json::to_value(act)?;
+                    let mut v = serde_json::to_value(act).unwrap_or_default();
                     v["dry_run"] = a.dry_run.into();
-                    writeln!(out, "{v}")?;
+                    json_line(&mut out, &v);
                 } else if act.untag.is_empty() {
-                    writeln!(out, "{verb} image {} ({})", act.id, act.reason)?;
+                    out.push_str(&format!("{verb} image {} ({})\n", act.id, act.reason));
                 } else {
-                    writeln!(
-                        out,
-                        "{verb} image {} ({}): {}",
+                    out.push_str(&format!(
+                        "{verb} image {} ({}): {}\n",
                         act.id,
                         act.reason,
                         act.untag.join(", ")
-                    )?;
+                    ));
                 }
             }
             if actions.is_empty() && !a.json {
-                writeln!(out, "nothing to prune")?;
+                out = "nothing to prune".to_owned();
             }
         }
     }
-    Ok(Exit::Ok)
+    print(&out);
+    Ok(())
 }
 
 /// The `stack status` table.

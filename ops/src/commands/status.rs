@@ -6,10 +6,10 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::cli::StatusArgs;
-use crate::commands::config::print_stdout;
 use crate::commands::{Global, fail};
 use crate::config::Config;
 use crate::exit::Exit;
+use crate::output::print;
 use crate::scheduler::Timing;
 use crate::state::{JobState, StateStore};
 
@@ -29,7 +29,7 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
         let st = match store.load(name) {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
-                eprintln!("opsync: warning: {e}");
+                crate::output::warning(&e.to_string());
                 JobState::default()
             }
         };
@@ -111,7 +111,7 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
             }
         }
     }
-    print_stdout(&out);
+    print(&out);
     Exit::Ok
 }
 

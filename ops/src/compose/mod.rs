@@ -10,7 +10,7 @@
 //! - [`prune`]: what `prune` may remove (pure plan) and removing it.
 //!
 //! The functions at this level take the [`Config`] and a stack name, as the scheduler calls
-//! them; errors are [`StackError`]s inside `anyhow`.
+//! them; errors are [`StackError`]s, one line each, naming the stack and what to do.
 
 pub mod engine;
 pub mod error;
@@ -193,7 +193,7 @@ impl Stack {
 }
 
 /// `stack up STACK`: `up -d`, then waits for health.
-pub fn up(cfg: &Config, stack: &str) -> anyhow::Result<()> {
+pub fn up(cfg: &Config, stack: &str) -> Result<(), StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
     s.compose(["up", "-d"], Level::Loud)?;
@@ -202,7 +202,7 @@ pub fn up(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 }
 
 /// `stack down STACK`: removes the stack's containers and networks, never its volumes.
-pub fn down(cfg: &Config, stack: &str) -> anyhow::Result<()> {
+pub fn down(cfg: &Config, stack: &str) -> Result<(), StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
     s.compose(["down"], Level::Loud)?;
@@ -210,7 +210,7 @@ pub fn down(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 }
 
 /// Stops every service of `stack` (`compose stop`).
-pub fn stop(cfg: &Config, stack: &str) -> anyhow::Result<()> {
+pub fn stop(cfg: &Config, stack: &str) -> Result<(), StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
     s.compose(["stop"], Level::Loud)?;
@@ -219,7 +219,7 @@ pub fn stop(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 
 /// Starts every service of `stack` (`compose start`, or `up -d` when never created), then
 /// waits for health.
-pub fn start(cfg: &Config, stack: &str) -> anyhow::Result<()> {
+pub fn start(cfg: &Config, stack: &str) -> Result<(), StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
     if s.containers()?.is_empty() {
@@ -232,7 +232,7 @@ pub fn start(cfg: &Config, stack: &str) -> anyhow::Result<()> {
 }
 
 /// Pauses the given services of `stack` (all when empty).
-pub fn pause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<()> {
+pub fn pause(cfg: &Config, stack: &str, services: &[String]) -> Result<(), StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
     s.compose(
@@ -243,7 +243,7 @@ pub fn pause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<(
 }
 
 /// Unpauses the given services of `stack` (all when empty).
-pub fn unpause(cfg: &Config, stack: &str, services: &[String]) -> anyhow::Result<()> {
+pub fn unpause(cfg: &Config, stack: &str, services: &[String]) -> Result<(), StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
     s.compose(
@@ -272,7 +272,7 @@ pub struct ServiceStatus {
 }
 
 /// `stack status STACK`: every service's state, health and image.
-pub fn status(cfg: &Config, stack: &str) -> anyhow::Result<Vec<ServiceStatus>> {
+pub fn status(cfg: &Config, stack: &str) -> Result<Vec<ServiceStatus>, StackError> {
     let s = Stack::open(cfg, stack)?;
     let services = s.services()?;
     let containers = s.containers()?;
@@ -321,25 +321,25 @@ pub fn status(cfg: &Config, stack: &str) -> anyhow::Result<Vec<ServiceStatus>> {
 }
 
 /// `stack update STACK`: record, pull, up, wait for health, roll back on failure.
-pub fn update(cfg: &Config, stack: &str) -> anyhow::Result<UpdateReport> {
+pub fn update(cfg: &Config, stack: &str) -> Result<UpdateReport, StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
-    Ok(update::update(&s, &SystemTime::now)?)
+    update::update(&s, &SystemTime::now)
 }
 
 /// `stack rollback STACK`: back to the deployment before the one running now.
-pub fn rollback(cfg: &Config, stack: &str) -> anyhow::Result<RollbackReport> {
+pub fn rollback(cfg: &Config, stack: &str) -> Result<RollbackReport, StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
-    Ok(update::rollback_on_demand(&s)?)
+    update::rollback_on_demand(&s)
 }
 
 /// `stack prune`: removes dangling and retired images no container uses; `dry_run` only plans.
-pub fn prune(cfg: &Config, dry_run: bool) -> anyhow::Result<Vec<prune::PruneAction>> {
+pub fn prune(cfg: &Config, dry_run: bool) -> Result<Vec<prune::PruneAction>, StackError> {
     let docker = docker_for(cfg);
     docker.ping()?;
     let state_path = history::state_path(&cfg.path(&cfg.general.state_dir));
-    Ok(prune::run(&docker, &state_path, dry_run)?)
+    prune::run(&docker, &state_path, dry_run)
 }
 
 #[cfg(test)]

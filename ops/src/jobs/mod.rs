@@ -9,13 +9,30 @@ pub mod tally;
 
 use std::time::Instant;
 
-use anyhow::Context as _;
 use chrono::Utc;
 
 use crate::config::{Config, JobConfig, JobKind, QuiesceMode};
-use crate::exit::Exit;
+use crate::error::one_line;
+use crate::exit::{Exit, ToExit};
 use crate::process::{Cancel, Command, Ended, ProcessError};
 use crate::state::{CertRecord, JobState, PathList, StateStore, StepRecord};
+
+/// A job that could not run at all (its steps' failures are in its result instead).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Unknown(String),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+impl ToExit for JobError {
+    fn exit(&self) -> Exit {
+        Exit::Failed
+    }
+}
 
 /// How a run was started (recorded in the state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +74,11 @@ pub fn run_job(
     name: &str,
     trigger: Trigger,
     cancel: &Cancel,
-) -> anyhow::Result<Exit> {
-    let job = cfg.jobs.get(name).with_context(|| cfg.unknown_job(name))?;
+) -> Result<Exit, JobError> {
+    let job = cfg
+        .jobs
+        .get(name)
+        .ok_or_else(|| JobError::Unknown(cfg.unknown_job(name)))?;
     let state_dir = cfg.state_dir();
     let _lock = match crate::lock::try_lock(&state_dir, name) {
         Ok(l) => l,
@@ -240,8 +260,9 @@ fn write_metrics(cfg: &Config, store: &StateStore) {
 fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report {
     match job.kind {
         JobKind::Sync => nightly::run(cfg, name, job, cancel),
-        JobKind::Certs => match crate::certs::renew_job(cfg) {
-            Ok(r) => Report {
+        JobKind::Certs => {
+            let r = crate::certs::renew_job(cfg);
+            Report {
                 exit: Some(if r.attention {
                     Exit::Attention
                 } else {
@@ -260,9 +281,8 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
                     "a certificate needs attention: run `opsync certs status`".to_string()
                 }),
                 ..Report::default()
-            },
-            Err(e) => failed("certs", crate::commands::one_line(&e)),
-        },
+            }
+        }
         JobKind::StackUpdate => {
             let stack = job.stack.as_deref().unwrap_or("prod");
             match crate::compose::update(cfg, stack) {
@@ -275,7 +295,7 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
                     ..Report::default()
                 },
                 Ok(_) => Report::default(),
-                Err(e) => failed("update", crate::commands::one_line(&e)),
+                Err(e) => failed("update", one_line(&e)),
             }
         }
         JobKind::Command => {

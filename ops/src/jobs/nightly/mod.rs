@@ -35,6 +35,7 @@ use crate::state::{StepDetail, StepRecord};
 
 use super::Report;
 use super::step_command;
+use crate::error::one_line;
 
 /// Longest a clean-up step (resume, dev-start) given as a command may take.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(600);
@@ -415,10 +416,7 @@ impl Run<'_> {
         } else {
             crate::compose::stop(self.cfg, &dev.stack)
         };
-        r.map_or_else(
-            |e| StepEnd::failed(crate::commands::one_line(&e)),
-            |()| StepEnd::ok(),
-        )
+        r.map_or_else(|e| StepEnd::failed(one_line(&e)), |()| StepEnd::ok())
     }
 
     /// Quiesces (`resume == false`) or resumes production.
@@ -441,10 +439,7 @@ impl Run<'_> {
             // Snapshot without a resume command: nothing to undo.
             (QuiesceMode::Snapshot | QuiesceMode::None, _) => Ok(()),
         };
-        r.map_or_else(
-            |e| StepEnd::failed(crate::commands::one_line(&e)),
-            |()| StepEnd::ok(),
-        )
+        r.map_or_else(|e| StepEnd::failed(one_line(&e)), |()| StepEnd::ok())
     }
 }
 
