@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::certs::{self, certbot, status};
 use crate::cli::CertsCommand;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::{Exit, ToExit};
 use crate::output::print;
+use opsync_certs::{self as certs, certbot, status};
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, cmd: CertsCommand) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {

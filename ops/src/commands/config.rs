@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::ConfigCommand;
 use crate::commands::{Global, fail};
-use crate::config::{Config, EXAMPLE};
-use crate::exit::Exit;
 use crate::output::print;
+use opsync_core::config::{Config, EXAMPLE};
+use opsync_core::exit::Exit;
 
 pub fn run(global: &Global, cmd: ConfigCommand) -> Exit {
     match cmd {

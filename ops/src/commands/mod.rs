@@ -14,7 +14,7 @@ pub mod sync;
 pub mod verify;
 
 use crate::cli::{Cli, Command};
-use crate::exit::Exit;
+use opsync_core::exit::Exit;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Exit {
@@ -44,6 +44,6 @@ pub struct Global {
 
 /// Prints a fatal error as one line on stderr and returns its exit code.
 pub fn fail(exit: Exit, err: &anyhow::Error) -> Exit {
-    crate::output::error(&crate::error::one_line(err.as_ref()));
+    crate::output::error(&opsync_core::error::one_line(err.as_ref()));
     exit
 }

@@ -4,10 +4,10 @@ use anyhow::Context;
 
 use crate::cli::NginxCommand;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::{Exit, ToExit};
-use crate::nginx::{self, Installed, NginxError};
 use crate::output::print;
+use opsync_certs::nginx::{self, Installed, NginxError};
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, cmd: NginxCommand) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {

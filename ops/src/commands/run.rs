@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 use crate::cli::RunArgs;
 use crate::commands::config::load_checked;
 use crate::commands::{Global, fail};
-use crate::exit::{Exit, ToExit};
 use crate::jobs::{Trigger, run_job};
 use crate::output::print;
-use crate::process::Cancel;
-use crate::state::{JobState, StateStore};
+use opsync_core::exit::{Exit, ToExit};
+use opsync_core::process::Cancel;
+use opsync_core::state::{JobState, StateStore};
 
 pub fn run(global: &Global, args: RunArgs) -> Exit {
     let cfg = match load_checked(global) {

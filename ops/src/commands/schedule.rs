@@ -4,10 +4,10 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::ScheduleCommand;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::Exit;
 use crate::output::print;
-use crate::scheduler::{Timing, Zone};
+use opsync_core::config::Config;
+use opsync_core::exit::Exit;
+use opsync_core::scheduler::{Timing, Zone};
 
 pub fn run(global: &Global, cmd: ScheduleCommand) -> Exit {
     let ScheduleCommand::Next(args) = cmd;

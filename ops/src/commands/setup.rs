@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use crate::cli::{SetupCommand, SetupSystemdArgs};
 use crate::commands::config::config_file;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::Exit;
 use crate::output::print;
+use opsync_core::config::Config;
+use opsync_core::exit::Exit;
 
 pub fn run(global: &Global, cmd: SetupCommand) -> Exit {
     let SetupCommand::Systemd(args) = cmd;
@@ -42,7 +42,7 @@ fn systemd(global: &Global, args: &SetupSystemdArgs) -> anyhow::Result<Exit> {
             args.output.display()
         );
     }
-    crate::fs::write_atomic(&args.output, unit.as_bytes()).with_context(|| {
+    opsync_core::fs::write_atomic(&args.output, unit.as_bytes()).with_context(|| {
         format!(
             "cannot write {}: run as root or pass --output FILE",
             args.output.display()

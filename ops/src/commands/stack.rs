@@ -3,10 +3,10 @@
 
 use crate::cli::{StackArgs, StackCommand};
 use crate::commands::{Global, fail};
-use crate::compose::{self, ServiceStatus, StackError};
-use crate::config::Config;
-use crate::exit::{Exit, ToExit};
 use crate::output::print;
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_stacks::{self as compose, ServiceStatus, StackError};
 
 pub fn run(global: &Global, args: StackArgs) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {

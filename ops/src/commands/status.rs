@@ -7,11 +7,11 @@ use serde_json::json;
 
 use crate::cli::StatusArgs;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::Exit;
 use crate::output::print;
-use crate::scheduler::Timing;
-use crate::state::{JobState, StateStore};
+use opsync_core::config::Config;
+use opsync_core::exit::Exit;
+use opsync_core::scheduler::Timing;
+use opsync_core::state::{JobState, StateStore};
 
 pub fn run(global: &Global, args: StatusArgs) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {
@@ -34,7 +34,7 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
             }
         };
         // A run recorded as going whose lock nobody holds was interrupted (crash, kill -9).
-        let running = st.running && crate::lock::is_held(&cfg.state_dir(), name);
+        let running = st.running && opsync_core::lock::is_held(&cfg.state_dir(), name);
         let result = if running {
             "running".to_string()
         } else if st.running {

@@ -13,10 +13,10 @@ use sync_engine::{Error, MaxDelete, Options};
 
 use crate::cli::{SyncArgs, VerifyScope};
 use crate::commands::{Global, fail};
-use crate::config::Config;
 use crate::events::VerifyCounts;
-use crate::exit::{Exit, ToExit};
 use crate::output::{SyncOutput, SyncPrinter};
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, args: SyncArgs) -> Exit {
     let (src, dst, opts) = match resolve(global, &args) {

@@ -7,8 +7,8 @@ use sync_engine::verify::{VerifyOptions, verify};
 
 use crate::cli::VerifyArgs;
 use crate::commands::{Global, fail};
-use crate::exit::{Exit, ToExit};
 use crate::output::DiffPrinter;
+use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(_global: &Global, args: VerifyArgs) -> Exit {
     let opts = VerifyOptions::default()

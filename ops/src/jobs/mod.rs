@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::config::{Config, JobConfig, JobKind, QuiesceMode};
-use crate::error::one_line;
-use crate::exit::{Exit, ToExit};
-use crate::process::{Cancel, Command, Ended, ProcessError};
-use crate::state::{CertRecord, JobState, PathList, StateStore, StepRecord};
+use opsync_core::config::{Config, JobConfig, JobKind, QuiesceMode};
+use opsync_core::error::one_line;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_core::process::{Cancel, Command, Ended, ProcessError};
+use opsync_core::state::{CertRecord, JobState, PathList, StateStore, StepRecord};
 
 /// A job that could not run at all (its steps' failures are in its result instead).
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +23,9 @@ pub enum JobError {
     #[error("{0}")]
     Unknown(String),
     #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
+    Lock(#[from] opsync_core::lock::LockError),
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] opsync_core::state::StateError),
 }
 
 impl ToExit for JobError {
@@ -80,9 +80,9 @@ pub fn run_job(
         .get(name)
         .ok_or_else(|| JobError::Unknown(cfg.unknown_job(name)))?;
     let state_dir = cfg.state_dir();
-    let _lock = match crate::lock::try_lock(&state_dir, name) {
+    let _lock = match opsync_core::lock::try_lock(&state_dir, name) {
         Ok(l) => l,
-        Err(crate::lock::LockError::Held { pid, path }) => {
+        Err(opsync_core::lock::LockError::Held { pid, path }) => {
             tracing::warn!(
                 job = name,
                 "job {name} is already running (pid {pid}, lock {}): wait for it to finish",
@@ -196,18 +196,18 @@ fn lock_stacks(
     job: &str,
     stacks: &[String],
     cancel: &Cancel,
-) -> Result<Vec<crate::lock::Lock>, Box<Report>> {
+) -> Result<Vec<opsync_core::lock::Lock>, Box<Report>> {
     let mut held = Vec::new();
     let until = Instant::now() + STACK_WAIT;
     for stack in stacks {
         let mut logged = false;
         loop {
-            match crate::lock::try_lock(state_dir, &format!("stack-{stack}")) {
+            match opsync_core::lock::try_lock(state_dir, &format!("stack-{stack}")) {
                 Ok(l) => {
                     held.push(l);
                     break;
                 }
-                Err(crate::lock::LockError::Held { pid, .. }) => {
+                Err(opsync_core::lock::LockError::Held { pid, .. }) => {
                     if !logged {
                         tracing::warn!(
                             job,
@@ -252,7 +252,7 @@ fn write_metrics(cfg: &Config, store: &StateStore) {
         .keys()
         .filter_map(|j| store.load(j).ok().flatten())
         .collect();
-    if let Err(e) = crate::metrics::write(&path, &states) {
+    if let Err(e) = opsync_core::metrics::write(&path, &states) {
         tracing::error!(path = %path.display(), "{e}: check [general] metrics-file");
     }
 }
@@ -261,7 +261,7 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
     match job.kind {
         JobKind::Sync => nightly::run(cfg, name, job, cancel),
         JobKind::Certs => {
-            let r = crate::certs::renew_job(cfg);
+            let r = opsync_certs::renew_job(cfg);
             Report {
                 exit: Some(if r.attention {
                     Exit::Attention
@@ -285,7 +285,7 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
         }
         JobKind::StackUpdate => {
             let stack = job.stack.as_deref().unwrap_or("prod");
-            match crate::compose::update(cfg, stack) {
+            match opsync_stacks::update(cfg, stack) {
                 Ok(r) if r.rolled_back => Report {
                     exit: Some(Exit::Attention),
                     failed_step: Some("update".into()),

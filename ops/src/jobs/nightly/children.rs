@@ -5,13 +5,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::config::VerifyMode;
 use crate::events::Event;
-use crate::exit::Exit;
 use crate::jobs::step_command;
 use crate::jobs::tally::{Role, Tally};
-use crate::process::{Command, Ended, ProcessError};
-use crate::state::PathList;
+use opsync_core::config::VerifyMode;
+use opsync_core::exit::Exit;
+use opsync_core::process::{Command, Ended, ProcessError};
+use opsync_core::state::PathList;
 
 use super::{Run, StepEnd, own_binary, path_arg};
 

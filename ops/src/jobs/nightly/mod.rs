@@ -28,14 +28,14 @@ mod children;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, JobConfig, QuiesceMode, VerifyMode};
-use crate::exit::Exit;
-use crate::process::{Cancel, Ended};
-use crate::state::{StepDetail, StepRecord};
+use opsync_core::config::{Config, JobConfig, QuiesceMode, VerifyMode};
+use opsync_core::exit::Exit;
+use opsync_core::process::{Cancel, Ended};
+use opsync_core::state::{StepDetail, StepRecord};
 
 use super::Report;
 use super::step_command;
-use crate::error::one_line;
+use opsync_core::error::one_line;
 
 /// Longest a clean-up step (resume, dev-start) given as a command may take.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(600);
@@ -412,9 +412,9 @@ impl Run<'_> {
             return self.command(step, argv, start);
         }
         let r = if start {
-            crate::compose::start(self.cfg, &dev.stack)
+            opsync_stacks::start(self.cfg, &dev.stack)
         } else {
-            crate::compose::stop(self.cfg, &dev.stack)
+            opsync_stacks::stop(self.cfg, &dev.stack)
         };
         r.map_or_else(|e| StepEnd::failed(one_line(&e)), |()| StepEnd::ok())
     }
@@ -432,10 +432,10 @@ impl Run<'_> {
         }
         let cfg = self.cfg;
         let r = match (q.mode, resume) {
-            (QuiesceMode::Pause, false) => crate::compose::pause(cfg, &q.stack, &q.services),
-            (QuiesceMode::Pause, true) => crate::compose::unpause(cfg, &q.stack, &q.services),
-            (QuiesceMode::Stop, false) => crate::compose::stop(cfg, &q.stack),
-            (QuiesceMode::Stop, true) => crate::compose::start(cfg, &q.stack),
+            (QuiesceMode::Pause, false) => opsync_stacks::pause(cfg, &q.stack, &q.services),
+            (QuiesceMode::Pause, true) => opsync_stacks::unpause(cfg, &q.stack, &q.services),
+            (QuiesceMode::Stop, false) => opsync_stacks::stop(cfg, &q.stack),
+            (QuiesceMode::Stop, true) => opsync_stacks::start(cfg, &q.stack),
             // Snapshot without a resume command: nothing to undo.
             (QuiesceMode::Snapshot | QuiesceMode::None, _) => Ok(()),
         };

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::error::StackError;
-use crate::process::{Command, Level, Output, ProcessError};
+use opsync_core::process::{Command, Level, Output, ProcessError};
 
 /// Compose generation: they differ in flags and output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -8,8 +8,8 @@
 use serde::Serialize;
 
 use super::{Features, NginxError};
-use crate::certs::status::{cert_path, key_path};
-use crate::config::Config;
+use crate::status::{cert_path, key_path};
+use opsync_core::config::Config;
 
 /// The template shipped with opsync.
 pub const BUILTIN_TEMPLATE: &str = include_str!("../../../templates/nginx-site.conf");

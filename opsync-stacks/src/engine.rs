@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::StackError;
 use super::tool::Docker;
-use crate::process::{Level, ProcessError};
+use opsync_core::process::{Level, ProcessError};
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";

@@ -1,23 +1,36 @@
-//! Certificates: status of files on disk and of what nginx serves, issuance and renewal through
-//! certbot's webroot method, and certbot's deploy hook.
+//! # opsync-certs
 //!
-//! - [`cert`]: reading X.509 certificates (PEM files, DER from a handshake).
-//! - [`served`]: the certificate nginx actually serves for a name.
+//! The sites opsync serves: their TLS certificates and the nginx in front of them. Issuance and
+//! renewal through certbot's webroot method, certbot's deploy hook, the status of each
+//! certificate on disk and as nginx serves it, and nginx's site configuration (rendered from the
+//! versioned template, checked with `nginx -t`, reloaded only when the check passes).
+//!
+//! - this module: the scheduled certs job ([`renew_job`]), `certs renew` ([`renew`]) and the
+//!   webroot check before an issuance ([`preflight`]);
+//! - [`cert`]: reading X.509 certificates (PEM files, DER from a handshake);
+//! - [`served`]: the certificate nginx actually serves for a name;
 //! - [`status`]: the policy (warn with less than a third of the lifetime left, error when
-//!   expired, missing, not covering a name or stale in nginx) and its inputs.
-//! - [`certbot`]: certbot command lines and the deploy hook.
+//!   expired, missing, not covering a name or stale in nginx) and its inputs;
+//! - [`certbot`]: certbot command lines, running them, the deploy hook;
+//! - [`nginx`]: the site configuration, `nginx -t`, reload and the wait for the new serials.
+//!
+//! It reads the `[[site]]`, `[certbot]` and `[nginx]` sections of `opsync_core`'s config and
+//! runs certbot and nginx through `opsync_core::process`. Errors are typed
+//! ([`certbot::CertbotError`], [`PreflightError`], [`nginx::NginxError`]) and carry their exit
+//! code (`opsync_core::exit::ToExit`).
 
 pub mod cert;
 pub mod certbot;
+pub mod nginx;
 pub mod served;
 pub mod status;
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
-use crate::exit::{Exit, ToExit};
-use crate::process::Output;
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_core::process::Output;
 
 /// Days left of one certificate, as the certs job records it in the metrics.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use super::engine::{self, ImageInfo};
 use super::error::StackError;
 use super::history;
 use super::tool::Docker;
-use crate::process::Level;
+use opsync_core::process::Level;
 
 /// What prune decided for one image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -15,7 +15,7 @@ use super::Stack;
 use super::engine::{self, ContainerInfo};
 use super::error::StackError;
 use super::history::{self, Deployment, ServiceImage};
-use crate::process::Level;
+use opsync_core::process::Level;
 
 /// Result of one `stack update`.
 #[derive(Debug, Clone, Default, Serialize)]

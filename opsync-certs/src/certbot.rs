@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::config::sites::Site;
-use crate::exit::{Exit, ToExit};
-use crate::fs::WriteError;
-use crate::process::{Command, Ended, Output, ProcessError};
+use opsync_core::config::Config;
+use opsync_core::config::sites::Site;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_core::fs::WriteError;
+use opsync_core::process::{Command, Ended, Output, ProcessError};
 
 /// File name of the deploy hook in `CONFIG-DIR/renewal-hooks/deploy/`.
 pub const HOOK_NAME: &str = "opsync-nginx-reload";
@@ -157,7 +157,7 @@ pub fn hook_script(opsync: &Path, config: Option<&Path>) -> String {
 
 /// Writes `script` to `path` atomically with mode 0755.
 pub fn install_hook(path: &Path, script: &str) -> Result<(), WriteError> {
-    crate::fs::write_atomic_with_mode(path, script.as_bytes(), 0o755)
+    opsync_core::fs::write_atomic_with_mode(path, script.as_bytes(), 0o755)
 }
 
 /// Quotes `s` for a POSIX shell.

@@ -1,5 +1,10 @@
+//! # opsync-stacks
+//!
 //! Compose stacks: `docker compose` (v2) or `docker-compose` (v1.29) with an explicit project
 //! name per stack, safe updates with rollback, and pruning that never touches another stack.
+//! It reads the `[stacks.NAME]` sections of `opsync_core`'s config, runs docker and compose
+//! through `opsync_core::process`, and locks a stack with `opsync_core::lock` (the lock the
+//! scheduler's jobs take too).
 //!
 //! Module map:
 //! - [`tool`]: which compose tool this machine has; is the engine reachable.
@@ -26,11 +31,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::config::stacks::StackConfig;
-use crate::process::{Level, Output};
 use engine::ContainerInfo;
 pub use error::StackError;
+use opsync_core::config::Config;
+use opsync_core::config::stacks::StackConfig;
+use opsync_core::process::{Level, Output};
 use tool::{ComposeTool, Docker};
 pub use update::{RollbackReport, UpdateReport};
 

@@ -1,7 +1,7 @@
 //! Deployment history in `STATE_DIR/stacks.json`: the last N deployments of each stack (time,
 //! images) and the images retired from it, which `stack prune` may remove.
 //!
-//! Written atomically ([`crate::fs::write_atomic`]) under an
+//! Written atomically ([`opsync_core::fs::write_atomic`]) under an
 //! exclusive `flock` on `stacks.json.lock`, so two stacks updated at once do not lose each
 //! other's records.
 
@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::error::StackError;
-use crate::lock;
+use opsync_core::lock;
 
 pub const STATE_FILE: &str = "stacks.json";
 
@@ -162,7 +162,7 @@ pub fn save(path: &Path, state: &StateFile) -> Result<(), StackError> {
         message: e.to_string(),
     })?;
     body.push(b'\n');
-    crate::fs::write_atomic(path, &body).map_err(|e| StackError::StateIo {
+    opsync_core::fs::write_atomic(path, &body).map_err(|e| StackError::StateIo {
         op: e.op,
         path: e.path,
         error: e.source,
@@ -338,12 +338,12 @@ mod tests {
     fn a_job_holding_the_stack_lock_can_run_stack_commands_and_others_cannot() {
         let dir = tempfile::tempdir().unwrap();
         // The nightly job takes the stack's lock through the job lock module ...
-        let job = crate::lock::try_lock(dir.path(), "stack-dev").unwrap();
+        let job = opsync_core::lock::try_lock(dir.path(), "stack-dev").unwrap();
         // ... its own compose steps (same process) pass ...
         lock_stack(dir.path(), "dev").unwrap();
         // ... while another process would conflict: a separate open of the same lock file is
         // what another process does, and the job lock file is the one `lock_stack` uses.
-        assert!(crate::lock::try_lock(dir.path(), "stack-dev").is_err());
+        assert!(opsync_core::lock::try_lock(dir.path(), "stack-dev").is_err());
         drop(job);
         // Released: an ordinary lock works again, and a second one in this process conflicts.
         let held = lock_stack(dir.path(), "dev").unwrap();

@@ -9,12 +9,12 @@ pub mod render;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::certs::status::{cert_path, read_served};
-use crate::config::Config;
-use crate::config::sites::ReloadMethod;
-use crate::exit::{Exit, ToExit};
-use crate::fs::{WriteError, write_atomic};
-use crate::process::{Command, ProcessError};
+use crate::status::{cert_path, read_served};
+use opsync_core::config::Config;
+use opsync_core::config::sites::ReloadMethod;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_core::fs::{WriteError, write_atomic};
+use opsync_core::process::{Command, ProcessError};
 
 /// What the installed nginx (and the OpenSSL it was built with) supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +238,7 @@ pub fn wait_served(cfg: &Config, timeout: Duration) -> Result<(), NginxError> {
     let start = Instant::now();
     for site in &cfg.site {
         let path = cert_path(cfg, site);
-        let Ok(disk) = crate::certs::cert::CertInfo::from_pem_file(&path) else {
+        let Ok(disk) = crate::cert::CertInfo::from_pem_file(&path) else {
             continue;
         };
         let mut pause = Duration::from_millis(10);

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::exit::{Exit, ToExit};
-use crate::process::ProcessError;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_core::process::ProcessError;
 
 /// A stack operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +124,7 @@ impl ToExit for StackError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::{Ended, Output};
+    use opsync_core::process::{Ended, Output};
     use std::time::Duration;
 
     #[test]

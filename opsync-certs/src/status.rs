@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::cert::{CertInfo, rfc3339};
 use super::served::served_certificate;
-use crate::config::Config;
-use crate::config::sites::Site;
+use opsync_core::config::Config;
+use opsync_core::config::sites::Site;
 
 /// How bad it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
