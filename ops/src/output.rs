@@ -1,5 +1,10 @@
-//! Everything opsync prints: logging setup, itemize lines, JSON events, progress bars, stats.
-//! No other module writes to stdout, and only this module and `commands::fail` to stderr.
+//! Everything opsync prints: logging setup, itemize lines, JSON events, progress bars, stats,
+//! command output ([`print`]) and error and warning lines ([`error`], [`warning`]). No other
+//! module writes to stdout or stderr (logging goes to stderr through the subscriber installed
+//! here).
+
+// The one module that prints: the workspace's print lints are off here, and on everywhere else.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::sync::Mutex;
