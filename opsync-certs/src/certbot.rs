@@ -7,7 +7,7 @@ use opsync_core::config::Config;
 use opsync_core::config::sites::Site;
 use opsync_core::exit::{Exit, ToExit};
 use opsync_core::fs::WriteError;
-use opsync_core::process::{Command, Ended, Output, ProcessError};
+use opsync_core::process::{Command, Ended, Output, ProcessError, shell_quote};
 
 /// File name of the deploy hook in `CONFIG-DIR/renewal-hooks/deploy/`.
 pub const HOOK_NAME: &str = "opsync-nginx-reload";
@@ -140,9 +140,12 @@ pub fn hook_path(cfg: &Config) -> PathBuf {
 
 /// The deploy hook script: runs `opsync [--config FILE] nginx reload`.
 pub fn hook_script(opsync: &Path, config: Option<&Path>) -> String {
-    let mut line = format!("exec {}", sh_quote(&opsync.display().to_string()));
+    let mut line = format!("exec {}", shell_quote(&opsync.display().to_string()));
     if let Some(c) = config {
-        line.push_str(&format!(" --config {}", sh_quote(&c.display().to_string())));
+        line.push_str(&format!(
+            " --config {}",
+            shell_quote(&c.display().to_string())
+        ));
     }
     line.push_str(" nginx reload");
     format!(
@@ -158,18 +161,6 @@ pub fn hook_script(opsync: &Path, config: Option<&Path>) -> String {
 /// Writes `script` to `path` atomically with mode 0755.
 pub fn install_hook(path: &Path, script: &str) -> Result<(), WriteError> {
     opsync_core::fs::write_atomic_with_mode(path, script.as_bytes(), 0o755)
-}
-
-/// Quotes `s` for a POSIX shell.
-fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]

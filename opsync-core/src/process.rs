@@ -129,6 +129,17 @@ impl Output {
     }
 }
 
+/// `s` as one word for a POSIX shell: as it is when it holds only characters no shell treats
+/// specially, else in single quotes.
+pub fn shell_quote(s: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b);
+    if !s.is_empty() && s.bytes().all(plain) {
+        s.into()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''")).into()
+    }
+}
+
 /// The last non-empty line of `text`, trimmed.
 pub fn last_line(text: &str) -> Option<&str> {
     text.lines().map(str::trim).rfind(|l| !l.is_empty())
@@ -354,17 +365,10 @@ impl Command {
 
     /// The command line as a shell user would type it, for messages and logs.
     pub fn display(&self) -> String {
-        let mut s = self.program.display().to_string();
+        let mut s = shell_quote(&self.program.to_string_lossy()).into_owned();
         for a in &self.args {
-            let a = a.to_string_lossy();
             s.push(' ');
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
-                s.push('\'');
-                s.push_str(&a.replace('\'', r"'\''"));
-                s.push('\'');
-            } else {
-                s.push_str(&a);
-            }
+            s.push_str(&shell_quote(&a.to_string_lossy()));
         }
         s
     }

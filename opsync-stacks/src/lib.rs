@@ -276,6 +276,23 @@ pub struct ServiceStatus {
     pub digest: Option<String>,
 }
 
+impl ServiceStatus {
+    /// A service of the compose file that has no container.
+    pub fn missing(stack: &str, project: &str, service: String) -> ServiceStatus {
+        ServiceStatus {
+            stack: stack.to_owned(),
+            project: project.to_owned(),
+            service,
+            container: None,
+            state: "missing".into(),
+            health: None,
+            image: None,
+            image_id: None,
+            digest: None,
+        }
+    }
+}
+
 /// `stack status STACK`: every service's state, health and image.
 pub fn status(cfg: &Config, stack: &str) -> Result<Vec<ServiceStatus>, StackError> {
     let s = Stack::open(cfg, stack)?;
@@ -308,17 +325,7 @@ pub fn status(cfg: &Config, stack: &str) -> Result<Vec<ServiceStatus>, StackErro
     }
     for svc in services {
         if !seen.contains(&svc) {
-            rows.push(ServiceStatus {
-                stack: s.name.clone(),
-                project: s.project.clone(),
-                service: svc,
-                container: None,
-                state: "missing".into(),
-                health: None,
-                image: None,
-                image_id: None,
-                digest: None,
-            });
+            rows.push(ServiceStatus::missing(&s.name, &s.project, svc));
         }
     }
     rows.sort_by(|a, b| (&a.service, &a.container).cmp(&(&b.service, &b.container)));

@@ -25,32 +25,43 @@ fn json_line(out: &mut String, v: &impl serde::Serialize) {
     out.push('\n');
 }
 
+/// `stack NAME: WHAT` once `result` is done.
+fn done(result: Result<(), StackError>, stack: &str, what: &str) -> Result<String, StackError> {
+    result.map(|()| format!("stack {stack}: {what}"))
+}
+
 fn run_command(cfg: &Config, cmd: StackCommand) -> Result<(), StackError> {
     let mut out = String::new();
     match cmd {
-        StackCommand::Up(a) => {
-            compose::up(cfg, &a.stack)?;
-            out = format!("stack {}: up and healthy", a.stack);
-        }
+        StackCommand::Up(a) => out = done(compose::up(cfg, &a.stack), &a.stack, "up and healthy")?,
         StackCommand::Down(a) => {
-            compose::down(cfg, &a.stack)?;
-            out = format!("stack {}: down (volumes kept)", a.stack);
+            out = done(
+                compose::down(cfg, &a.stack),
+                &a.stack,
+                "down (volumes kept)",
+            )?;
         }
-        StackCommand::Stop(a) => {
-            compose::stop(cfg, &a.stack)?;
-            out = format!("stack {}: stopped", a.stack);
-        }
+        StackCommand::Stop(a) => out = done(compose::stop(cfg, &a.stack), &a.stack, "stopped")?,
         StackCommand::Start(a) => {
-            compose::start(cfg, &a.stack)?;
-            out = format!("stack {}: started and healthy", a.stack);
+            out = done(
+                compose::start(cfg, &a.stack),
+                &a.stack,
+                "started and healthy",
+            )?;
         }
         StackCommand::Pause(a) => {
-            compose::pause(cfg, &a.stack, &a.services)?;
-            out = format!("stack {}: paused", a.stack);
+            out = done(
+                compose::pause(cfg, &a.stack, &a.services),
+                &a.stack,
+                "paused",
+            )?;
         }
         StackCommand::Unpause(a) => {
-            compose::unpause(cfg, &a.stack, &a.services)?;
-            out = format!("stack {}: unpaused", a.stack);
+            out = done(
+                compose::unpause(cfg, &a.stack, &a.services),
+                &a.stack,
+                "unpaused",
+            )?;
         }
         StackCommand::Status(a) => {
             let stacks: Vec<String> = match a.stack {
@@ -219,17 +230,7 @@ mod tests {
                 image_id: Some("sha256:0123456789abcdef".into()),
                 digest: Some("reg/app@sha256:fedcba9876543210fedc".into()),
             },
-            ServiceStatus {
-                stack: "prod".into(),
-                project: "prod".into(),
-                service: "worker".into(),
-                container: None,
-                state: "missing".into(),
-                health: None,
-                image: None,
-                image_id: None,
-                digest: None,
-            },
+            ServiceStatus::missing("prod", "prod", "worker".into()),
         ];
         let t = render_status(&rows);
         let lines: Vec<&str> = t.lines().collect();

@@ -204,7 +204,9 @@ fn signals_and_codes_are_told_apart() {
 }
 
 #[test]
-fn display_quotes_arguments_with_spaces() {
-    let c = Command::new("docker").args(["ps", "--format", "{{.ID}} {{.Image}}", ""]);
-    assert_eq!(c.display(), "docker ps --format '{{.ID}} {{.Image}}' ''");
+fn display_quotes_what_a_shell_would_read_otherwise() {
+    let c = Command::new("docker").args(["ps", "--format", "{{.ID}} {{.Image}}", "", "5%"]);
+    assert_eq!(c.display(), "docker ps --format '{{.ID}} {{.Image}}' '' 5%");
+    assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    assert_eq!(shell_quote("/usr/bin/opsync"), "/usr/bin/opsync");
 }

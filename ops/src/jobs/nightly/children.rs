@@ -25,21 +25,37 @@ pub(super) enum Pass {
 }
 
 impl Run<'_> {
-    /// `opsync` itself, or the configured replacement of `opsync SUBCOMMAND`.
-    fn program(
+    /// `opsync SUBCOMMAND --json SRC DST` (`opsync` itself, or the configured replacement of
+    /// `opsync SUBCOMMAND`).
+    fn child_argv(
         &self,
         replacement: Option<&Vec<String>>,
         subcommand: &str,
+        src: &Path,
+        dst: &Path,
     ) -> Result<Vec<String>, String> {
-        match replacement {
-            Some(c) => Ok(c.clone()),
+        let mut argv = match replacement {
+            Some(c) => c.clone(),
             None => match std::env::current_exe() {
-                Ok(exe) => Ok(vec![own_binary(&exe), subcommand.into()]),
-                Err(e) => Err(format!(
-                    "cannot find the opsync binary to run `opsync {subcommand}`: {e}"
-                )),
+                Ok(exe) => vec![own_binary(&exe), subcommand.into()],
+                Err(e) => {
+                    return Err(format!(
+                        "cannot find the opsync binary to run `opsync {subcommand}`: {e}"
+                    ));
+                }
             },
-        }
+        };
+        argv.extend(["--json".into(), path_arg(src), path_arg(dst)]);
+        Ok(argv)
+    }
+
+    /// `--exclude PATTERN` for each `[sync] exclude`.
+    fn exclude_args(&self) -> impl Iterator<Item = String> + '_ {
+        self.cfg
+            .sync
+            .exclude
+            .iter()
+            .flat_map(|x| ["--exclude".to_string(), x.clone()])
     }
 
     /// The deadline of a child: the job's timeout, or `limit` when sooner.
@@ -70,13 +86,10 @@ impl Run<'_> {
                 },
             ),
         };
-        let mut argv = match self.program(self.job.sync_command.as_ref(), "sync") {
+        let mut argv = match self.child_argv(self.job.sync_command.as_ref(), "sync", src, dst) {
             Ok(a) => a,
             Err(m) => return StepEnd::failed(m),
         };
-        argv.push("--json".into());
-        argv.push(path_arg(src));
-        argv.push(path_arg(dst));
         if let Some(m) = self
             .job
             .max_delete
@@ -86,10 +99,7 @@ impl Run<'_> {
             argv.push("--max-delete".into());
             argv.push(m.to_string());
         }
-        for x in &self.cfg.sync.exclude {
-            argv.push("--exclude".into());
-            argv.push(x.clone());
-        }
+        argv.extend(self.exclude_args());
         if pass == Pass::Two {
             if self.job.inplace {
                 argv.push("--inplace".into());
@@ -189,17 +199,11 @@ impl Run<'_> {
     /// `content` are written to `list` (NUL-separated) for pass 2's `--recheck-from`. A check
     /// that cannot run (exit 1, 11, ...) fails.
     pub(super) fn check(&mut self, src: &Path, dst: &Path, list: &Path) -> StepEnd {
-        let mut argv = match self.program(self.job.verify_command.as_ref(), "verify") {
+        let mut argv = match self.child_argv(self.job.verify_command.as_ref(), "verify", src, dst) {
             Ok(a) => a,
             Err(m) => return StepEnd::failed(m),
         };
-        argv.push("--json".into());
-        argv.push(path_arg(src));
-        argv.push(path_arg(dst));
-        for x in &self.cfg.sync.exclude {
-            argv.push("--exclude".into());
-            argv.push(x.clone());
-        }
+        argv.extend(self.exclude_args());
         let file = list
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
