@@ -121,13 +121,6 @@ fn ip_to_string(bytes: &[u8]) -> Option<String> {
     }
 }
 
-/// Formats Unix seconds as RFC 3339 UTC (`2026-12-06T22:59:47Z`).
-pub fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| format!("@{unix}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,12 +156,5 @@ mod tests {
     fn serial_strips_leading_zeros() {
         assert_eq!(serial_hex(&[0x00, 0x7b, 0x86, 0x0a]), "7B860A");
         assert_eq!(serial_hex(&[0x00]), "00");
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_796_597_987), "2026-12-06T22:59:47Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -26,7 +26,6 @@ pub mod served;
 pub mod status;
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use opsync_core::config::Config;
 use opsync_core::exit::{Exit, ToExit};
@@ -56,14 +55,6 @@ pub struct CertsJobReport {
     pub renew_error: Option<String>,
     /// One line per certificate that needs attention.
     pub problems: Vec<String>,
-}
-
-/// Seconds since the Unix epoch, read once at the edge and passed into the policy.
-pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Serial of each site's certificate file (none when unreadable), by certificate name.
@@ -124,7 +115,7 @@ pub fn hook_installed(cfg: &Config) -> bool {
 pub fn renew_job(cfg: &Config) -> CertsJobReport {
     hook_installed(cfg);
     let outcome = renew(cfg);
-    let statuses = status::collect(cfg, true, now_unix());
+    let statuses = status::collect(cfg, true, opsync_core::time::now());
     let mut report = CertsJobReport {
         renewed: outcome.renewed,
         renew_error: outcome.certbot.err().map(|e| e.to_string()),
@@ -192,7 +183,11 @@ pub fn preflight(cfg: &Config, domain: &str) -> Result<(), PreflightError> {
         move |source| PreflightError::Io { op, path, source }
     };
     std::fs::create_dir_all(&dir).map_err(io("create folder", &dir))?;
-    let token = format!("opsync-preflight-{}-{}", std::process::id(), now_unix());
+    let token = format!(
+        "opsync-preflight-{}-{}",
+        std::process::id(),
+        opsync_core::time::now()
+    );
     let file = dir.join(&token);
     std::fs::write(&file, &token).map_err(io("write", &file))?;
     let host = &cfg.nginx.connect_address;

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::cert::{CertInfo, rfc3339};
+use super::cert::CertInfo;
 use super::served::served_certificate;
 use opsync_core::config::Config;
 use opsync_core::config::sites::Site;
+use opsync_core::time::rfc3339;
 
 /// How bad it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -13,7 +13,8 @@
 //! - [`lock`]: the one file-lock module (jobs, stacks, the stack history);
 //! - [`state`]: the state file of each job (`STATE_DIR/jobs/JOB.json`);
 //! - [`metrics`]: the Prometheus textfile written from the job states;
-//! - [`scheduler`]: fire times of crontab schedules (pure) and the loop of `opsync daemon`.
+//! - [`scheduler`]: fire times of crontab schedules (pure) and the loop of `opsync daemon`;
+//! - [`time`]: Unix seconds and their UTC text.
 //!
 //! Nothing here prints: errors are typed and returned, events are logged with `tracing`.
 
@@ -26,3 +27,4 @@ pub mod metrics;
 pub mod process;
 pub mod scheduler;
 pub mod state;
+pub mod time;

@@ -7,12 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::error::StackError;
-use opsync_core::lock;
+use opsync_core::{lock, time};
 
 pub const STATE_FILE: &str = "stacks.json";
 
@@ -213,29 +212,14 @@ fn lock_error(stack: &str) -> impl FnOnce(lock::LockError) -> StackError + '_ {
     }
 }
 
-/// Seconds since the epoch of `t`.
-pub fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// `2026-11-29T23:01:02Z`.
 pub fn rfc3339(unix: u64) -> String {
-    utc(unix, "%Y-%m-%dT%H:%M:%SZ")
+    time::rfc3339(i64::try_from(unix).unwrap_or(i64::MAX))
 }
 
 /// `20261129T230102Z`, for tags (only `[A-Za-z0-9_.-]` allowed there).
 pub fn compact(unix: u64) -> String {
-    utc(unix, "%Y%m%dT%H%M%SZ")
-}
-
-fn utc(unix: u64, fmt: &str) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|u| chrono::DateTime::from_timestamp(u, 0))
-        .map(|t| t.format(fmt).to_string())
-        .unwrap_or_else(|| format!("@{unix}"))
+    time::utc(i64::try_from(unix).unwrap_or(i64::MAX), "%Y%m%dT%H%M%SZ")
 }
 
 #[cfg(test)]

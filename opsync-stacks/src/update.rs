@@ -16,6 +16,7 @@ use super::engine::{self, ContainerInfo};
 use super::error::StackError;
 use super::history::{self, Deployment, ServiceImage};
 use opsync_core::process::Level;
+use opsync_core::time;
 
 /// Result of one `stack update`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -199,7 +200,7 @@ pub fn update(s: &Stack, clock: &dyn Fn() -> SystemTime) -> Result<UpdateReport,
             stack: s.name.clone(),
         });
     }
-    let before = deployment_of(&containers, history::unix(clock()));
+    let before = deployment_of(&containers, time::unix(clock()));
     let previous = if before.images.is_empty() {
         None
     } else {
@@ -235,7 +236,7 @@ pub fn update(s: &Stack, clock: &dyn Fn() -> SystemTime) -> Result<UpdateReport,
                 ),
             });
         };
-        let after_failed = deployment_of(&s.containers()?, history::unix(clock()));
+        let after_failed = deployment_of(&s.containers()?, time::unix(clock()));
         let changed = changed_services(&previous, &after_failed);
         return match s.roll_back_to(&previous) {
             Ok(_) => {
@@ -256,7 +257,7 @@ pub fn update(s: &Stack, clock: &dyn Fn() -> SystemTime) -> Result<UpdateReport,
         };
     }
 
-    let after = deployment_of(&s.containers()?, history::unix(clock()));
+    let after = deployment_of(&s.containers()?, time::unix(clock()));
     let changed = match &previous {
         Some(p) => changed_services(p, &after),
         None => after.images.iter().map(|i| i.service.clone()).collect(),

@@ -53,7 +53,10 @@ fn status_cmd(cfg: &Config, json: bool, served: bool) -> Exit {
     if cfg.site.is_empty() {
         tracing::warn!("no [[site]] in the config: nothing to check");
     }
-    report(&status::collect(cfg, served, certs::now_unix()), json)
+    report(
+        &status::collect(cfg, served, opsync_core::time::now()),
+        json,
+    )
 }
 
 fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exit {
@@ -128,7 +131,7 @@ fn renew(cfg: &Config, json: bool) -> Exit {
             &anyhow::Error::new(e).context("certbot renew"),
         );
     }
-    let exit = report(&status::collect(cfg, true, certs::now_unix()), json);
+    let exit = report(&status::collect(cfg, true, opsync_core::time::now()), json);
     if certbot_failed { Exit::Failed } else { exit }
 }
 
