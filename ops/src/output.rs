@@ -59,6 +59,31 @@ pub fn warning(message: &str) {
     eprintln!("opsync: warning: {message}");
 }
 
+/// A table for a terminal: the header, then one line per row, each column as wide as its widest
+/// cell and two spaces between columns; no trailing blanks.
+pub fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = head.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(padded.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&mut head.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
 /// How `opsync sync` reports.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyncOutput {

@@ -163,7 +163,26 @@ pub fn render_status(rows: &[ServiceStatus]) -> String {
             .unwrap_or_else(|| "-".to_owned())
     };
     let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".to_owned());
-    let table: Vec<[String; 8]> = std::iter::once(
+    let rows: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.stack.clone(),
+                r.service.clone(),
+                opt(&r.container),
+                r.state.clone(),
+                opt(&r.health),
+                opt(&r.image),
+                short(&r.image_id),
+                r.digest
+                    .as_deref()
+                    .and_then(|d| d.split('@').nth(1))
+                    .map(|d| d.chars().take(19).collect())
+                    .unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    crate::output::table(
         [
             "STACK",
             "SERVICE",
@@ -173,43 +192,9 @@ pub fn render_status(rows: &[ServiceStatus]) -> String {
             "IMAGE",
             "ID",
             "DIGEST",
-        ]
-        .map(str::to_owned),
+        ],
+        &rows,
     )
-    .chain(rows.iter().map(|r| {
-        [
-            r.stack.clone(),
-            r.service.clone(),
-            opt(&r.container),
-            r.state.clone(),
-            opt(&r.health),
-            opt(&r.image),
-            short(&r.image_id),
-            r.digest
-                .as_deref()
-                .and_then(|d| d.split('@').nth(1))
-                .map(|d| d.chars().take(19).collect())
-                .unwrap_or_else(|| "-".to_owned()),
-        ]
-    }))
-    .collect();
-    let mut widths = [0usize; 8];
-    for row in &table {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut s = String::new();
-    for row in &table {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        s.push_str(line.join("  ").trim_end());
-        s.push('\n');
-    }
-    s
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
         }
     }
     if !args.json {
-        out = table(
+        out = crate::output::table(
             [
                 "JOB",
                 "KIND",
@@ -113,31 +113,4 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
     }
     print(&out);
     Exit::Ok
-}
-
-fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
-    let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == N {
-                l.push_str(c);
-            } else {
-                l.push_str(&format!("{c:<width$}  ", width = w[i]));
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(head.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-    out
 }
