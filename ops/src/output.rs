@@ -1,5 +1,5 @@
 //! Everything opsync prints: logging setup, itemize lines, JSON events, progress bars, stats,
-//! command output ([`print`]) and error and warning lines ([`error`], [`warning`]). No other
+//! command output ([`print()`]) and error and warning lines ([`error`], [`warning`]). No other
 //! module writes to stdout or stderr (logging goes to stderr through the subscriber installed
 //! here).
 

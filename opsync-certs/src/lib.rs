@@ -7,8 +7,8 @@
 //!
 //! - this module: the scheduled certs job ([`renew_job`]), `certs renew` ([`renew`]) and the
 //!   webroot check before an issuance ([`preflight`]);
-//! - [`cert`]: reading X.509 certificates (PEM files, DER from a handshake);
-//! - [`served`]: the certificate nginx actually serves for a name;
+//! - `cert` (private): reading X.509 certificates (PEM files, DER from a handshake);
+//! - `served` (private): the certificate nginx actually serves for a name;
 //! - [`status`]: the policy (warn with less than a third of the lifetime left, error when
 //!   expired, missing, not covering a name or stale in nginx) and its inputs;
 //! - [`certbot`]: certbot command lines, running them, the deploy hook;
@@ -19,10 +19,10 @@
 //! ([`certbot::CertbotError`], [`PreflightError`], [`nginx::NginxError`]) and carry their exit
 //! code (`opsync_core::exit::ToExit`).
 
-pub mod cert;
+mod cert;
 pub mod certbot;
 pub mod nginx;
-pub mod served;
+mod served;
 pub mod status;
 
 use std::collections::BTreeMap;

@@ -6,24 +6,27 @@
 //! through `opsync_core::process`, and locks a stack with `opsync_core::lock` (the lock the
 //! scheduler's jobs take too).
 //!
-//! Module map:
-//! - [`tool`]: which compose tool this machine has; is the engine reachable.
-//! - [`engine`]: containers and images as the engine sees them (by compose labels).
-//! - [`health`]: waiting for healthchecks (pure verdict + poll loop).
-//! - [`history`]: the deployment history in `STATE_DIR/stacks.json`.
-//! - [`update`]: `update` and `rollback`.
-//! - [`prune`]: what `prune` may remove (pure plan) and removing it.
+//! The surface is the operations at this level ([`up`], [`down`], [`stop`], [`start`],
+//! [`pause`], [`unpause`], [`status`], [`update`](update()), [`rollback`], [`prune`](prune())),
+//! their reports and [`StackError`]. Each takes the [`Config`] and a stack name, as the commands
+//! and the scheduler's jobs call them; errors are one line each, naming the stack and what to
+//! do, and map to exit codes through `opsync_core::exit::ToExit`.
 //!
-//! The functions at this level take the [`Config`] and a stack name, as the scheduler calls
-//! them; errors are [`StackError`]s, one line each, naming the stack and what to do.
+//! Private modules, one concern each:
+//! - `tool`: which compose tool this machine has; is the engine reachable;
+//! - `engine`: containers and images as the engine sees them (by compose labels);
+//! - `health`: waiting for healthchecks (pure verdict + poll loop);
+//! - `history`: the deployment history in `STATE_DIR/stacks.json`;
+//! - `update`: `update` and `rollback`;
+//! - `prune`: what `prune` may remove (pure plan) and removing it.
 
-pub mod engine;
-pub mod error;
-pub mod health;
-pub mod history;
-pub mod prune;
-pub mod tool;
-pub mod update;
+mod engine;
+mod error;
+mod health;
+mod history;
+mod prune;
+mod tool;
+mod update;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -33,9 +36,11 @@ use serde::Serialize;
 
 use engine::ContainerInfo;
 pub use error::StackError;
+pub use history::ServiceImage;
 use opsync_core::config::Config;
 use opsync_core::config::stacks::StackConfig;
 use opsync_core::process::{Level, Output};
+pub use prune::PruneAction;
 use tool::{ComposeTool, Docker};
 pub use update::{RollbackReport, UpdateReport};
 
@@ -44,7 +49,7 @@ const HEALTH_POLL: Duration = Duration::from_millis(500);
 
 /// One configured stack, ready to run compose commands.
 #[derive(Debug, Clone)]
-pub struct Stack {
+pub(crate) struct Stack {
     pub name: String,
     pub project: String,
     /// Absolute (or config-relative) path of the compose file.
@@ -79,7 +84,7 @@ fn configured<'a>(cfg: &'a Config, stack: &str) -> Result<(&'a StackConfig, Stri
 }
 
 /// Compose project names both generations accept: `[a-z0-9][a-z0-9_-]*`.
-pub fn valid_project(p: &str) -> bool {
+pub(crate) fn valid_project(p: &str) -> bool {
     let mut chars = p.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
