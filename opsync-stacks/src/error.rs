@@ -128,6 +128,37 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn exit_codes() {
+        let stack = || "prod".to_string();
+        for (e, exit) in [
+            (
+                StackError::UnknownStack {
+                    stack: stack(),
+                    known: String::new(),
+                },
+                Exit::Usage,
+            ),
+            (
+                StackError::ComposeFileMissing {
+                    stack: stack(),
+                    path: "x".into(),
+                },
+                Exit::Config,
+            ),
+            (
+                StackError::Locked {
+                    stack: stack(),
+                    path: "x".into(),
+                },
+                Exit::Locked,
+            ),
+            (StackError::NoDocker, Exit::Failed),
+        ] {
+            assert_eq!(e.exit(), exit, "{e}");
+        }
+    }
+
+    #[test]
     fn every_message_is_one_lowercase_line_naming_what_to_do() {
         let run_failed = || {
             Box::new(ProcessError::Failed {

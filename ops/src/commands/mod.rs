@@ -1,5 +1,9 @@
-//! One module per subcommand. Each `run` takes its parsed arguments and returns an [`Exit`];
-//! fatal errors are printed here as one line (`opsync: error: ...`).
+//! One module per subcommand. Each `run` takes its parsed arguments, loads the config, calls
+//! the libraries and the jobs, has [`crate::output`] print the result, and returns an [`Exit`].
+//! The command modules are the only code (with `main`) that deals in `anyhow`: they add context
+//! to the libraries' typed errors and print a fatal one as one line with [`fail`]
+//! (`opsync: error: ...`), its exit code chosen by the error (`ToExit`) where the command does
+//! not know better.
 
 pub mod certs;
 pub mod config;

@@ -3,6 +3,11 @@
 //!
 //! Kinds: `sync` (the nightly mirror with its steps, [`nightly`]), `certs` (certificate
 //! renewal), `stack-update` (pull and restart one stack) and `command` (any program).
+//!
+//! Jobs use the libraries (`opsync_core` for locks, state, metrics and child processes,
+//! `opsync_stacks`, `opsync_certs`) and [`crate::events`] to read their children's output; they
+//! never call into the command modules, print nothing (they log), and return typed results: a
+//! [`Report`] per run, [`JobError`] when a run cannot start.
 
 pub mod nightly;
 pub mod tally;
