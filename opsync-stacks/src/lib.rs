@@ -202,65 +202,79 @@ impl Stack {
     }
 }
 
-/// `stack up STACK`: `up -d`, then waits for health.
-pub fn up(cfg: &Config, stack: &str) -> Result<(), StackError> {
+/// Opens `stack`, takes its lock and runs `f` on it: how every operation that changes a stack
+/// begins.
+fn locked<R>(
+    cfg: &Config,
+    stack: &str,
+    f: impl FnOnce(&Stack) -> Result<R, StackError>,
+) -> Result<R, StackError> {
     let s = Stack::open(cfg, stack)?;
     let _lock = s.lock()?;
-    s.compose(["up", "-d"], Level::Loud)?;
-    s.wait_healthy()?.map_err(|r| s.unhealthy(r))?;
-    Ok(())
+    f(&s)
+}
+
+impl Stack {
+    /// `compose ARGS` (a command that changes the stack, logged at info), then, when `healthy`,
+    /// waits until the stack is healthy.
+    fn change<I, S>(&self, args: I, healthy: bool) -> Result<(), StackError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.compose(args, Level::Loud)?;
+        if healthy {
+            self.wait_healthy()?.map_err(|r| self.unhealthy(r))?;
+        }
+        Ok(())
+    }
+}
+
+/// `stack up STACK`: `up -d`, then waits for health.
+pub fn up(cfg: &Config, stack: &str) -> Result<(), StackError> {
+    locked(cfg, stack, |s| s.change(["up", "-d"], true))
 }
 
 /// `stack down STACK`: removes the stack's containers and networks, never its volumes.
 pub fn down(cfg: &Config, stack: &str) -> Result<(), StackError> {
-    let s = Stack::open(cfg, stack)?;
-    let _lock = s.lock()?;
-    s.compose(["down"], Level::Loud)?;
-    Ok(())
+    locked(cfg, stack, |s| s.change(["down"], false))
 }
 
 /// Stops every service of `stack` (`compose stop`).
 pub fn stop(cfg: &Config, stack: &str) -> Result<(), StackError> {
-    let s = Stack::open(cfg, stack)?;
-    let _lock = s.lock()?;
-    s.compose(["stop"], Level::Loud)?;
-    Ok(())
+    locked(cfg, stack, |s| s.change(["stop"], false))
 }
 
 /// Starts every service of `stack` (`compose start`, or `up -d` when never created), then
 /// waits for health.
 pub fn start(cfg: &Config, stack: &str) -> Result<(), StackError> {
-    let s = Stack::open(cfg, stack)?;
-    let _lock = s.lock()?;
-    if s.containers()?.is_empty() {
-        s.compose(["up", "-d"], Level::Loud)?;
-    } else {
-        s.compose(["start"], Level::Loud)?;
-    }
-    s.wait_healthy()?.map_err(|r| s.unhealthy(r))?;
-    Ok(())
+    locked(cfg, stack, |s| {
+        if s.containers()?.is_empty() {
+            s.change(["up", "-d"], true)
+        } else {
+            s.change(["start"], true)
+        }
+    })
 }
 
 /// Pauses the given services of `stack` (all when empty).
 pub fn pause(cfg: &Config, stack: &str, services: &[String]) -> Result<(), StackError> {
-    let s = Stack::open(cfg, stack)?;
-    let _lock = s.lock()?;
-    s.compose(
-        std::iter::once("pause".to_owned()).chain(services.iter().cloned()),
-        Level::Loud,
-    )?;
-    Ok(())
+    locked(cfg, stack, |s| {
+        s.change(
+            std::iter::once("pause").chain(services.iter().map(String::as_str)),
+            false,
+        )
+    })
 }
 
 /// Unpauses the given services of `stack` (all when empty).
 pub fn unpause(cfg: &Config, stack: &str, services: &[String]) -> Result<(), StackError> {
-    let s = Stack::open(cfg, stack)?;
-    let _lock = s.lock()?;
-    s.compose(
-        std::iter::once("unpause".to_owned()).chain(services.iter().cloned()),
-        Level::Loud,
-    )?;
-    Ok(())
+    locked(cfg, stack, |s| {
+        s.change(
+            std::iter::once("unpause").chain(services.iter().map(String::as_str)),
+            false,
+        )
+    })
 }
 
 /// One row of `stack status`.
@@ -339,16 +353,12 @@ pub fn status(cfg: &Config, stack: &str) -> Result<Vec<ServiceStatus>, StackErro
 
 /// `stack update STACK`: record, pull, up, wait for health, roll back on failure.
 pub fn update(cfg: &Config, stack: &str) -> Result<UpdateReport, StackError> {
-    let s = Stack::open(cfg, stack)?;
-    let _lock = s.lock()?;
-    update::update(&s, &SystemTime::now)
+    locked(cfg, stack, |s| update::update(s, &SystemTime::now))
 }
 
 /// `stack rollback STACK`: back to the deployment before the one running now.
 pub fn rollback(cfg: &Config, stack: &str) -> Result<RollbackReport, StackError> {
-    let s = Stack::open(cfg, stack)?;
-    let _lock = s.lock()?;
-    update::rollback_on_demand(&s)
+    locked(cfg, stack, update::rollback_on_demand)
 }
 
 /// `stack prune`: removes dangling and retired images no container uses; `dry_run` only plans.
