@@ -20,6 +20,8 @@ fn meta(kind: Kind, size: u64, sec: i64) -> Meta {
         size,
         mtime: Time { sec, nsec: 0 },
         racy: false,
+        protected: false,
+        mount: false,
     }
 }
 
@@ -62,6 +64,7 @@ fn opts() -> PlanOptions {
         owner: true,
         groups: Some(None),
         hashed_at: None,
+        hard_links: false,
     }
 }
 

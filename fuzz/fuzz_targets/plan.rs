@@ -100,6 +100,8 @@ fn meta(n: &FNode) -> Meta {
             nsec: u32::from(n.nsec % 3),
         },
         racy: false,
+        protected: false,
+        mount: false,
     }
 }
 
@@ -277,6 +279,7 @@ fuzz_target!(|input: Input| {
         owner: input.owner,
         groups: groups.clone(),
         hashed_at,
+        hard_links: false,
     };
     let policy = Policy {
         owner: input.owner,
@@ -306,6 +309,8 @@ fuzz_target!(|input: Input| {
             size: 0,
             mtime: NOW,
             racy: false,
+        protected: false,
+        mount: false,
         };
         model.insert(
             Vec::new(),
@@ -414,6 +419,7 @@ fuzz_target!(|input: Input| {
                     }
                     n.meta.mtime = sm.mtime;
                 }
+                Op::Link => panic!("a hard link without -H"),
                 Op::Stamp => {
                     let path = src.path(a.src);
                     let n = model.get_mut(&path).expect("a stamped entry exists");

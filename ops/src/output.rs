@@ -197,6 +197,7 @@ fn op_str(op: Op) -> &'static str {
         Op::Symlink => "symlink",
         Op::Mknod => "mknod",
         Op::SetAttrs => "attrs",
+        Op::Link => "link",
     }
 }
 
@@ -231,9 +232,10 @@ impl Observer for SyncPrinter {
             self.line(&e.to_line());
             return;
         }
+        let arrow = if item.op == Op::Link { "=>" } else { "->" };
         let link = item
             .link
-            .map(|l| format!(" -> {}", escape_name(l)))
+            .map(|l| format!(" {arrow} {}", escape_name(l)))
             .unwrap_or_default();
         if self.mode.itemize {
             self.line(&format!("{field} {path}{link}"));

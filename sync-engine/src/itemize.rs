@@ -25,6 +25,10 @@ impl Change {
     pub const GROUP: Change = Change(64);
     /// The entry replaces one of another type (shown as `NEW`).
     pub const TYPE: Change = Change(128);
+    /// POSIX ACLs differ (`a`, with `-A`).
+    pub const ACL: Change = Change(256);
+    /// Extended attributes differ (`x`, with `-X`).
+    pub const XATTR: Change = Change(512);
 
     pub fn contains(self, other: Change) -> bool {
         self.0 & other.0 == other.0 && other.0 != 0
@@ -34,9 +38,17 @@ impl Change {
         self.0 == 0
     }
 
-    /// The attribute part only (perms, owner, group, time).
+    /// The attribute part only (perms, owner, group, time, ACLs, xattrs).
     pub fn attrs(self) -> Change {
-        Change(self.0 & (Self::TIME.0 | Self::PERMS.0 | Self::OWNER.0 | Self::GROUP.0))
+        Change(
+            self.0
+                & (Self::TIME.0
+                    | Self::PERMS.0
+                    | Self::OWNER.0
+                    | Self::GROUP.0
+                    | Self::ACL.0
+                    | Self::XATTR.0),
+        )
     }
 }
 
@@ -64,6 +76,8 @@ pub enum Update {
     Attrs,
     /// Removed (`*deleting`).
     Delete,
+    /// Made a hard link of another file (`h`).
+    HardLink,
 }
 
 fn type_letter(kind: Kind) -> u8 {
@@ -85,11 +99,17 @@ pub fn field(update: Update, kind: Kind, change: Change) -> [u8; 11] {
     f[0] = match update {
         Update::Transfer => b'>',
         Update::Local => b'c',
+        Update::HardLink => b'h',
         Update::Attrs | Update::Delete => b'.',
     };
     f[1] = type_letter(kind);
     if change.contains(Change::NEW) || change.contains(Change::TYPE) {
         f[2..].copy_from_slice(b"+++++++++");
+        return f;
+    }
+    if update == Update::HardLink && change.is_empty() {
+        // rsync: a link made over an identical file changes nothing else.
+        f[2..].copy_from_slice(b"         ");
         return f;
     }
     let letters = [
@@ -105,12 +125,19 @@ pub fn field(update: Update, kind: Kind, change: Change) -> [u8; 11] {
             f[2 + i] = *letter;
         }
     }
+    if change.contains(Change::ACL) {
+        f[9] = b'a';
+    }
+    if change.contains(Change::XATTR) {
+        f[10] = b'x';
+    }
     f
 }
 
-/// Escapes a name as rsync prints it: bytes that are not printable (control characters,
-/// invalid UTF-8) become `\#ooo` (octal); a backslash before `#` is escaped too so the output
-/// stays unambiguous. Valid printable UTF-8 is kept.
+/// Escapes a name as rsync prints it in a UTF-8 locale: control characters other than TAB and
+/// DEL, and bytes that are not UTF-8, become `\#ooo` (octal); a backslash before `#` is escaped
+/// too so the output stays unambiguous. Valid UTF-8, TAB and DEL are kept as they are (rsync
+/// 3.5 prints them raw).
 pub fn escape_name(name: &[u8]) -> String {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
@@ -138,7 +165,7 @@ pub fn escape_name(name: &[u8]) -> String {
 fn push_valid(out: &mut String, s: &str) {
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        if c.is_control() {
+        if c.is_control() && c != '\t' && c != '\u{7f}' {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 push_octal(out, b);
@@ -186,7 +213,9 @@ mod tests {
         assert_eq!(escape_name(b"new\nline"), "new\\#012line");
         assert_eq!(escape_name(b"bad\xffbyte"), "bad\\#377byte");
         assert_eq!(escape_name("grüße".as_bytes()), "grüße");
-        assert_eq!(escape_name(b"tab\there"), "tab\\#011here");
+        assert_eq!(escape_name(b"tab\there"), "tab\there");
+        assert_eq!(escape_name(b"del\x7f"), "del\x7f");
+        assert_eq!(escape_name(b"esc\x1b[31m"), "esc\\#033[31m");
         assert_eq!(escape_name(b"a\\#b"), "a\\#134#b");
         assert_eq!(escape_name(b"a\\b"), "a\\b");
     }

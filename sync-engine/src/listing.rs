@@ -82,6 +82,11 @@ pub struct Meta {
     /// DST regular files only: the copy's stamp says its content was read when the mtime was
     /// not clearly older, so size and mtime cannot be trusted (see [`crate::racy`]).
     pub racy: bool,
+    /// DST only: protected from deletion by the filter rules (an excluded or protected entry).
+    pub protected: bool,
+    /// A directory on another filesystem than the root's (`-x`): listed without its contents,
+    /// which are neither copied nor deleted.
+    pub mount: bool,
 }
 
 impl Meta {
@@ -104,13 +109,21 @@ pub struct Entry {
     pub meta: Meta,
 }
 
+/// Extended attributes of one entry: `(name, value)` pairs sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A tree listing in depth-first pre-order.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
     arena: Vec<u8>,
     entries: Vec<Entry>,
-    /// BLAKE3 of regular files, filled only for `--checksum` candidates.
+    /// Content hashes of regular files, filled only for the pairs compared by content.
     pub hashes: HashMap<Idx, [u8; 32]>,
+    /// Device and inode of regular files with several hard links (`-H` only).
+    pub inodes: HashMap<Idx, (u64, u64)>,
+    /// Extended attributes and ACLs of the entries that have any (`-X`, `-A` only), sorted by
+    /// name.
+    pub xattrs: HashMap<Idx, Xattrs>,
 }
 
 impl Listing {
@@ -128,6 +141,8 @@ impl Listing {
             arena: Vec::with_capacity(bytes),
             entries: Vec::with_capacity(entries + 1),
             hashes: HashMap::new(),
+            inodes: HashMap::new(),
+            xattrs: HashMap::new(),
         };
         l.push(b"", None, meta, NONE);
         l
@@ -189,6 +204,11 @@ impl Listing {
         &self.arena[start..start + e.link_len as usize]
     }
 
+    /// The extended attributes of `i` (none read, or none there: empty).
+    pub fn xattrs_of(&self, i: Idx) -> &[(Vec<u8>, Vec<u8>)] {
+        self.xattrs.get(&i).map_or(&[], Vec::as_slice)
+    }
+
     /// The direct children of directory `i`, in name order.
     pub fn children(&self, i: Idx) -> Children<'_> {
         let e = &self.entries[i as usize];
@@ -197,11 +217,6 @@ impl Listing {
             next: i + 1,
             end: e.end,
         }
-    }
-
-    /// Number of entries in the subtree of `i`, `i` included.
-    pub fn subtree_len(&self, i: Idx) -> u32 {
-        self.entries[i as usize].end - i
     }
 
     /// Writes the path of `i` relative to the root into `out` (cleared first); the root is empty.
@@ -350,6 +365,8 @@ pub(crate) mod build {
             size,
             mtime: Time { sec, nsec: 0 },
             racy: false,
+            protected: false,
+            mount: false,
         }
     }
 

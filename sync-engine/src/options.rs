@@ -133,8 +133,14 @@ pub struct Options {
     /// Mtimes within this many seconds count as equal (rsync `--modify-window`); 0 compares
     /// nanoseconds where both sides keep them.
     pub modify_window: u32,
-    /// rsync-style exclude patterns.
+    /// Filter rules in rsync's syntax, in order (`- PAT`, `+ PAT`, `merge FILE`,
+    /// `dir-merge FILE`, `P PAT`, ...; see the README), applied before `excludes`.
+    pub filters: Vec<String>,
+    /// rsync-style exclude patterns (each as the rule `- PATTERN`), after `filters`.
     pub excludes: Vec<String>,
+    /// Excluded entries are deleted from DST too (rsync `--delete-excluded`): the rules without
+    /// a side apply to SRC only.
+    pub delete_excluded: bool,
     /// Worker threads; `None` uses all cores.
     pub threads: Option<usize>,
     /// Let an empty SRC empty a non-empty DST.
@@ -153,6 +159,24 @@ pub struct Options {
     /// Read every file written back and compare it with SRC before it replaces the old version
     /// (deltas and in-place updates check as they write; this adds it for whole copies).
     pub verify_written: bool,
+    /// Keep files that are hard links of each other in SRC hard links of each other in DST
+    /// (rsync `-H`).
+    pub hard_links: bool,
+    /// Mirror extended attributes (rsync `-X`): as root every namespace but `system.*`,
+    /// otherwise `user.*`.
+    pub xattrs: bool,
+    /// Mirror POSIX ACLs (rsync `-A`).
+    pub acls: bool,
+    /// Do not cross filesystem boundaries (rsync `-x`): 1 copies a directory on another
+    /// filesystem as an empty directory and leaves DST's contents of such directories alone;
+    /// 2 (`-xx`) leaves SRC's out entirely.
+    pub one_file_system: u8,
+    /// Follow symlinks in DST's path that are owned by users other than root and the caller
+    /// (rsync `--insecure-links`; refused by default, as rsync 3.5 does).
+    pub insecure_links: bool,
+    /// Write every copied file to the device before its rename and every changed directory
+    /// after its entries changed (rsync `--fsync`).
+    pub fsync: bool,
     /// Set from outside (a signal handler) to stop the run between files.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -165,7 +189,9 @@ impl Default for Options {
             dry_run: false,
             max_delete: None,
             modify_window: 0,
+            filters: Vec::new(),
             excludes: Vec::new(),
+            delete_excluded: false,
             threads: None,
             allow_empty_source: false,
             preserve_owner: None,
@@ -173,6 +199,12 @@ impl Default for Options {
             inplace: false,
             recheck: Vec::new(),
             verify_written: false,
+            hard_links: false,
+            xattrs: false,
+            acls: false,
+            one_file_system: 0,
+            fsync: false,
+            insecure_links: false,
             cancel: None,
         }
     }
@@ -184,7 +216,9 @@ setters!(Options {
     dry_run: bool,
     max_delete: Option<MaxDelete>,
     modify_window: u32,
+    filters: Vec<String>,
     excludes: Vec<String>,
+    delete_excluded: bool,
     threads: Option<usize>,
     allow_empty_source: bool,
     preserve_owner: Option<bool>,
@@ -192,6 +226,12 @@ setters!(Options {
     inplace: bool,
     recheck: Vec<Vec<u8>>,
     verify_written: bool,
+    hard_links: bool,
+    xattrs: bool,
+    acls: bool,
+    one_file_system: u8,
+    fsync: bool,
+    insecure_links: bool,
     cancel: Option<Arc<AtomicBool>>,
 });
 

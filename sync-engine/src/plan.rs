@@ -7,6 +7,8 @@
 //! attribute fix of the directory itself, which is applied after its whole subtree. Groups are
 //! in pre-order, so a directory is created before any group that works inside it.
 
+use std::collections::HashMap;
+
 use crate::itemize::Change;
 use crate::listing::{Idx, Kind, Listing, Meta, NONE, Paired, Time, paired_children};
 
@@ -30,6 +32,9 @@ pub struct PlanOptions {
     /// reads): a racy DST file found equal gets this stamp when it makes the copy trusted
     /// (see [`crate::racy`]).
     pub hashed_at: Option<Time>,
+    /// Files that are hard links of each other in SRC become hard links in DST (`-H`): the
+    /// listings' `inodes` say which.
+    pub hard_links: bool,
 }
 
 /// What to do with one entry.
@@ -47,6 +52,9 @@ pub enum Op {
     Mknod,
     /// Fix attributes of an existing non-directory in place.
     SetAttrs,
+    /// Make the file a hard link of its group's first file (`-H`), under a temporary name renamed
+    /// over the name. Carried out after every group, when the first file is in place.
+    Link,
     /// Move the stamp (access time) of a racy DST file whose content was found equal, so it is
     /// trusted by size and mtime again (see [`crate::racy`]). Not a change of the mirror: never
     /// itemized or counted.
@@ -63,6 +71,8 @@ pub struct Action {
     pub dst: Idx,
     /// What differs, for itemizing.
     pub change: Change,
+    /// Where its itemize line goes in rsync's order (see [`Plan::slots`]).
+    pub slot: u32,
 }
 
 /// The work inside one DST directory.
@@ -78,6 +88,8 @@ pub struct Group {
     pub actions: std::ops::Range<u32>,
     /// Attributes of the directory itself to set after its subtree; `NEW` for created ones.
     pub finish: Change,
+    /// The slot of the directory's own itemize line (its creation or its attribute fix).
+    pub slot: u32,
 }
 
 /// Counts of a plan, for summaries and progress.
@@ -99,6 +111,13 @@ pub struct Plan {
     pub create_root: bool,
     /// `--max-delete` stopped some deletions.
     pub delete_limited: bool,
+    /// `-H`: each SRC file that is a hard link of an earlier one, and that leader.
+    pub leaders: HashMap<Idx, Idx>,
+    /// Number of output slots: the itemize lines of a run come in rsync's order, which is this
+    /// numbering (per directory in pre-order: its own line, its deletions, then its other
+    /// entries in name order; its subdirectories' lines open their own groups), whatever order
+    /// the parallel work finishes in.
+    pub slots: u32,
     pub counts: PlanCounts,
 }
 
@@ -154,6 +173,12 @@ pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
         deletes: Vec::new(),
         mkdirs: Vec::new(),
         others: Vec::new(),
+        leaders: if opts.hard_links {
+            leaders_of(src)
+        } else {
+            HashMap::new()
+        },
+        leader_state: HashMap::new(),
     };
     if src.is_empty() {
         return p.plan;
@@ -165,6 +190,9 @@ pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
     };
     p.plan.create_root = root_dst == NONE;
     p.dir(0, root_dst);
+    let mut leaders = std::mem::take(&mut p.leaders);
+    leaders.retain(|f, l| f != l);
+    p.plan.leaders = leaders;
     p.plan
 }
 
@@ -177,9 +205,72 @@ struct Planner<'a> {
     deletes: Vec<Action>,
     mkdirs: Vec<Action>,
     others: Vec<Action>,
+    /// `-H`: each SRC file that is a hard link of an earlier one, and that first one (its
+    /// group's leader). Leaders map to themselves.
+    leaders: HashMap<Idx, Idx>,
+    /// For each leader planned so far: its DST entry (NONE: none) and whether this plan writes
+    /// it anew (a new inode, so its links must be made again).
+    leader_state: HashMap<Idx, (Idx, bool)>,
+}
+
+/// The hard-link groups of `src` (files with the same device and inode): each member mapped to
+/// the group's leader, the member the planner meets first (parent directory first in
+/// pre-order, then name order).
+fn leaders_of(src: &Listing) -> HashMap<Idx, Idx> {
+    let mut groups: HashMap<(u64, u64), Vec<Idx>> = HashMap::new();
+    for (&i, &ino) in &src.inodes {
+        groups.entry(ino).or_default().push(i);
+    }
+    let mut out = HashMap::new();
+    for members in groups.into_values().filter(|m| m.len() > 1) {
+        let Some(&leader) = members.iter().min_by_key(|&&i| (src.entry(i).parent, i)) else {
+            continue;
+        };
+        for m in members {
+            out.insert(m, leader);
+        }
+    }
+    out
 }
 
 impl Planner<'_> {
+    /// `-H`: the SRC file `a` is a hard link of an earlier file (its leader). Returns false
+    /// when `a` is a leader or in no group (planned as a file of its own).
+    fn follower(&mut self, a: Idx, b: Idx, change: Change) -> bool {
+        let Some(&leader) = self.leaders.get(&a).filter(|&&l| l != a) else {
+            return false;
+        };
+        let (ld, rewritten) = self
+            .leader_state
+            .get(&leader)
+            .copied()
+            .unwrap_or((NONE, true));
+        let ino = |i: Idx| (i != NONE).then(|| self.dst.inodes.get(&i)).flatten();
+        let linked = b != NONE
+            && self.dst.meta(b).kind == Kind::File
+            && !rewritten
+            && ino(b).is_some()
+            && ino(b) == ino(ld);
+        if !linked {
+            self.plan.counts.created += u64::from(change.contains(Change::NEW));
+            self.others.push(Action {
+                op: Op::Link,
+                src: a,
+                dst: b,
+                change,
+                slot: 0,
+            });
+        }
+        true
+    }
+
+    /// Records what the plan does with leader `a` (DST entry `b`), for its followers.
+    fn lead(&mut self, a: Idx, b: Idx, rewritten: bool) {
+        if self.leaders.get(&a) == Some(&a) {
+            self.leader_state.insert(a, (b, rewritten));
+        }
+    }
+
     /// Plans directory `s` of SRC against `d` of DST (NONE: created by this run).
     fn dir(&mut self, s: Idx, d: Idx) {
         let gi = self.plan.groups.len();
@@ -188,7 +279,9 @@ impl Planner<'_> {
         self.mkdirs.clear();
         self.others.clear();
 
-        for p in paired_children(self.src, s, self.dst, d) {
+        // A directory on another filesystem (`-x`) is listed without contents: leave them.
+        let mount = self.src.meta(s).mount || (d != NONE && self.dst.meta(d).mount);
+        for p in paired_children(self.src, s, self.dst, d).filter(|_| !mount) {
             match p {
                 Paired::Src(a) => self.create(a, NONE, Change::NEW, &mut subdirs),
                 Paired::Dst(b) => self.extraneous(b),
@@ -196,6 +289,14 @@ impl Planner<'_> {
             }
         }
 
+        let base = self.plan.slots;
+        let dir_slot = base;
+        let mut next = base + 1;
+        for a in self.deletes.iter_mut().chain(self.others.iter_mut()) {
+            a.slot = next;
+            next += 1;
+        }
+        self.plan.slots = next;
         let start = self.plan.actions.len() as u32;
         self.plan.actions.append(&mut self.deletes);
         self.plan.actions.append(&mut self.mkdirs);
@@ -204,7 +305,7 @@ impl Planner<'_> {
         let finish = if d == NONE {
             Change::NEW
         } else {
-            self.attr_diff(self.src.meta(s), self.dst.meta(d), true)
+            self.attr_diff(self.src.meta(s), self.dst.meta(d), true) | self.xattr_diff(s, d)
         };
         self.plan.groups.push(Group {
             src: s,
@@ -212,10 +313,20 @@ impl Planner<'_> {
             end: 0,
             actions: start..end,
             finish,
+            slot: dir_slot,
         });
 
         for (cs, cd) in subdirs {
+            let child = self.plan.groups.len();
             self.dir(cs, cd);
+            if cd == NONE && child < self.plan.groups.len() {
+                // A created directory's line is the mkdir in this group: it opens the child's.
+                let slot = self.plan.groups[child].slot;
+                let acts = &mut self.plan.actions[start as usize..end as usize];
+                if let Some(m) = acts.iter_mut().find(|a| a.op == Op::Mkdir && a.src == cs) {
+                    m.slot = slot;
+                }
+            }
         }
 
         let has_work = start != end || !finish.is_empty() || self.plan.groups.len() > gi + 1;
@@ -223,6 +334,7 @@ impl Planner<'_> {
             self.plan.groups[gi].end = self.plan.groups.len() as u32;
         } else {
             self.plan.groups.pop();
+            self.plan.slots = base;
         }
     }
 
@@ -237,12 +349,17 @@ impl Planner<'_> {
                     src: a,
                     dst: replaced,
                     change,
+                    slot: 0,
                 });
                 self.plan.counts.created += 1;
                 subdirs.push((a, NONE));
                 return;
             }
             Kind::File => {
+                if self.follower(a, replaced, change) {
+                    return;
+                }
+                self.lead(a, replaced, true);
                 self.plan.counts.copies += 1;
                 self.plan.counts.copy_bytes += m.size;
                 Op::Copy
@@ -256,6 +373,7 @@ impl Planner<'_> {
             src: a,
             dst: replaced,
             change,
+            slot: 0,
         });
     }
 
@@ -264,13 +382,30 @@ impl Planner<'_> {
         if !self.opts.delete {
             return;
         }
-        let end = self.dst.entry(b).end;
-        for i in (b..end).rev() {
+        for i in self.deletable(b).into_iter().rev() {
             if !self.take_budget(1) {
                 return;
             }
             self.delete(i);
         }
+    }
+
+    /// The entries of DST's subtree `b` in pre-order, without the protected ones and what is
+    /// below them (their directories then stay: deleting them fails as not empty, as in rsync).
+    fn deletable(&self, b: Idx) -> Vec<Idx> {
+        let end = self.dst.entry(b).end;
+        let mut out = Vec::with_capacity((end - b) as usize);
+        let mut i = b;
+        while i < end {
+            let e = self.dst.entry(i);
+            if e.meta.protected || e.meta.mount {
+                i = e.end;
+            } else {
+                out.push(i);
+                i += 1;
+            }
+        }
+        out
     }
 
     fn delete(&mut self, i: Idx) {
@@ -279,8 +414,17 @@ impl Planner<'_> {
             src: NONE,
             dst: i,
             change: Change::NONE,
+            slot: 0,
         });
         self.plan.counts.deletions += 1;
+    }
+
+    /// Marks the deletion of `b` as the first half of a type replacement: rsync shows only the
+    /// creation of the new entry, so the deletion gets no itemize line (`change` = `TYPE`).
+    fn mark_replaced(&mut self, b: Idx) {
+        if let Some(d) = self.deletes.iter_mut().rev().find(|d| d.dst == b) {
+            d.change = Change::TYPE;
+        }
     }
 
     /// Takes `n` deletions from the `--max-delete` budget; false (and marks the plan) if short.
@@ -301,14 +445,23 @@ impl Planner<'_> {
     /// Entry present on both sides under the same name.
     fn both(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
         let (sm, dm) = (*self.src.meta(a), *self.dst.meta(b));
-        if sm.kind != dm.kind {
+        // A FIFO that is a socket in DST (or a character device that is a block device) is
+        // recreated as a change of its content, as rsync shows it (`cSc...`), not replaced.
+        let same_class = matches!(
+            (sm.kind, dm.kind),
+            (
+                Kind::CharDev | Kind::BlockDev,
+                Kind::CharDev | Kind::BlockDev
+            ) | (Kind::Fifo | Kind::Socket, Kind::Fifo | Kind::Socket)
+        );
+        if sm.kind != dm.kind && !same_class {
             return self.replace(a, b, subdirs);
         }
         match sm.kind {
             Kind::Dir => subdirs.push((a, b)),
             Kind::File => self.file(a, b, &sm, &dm),
             Kind::Symlink => {
-                let mut change = self.attr_diff(&sm, &dm, false);
+                let mut change = self.attr_diff(&sm, &dm, false) | self.xattr_diff(a, b);
                 if self.src.link(a) != self.dst.link(b) {
                     change |= Change::CONTENT;
                     self.others.push(Action {
@@ -316,16 +469,17 @@ impl Planner<'_> {
                         src: a,
                         dst: b,
                         change,
+                        slot: 0,
                     });
                 } else if !change.is_empty() {
                     self.attr_fix(a, b, change);
                 }
             }
             Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
-                let mut change = self.attr_diff(&sm, &dm, true);
-                let rdev_differs = sm.kind.is_special()
-                    && matches!(sm.kind, Kind::CharDev | Kind::BlockDev)
-                    && sm.rdev() != dm.rdev();
+                let mut change = self.attr_diff(&sm, &dm, true) | self.xattr_diff(a, b);
+                let rdev_differs = sm.kind != dm.kind
+                    || (matches!(sm.kind, Kind::CharDev | Kind::BlockDev)
+                        && sm.rdev() != dm.rdev());
                 if rdev_differs {
                     change |= Change::CONTENT;
                 }
@@ -340,6 +494,7 @@ impl Planner<'_> {
                         src: a,
                         dst: b,
                         change,
+                        slot: 0,
                     });
                 } else if !change.is_empty() {
                     self.attr_fix(a, b, change);
@@ -355,6 +510,7 @@ impl Planner<'_> {
             src: a,
             dst: b,
             change,
+            slot: 0,
         });
     }
 
@@ -362,10 +518,13 @@ impl Planner<'_> {
     /// known or must be: with `--checksum`, for a racy DST file (see [`crate::racy`]) and for
     /// any pair whose hashes were filled in (files to recheck).
     fn file(&mut self, a: Idx, b: Idx, sm: &Meta, dm: &Meta) {
-        let mut change = self.attr_diff(sm, dm, true);
+        let mut change = self.attr_diff(sm, dm, true) | self.xattr_diff(a, b);
         let size_differs = sm.size != dm.size;
         if size_differs {
             change |= Change::SIZE;
+        }
+        if self.follower(a, b, change) {
+            return;
         }
         let quick_same = !size_differs && !change.contains(Change::TIME);
         let digests = (self.src.hashes.get(&a), self.dst.hashes.get(&b));
@@ -384,6 +543,7 @@ impl Planner<'_> {
         } else {
             !quick_same
         };
+        self.lead(a, b, transfer);
         if transfer {
             self.plan.counts.copies += 1;
             self.plan.counts.copy_bytes += sm.size;
@@ -392,6 +552,7 @@ impl Planner<'_> {
                 src: a,
                 dst: b,
                 change,
+                slot: 0,
             });
         } else if !change.is_empty() {
             self.attr_fix(a, b, change);
@@ -406,6 +567,7 @@ impl Planner<'_> {
                 src: a,
                 dst: b,
                 change,
+                slot: 0,
             });
         }
     }
@@ -414,24 +576,48 @@ impl Planner<'_> {
     fn replace(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
         let dst_kind = self.dst.meta(b).kind;
         if dst_kind == Kind::Dir {
-            let n = u64::from(self.dst.subtree_len(b));
-            if !self.take_budget(n) {
+            let doomed = self.deletable(b);
+            if !self.take_budget(doomed.len() as u64) {
                 return;
             }
-            let end = self.dst.entry(b).end;
-            for i in (b..end).rev() {
+            for &i in doomed.iter().rev() {
                 self.delete(i);
             }
+            self.mark_replaced(b);
             self.create(a, NONE, Change::TYPE, subdirs);
         } else if self.src.meta(a).kind == Kind::Dir {
             if !self.take_budget(1) {
                 return;
             }
             self.delete(b);
+            self.mark_replaced(b);
             self.create(a, NONE, Change::TYPE, subdirs);
         } else {
             self.create(a, b, Change::TYPE, subdirs);
         }
+    }
+
+    /// ACL and xattr differences of SRC's `a` and DST's `b` (the listings hold them only with
+    /// `-A`/`-X`).
+    fn xattr_diff(&self, a: Idx, b: Idx) -> Change {
+        let (x, y) = (self.src.xattrs_of(a), self.dst.xattrs_of(b));
+        if x == y {
+            return Change::NONE;
+        }
+        let part = |v: &[(Vec<u8>, Vec<u8>)], acl: bool| {
+            v.iter()
+                .filter(|(n, _)| crate::xattr::is_acl(n) == acl)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let mut c = Change::NONE;
+        if part(x, true) != part(y, true) {
+            c |= Change::ACL;
+        }
+        if part(x, false) != part(y, false) {
+            c |= Change::XATTR;
+        }
+        c
     }
 
     /// Attribute differences other than size and content. `perms`: whether permissions count

@@ -361,3 +361,269 @@ fn recheck_compares_listed_files_by_content() {
     assert_eq!((r.rechecked, r.files_copied), (1, 1), "{r:?}");
     assert_eq!(fs::read(dst.join("db/page")).unwrap(), b"production");
 }
+
+/// `-H`: files that are hard links of each other in SRC are hard links in DST, across
+/// directories; a second run does nothing; a rewritten leader is linked again; a follower that
+/// became a separate copy in DST is linked again.
+#[test]
+fn hard_links_are_kept_as_links() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    for d in ["d", "e", "a"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    fs::write(src.join("d/a"), b"data").unwrap();
+    fs::hard_link(src.join("d/a"), src.join("e/b")).unwrap();
+    fs::hard_link(src.join("d/a"), src.join("c")).unwrap();
+    fs::hard_link(src.join("d/a"), src.join("a/x")).unwrap();
+    let old = FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_mtime(src.join("c"), old).unwrap();
+    let o = Options {
+        hard_links: true,
+        ..opts()
+    };
+    let inode = |p: &str| fs::metadata(dst.join(p)).unwrap().ino();
+    let all_linked = || {
+        let i = inode("c");
+        ["d/a", "e/b", "a/x"].iter().all(|p| inode(p) == i)
+    };
+    let r = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(r.files_copied, 1, "one copy, three links: {r:?}");
+    assert!(all_linked());
+    assert_eq!(fs::metadata(dst.join("c")).unwrap().nlink(), 4);
+    for d in ["d", "e", "a", ""] {
+        assert_eq!(mtime(&dst.join(d)), mtime(&src.join(d)), "mtime of {d}/");
+    }
+    let again = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!((again.files_copied, again.created), (0, 0), "{again:?}");
+    // A follower that is a separate copy in DST is linked again.
+    fs::remove_file(dst.join("e/b")).unwrap();
+    fs::copy(dst.join("c"), dst.join("e/b")).unwrap();
+    filetime::set_file_mtime(dst.join("e/b"), old).unwrap();
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert!(all_linked());
+    // The leader rewritten: every link follows it.
+    fs::write(src.join("c"), b"new data").unwrap();
+    let r = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(r.files_copied, 1, "{r:?}");
+    assert!(all_linked());
+    assert_eq!(fs::read(dst.join("a/x")).unwrap(), b"new data");
+    // Without -H each name is a copy of its own.
+    let plain = t.path().join("plain");
+    sync(&src, &plain, &opts(), &NoObserver).unwrap();
+    assert_eq!(fs::metadata(plain.join("c")).unwrap().nlink(), 1);
+}
+
+/// `-X`: extended attributes of files and directories are mirrored, changed ones updated in
+/// place, ones SRC lacks removed; without `-X` they are left alone.
+#[test]
+fn extended_attributes_are_mirrored_with_xattrs() {
+    use std::os::fd::AsFd;
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"data").unwrap();
+    let set = |p: &Path, name: &[u8], value: &[u8]| {
+        let dir = crate::sys::open_dir_path(p.parent().unwrap()).unwrap();
+        let n = p.file_name().unwrap().as_encoded_bytes();
+        let have = crate::sys::xattrs_at(dir.as_fd(), n, &|_| true).unwrap();
+        let mut want = have.clone();
+        want.retain(|(k, _)| k != name);
+        if !value.is_empty() {
+            want.push((name.to_vec(), value.to_vec()));
+        }
+        crate::sys::set_xattrs(crate::sys::XattrTarget::At(dir.as_fd(), n), &have, &want).unwrap();
+    };
+    let get = |p: &Path| {
+        let dir = crate::sys::open_dir_path(p.parent().unwrap()).unwrap();
+        let n = p.file_name().unwrap().as_encoded_bytes();
+        crate::sys::xattrs_at(dir.as_fd(), n, &|k| k.starts_with(b"user.")).unwrap()
+    };
+    set(&src.join("d/f"), b"user.comment", b"hello");
+    set(&src.join("d"), b"user.dir", b"1");
+    let o = Options {
+        xattrs: true,
+        ..opts()
+    };
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(get(&dst.join("d/f")), get(&src.join("d/f")));
+    assert_eq!(get(&dst.join("d")), get(&src.join("d")));
+    assert!(!get(&dst.join("d/f")).is_empty());
+    let again = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(again.attrs_fixed, 0, "{again:?}");
+    set(&src.join("d/f"), b"user.comment", b"changed");
+    set(&dst.join("d/f"), b"user.extra", b"only in dst");
+    let r = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!((r.files_copied, r.attrs_fixed), (0, 1), "{r:?}");
+    assert_eq!(get(&dst.join("d/f")), get(&src.join("d/f")));
+    // Without -X the attributes of DST stay as they are.
+    set(&src.join("d/f"), b"user.comment", b"");
+    let r = sync(&src, &dst, &opts(), &NoObserver).unwrap();
+    assert_eq!(r.attrs_fixed, 0, "{r:?}");
+    assert_eq!(get(&dst.join("d/f")).len(), 1);
+}
+
+/// Mounts a tmpfs at `at` (created first); unmounted on drop. Needs root.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn new(at: &Path) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            st.success(),
+            "cannot mount a tmpfs at {} (needs root)",
+            at.display()
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// `-x`: a directory on another filesystem is copied as an empty directory and DST's contents
+/// of it are left alone; `-xx` leaves it out.
+#[test]
+fn one_file_system_does_not_cross_mount_points() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(src.join("data")).unwrap();
+    fs::write(src.join("data/f"), b"on the root filesystem").unwrap();
+    let mnt = Tmpfs::new(&src.join("data/mnt"));
+    fs::write(mnt.0.join("inner"), b"on another filesystem").unwrap();
+    fs::create_dir_all(dst.join("data/mnt")).unwrap();
+    fs::write(dst.join("data/mnt/kept"), b"dev's own").unwrap();
+    let o = Options {
+        one_file_system: 1,
+        ..opts()
+    };
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(
+        fs::read(dst.join("data/f")).unwrap(),
+        b"on the root filesystem"
+    );
+    assert!(!dst.join("data/mnt/inner").exists(), "not crossed");
+    assert!(
+        dst.join("data/mnt/kept").exists(),
+        "DST's contents left alone"
+    );
+    let fresh = t.path().join("fresh");
+    sync(&src, &fresh, &o, &NoObserver).unwrap();
+    assert!(fresh.join("data/mnt").is_dir());
+    assert_eq!(fs::read_dir(fresh.join("data/mnt")).unwrap().count(), 0);
+    let xx = t.path().join("xx");
+    let o2 = Options {
+        one_file_system: 2,
+        ..opts()
+    };
+    sync(&src, &xx, &o2, &NoObserver).unwrap();
+    assert!(!xx.join("data/mnt").exists(), "-xx leaves mount points out");
+    let all = t.path().join("all");
+    sync(&src, &all, &opts(), &NoObserver).unwrap();
+    assert!(
+        all.join("data/mnt/inner").exists(),
+        "without -x it is crossed"
+    );
+    drop(mnt);
+}
+
+/// `--fsync` writes every file and changed directory to the device; the result is the same.
+#[test]
+fn fsync_gives_the_same_mirror() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"data").unwrap();
+    let o = Options {
+        fsync: true,
+        inplace: true,
+        ..opts()
+    };
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    fs::write(src.join("d/f"), b"more data").unwrap();
+    filetime::set_file_mtime(src.join("d/f"), FileTime::from_unix_time(1_600_000_000, 0)).unwrap();
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(fs::read(dst.join("d/f")).unwrap(), b"more data");
+}
+
+/// rsync 3.5: a symlink in DST's path owned by neither root nor the caller is not followed
+/// (`dest/sub -> /outside` made by `nobody` would redirect the mirror); nothing is written.
+#[test]
+fn a_symlink_in_the_destination_path_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::symlink;
+    let t = tempfile::tempdir().unwrap();
+    let (src, outside) = (t.path().join("src"), t.path().join("outside"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::create_dir_all(t.path().join("dest")).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let link = t.path().join("dest/sub");
+    symlink(&outside, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let e = sync(&src, &link, &opts(), &NoObserver).unwrap_err();
+    assert!(
+        matches!(e, crate::Error::UntrustedSymlink { uid: 65534, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--insecure-links"), "{e}");
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // Deeper below it, or reached through a trusted link to it: refused too.
+    let trusted = t.path().join("trusted");
+    symlink(t.path().join("dest"), &trusted).unwrap();
+    assert!(sync(&src, &trusted.join("sub/x"), &opts(), &NoObserver).is_err());
+    let o = Options {
+        insecure_links: true,
+        ..opts()
+    };
+    sync(&src, &link, &o, &NoObserver).unwrap();
+    assert!(outside.join("f").exists());
+    // A link owned by root (or the caller) is followed as before.
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    sync(&src, &link, &opts(), &NoObserver).unwrap();
+}
+
+/// Two syncs into one DST tripped over each other (both exited 23 with "File exists" / "No such
+/// file"): the second now stops before touching anything and names the holder.
+#[test]
+fn a_second_sync_into_the_same_destination_is_refused_naming_the_holder() {
+    use std::os::fd::AsFd;
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&dst).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let held = crate::sys::open_dir_path(&dst).unwrap();
+    assert!(crate::sys::try_lock(held.as_fd()).unwrap());
+    let e = sync(&src, &dst, &opts(), &NoObserver).unwrap_err();
+    match &e {
+        crate::Error::Locked { holder, .. } => assert_eq!(*holder, Some(std::process::id())),
+        other => panic!("{other}"),
+    }
+    assert!(!dst.join("f").exists());
+    let dry = Options {
+        dry_run: true,
+        ..opts()
+    };
+    sync(&src, &dst, &dry, &NoObserver).unwrap();
+    drop(held);
+    sync(&src, &dst, &opts(), &NoObserver).unwrap();
+    assert!(dst.join("f").exists());
+    let too_many = Options {
+        threads: Some(20_000),
+        ..opts()
+    };
+    let e = sync(&src, &dst, &too_many, &NoObserver).unwrap_err();
+    assert!(e.to_string().contains("at most 256"), "{e}");
+}

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::error::{FileError, Side};
-use crate::filter::Filter;
+use crate::filter::Side as FSide;
+use crate::filter::{DirRules, Filter, Verdict};
 use crate::listing::{Idx, Kind, Listing, Meta, Paired, paired_children};
 use crate::sys;
 
@@ -25,6 +26,8 @@ pub struct Scan {
     pub vanished: u64,
     /// DST regular files whose copies are racy (see [`crate::racy`]).
     pub racy: u64,
+    /// DST entries protected from deletion by the filter rules.
+    pub protected: u64,
     /// Regular files of SRC the (non-root) user may not read, in index order. A run that must
     /// copy one of them makes no deletions (see [`crate::sync`]).
     pub unreadable: Vec<Idx>,
@@ -38,6 +41,12 @@ struct Item {
     link_len: u16,
     meta: Meta,
     unreadable: bool,
+    /// A directory that is not scanned (protected in DST by a rule that hides it in SRC too).
+    skip: bool,
+    /// Device and inode of a regular file with other hard links (`-H` only).
+    inode: Option<(u64, u64)>,
+    /// Extended attributes (`-X`, `-A`), when there are any.
+    xattrs: Option<Box<crate::sys::Xattrs>>,
 }
 
 #[derive(Default)]
@@ -55,6 +64,13 @@ struct Ctx<'a> {
     errors: Mutex<Vec<FileError>>,
     vanished: AtomicU64,
     racy: AtomicU64,
+    protected: AtomicU64,
+    /// Record the inodes of files with several links (`-H`).
+    hard_links: bool,
+    xattrs: crate::xattr::Policy,
+    one_fs: u8,
+    /// The root's device, for `-x`.
+    root_dev: u64,
     /// Check that regular files are readable (SRC, not running as root).
     check_read: bool,
 }
@@ -74,19 +90,56 @@ impl Ctx<'_> {
     }
 }
 
+/// How one tree is scanned.
+pub struct ScanOpts<'a> {
+    pub side: Side,
+    pub filter: &'a Filter,
+    /// The per-directory filter rules read in the parents of the root.
+    pub above: &'a DirRules,
+    /// Record the inodes of files with several links (`-H`).
+    pub hard_links: bool,
+    /// The extended attributes to read (`-X`, `-A`).
+    pub xattrs: crate::xattr::Policy,
+    /// `-x`: 1 lists directories on another filesystem without their contents, 2 leaves
+    /// them out of SRC.
+    pub one_fs: u8,
+}
+
 /// Scans the tree under the open directory `root` whose own attributes are `root_meta`.
-pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan {
+pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
+    let (side, filter, above, hard_links) = (o.side, o.filter, o.above, o.hard_links);
+    let root_xattrs = if o.xattrs.any() {
+        sys::xattrs_at(root.as_fd(), b".", &|n| o.xattrs.keeps(n))
+    } else {
+        Ok(Vec::new())
+    };
     let ctx = Ctx {
         side,
         filter,
         errors: Mutex::new(Vec::new()),
         vanished: AtomicU64::new(0),
         racy: AtomicU64::new(0),
+        protected: AtomicU64::new(0),
+        hard_links,
+        xattrs: o.xattrs,
+        one_fs: o.one_fs,
+        root_dev: if o.one_fs > 0 {
+            sys::device_of(root.as_fd()).unwrap_or(0)
+        } else {
+            0
+        },
         check_read: side == Side::Source && sys::euid() != 0,
     };
-    let node = scan_dir(root, Vec::new(), &ctx);
+    let node = scan_dir(root, Vec::new(), &ctx, above);
     let (entries, bytes) = node.totals();
     let mut listing = Listing::with_root_capacity(root_meta, entries, bytes);
+    match root_xattrs {
+        Ok(x) if !x.is_empty() => {
+            listing.xattrs.insert(0, x);
+        }
+        Ok(_) => {}
+        Err(e) => ctx.error("read extended attributes of", Vec::new(), e),
+    }
     let mut unreadable = Vec::new();
     let mut unlisted_dirs = Vec::new();
     flatten(node, 0, &mut listing, &mut unreadable, &mut unlisted_dirs);
@@ -96,6 +149,7 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
         vanished: ctx.vanished.load(Ordering::Relaxed),
         racy: ctx.racy.load(Ordering::Relaxed),
+        protected: ctx.protected.load(Ordering::Relaxed),
         unreadable,
         unlisted_dirs,
     }
@@ -111,7 +165,7 @@ fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
+fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>, parent_rules: &DirRules) -> DirNode {
     let mut node = DirNode::default();
     let mut dir = match sys::DirHandle::new(fd) {
         Ok(d) => d,
@@ -127,11 +181,12 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
         return node;
     }
     let Ok(dfd) = dir.fd() else { return node };
+    let rules = dir_rules(dfd, &path, &names, &name_arena, ctx, parent_rules);
     node.arena.reserve(name_arena.len());
     node.items.reserve(names.len());
     for (off, len) in names {
         let name = &name_arena[off as usize..off as usize + len as usize];
-        if let Some(item) = stat_entry(dfd, name, &path, &mut node.arena, ctx) {
+        if let Some(item) = stat_entry(dfd, name, &path, &mut node.arena, ctx, &rules) {
             node.items.push(item);
         }
     }
@@ -146,7 +201,7 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
     let subdirs: Vec<&Item> = node
         .items
         .iter()
-        .filter(|i| i.meta.kind == Kind::Dir)
+        .filter(|i| i.meta.kind == Kind::Dir && !i.skip)
         .collect();
     node.subdirs = subdirs
         .par_iter()
@@ -154,7 +209,7 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
             let name = item_name(&node.arena, item);
             let child_path = join(&path, name);
             match sys::open_dir_at(dfd, name) {
-                Ok(fd) => scan_dir(fd, child_path, ctx),
+                Ok(fd) => scan_dir(fd, child_path, ctx, &rules),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     ctx.vanished.fetch_add(1, Ordering::Relaxed);
                     DirNode::default()
@@ -176,12 +231,72 @@ fn item_name<'a>(arena: &'a [u8], i: &Item) -> &'a [u8] {
     &arena[i.name_off as usize..i.name_off as usize + i.name_len as usize]
 }
 
+/// The extended attributes of `name` (`-X`, `-A`); an error is reported and counts as none.
+fn read_xattrs(
+    dfd: BorrowedFd<'_>,
+    name: &[u8],
+    path: &[u8],
+    ctx: &Ctx<'_>,
+) -> Option<Box<crate::sys::Xattrs>> {
+    if !ctx.xattrs.any() {
+        return None;
+    }
+    match sys::xattrs_at(dfd, name, &|n| ctx.xattrs.keeps(n)) {
+        Ok(x) if x.is_empty() => None,
+        Ok(x) => Some(Box::new(x)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            ctx.error("read extended attributes of", join(path, name), e);
+            None
+        }
+    }
+}
+
+/// The per-directory filter rules in effect in directory `path`: its parent's, and those of the
+/// per-directory filter files among its `names`.
+fn dir_rules(
+    dfd: BorrowedFd<'_>,
+    path: &[u8],
+    names: &[(u32, u16)],
+    arena: &[u8],
+    ctx: &Ctx<'_>,
+    parent: &DirRules,
+) -> DirRules {
+    if ctx.filter.merge_names().next().is_none() {
+        return DirRules::default();
+    }
+    let present = |wanted: &[u8]| {
+        names
+            .iter()
+            .any(|&(o, l)| &arena[o as usize..o as usize + l as usize] == wanted)
+    };
+    let mut read = |name: &[u8]| {
+        if present(name) {
+            sys::read_small_file_at(dfd, name)
+        } else {
+            Ok(None)
+        }
+    };
+    match ctx.filter.enter(parent, path, &mut read) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.error(
+                "read filter rules in",
+                path.to_vec(),
+                io::Error::other(e.to_string()),
+            );
+            parent.clone()
+        }
+    }
+}
+
 fn stat_entry(
     dfd: BorrowedFd<'_>,
     name: &[u8],
     path: &[u8],
     arena: &mut Vec<u8>,
     ctx: &Ctx<'_>,
+    rules: &DirRules,
 ) -> Option<Item> {
     let st = match sys::lstat_at(dfd, name) {
         Ok(st) => st,
@@ -201,12 +316,40 @@ fn stat_entry(
             ctx.racy.fetch_add(1, Ordering::Relaxed);
         }
     }
-    if !ctx.filter.is_empty()
-        && ctx
-            .filter
-            .excludes(&join(path, name), meta.kind == Kind::Dir)
-    {
-        return None;
+    let mut skip = false;
+    if ctx.one_fs > 0 && meta.kind == Kind::Dir && st.st_dev != ctx.root_dev {
+        if ctx.one_fs > 1 && ctx.side == Side::Source {
+            return None;
+        }
+        meta.mount = true;
+        skip = true;
+    }
+    if !ctx.filter.is_empty() {
+        let full = join(path, name);
+        let is_dir = meta.kind == Kind::Dir;
+        match ctx.side {
+            Side::Source => {
+                let v = ctx.filter.decide(rules, &full, name, is_dir, FSide::Sender);
+                if v != Verdict::Keep {
+                    return None;
+                }
+            }
+            Side::Dest => {
+                let v = ctx
+                    .filter
+                    .decide(rules, &full, name, is_dir, FSide::Receiver);
+                if let Verdict::Exclude { plain } = v {
+                    meta.protected = true;
+                    ctx.protected.fetch_add(1, Ordering::Relaxed);
+                    // A directory SRC leaves out too is kept whole: no need to read it. One
+                    // SRC may send (a protect rule) is read, so its contents are mirrored.
+                    skip = is_dir
+                        && plain
+                        && ctx.filter.decide(rules, &full, name, is_dir, FSide::Sender)
+                            != Verdict::Keep;
+                }
+            }
+        }
     }
     let name_off = arena.len() as u32;
     arena.extend_from_slice(name);
@@ -235,6 +378,10 @@ fn stat_entry(
         link_len,
         meta,
         unreadable,
+        skip,
+        inode: (ctx.hard_links && meta.kind == Kind::File && st.st_nlink > 1)
+            .then_some((st.st_dev, st.st_ino)),
+        xattrs: read_xattrs(dfd, name, path, ctx),
     })
 }
 
@@ -266,17 +413,25 @@ fn flatten(
         ..
     } = node;
     let mut subdirs = subdirs.into_iter();
-    for item in &items {
-        let name = item_name(&arena, item);
+    for mut item in items {
+        let name = item_name(&arena, &item);
         let link_start = item.name_off as usize + item.name_len as usize;
         let link = (item.meta.kind == Kind::Symlink)
             .then(|| &arena[link_start..link_start + item.link_len as usize]);
         let idx = out.push(name, link, item.meta, parent);
+        if let Some(ino) = item.inode {
+            out.inodes.insert(idx, ino);
+        }
+        if let Some(x) = item.xattrs.take() {
+            out.xattrs.insert(idx, *x);
+        }
         if item.unreadable {
             unreadable.push(idx);
         }
         if item.meta.kind == Kind::Dir {
-            if let Some(sub) = subdirs.next() {
+            // A directory not scanned has no node (see `Item::skip`).
+            let sub = if item.skip { None } else { subdirs.next() };
+            if let Some(sub) = sub {
                 if sub.unlisted {
                     unlisted.push(idx);
                 }

@@ -65,6 +65,8 @@ pub fn meta_of(st: &Stat) -> Option<Meta> {
             nsec: st.st_mtime_nsec as u32,
         },
         racy: false,
+        protected: false,
+        mount: false,
     })
 }
 
@@ -111,6 +113,28 @@ pub fn readable_at(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
     )
 }
 
+/// The content of the small regular file `name` in `dir` (a filter file), `None` when there is
+/// none; refused above 1 MiB.
+pub fn read_small_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    const LIMIT: u64 = 1 << 20;
+    let fd = match open_read_at(dir, name) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let st = fstat(fd.as_fd())?;
+    if st.st_mode & 0o170000 != 0o100000 {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if st.st_size as u64 > LIMIT {
+        return Err(io::Error::other("larger than 1 MiB"));
+    }
+    let mut buf = vec![0u8; st.st_size as usize];
+    let n = pread_full(fd.as_fd(), &mut buf, 0)?;
+    buf.truncate(n);
+    Ok(Some(buf))
+}
+
 /// The target of symlink `name` in `dir`, as bytes.
 pub fn read_link_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     Ok(rfs::readlinkat(dir, name, Vec::new())?.into_bytes())
@@ -134,6 +158,16 @@ pub fn unlink_at(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> io::Result<(
         AtFlags::empty()
     };
     Ok(rfs::unlinkat(dir, name, flags)?)
+}
+
+/// Makes `new` in `new_dir` a hard link of `old` in `old_dir` (never following a symlink).
+pub fn link_at(
+    old_dir: BorrowedFd<'_>,
+    old: &[u8],
+    new_dir: BorrowedFd<'_>,
+    new: &[u8],
+) -> io::Result<()> {
+    Ok(rfs::linkat(old_dir, old, new_dir, new, AtFlags::empty())?)
 }
 
 /// Renames `from` over `to`, both in `dir` (atomic replacement of a non-directory).
@@ -598,6 +632,169 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd
     Ok(cur)
 }
 
+pub use crate::listing::Xattrs;
+
+/// The path `/proc/self/fd/DIR/NAME`: the `l*xattr` calls on it reach `name` in the open
+/// directory `dir` without resolving any other path (the last component is not followed).
+fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&p))
+}
+
+/// The extended attributes of `name` in `dir` whose names `keep` accepts (a symlink's own,
+/// never its target's). Unsupported by the filesystem: none.
+pub fn xattrs_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> io::Result<Xattrs> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = proc_path(dir, name);
+    let list = loop {
+        let n = match rfs::llistxattr_query(&path) {
+            Ok(n) => n,
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; n];
+        match rfs::llistxattr(&path, &mut buf[..]) {
+            Ok(len) => {
+                buf.truncate(len);
+                break buf;
+            }
+            // Grew meanwhile: ask again.
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for attr in list.split(|b| *b == 0).filter(|n| !n.is_empty() && keep(n)) {
+        let name = std::ffi::OsStr::from_bytes(attr);
+        let value = loop {
+            let n = match rfs::lgetxattr_query(&path, name) {
+                Ok(n) => n,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut v = vec![0u8; n];
+            match rfs::lgetxattr(&path, name, &mut v[..]) {
+                Ok(len) => {
+                    v.truncate(len);
+                    break Some(v);
+                }
+                Err(Errno::RANGE) => continue,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if let Some(v) = value {
+            out.push((attr.to_vec(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Where [`set_xattrs`] writes: an open file or directory, or `name` in `dir` (symlinks and
+/// special files, never following the last component).
+#[derive(Clone, Copy)]
+pub enum XattrTarget<'a> {
+    Fd(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+/// The extended attributes of `target` that `keep` accepts (see [`xattrs_at`]).
+pub fn xattrs_of(target: XattrTarget<'_>, keep: &dyn Fn(&[u8]) -> bool) -> io::Result<Xattrs> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = match target {
+        XattrTarget::At(dir, name) => return xattrs_at(dir, name, keep),
+        XattrTarget::Fd(fd) => fd,
+    };
+    let list = loop {
+        let n = match rfs::flistxattr_query(fd) {
+            Ok(0) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
+            Ok(n) => n,
+            Err(e) => return Err(e.into()),
+        };
+        let mut buf = vec![0u8; n];
+        match rfs::flistxattr(fd, &mut buf[..]) {
+            Ok(len) => {
+                buf.truncate(len);
+                break buf;
+            }
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for attr in list.split(|b| *b == 0).filter(|n| !n.is_empty() && keep(n)) {
+        let name = std::ffi::OsStr::from_bytes(attr);
+        let n = match rfs::fgetxattr_query(fd, name) {
+            Ok(n) => n,
+            Err(Errno::NODATA) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut v = vec![0u8; n];
+        match rfs::fgetxattr(fd, name, &mut v[..]) {
+            Ok(len) => {
+                v.truncate(len);
+                out.push((attr.to_vec(), v));
+            }
+            Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes the extended attributes of `target` that `keep` accepts equal `want`, given that it
+/// has `have` now: sets the new and changed ones, removes the ones `want` lacks.
+pub fn set_xattrs(
+    target: XattrTarget<'_>,
+    have: &[(Vec<u8>, Vec<u8>)],
+    want: &[(Vec<u8>, Vec<u8>)],
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = match target {
+        XattrTarget::At(dir, name) => Some(proc_path(dir, name)),
+        XattrTarget::Fd(_) => None,
+    };
+    for (n, v) in want {
+        if have.iter().any(|(hn, hv)| hn == n && hv == v) {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(n);
+        match (&path, target) {
+            (Some(p), _) => rfs::lsetxattr(p, name, v, rfs::XattrFlags::empty())?,
+            (None, XattrTarget::Fd(fd)) => rfs::fsetxattr(fd, name, v, rfs::XattrFlags::empty())?,
+            (None, XattrTarget::At(..)) => {}
+        }
+    }
+    for (n, _) in have {
+        if want.iter().any(|(wn, _)| wn == n) {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(n);
+        let r = match (&path, target) {
+            (Some(p), _) => rfs::lremovexattr(p, name),
+            (None, XattrTarget::Fd(fd)) => rfs::fremovexattr(fd, name),
+            (None, XattrTarget::At(..)) => Ok(()),
+        };
+        match r {
+            Ok(()) | Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// The effective user id.
 pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -612,6 +809,47 @@ pub fn own_groups() -> Vec<u32> {
         .collect();
     v.push(rustix::process::getegid().as_raw());
     v
+}
+
+/// Takes an exclusive `flock` on the open directory `dir` (the lock of one sync into it): false
+/// when another process holds it. Held until every duplicate of the handle is closed.
+pub fn try_lock(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    match rfs::flock(dir, rfs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The process holding a `flock` on the open file `fd`, as `/proc/locks` says (`None` when it
+/// cannot be told).
+pub fn lock_holder(fd: BorrowedFd<'_>) -> Option<u32> {
+    let st = rfs::fstat(fd).ok()?;
+    let dev = st.st_dev;
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        rfs::major(dev),
+        rfs::minor(dev),
+        st.st_ino
+    );
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (kind, pid, id) = (f.get(1)?, f.get(4)?, f.get(5)?);
+        (*kind == "FLOCK" && *id == want)
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
+}
+
+/// Writes an open file's (or directory's) data and metadata to the device (`--fsync`).
+pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rfs::fsync(fd)?)
+}
+
+/// The device of an open file or directory.
+pub fn device_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rfs::fstat(fd)?.st_dev)
 }
 
 /// Truncates an open file to `len` bytes.

@@ -21,16 +21,39 @@ use crate::{scan, sys};
 pub enum DiffKind {
     MissingInDst,
     ExtraInDst,
-    Type { src: Kind, dst: Kind },
-    Size { src: u64, dst: u64 },
+    Type {
+        src: Kind,
+        dst: Kind,
+    },
+    Size {
+        src: u64,
+        dst: u64,
+    },
     Content,
-    Mode { src: u32, dst: u32 },
-    Owner { src: u32, dst: u32 },
-    Group { src: u32, dst: u32 },
-    Mtime { src: (i64, u32), dst: (i64, u32) },
+    Mode {
+        src: u32,
+        dst: u32,
+    },
+    Owner {
+        src: u32,
+        dst: u32,
+    },
+    Group {
+        src: u32,
+        dst: u32,
+    },
+    Mtime {
+        src: (i64, u32),
+        dst: (i64, u32),
+    },
     LinkTarget,
     Device,
-    Unreadable { side: Side, error: io::Error },
+    /// Extended attributes or ACLs differ.
+    Xattrs,
+    Unreadable {
+        side: Side,
+        error: io::Error,
+    },
 }
 
 impl DiffKind {
@@ -49,6 +72,7 @@ impl DiffKind {
             DiffKind::Mtime { .. } => "mtime",
             DiffKind::LinkTarget => "link",
             DiffKind::Device => "device",
+            DiffKind::Xattrs => "xattrs",
             DiffKind::Unreadable { .. } => "unreadable",
         }
     }
@@ -70,6 +94,7 @@ impl fmt::Display for DiffKind {
             }
             DiffKind::LinkTarget => write!(f, "symlink target differs"),
             DiffKind::Device => write!(f, "device number differs"),
+            DiffKind::Xattrs => write!(f, "extended attributes or ACLs differ"),
             DiffKind::Unreadable { side, error } => {
                 let s = if *side == Side::Source { "SRC" } else { "DST" };
                 write!(f, "cannot read in {s}: {error}")
@@ -90,6 +115,8 @@ pub struct Difference {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct VerifyOptions {
+    /// Filter rules, as [`crate::Options::filters`].
+    pub filters: Vec<String>,
     pub excludes: Vec<String>,
     pub threads: Option<usize>,
     /// Compare owners; `None`: only when running as root, like sync.
@@ -97,17 +124,23 @@ pub struct VerifyOptions {
     /// Compare groups (default true as root).
     pub group: Option<bool>,
     pub modify_window: u32,
+    /// Compare extended attributes (`-X`) and POSIX ACLs (`-A`) as well.
+    pub xattrs: bool,
+    pub acls: bool,
     /// Only these paths (relative to the roots; empty: the whole trees). A directory listed is
     /// compared by its own attributes, not its contents.
     pub only: Vec<Vec<u8>>,
 }
 
 crate::options::setters!(VerifyOptions {
+    filters: Vec<String>,
     excludes: Vec<String>,
     threads: Option<usize>,
     owner: Option<bool>,
     group: Option<bool>,
     modify_window: u32,
+    xattrs: bool,
+    acls: bool,
     only: Vec<Vec<u8>>,
 });
 
@@ -121,6 +154,22 @@ pub struct VerifyReport {
     pub differences: u64,
 }
 
+fn scan_opts<'a>(
+    side: Side,
+    filter: &'a Filter,
+    above: &'a crate::filter::DirRules,
+    xattrs: crate::xattr::Policy,
+) -> scan::ScanOpts<'a> {
+    scan::ScanOpts {
+        side,
+        filter,
+        above,
+        hard_links: false,
+        xattrs,
+        one_fs: 0,
+    }
+}
+
 /// Compares `src` and `dst`; [`Observer::difference`] is called for each difference (from
 /// worker threads).
 pub fn verify(
@@ -129,7 +178,12 @@ pub fn verify(
     opts: &VerifyOptions,
     obs: &dyn Observer,
 ) -> Result<VerifyReport, Error> {
-    let filter = Filter::new(&opts.excludes)?;
+    let filter = Filter::new(
+        &opts.filters,
+        &opts.excludes,
+        false,
+        &crate::read_merge_file,
+    )?;
     let open = |p: &Path, missing: fn(&Path) -> Error| {
         let fd = sys::open_dir_path(p).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => missing(p),
@@ -150,6 +204,13 @@ pub fn verify(
     };
     let (sfd, smeta) = open(src, |p| Error::SourceMissing { path: p.to_owned() })?;
     let (dfd, dmeta) = open(dst, |p| Error::DestMissing { path: p.to_owned() })?;
+    let policy = crate::xattr::Policy {
+        xattrs: opts.xattrs,
+        acls: opts.acls,
+        root: sys::euid() == 0,
+    };
+    let src_above = crate::run::above_root(&filter, src)?;
+    let dst_above = crate::run::above_root(&filter, dst)?;
     crate::worker_pool(opts.threads)?.install(|| {
         let (s_keep, d_keep) = (
             sfd.try_clone().map_err(|e| Error::Io {
@@ -164,8 +225,20 @@ pub fn verify(
             })?,
         );
         let (s, d) = rayon::join(
-            || scan::scan(sfd, smeta, Side::Source, &filter),
-            || scan::scan(dfd, dmeta, Side::Dest, &filter),
+            || {
+                scan::scan(
+                    sfd,
+                    smeta,
+                    &scan_opts(Side::Source, &filter, &src_above, policy),
+                )
+            },
+            || {
+                scan::scan(
+                    dfd,
+                    dmeta,
+                    &scan_opts(Side::Dest, &filter, &dst_above, policy),
+                )
+            },
         );
         let diffs = AtomicU64::new(0);
         let report_diff = |path: Vec<u8>, kind: DiffKind| {
@@ -290,6 +363,7 @@ impl Cmp {
         for p in paired_children(src, s, dst, d) {
             match p {
                 Paired::Src(a) => report(src.path(a), DiffKind::MissingInDst),
+                Paired::Dst(b) if dst.meta(b).protected => {}
                 Paired::Dst(b) => report(dst.path(b), DiffKind::ExtraInDst),
                 Paired::Both(a, b) => {
                     let (sm, dm) = (src.meta(a), dst.meta(b));
@@ -376,6 +450,9 @@ impl Cmp {
                     dst: dm.gid,
                 },
             );
+        }
+        if src.xattrs_of(a) != dst.xattrs_of(b) {
+            report(src.path(a), DiffKind::Xattrs);
         }
         if !same_time(sm.mtime, dm.mtime, self.window) {
             report(

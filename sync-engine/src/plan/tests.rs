@@ -13,6 +13,7 @@ fn opts() -> PlanOptions {
         owner: true,
         groups: Some(None),
         hashed_at: None,
+        hard_links: false,
     }
 }
 
