@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod sites;
 pub mod stacks;
 mod validate;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,9 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sync_engine::MaxDelete;
 
-pub use jobs::{
-    DurationValue, JobConfig, JobKind, QuiesceMode, ScheduleValue, VerifyMode, ZoneValue,
-};
+pub use jobs::{JobConfig, JobKind, QuiesceMode, VerifyMode};
+pub use values::{DurationValue, ScheduleValue, ZoneValue};
 
 /// The fully commented example printed by `opsync config example`.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -90,7 +90,7 @@ pub struct SyncSection {
     pub target: PathBuf,
     pub exclude: Vec<String>,
     /// `--max-delete` of `opsync sync` without arguments and of the sync jobs.
-    #[serde(deserialize_with = "jobs::max_delete")]
+    #[serde(deserialize_with = "values::max_delete")]
     pub max_delete: Option<MaxDelete>,
 }
 
