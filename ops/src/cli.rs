@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod mirror;
-pub use mirror::{SyncArgs, VerifyArgs, VerifyScope};
 use mirror::{SYNC_ABOUT, SYNC_EXAMPLES, VERIFY_ABOUT};
+pub use mirror::{SyncArgs, VerifyArgs, VerifyScope};
 
 /// opsync mirrors production data into the development copy (like `rsync -a --delete`, faster and
 /// safer) and runs the server's operations: certificates, nginx, compose stacks and a scheduler.

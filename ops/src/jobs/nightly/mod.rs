@@ -400,46 +400,51 @@ impl Run<'_> {
         }
     }
 
-    /// Stops (`start == false`) or starts the dev stack.
-    fn dev_action(&mut self, start: bool) -> StepEnd {
-        let dev = &self.job.dev;
-        let (cmd, step) = if start {
-            (&dev.start_command, "dev-start")
-        } else {
-            (&dev.stop_command, "dev-stop")
-        };
-        if let Some(argv) = cmd {
-            return self.command(step, argv, start);
+    /// A step done by the configured command `argv` when there is one, else by the stack
+    /// operation `op`. A clean-up step (`cleanup`) is not cancellable.
+    fn command_or(
+        &self,
+        step: &str,
+        argv: Option<&Vec<String>>,
+        cleanup: bool,
+        op: impl FnOnce() -> Result<(), opsync_stacks::StackError>,
+    ) -> StepEnd {
+        match argv {
+            Some(argv) => self.command(step, argv, cleanup),
+            None => op().map_or_else(|e| StepEnd::failed(one_line(&e)), |()| StepEnd::ok()),
         }
-        let r = if start {
-            opsync_stacks::start(self.cfg, &dev.stack)
+    }
+
+    /// Stops (`start == false`) or starts the dev stack.
+    fn dev_action(&self, start: bool) -> StepEnd {
+        let (cfg, dev) = (self.cfg, &self.job.dev);
+        if start {
+            self.command_or("dev-start", dev.start_command.as_ref(), true, || {
+                opsync_stacks::start(cfg, &dev.stack)
+            })
         } else {
-            opsync_stacks::stop(self.cfg, &dev.stack)
-        };
-        r.map_or_else(|e| StepEnd::failed(one_line(&e)), |()| StepEnd::ok())
+            self.command_or("dev-stop", dev.stop_command.as_ref(), false, || {
+                opsync_stacks::stop(cfg, &dev.stack)
+            })
+        }
     }
 
     /// Quiesces (`resume == false`) or resumes production.
-    fn quiesce_action(&mut self, resume: bool) -> StepEnd {
-        let q = &self.job.quiesce;
-        let (cmd, step) = if resume {
-            (&q.resume_command, "resume")
+    fn quiesce_action(&self, resume: bool) -> StepEnd {
+        let (cfg, q) = (self.cfg, &self.job.quiesce);
+        let (step, argv) = if resume {
+            ("resume", q.resume_command.as_ref())
         } else {
-            (&q.command, "quiesce")
+            ("quiesce", q.command.as_ref())
         };
-        if let Some(argv) = cmd {
-            return self.command(step, argv, resume);
-        }
-        let cfg = self.cfg;
-        let r = match (q.mode, resume) {
+        self.command_or(step, argv, resume, || match (q.mode, resume) {
             (QuiesceMode::Pause, false) => opsync_stacks::pause(cfg, &q.stack, &q.services),
             (QuiesceMode::Pause, true) => opsync_stacks::unpause(cfg, &q.stack, &q.services),
             (QuiesceMode::Stop, false) => opsync_stacks::stop(cfg, &q.stack),
             (QuiesceMode::Stop, true) => opsync_stacks::start(cfg, &q.stack),
             // Snapshot without a resume command: nothing to undo.
             (QuiesceMode::Snapshot | QuiesceMode::None, _) => Ok(()),
-        };
-        r.map_or_else(|e| StepEnd::failed(one_line(&e)), |()| StepEnd::ok())
+        })
     }
 }
 
