@@ -1,5 +1,9 @@
 //! BLAKE3 as used by `--checksum`, `verify` and the delta check: small files (one call each)
 //! and a large buffer, plus the delta's block comparison.
+//!
+//! Benchmark code: unwraps and prints are allowed crate-wide.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::hint::black_box;
 

@@ -1,5 +1,9 @@
 //! The planner on synthetic 100,000-entry listings (1,000 directories of 99 files): identical
 //! trees (the no-change run), 1% of files changed, and an empty DST (the first copy).
+//!
+//! Benchmark code: unwraps and prints are allowed crate-wide.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::hint::black_box;
 

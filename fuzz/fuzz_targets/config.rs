@@ -6,8 +6,8 @@ use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
-use ops::config::Config;
-use ops::scheduler::Timing;
+use opsync_core::config::Config;
+use opsync_core::scheduler::Timing;
 
 fuzz_target!(|text: &str| {
     let Ok(cfg) = Config::parse(Path::new("/nonexistent/opsync.toml"), text) else {

@@ -6,8 +6,8 @@
 
 use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
-use ops::config::ScheduleValue;
-use ops::scheduler::{Timing, Zone};
+use opsync_core::config::ScheduleValue;
+use opsync_core::scheduler::{Timing, Zone};
 
 /// The input: one byte choosing the zone, four (little-endian) giving seconds after
 /// 2000-01-01 (up to about 2100), then the schedule's text, so seed files stay readable.

@@ -1,5 +1,10 @@
-//! Everything opsync prints: logging setup, itemize lines, JSON events, progress bars, stats.
-//! No other module writes to stdout, and only this module and `commands::fail` to stderr.
+//! Everything opsync prints: logging setup, itemize lines, JSON events, progress bars, stats,
+//! command output ([`print()`]) and error and warning lines ([`error`], [`warning`]). No other
+//! module writes to stdout or stderr (logging goes to stderr through the subscriber installed
+//! here).
+
+// The one module that prints: the workspace's print lints are off here, and on everywhere else.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::sync::Mutex;
@@ -28,14 +33,55 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// Prints command output (a human-readable block or one JSON object) on stdout.
-pub fn stdout_text(text: &str) {
-    use std::io::Write;
+/// Prints command output (a human-readable block, JSON lines) on stdout: `text` as it is, with
+/// a final newline when it has none; nothing for empty text. A closed pipe (`| head`) is not an
+/// error.
+pub fn print(text: &str) {
+    if text.is_empty() {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     if !text.ends_with('\n') {
         let _ = out.write_all(b"\n");
     }
+    let _ = out.flush();
+}
+
+/// Prints `opsync: error: MESSAGE` on stderr: a problem that ends the command (or one of its
+/// items).
+pub fn error(message: &str) {
+    eprintln!("opsync: error: {message}");
+}
+
+/// Prints `opsync: warning: MESSAGE` on stderr.
+pub fn warning(message: &str) {
+    eprintln!("opsync: warning: {message}");
+}
+
+/// A table for a terminal: the header, then one line per row, each column as wide as its widest
+/// cell and two spaces between columns; no trailing blanks.
+pub fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = head.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(padded.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&mut head.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
 }
 
 /// How `opsync sync` reports.

@@ -1,5 +1,11 @@
 //! Shared helpers for the end-to-end and differential tests: locating the `opsync` binary and
 //! requiring external programs (a missing one fails the test with a message, never skips it).
+//!
+//! Test code: it may unwrap, expect and print (a panic with the command's output is the failure
+//! report), so the workspace's `unwrap_used`, `expect_used`, `print_stdout` and `print_stderr`
+//! lints are allowed for the whole crate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod docker;
 

@@ -4,17 +4,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::certs::{self, certbot, status};
 use crate::cli::CertsCommand;
-use crate::commands::{Global, fail, nginx::one_line};
-use crate::config::Config;
-use crate::exit::Exit;
-use crate::output::stdout_text;
+use crate::commands::{Global, fail};
+use crate::output::print;
+use opsync_certs::{self as certs, certbot, status};
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, cmd: CertsCommand) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => return fail(Exit::Config, &one_line(e)),
+        Err(e) => return fail(e.exit(), &e.into()),
     };
     match cmd {
         CertsCommand::Status { json, disk_only } => status_cmd(&cfg, json, !disk_only),
@@ -37,9 +37,9 @@ pub fn run(global: &Global, cmd: CertsCommand) -> Exit {
 fn report(statuses: &[status::SiteStatus], json: bool) -> Exit {
     for s in statuses {
         if json {
-            stdout_text(&serde_json::to_string(s).unwrap_or_default());
+            print(&serde_json::to_string(s).unwrap_or_default());
         } else {
-            stdout_text(&status::text(s));
+            print(&status::text(s));
         }
     }
     if statuses.iter().any(|s| s.level != status::Level::Ok) {
@@ -53,7 +53,10 @@ fn status_cmd(cfg: &Config, json: bool, served: bool) -> Exit {
     if cfg.site.is_empty() {
         tracing::warn!("no [[site]] in the config: nothing to check");
     }
-    report(&status::collect(cfg, served, certs::now_unix()), json)
+    report(
+        &status::collect(cfg, served, opsync_core::time::now()),
+        json,
+    )
 }
 
 fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exit {
@@ -83,7 +86,7 @@ fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exi
             let names = site.names();
             if let Some(e) = names.iter().find_map(|n| certs::preflight(cfg, n).err()) {
                 failed += 1;
-                fail(Exit::Failed, &one_line(e));
+                fail(e.exit(), &e.into());
                 continue;
             }
         }
@@ -92,7 +95,7 @@ fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exi
         match certbot::run(cfg, "certonly", &cmd) {
             Ok(_) => {
                 issued += 1;
-                stdout_text(&format!(
+                print(&format!(
                     "{}: certificate in {}",
                     site.domain,
                     status::cert_path(cfg, site).display()
@@ -100,7 +103,8 @@ fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exi
             }
             Err(e) => {
                 failed += 1;
-                let err = one_line(e).context(format!("issue the certificate for {}", site.domain));
+                let err = anyhow::Error::new(e)
+                    .context(format!("issue the certificate for {}", site.domain));
                 fail(Exit::Failed, &err);
             }
         }
@@ -109,7 +113,7 @@ fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exi
         if let Err(e) = super::nginx::render_install_reload(cfg) {
             return fail(Exit::Failed, &e);
         }
-        stdout_text("nginx serves the new certificates");
+        print("nginx serves the new certificates");
     }
     if failed > 0 { Exit::Failed } else { Exit::Ok }
 }
@@ -122,9 +126,12 @@ fn renew(cfg: &Config, json: bool) -> Exit {
     }
     let certbot_failed = outcome.certbot.is_err();
     if let Err(e) = outcome.certbot {
-        fail(Exit::Failed, &one_line(e).context("certbot renew"));
+        fail(
+            Exit::Failed,
+            &anyhow::Error::new(e).context("certbot renew"),
+        );
     }
-    let exit = report(&status::collect(cfg, true, certs::now_unix()), json);
+    let exit = report(&status::collect(cfg, true, opsync_core::time::now()), json);
     if certbot_failed { Exit::Failed } else { exit }
 }
 
@@ -132,7 +139,7 @@ fn install_hook(
     global: &Global,
     cfg: &Config,
     opsync: Option<PathBuf>,
-    print: bool,
+    to_stdout: bool,
 ) -> anyhow::Result<()> {
     let opsync = match opsync {
         Some(p) => std::path::absolute(&p).with_context(|| format!("resolve {}", p.display()))?,
@@ -145,13 +152,13 @@ fn install_hook(
     .map(|p| std::path::absolute(&p).with_context(|| format!("resolve {}", p.display())))
     .transpose()?;
     let script = certbot::hook_script(&opsync, config.as_deref());
-    if print {
-        stdout_text(&script);
+    if to_stdout {
+        print(&script);
         return Ok(());
     }
     let path = certbot::hook_path(cfg);
-    certbot::install_hook(&path, &script).map_err(one_line)?;
-    stdout_text(&format!(
+    certbot::install_hook(&path, &script)?;
+    print(&format!(
         "installed {} (runs {} nginx reload after every renewal)",
         path.display(),
         describe(&opsync, config.as_deref())

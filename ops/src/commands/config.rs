@@ -1,17 +1,17 @@
 //! `opsync config check|example`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::cli::ConfigCommand;
 use crate::commands::{Global, fail};
-use crate::config::{Config, EXAMPLE};
-use crate::exit::Exit;
+use crate::output::print;
+use opsync_core::config::{Config, EXAMPLE};
+use opsync_core::exit::Exit;
 
 pub fn run(global: &Global, cmd: ConfigCommand) -> Exit {
     match cmd {
         ConfigCommand::Example => {
-            print_stdout(EXAMPLE);
+            print(EXAMPLE);
             Exit::Ok
         }
         ConfigCommand::Check => check(global),
@@ -35,7 +35,7 @@ fn check(global: &Global) -> Exit {
     let problems = cfg.check_paths();
     if !problems.is_empty() {
         for p in &problems {
-            eprintln!("opsync: error: {p}");
+            crate::output::error(&p.to_string());
         }
         return Exit::Config;
     }
@@ -44,7 +44,7 @@ fn check(global: &Global) -> Exit {
         .iter()
         .map(|(n, j)| format!("{n} ({}, \"{}\")", j.kind.as_str(), j.schedule))
         .collect();
-    print_stdout(&format!(
+    print(&format!(
         "{}: ok; sync {} -> {}; jobs: {}\n",
         path.display(),
         cfg.path(&cfg.sync.source).display(),
@@ -75,14 +75,7 @@ pub(crate) fn load_checked(global: &Global) -> Result<Config, Exit> {
         return Ok(cfg);
     }
     for p in &problems {
-        eprintln!("opsync: error: {p}");
+        crate::output::error(&p.to_string());
     }
     Err(Exit::Config)
-}
-
-/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
-pub(crate) fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
 }

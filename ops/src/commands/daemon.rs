@@ -9,11 +9,13 @@ use tokio::sync::watch;
 use crate::cli::DaemonArgs;
 use crate::commands::config::load_checked;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::Exit;
 use crate::jobs::{Trigger, run_job};
-use crate::scheduler::{Cancel, Clock, EventSink, RunFuture, Runner, ScheduledJob, Timing};
-use crate::state::StateStore;
+use opsync_core::config::Config;
+use opsync_core::error::one_line;
+use opsync_core::exit::Exit;
+use opsync_core::process::Cancel;
+use opsync_core::scheduler::{Clock, EventSink, RunFuture, Runner, ScheduledJob, Timing};
+use opsync_core::state::StateStore;
 
 /// Runs jobs through [`run_job`] on tokio's blocking pool.
 struct JobRunner {
@@ -33,7 +35,7 @@ impl Runner for JobRunner {
             match r {
                 Ok(Ok(exit)) => exit,
                 Ok(Err(e)) => {
-                    tracing::error!(job = %name, "job could not run: {e:#}");
+                    tracing::error!(job = %name, "job could not run: {}", one_line(&e));
                     Exit::Failed
                 }
                 Err(e) => {
@@ -138,7 +140,7 @@ fn daemon(cfg: Config, args: &DaemonArgs) -> anyhow::Result<Exit> {
         });
         let sink: EventSink = Arc::new(|_, _| {});
         let runner = Arc::new(JobRunner { cfg });
-        crate::scheduler::run_loop(jobs, clock, runner, rx, grace, sink).await;
+        opsync_core::scheduler::run_loop(jobs, clock, runner, rx, grace, sink).await;
     });
     tracing::info!("daemon stopped");
     Ok(Exit::Ok)

@@ -1,5 +1,9 @@
-//! One module per subcommand. Each `run` takes its parsed arguments and returns an [`Exit`];
-//! fatal errors are printed here as one line (`opsync: error: ...`).
+//! One module per subcommand. Each `run` takes its parsed arguments, loads the config, calls
+//! the libraries and the jobs, has [`crate::output`] print the result, and returns an [`Exit`].
+//! The command modules are the only code (with `main`) that deals in `anyhow`: they add context
+//! to the libraries' typed errors and print a fatal one as one line with [`fail`]
+//! (`opsync: error: ...`), its exit code chosen by the error (`ToExit`) where the command does
+//! not know better.
 
 pub mod certs;
 pub mod config;
@@ -14,7 +18,7 @@ pub mod sync;
 pub mod verify;
 
 use crate::cli::{Cli, Command};
-use crate::exit::Exit;
+use opsync_core::exit::Exit;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Exit {
@@ -44,23 +48,6 @@ pub struct Global {
 
 /// Prints a fatal error as one line on stderr and returns its exit code.
 pub fn fail(exit: Exit, err: &anyhow::Error) -> Exit {
-    eprintln!("opsync: error: {}", one_line(err));
+    crate::output::error(&opsync_core::error::one_line(err.as_ref()));
     exit
-}
-
-/// The error and its causes on one line, `: `-separated, leaving out a cause whose text the
-/// message before it already contains (typed errors often print their source themselves).
-pub fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }

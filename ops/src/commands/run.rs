@@ -5,12 +5,13 @@
 use std::fmt::Write as _;
 
 use crate::cli::RunArgs;
-use crate::commands::config::{load_checked, print_stdout};
+use crate::commands::config::load_checked;
 use crate::commands::{Global, fail};
-use crate::exit::Exit;
 use crate::jobs::{Trigger, run_job};
-use crate::scheduler::Cancel;
-use crate::state::{JobState, StateStore};
+use crate::output::print;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_core::process::Cancel;
+use opsync_core::state::{JobState, StateStore};
 
 pub fn run(global: &Global, args: RunArgs) -> Exit {
     let cfg = match load_checked(global) {
@@ -26,14 +27,19 @@ pub fn run(global: &Global, args: RunArgs) -> Exit {
     }
     let exit = match run_job(&cfg, &args.job, Trigger::Manual, &cancel) {
         Ok(e) => e,
-        Err(e) => return fail(Exit::Failed, &e.context(format!("job {}", args.job))),
+        Err(e) => {
+            return fail(
+                e.exit(),
+                &anyhow::Error::new(e).context(format!("job {}", args.job)),
+            );
+        }
     };
     if exit == Exit::Locked {
-        eprintln!(
-            "opsync: error: job {} is already running (daemon or another `opsync run`): try again \
-             when it has finished",
+        crate::output::error(&format!(
+            "job {} is already running (daemon or another `opsync run`): try again when it has \
+             finished",
             args.job
-        );
+        ));
         return exit;
     }
     let state = StateStore::new(&cfg.state_dir())
@@ -42,12 +48,9 @@ pub fn run(global: &Global, args: RunArgs) -> Exit {
         .flatten();
     if let Some(st) = state {
         if args.json {
-            print_stdout(&format!(
-                "{}\n",
-                serde_json::to_string(&st).unwrap_or_default()
-            ));
+            print(&serde_json::to_string(&st).unwrap_or_default());
         } else {
-            print_stdout(&render(&st));
+            print(&render(&st));
         }
     }
     exit

@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::cli::ScheduleCommand;
-use crate::commands::config::print_stdout;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::Exit;
-use crate::scheduler::{Timing, Zone};
+use crate::output::print;
+use opsync_core::config::Config;
+use opsync_core::exit::Exit;
+use opsync_core::scheduler::{Timing, Zone};
 
 pub fn run(global: &Global, cmd: ScheduleCommand) -> Exit {
     let ScheduleCommand::Next(args) = cmd;
@@ -59,6 +59,6 @@ pub fn run(global: &Global, cmd: ScheduleCommand) -> Exit {
         }
         out.push('\n');
     }
-    print_stdout(&out);
+    print(&out);
     Exit::Ok
 }

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::cli::{SetupCommand, SetupSystemdArgs};
-use crate::commands::config::{config_file, print_stdout};
+use crate::commands::config::config_file;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::Exit;
+use crate::output::print;
+use opsync_core::config::Config;
+use opsync_core::exit::Exit;
 
 pub fn run(global: &Global, cmd: SetupCommand) -> Exit {
     let SetupCommand::Systemd(args) = cmd;
@@ -32,7 +33,7 @@ fn systemd(global: &Global, args: &SetupSystemdArgs) -> anyhow::Result<Exit> {
     let exe = exe.canonicalize().unwrap_or(exe);
     let unit = render_unit(&exe, &config, &cfg);
     if args.print {
-        print_stdout(&unit);
+        print(&unit);
         return Ok(Exit::Ok);
     }
     if args.output.exists() && !args.force {
@@ -41,7 +42,7 @@ fn systemd(global: &Global, args: &SetupSystemdArgs) -> anyhow::Result<Exit> {
             args.output.display()
         );
     }
-    crate::state::write_atomic(&args.output, unit.as_bytes()).with_context(|| {
+    opsync_core::fs::write_atomic(&args.output, unit.as_bytes()).with_context(|| {
         format!(
             "cannot write {}: run as root or pass --output FILE",
             args.output.display()
@@ -53,7 +54,7 @@ fn systemd(global: &Global, args: &SetupSystemdArgs) -> anyhow::Result<Exit> {
         .map_or("opsync.service".into(), |n| {
             n.to_string_lossy().into_owned()
         });
-    print_stdout(&format!(
+    print(&format!(
         "wrote {}\nenable and start it with:\n  systemctl daemon-reload\n  systemctl enable --now {name}\n\
          then check it with:\n  systemctl status {name}\n  journalctl -u {name} -f\n  opsync --config {} status\n\
          and remove the old crontab lines (rsync, certbot renew) that it replaces\n",

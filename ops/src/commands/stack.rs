@@ -1,57 +1,67 @@
 //! `opsync stack ...`: load the config, run the stack operation, print the result, map errors
 //! to exit codes (unknown stack: 1, missing compose file: 2, docker or compose failed: 10).
 
-use std::io::Write;
-
 use crate::cli::{StackArgs, StackCommand};
 use crate::commands::{Global, fail};
-use crate::compose::{self, ServiceStatus, StackError};
-use crate::config::Config;
-use crate::exit::Exit;
+use crate::output::print;
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_stacks::{self as compose, ServiceStatus, StackError};
 
 pub fn run(global: &Global, args: StackArgs) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {
         Ok(cfg) => cfg,
-        Err(e) => return fail(Exit::Config, &anyhow::Error::new(e)),
+        Err(e) => return fail(e.exit(), &e.into()),
     };
     match run_command(&cfg, args.command) {
-        Ok(exit) => exit,
-        Err(e) => {
-            let exit = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<StackError>())
-                .map_or(Exit::Failed, StackError::exit);
-            fail(exit, &e)
-        }
+        Ok(()) => Exit::Ok,
+        Err(e) => fail(e.exit(), &e.into()),
     }
 }
 
-fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
-    let mut out = std::io::stdout().lock();
+/// One JSON object per line.
+fn json_line(out: &mut String, v: &impl serde::Serialize) {
+    out.push_str(&serde_json::to_string(v).unwrap_or_default());
+    out.push('\n');
+}
+
+/// `stack NAME: WHAT` once `result` is done.
+fn done(result: Result<(), StackError>, stack: &str, what: &str) -> Result<String, StackError> {
+    result.map(|()| format!("stack {stack}: {what}"))
+}
+
+fn run_command(cfg: &Config, cmd: StackCommand) -> Result<(), StackError> {
+    let mut out = String::new();
     match cmd {
-        StackCommand::Up(a) => {
-            compose::up(cfg, &a.stack)?;
-            writeln!(out, "stack {}: up and healthy", a.stack)?;
-        }
+        StackCommand::Up(a) => out = done(compose::up(cfg, &a.stack), &a.stack, "up and healthy")?,
         StackCommand::Down(a) => {
-            compose::down(cfg, &a.stack)?;
-            writeln!(out, "stack {}: down (volumes kept)", a.stack)?;
+            out = done(
+                compose::down(cfg, &a.stack),
+                &a.stack,
+                "down (volumes kept)",
+            )?;
         }
-        StackCommand::Stop(a) => {
-            compose::stop(cfg, &a.stack)?;
-            writeln!(out, "stack {}: stopped", a.stack)?;
-        }
+        StackCommand::Stop(a) => out = done(compose::stop(cfg, &a.stack), &a.stack, "stopped")?,
         StackCommand::Start(a) => {
-            compose::start(cfg, &a.stack)?;
-            writeln!(out, "stack {}: started and healthy", a.stack)?;
+            out = done(
+                compose::start(cfg, &a.stack),
+                &a.stack,
+                "started and healthy",
+            )?;
         }
         StackCommand::Pause(a) => {
-            compose::pause(cfg, &a.stack, &a.services)?;
-            writeln!(out, "stack {}: paused", a.stack)?;
+            out = done(
+                compose::pause(cfg, &a.stack, &a.services),
+                &a.stack,
+                "paused",
+            )?;
         }
         StackCommand::Unpause(a) => {
-            compose::unpause(cfg, &a.stack, &a.services)?;
-            writeln!(out, "stack {}: unpaused", a.stack)?;
+            out = done(
+                compose::unpause(cfg, &a.stack, &a.services),
+                &a.stack,
+                "unpaused",
+            )?;
         }
         StackCommand::Status(a) => {
             let stacks: Vec<String> = match a.stack {
@@ -64,48 +74,47 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
             }
             if a.json {
                 for r in &rows {
-                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                    json_line(&mut out, r);
                 }
             } else {
-                out.write_all(render_status(&rows).as_bytes())?;
+                out = render_status(&rows);
             }
         }
         StackCommand::Update(a) => {
             let report = compose::update(cfg, &a.stack)?;
             if a.json {
-                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+                json_line(&mut out, &report);
             }
             if report.rolled_back {
+                print(&out);
                 let reason = report.failure.unwrap_or_default();
-                return Err(anyhow::Error::new(StackError::Unhealthy {
+                return Err(StackError::Unhealthy {
                     stack: a.stack.clone(),
                     reason: format!(
                         "update failed ({reason}); rolled back to the images running before: \
                          fix the new images, then run `opsync stack update {}` again",
                         a.stack
                     ),
-                }));
+                });
             }
             if !a.json {
-                if report.changed.is_empty() {
-                    writeln!(out, "stack {}: up to date and healthy", a.stack)?;
+                out = if report.changed.is_empty() {
+                    format!("stack {}: up to date and healthy", a.stack)
                 } else {
-                    writeln!(
-                        out,
+                    format!(
                         "stack {}: updated {} and healthy",
                         a.stack,
                         report.changed.join(", ")
-                    )?;
-                }
+                    )
+                };
             }
         }
         StackCommand::Rollback(a) => {
             let report = compose::rollback(cfg, &a.stack)?;
             if a.json {
-                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+                json_line(&mut out, &report);
             } else {
-                writeln!(
-                    out,
+                out = format!(
                     "stack {}: rolled back to the deployment of {} ({}); database migrations \
                      are not undone",
                     a.stack,
@@ -115,7 +124,7 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
                     } else {
                         format!("recreated {}", report.changed.join(", "))
                     }
-                )?;
+                );
             }
         }
         StackCommand::Prune(a) => {
@@ -123,27 +132,27 @@ fn run_command(cfg: &Config, cmd: StackCommand) -> anyhow::Result<Exit> {
             let verb = if a.dry_run { "would remove" } else { "removed" };
             for act in &actions {
                 if a.json {
-                    let mut v = serde_json::to_value(act)?;
+                    let mut v = serde_json::to_value(act).unwrap_or_default();
                     v["dry_run"] = a.dry_run.into();
-                    writeln!(out, "{v}")?;
+                    json_line(&mut out, &v);
                 } else if act.untag.is_empty() {
-                    writeln!(out, "{verb} image {} ({})", act.id, act.reason)?;
+                    out.push_str(&format!("{verb} image {} ({})\n", act.id, act.reason));
                 } else {
-                    writeln!(
-                        out,
-                        "{verb} image {} ({}): {}",
+                    out.push_str(&format!(
+                        "{verb} image {} ({}): {}\n",
                         act.id,
                         act.reason,
                         act.untag.join(", ")
-                    )?;
+                    ));
                 }
             }
             if actions.is_empty() && !a.json {
-                writeln!(out, "nothing to prune")?;
+                out = "nothing to prune".to_owned();
             }
         }
     }
-    Ok(Exit::Ok)
+    print(&out);
+    Ok(())
 }
 
 /// The `stack status` table.
@@ -154,7 +163,26 @@ pub fn render_status(rows: &[ServiceStatus]) -> String {
             .unwrap_or_else(|| "-".to_owned())
     };
     let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".to_owned());
-    let table: Vec<[String; 8]> = std::iter::once(
+    let rows: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.stack.clone(),
+                r.service.clone(),
+                opt(&r.container),
+                r.state.clone(),
+                opt(&r.health),
+                opt(&r.image),
+                short(&r.image_id),
+                r.digest
+                    .as_deref()
+                    .and_then(|d| d.split('@').nth(1))
+                    .map(|d| d.chars().take(19).collect())
+                    .unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    crate::output::table(
         [
             "STACK",
             "SERVICE",
@@ -164,43 +192,9 @@ pub fn render_status(rows: &[ServiceStatus]) -> String {
             "IMAGE",
             "ID",
             "DIGEST",
-        ]
-        .map(str::to_owned),
+        ],
+        &rows,
     )
-    .chain(rows.iter().map(|r| {
-        [
-            r.stack.clone(),
-            r.service.clone(),
-            opt(&r.container),
-            r.state.clone(),
-            opt(&r.health),
-            opt(&r.image),
-            short(&r.image_id),
-            r.digest
-                .as_deref()
-                .and_then(|d| d.split('@').nth(1))
-                .map(|d| d.chars().take(19).collect())
-                .unwrap_or_else(|| "-".to_owned()),
-        ]
-    }))
-    .collect();
-    let mut widths = [0usize; 8];
-    for row in &table {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut s = String::new();
-    for row in &table {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        s.push_str(line.join("  ").trim_end());
-        s.push('\n');
-    }
-    s
 }
 
 #[cfg(test)]
@@ -221,17 +215,7 @@ mod tests {
                 image_id: Some("sha256:0123456789abcdef".into()),
                 digest: Some("reg/app@sha256:fedcba9876543210fedc".into()),
             },
-            ServiceStatus {
-                stack: "prod".into(),
-                project: "prod".into(),
-                service: "worker".into(),
-                container: None,
-                state: "missing".into(),
-                health: None,
-                image: None,
-                image_id: None,
-                digest: None,
-            },
+            ServiceStatus::missing("prod", "prod", "worker".into()),
         ];
         let t = render_status(&rows);
         let lines: Vec<&str> = t.lines().collect();

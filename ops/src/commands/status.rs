@@ -6,12 +6,12 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::cli::StatusArgs;
-use crate::commands::config::print_stdout;
 use crate::commands::{Global, fail};
-use crate::config::Config;
-use crate::exit::Exit;
-use crate::scheduler::Timing;
-use crate::state::{JobState, StateStore};
+use crate::output::print;
+use opsync_core::config::Config;
+use opsync_core::exit::Exit;
+use opsync_core::scheduler::Timing;
+use opsync_core::state::{JobState, StateStore};
 
 pub fn run(global: &Global, args: StatusArgs) -> Exit {
     let cfg = match Config::resolve(global.config.as_deref()) {
@@ -29,12 +29,12 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
         let st = match store.load(name) {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
-                eprintln!("opsync: warning: {e}");
+                crate::output::warning(&e.to_string());
                 JobState::default()
             }
         };
         // A run recorded as going whose lock nobody holds was interrupted (crash, kill -9).
-        let running = st.running && crate::lock::is_held(&cfg.state_dir(), name);
+        let running = st.running && opsync_core::lock::is_held(&cfg.state_dir(), name);
         let result = if running {
             "running".to_string()
         } else if st.running {
@@ -89,7 +89,7 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
         }
     }
     if !args.json {
-        out = table(
+        out = crate::output::table(
             [
                 "JOB",
                 "KIND",
@@ -111,33 +111,6 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
             }
         }
     }
-    print_stdout(&out);
+    print(&out);
     Exit::Ok
-}
-
-fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
-    let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == N {
-                l.push_str(c);
-            } else {
-                l.push_str(&format!("{c:<width$}  ", width = w[i]));
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(head.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-    out
 }

@@ -9,14 +9,14 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use sync_engine::verify::VerifyOptions;
-use sync_engine::{Delta, Error, MaxDelete, Options, Status};
+use sync_engine::{Error, MaxDelete, Options};
 
 use crate::cli::{SyncArgs, VerifyScope};
 use crate::commands::{Global, fail};
-use crate::config::Config;
 use crate::events::VerifyCounts;
-use crate::exit::Exit;
 use crate::output::{SyncOutput, SyncPrinter};
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, args: SyncArgs) -> Exit {
     let (src, dst, opts) = match resolve(global, &args) {
@@ -41,16 +41,12 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
     let report = match sync_engine::sync(&src, &dst, &opts, &printer) {
         Ok(r) => r,
         Err(e) => {
-            let exit = match &e {
-                Error::EmptySource { .. } => Exit::EmptySource,
-                Error::Io { .. } | Error::Threads(_) => Exit::FileIo,
-                _ => Exit::Usage,
-            };
-            printer.fatal_json(&e.to_string(), exit as u8);
+            let exit = e.exit();
+            printer.fatal_json(&e.to_string(), exit.code());
             return fail(exit, &anyhow!(e));
         }
     };
-    let mut exit = exit_of(&report);
+    let mut exit = Exit::from(report.status());
     let mut total = report;
     let mut counts = None;
     // A run that ended with vanished files is verified too: they are warnings, not errors.
@@ -61,17 +57,17 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
                 if c.remaining > 0 {
                     exit = Exit::Differences;
                 } else {
-                    exit = exit_of(&total);
+                    exit = Exit::from(total.status());
                 }
                 counts = Some(c);
             }
             Err(e) => {
-                printer.fatal_json(&e.to_string(), Exit::FileIo as u8);
+                printer.fatal_json(&e.to_string(), Exit::FileIo.code());
                 return fail(Exit::FileIo, &anyhow!(e));
             }
         }
     }
-    printer.finish(&total, started.elapsed(), exit as u8, args.stats, counts);
+    printer.finish(&total, started.elapsed(), exit.code(), args.stats, counts);
     if total.deletions_disabled {
         printer.note("opsync: errors reading the source: deletions were skipped for this run");
     }
@@ -96,16 +92,6 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         ));
     }
     exit
-}
-
-fn exit_of(report: &sync_engine::Report) -> Exit {
-    match report.status() {
-        Status::Ok => Exit::Ok,
-        Status::Vanished => Exit::Vanished,
-        Status::DeleteLimit => Exit::MaxDelete,
-        Status::Partial => Exit::Partial,
-        Status::Cancelled => Exit::Signal,
-    }
 }
 
 /// `--verify` (all): compares both trees; the paths that differ are synced again with their
@@ -224,17 +210,13 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
             )
         }
     };
-    let max_delete = args
-        .max_delete
-        .clone()
-        .or_else(|| cfg.as_ref().and_then(|c| c.sync.max_delete.clone()));
-    let max_delete = match max_delete {
-        None => None,
-        Some(s) => Some(MaxDelete::parse(&s).ok_or_else(|| {
+    let max_delete = match &args.max_delete {
+        Some(s) => Some(s.parse::<MaxDelete>().map_err(|_| {
             usage(format!(
                 "invalid --max-delete value {s:?}: write a count like 500 or a percentage like 5%"
             ))
         })?),
+        None => cfg.as_ref().and_then(|c| c.sync.max_delete),
     };
     if args.threads == Some(0) {
         return Err(usage("--threads must be at least 1".into()));
@@ -256,7 +238,7 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
         .excludes(excludes)
         .threads(args.threads)
         .allow_empty_source(args.allow_empty_source)
-        .delta(Delta::parse(&args.delta).unwrap_or_default())
+        .delta(args.delta.into())
         .inplace(args.inplace)
         .recheck(recheck)
         .verify_written(args.verify == Some(VerifyScope::Written));

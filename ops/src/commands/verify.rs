@@ -3,13 +3,12 @@
 use std::path::Path;
 
 use anyhow::anyhow;
-use sync_engine::Error;
 use sync_engine::verify::{VerifyOptions, verify};
 
 use crate::cli::VerifyArgs;
 use crate::commands::{Global, fail};
-use crate::exit::Exit;
 use crate::output::DiffPrinter;
+use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(_global: &Global, args: VerifyArgs) -> Exit {
     let opts = VerifyOptions::default()
@@ -31,15 +30,12 @@ pub fn check(src: &Path, dst: &Path, opts: &VerifyOptions, json: bool) -> Exit {
             } else {
                 Exit::Differences
             };
-            printer.finish(&report, started.elapsed(), exit as u8, src, dst);
+            printer.finish(&report, started.elapsed(), exit.code(), src, dst);
             exit
         }
         Err(e) => {
-            let exit = match e {
-                Error::Io { .. } | Error::Threads(_) => Exit::FileIo,
-                _ => Exit::Usage,
-            };
-            printer.fatal(&e.to_string(), exit as u8);
+            let exit = e.exit();
+            printer.fatal(&e.to_string(), exit.code());
             drop(printer);
             fail(exit, &anyhow!(e))
         }

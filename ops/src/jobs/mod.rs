@@ -3,20 +3,41 @@
 //!
 //! Kinds: `sync` (the nightly mirror with its steps, [`nightly`]), `certs` (certificate
 //! renewal), `stack-update` (pull and restart one stack) and `command` (any program).
+//!
+//! Jobs use the libraries (`opsync_core` for locks, state, metrics and child processes,
+//! `opsync_stacks`, `opsync_certs`) and [`crate::events`] to read their children's output; they
+//! never call into the command modules, print nothing (they log), and return typed results: a
+//! [`Report`] per run, [`JobError`] when a run cannot start.
 
 pub mod nightly;
-pub mod process;
 pub mod tally;
 
 use std::time::Instant;
 
-use anyhow::Context as _;
 use chrono::Utc;
 
-use crate::config::{Config, JobConfig, JobKind, QuiesceMode};
-use crate::exit::Exit;
-use crate::scheduler::Cancel;
-use crate::state::{CertRecord, JobState, PathList, StateStore, StepRecord};
+use opsync_core::config::{Config, JobConfig, JobKind, QuiesceMode};
+use opsync_core::error::one_line;
+use opsync_core::exit::{Exit, ToExit};
+use opsync_core::process::{Cancel, Command, Ended, ProcessError};
+use opsync_core::state::{CertRecord, JobState, PathList, StateStore, StepRecord};
+
+/// A job that could not run at all (its steps' failures are in its result instead).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Unknown(String),
+    #[error(transparent)]
+    Lock(#[from] opsync_core::lock::LockError),
+    #[error(transparent)]
+    State(#[from] opsync_core::state::StateError),
+}
+
+impl ToExit for JobError {
+    fn exit(&self) -> Exit {
+        Exit::Failed
+    }
+}
 
 /// How a run was started (recorded in the state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,44 +72,6 @@ pub struct Report {
     pub certs: Vec<CertRecord>,
 }
 
-/// The name of a result in state, status and logs.
-pub fn result_name(e: Exit) -> &'static str {
-    match e {
-        Exit::Ok => "ok",
-        Exit::Partial => "partial",
-        Exit::Vanished => "vanished",
-        Exit::MaxDelete => "max-delete",
-        Exit::EmptySource => "empty-source",
-        Exit::Locked => "locked",
-        Exit::Attention => "attention",
-        Exit::Signal => "cancelled",
-        Exit::Differences => "differences",
-        Exit::Config => "config",
-        Exit::Usage | Exit::FileIo | Exit::Failed => "failed",
-    }
-}
-
-/// How bad a result is, for "a job's result is the worst of its steps".
-pub fn severity(e: Exit) -> u8 {
-    match e {
-        Exit::Ok => 0,
-        Exit::Attention => 1,
-        Exit::Vanished => 2,
-        Exit::Partial => 3,
-        Exit::Differences => 4,
-        Exit::MaxDelete => 5,
-        Exit::EmptySource => 6,
-        Exit::Locked => 7,
-        Exit::Usage | Exit::Config | Exit::FileIo | Exit::Failed => 8,
-        Exit::Signal => 9,
-    }
-}
-
-/// The worse of two results.
-pub fn worst(a: Exit, b: Exit) -> Exit {
-    if severity(b) > severity(a) { b } else { a }
-}
-
 /// Runs job `name` now: lock, state, steps, metrics. Returns the job's result; a job held by
 /// another run gives [`Exit::Locked`] without touching the state.
 pub fn run_job(
@@ -96,13 +79,20 @@ pub fn run_job(
     name: &str,
     trigger: Trigger,
     cancel: &Cancel,
-) -> anyhow::Result<Exit> {
-    let job = cfg.jobs.get(name).with_context(|| cfg.unknown_job(name))?;
+) -> Result<Exit, JobError> {
+    let job = cfg
+        .jobs
+        .get(name)
+        .ok_or_else(|| JobError::Unknown(cfg.unknown_job(name)))?;
     let state_dir = cfg.state_dir();
-    let _lock = match crate::lock::try_lock(&state_dir, name) {
+    let _lock = match opsync_core::lock::try_lock(&state_dir, name) {
         Ok(l) => l,
-        Err(e @ crate::lock::LockError::Held { .. }) => {
-            tracing::warn!(job = name, "{e}");
+        Err(opsync_core::lock::LockError::Held { pid, path }) => {
+            tracing::warn!(
+                job = name,
+                "job {name} is already running (pid {pid}, lock {}): wait for it to finish",
+                path.display()
+            );
             return Ok(Exit::Locked);
         }
         Err(e) => return Err(e.into()),
@@ -139,8 +129,8 @@ pub fn run_job(
     state.running = false;
     state.pid = None;
     state.last_end = Some(ended);
-    state.result = Some(result_name(exit).to_string());
-    state.exit_code = Some(exit as u8);
+    state.result = Some(exit.name().to_string());
+    state.exit_code = Some(exit.code());
     state.duration_seconds = Some(duration);
     state.bytes = report.bytes;
     state.files = report.files;
@@ -161,15 +151,15 @@ pub fn run_job(
     if exit == Exit::Ok {
         tracing::info!(
             job = name,
-            result = result_name(exit),
+            result = exit.name(),
             duration_s = duration,
             "run finished"
         );
     } else {
         tracing::error!(
             job = name,
-            result = result_name(exit),
-            exit_code = exit as u8,
+            result = exit.name(),
+            exit_code = exit.code(),
             failed_step = report.failed_step.as_deref().unwrap_or(""),
             error = report.message.as_deref().unwrap_or(""),
             duration_s = duration,
@@ -211,18 +201,18 @@ fn lock_stacks(
     job: &str,
     stacks: &[String],
     cancel: &Cancel,
-) -> Result<Vec<crate::lock::JobLock>, Box<Report>> {
+) -> Result<Vec<opsync_core::lock::Lock>, Box<Report>> {
     let mut held = Vec::new();
     let until = Instant::now() + STACK_WAIT;
     for stack in stacks {
         let mut logged = false;
         loop {
-            match crate::lock::try_lock(state_dir, &format!("stack-{stack}")) {
+            match opsync_core::lock::try_lock(state_dir, &format!("stack-{stack}")) {
                 Ok(l) => {
                     held.push(l);
                     break;
                 }
-                Err(crate::lock::LockError::Held { pid, .. }) => {
+                Err(opsync_core::lock::LockError::Held { pid, .. }) => {
                     if !logged {
                         tracing::warn!(
                             job,
@@ -267,20 +257,17 @@ fn write_metrics(cfg: &Config, store: &StateStore) {
         .keys()
         .filter_map(|j| store.load(j).ok().flatten())
         .collect();
-    if let Err(e) = crate::metrics::write(&path, &states) {
-        tracing::error!(
-            path = %path.display(),
-            "cannot write metrics {}: {e}: check [general] metrics-file",
-            path.display()
-        );
+    if let Err(e) = opsync_core::metrics::write(&path, &states) {
+        tracing::error!(path = %path.display(), "{e}: check [general] metrics-file");
     }
 }
 
 fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report {
     match job.kind {
         JobKind::Sync => nightly::run(cfg, name, job, cancel),
-        JobKind::Certs => match crate::certs::renew_job(cfg) {
-            Ok(r) => Report {
+        JobKind::Certs => {
+            let r = opsync_certs::renew_job(cfg);
+            Report {
                 exit: Some(if r.attention {
                     Exit::Attention
                 } else {
@@ -299,12 +286,11 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
                     "a certificate needs attention: run `opsync certs status`".to_string()
                 }),
                 ..Report::default()
-            },
-            Err(e) => failed("certs", crate::commands::one_line(&e)),
-        },
+            }
+        }
         JobKind::StackUpdate => {
             let stack = job.stack.as_deref().unwrap_or("prod");
-            match crate::compose::update(cfg, stack) {
+            match opsync_stacks::update(cfg, stack) {
                 Ok(r) if r.rolled_back => Report {
                     exit: Some(Exit::Attention),
                     failed_step: Some("update".into()),
@@ -314,32 +300,40 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
                     ..Report::default()
                 },
                 Ok(_) => Report::default(),
-                Err(e) => failed("update", crate::commands::one_line(&e)),
+                Err(e) => failed("update", one_line(&e)),
             }
         }
         JobKind::Command => {
             let argv = job.command.clone().unwrap_or_default();
-            let spec = process::Spec {
-                argv: &argv,
-                cwd: &cfg.base_dir,
-                env: vec![("OPSYNC_JOB".into(), name.into())],
-                deadline: job.timeout.map(|t| Instant::now() + t.0),
-            };
-            match process::run(&spec, Some(cancel)) {
-                Ok(o) => match o.ended {
-                    process::Ended::Code(0) => Report::default(),
-                    process::Ended::Cancelled => Report {
-                        exit: Some(Exit::Signal),
-                        failed_step: Some("command".into()),
-                        message: Some(o.ended.to_string()),
-                        ..Report::default()
-                    },
-                    other => failed("command", format!("{}: {other}", argv[0])),
+            let ended = step_command(cfg, &argv, [("OPSYNC_JOB", name)])
+                .map(|c| c.deadline(job.timeout.map(|t| Instant::now() + t.0)))
+                .and_then(|c| c.cancel(Some(cancel)).status());
+            match ended {
+                Ok(Ended::Code(0)) => Report::default(),
+                Ok(ended @ Ended::Cancelled) => Report {
+                    exit: Some(Exit::Signal),
+                    failed_step: Some("command".into()),
+                    message: Some(ended.to_string()),
+                    ..Report::default()
                 },
+                Ok(other) => failed("command", format!("{}: {other}", argv[0])),
                 Err(e) => failed("command", e.to_string()),
             }
         }
     }
+}
+
+/// A configured command of a job: no shell, run in the config file's folder with `env` added
+/// (`OPSYNC_JOB`, `OPSYNC_STEP`, ...); its output goes to opsync's stderr.
+pub fn step_command<I, K, V>(cfg: &Config, argv: &[String], env: I) -> Result<Command, ProcessError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    Ok(Command::from_argv(argv)?
+        .current_dir(&cfg.base_dir)
+        .envs(env))
 }
 
 fn failed(step: &str, message: String) -> Report {

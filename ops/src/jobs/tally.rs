@@ -10,7 +10,7 @@ use std::io::Write;
 use sync_engine::itemize::escape_name;
 
 use crate::events::{Event, EventPath, Summary, VerifySummary};
-use crate::state::{PathList, StepDetail};
+use opsync_core::state::{PathList, StepDetail};
 
 /// Which step the events come from: what is expected there and how it is logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -287,8 +287,8 @@ fn issue_renew_and_reload_through_the_deploy_hook() {
 
     // The scheduler's job: renews (the hook reloads), records days left on disk and served.
     let before = serials(&s);
-    let cfg = ops::config::Config::load(&s.config).unwrap();
-    let report = ops::certs::renew_job(&cfg).unwrap();
+    let cfg = opsync_core::config::Config::load(&s.config).unwrap();
+    let report = opsync_certs::renew_job(&cfg);
     assert!(!report.attention, "{report:?}\n{}", s.context());
     assert_eq!(report.renew_error, None);
     assert_eq!(report.renewed, [DEV, PROD], "{report:?}");

@@ -1,4 +1,8 @@
 //! End-to-end tests of the `opsync` binary.
+//!
+//! Test code: unwraps, expects and prints are allowed crate-wide (see `tests/src/lib.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod certs;
 mod config_errors;

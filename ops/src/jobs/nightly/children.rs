@@ -5,13 +5,15 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::config::VerifyMode;
-use crate::exit::Exit;
-use crate::jobs::process::{self, Ended, Spec};
+use crate::events::Event;
+use crate::jobs::step_command;
 use crate::jobs::tally::{Role, Tally};
-use crate::state::PathList;
+use opsync_core::config::VerifyMode;
+use opsync_core::exit::Exit;
+use opsync_core::process::{Command, Ended, ProcessError};
+use opsync_core::state::PathList;
 
-use super::{Run, StepEnd, exit_of, own_binary, path_arg, result_name};
+use super::{Run, StepEnd, own_binary, path_arg};
 
 /// Which sync pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,21 +25,37 @@ pub(super) enum Pass {
 }
 
 impl Run<'_> {
-    /// `opsync` itself, or the configured replacement of `opsync SUBCOMMAND`.
-    fn program(
+    /// `opsync SUBCOMMAND --json SRC DST` (`opsync` itself, or the configured replacement of
+    /// `opsync SUBCOMMAND`).
+    fn child_argv(
         &self,
         replacement: Option<&Vec<String>>,
         subcommand: &str,
+        src: &Path,
+        dst: &Path,
     ) -> Result<Vec<String>, String> {
-        match replacement {
-            Some(c) => Ok(c.clone()),
+        let mut argv = match replacement {
+            Some(c) => c.clone(),
             None => match std::env::current_exe() {
-                Ok(exe) => Ok(vec![own_binary(&exe), subcommand.into()]),
-                Err(e) => Err(format!(
-                    "cannot find the opsync binary to run `opsync {subcommand}`: {e}"
-                )),
+                Ok(exe) => vec![own_binary(&exe), subcommand.into()],
+                Err(e) => {
+                    return Err(format!(
+                        "cannot find the opsync binary to run `opsync {subcommand}`: {e}"
+                    ));
+                }
             },
-        }
+        };
+        argv.extend(["--json".into(), path_arg(src), path_arg(dst)]);
+        Ok(argv)
+    }
+
+    /// `--exclude PATTERN` for each `[sync] exclude`.
+    fn exclude_args(&self) -> impl Iterator<Item = String> + '_ {
+        self.cfg
+            .sync
+            .exclude
+            .iter()
+            .flat_map(|x| ["--exclude".to_string(), x.clone()])
     }
 
     /// The deadline of a child: the job's timeout, or `limit` when sooner.
@@ -68,13 +86,10 @@ impl Run<'_> {
                 },
             ),
         };
-        let mut argv = match self.program(self.job.sync_command.as_ref(), "sync") {
+        let mut argv = match self.child_argv(self.job.sync_command.as_ref(), "sync", src, dst) {
             Ok(a) => a,
             Err(m) => return StepEnd::failed(m),
         };
-        argv.push("--json".into());
-        argv.push(path_arg(src));
-        argv.push(path_arg(dst));
         if let Some(m) = self
             .job
             .max_delete
@@ -82,12 +97,9 @@ impl Run<'_> {
             .or(self.cfg.sync.max_delete.as_ref())
         {
             argv.push("--max-delete".into());
-            argv.push(m.clone());
+            argv.push(m.to_string());
         }
-        for x in &self.cfg.sync.exclude {
-            argv.push("--exclude".into());
-            argv.push(x.clone());
-        }
+        argv.extend(self.exclude_args());
         if pass == Pass::Two {
             if self.job.inplace {
                 argv.push("--inplace".into());
@@ -103,17 +115,16 @@ impl Run<'_> {
                 VerifyMode::Off => {}
             }
         }
-        let spec = Spec {
-            argv: &argv,
-            cwd: &self.cfg.base_dir,
-            env: self.env(step),
-            deadline: self.child_deadline(limit),
-        };
         let mut tally = Tally::new(self.name, step, role);
-        let out = process::run_reading_events(&spec, Some(self.cancel), &mut |e| tally.event(e));
+        let out = step_command(self.cfg, &argv, self.env(step)).and_then(|c| {
+            let c = c
+                .deadline(self.child_deadline(limit))
+                .cancel(Some(self.cancel));
+            read_events(&c, &mut |e| tally.event(e))
+        });
         let detail = tally.finish();
         let ended = match out {
-            Ok(o) => o.ended,
+            Ok(ended) => ended,
             Err(e) => return StepEnd::failed(e.to_string()),
         };
 
@@ -142,7 +153,7 @@ impl Run<'_> {
 
         let mut end = match ended {
             Ended::Code(c) => {
-                let exit = exit_of(u8::try_from(c).unwrap_or(u8::MAX));
+                let exit = Exit::of_child(c);
                 let message = match exit {
                     Exit::Ok => did,
                     Exit::Differences => format!(
@@ -154,7 +165,7 @@ impl Run<'_> {
                         Some(f) => format!("sync ended with exit code {c}: {f}"),
                         None => format!("sync ended with exit code {c}: {did}"),
                     },
-                    e => format!("sync ended with exit code {c} ({}): {did}", result_name(e)),
+                    e => format!("sync ended with exit code {c} ({}): {did}", e.name()),
                 };
                 let mut end = StepEnd::new(exit, Some(message));
                 if pass == Pass::One && matches!(exit, Exit::Partial | Exit::Vanished) {
@@ -188,17 +199,11 @@ impl Run<'_> {
     /// `content` are written to `list` (NUL-separated) for pass 2's `--recheck-from`. A check
     /// that cannot run (exit 1, 11, ...) fails.
     pub(super) fn check(&mut self, src: &Path, dst: &Path, list: &Path) -> StepEnd {
-        let mut argv = match self.program(self.job.verify_command.as_ref(), "verify") {
+        let mut argv = match self.child_argv(self.job.verify_command.as_ref(), "verify", src, dst) {
             Ok(a) => a,
             Err(m) => return StepEnd::failed(m),
         };
-        argv.push("--json".into());
-        argv.push(path_arg(src));
-        argv.push(path_arg(dst));
-        for x in &self.cfg.sync.exclude {
-            argv.push("--exclude".into());
-            argv.push(x.clone());
-        }
+        argv.extend(self.exclude_args());
         let file = list
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
@@ -213,18 +218,15 @@ impl Run<'_> {
                 ));
             }
         };
-        let spec = Spec {
-            argv: &argv,
-            cwd: &self.cfg.base_dir,
-            env: self.env("check"),
-            deadline: self.deadline,
-        };
         let mut tally = Tally::new(self.name, "check", Role::Check)
             .with_recheck_list(Box::new(std::io::BufWriter::new(file)));
-        let out = process::run_reading_events(&spec, Some(self.cancel), &mut |e| tally.event(e));
+        let out = step_command(self.cfg, &argv, self.env("check")).and_then(|c| {
+            let c = c.deadline(self.deadline).cancel(Some(self.cancel));
+            read_events(&c, &mut |e| tally.event(e))
+        });
         let detail = tally.finish();
         let ended = match out {
-            Ok(o) => o.ended,
+            Ok(ended) => ended,
             Err(e) => return StepEnd::failed(e.to_string()),
         };
         let content = detail
@@ -282,5 +284,46 @@ impl Run<'_> {
         };
         end.detail = detail;
         end
+    }
+}
+
+/// Runs `cmd` (an `opsync sync --json` or `opsync verify --json` child) and hands each event
+/// line of its stdout to `on_event` as it arrives, also the ones printed before it was stopped.
+/// Lines that are not events are logged at debug level.
+fn read_events(cmd: &Command, on_event: &mut dyn FnMut(Event)) -> Result<Ended, ProcessError> {
+    let program = cmd.program().display().to_string();
+    cmd.stream_stdout(&mut |line| {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end();
+        match Event::parse(text) {
+            Some(e) => on_event(e),
+            None if text.is_empty() => {}
+            None => {
+                tracing::debug!(program = %program, line = text, "output line that is not an event")
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_is_read_and_other_lines_are_skipped() {
+        let cmd = Command::new("sh").env("STEP", "x").args([
+            "-c",
+            r#"echo '{"type":"item","itemize":">f+++++++++","op":"copy","path":"a","bytes":3}'
+               echo 'not an event'
+               echo "{\"type\":\"warning\",\"kind\":\"vanished\",\"path\":\"$STEP\",\"message\":\"m\"}"
+               echo '{"type":"summary","bytes_copied":5}'; exit 23"#,
+        ]);
+        let mut events = Vec::new();
+        let ended = read_events(&cmd, &mut |e| events.push(e)).unwrap();
+        assert_eq!(ended, Ended::Code(23));
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(&events[0], Event::Item(i) if i.path.path == "a" && i.bytes == 3));
+        assert!(matches!(&events[1], Event::Warning(w) if w.path.path == "x"));
+        assert!(matches!(&events[2], Event::Summary(s) if s.bytes_copied == 5));
     }
 }

@@ -28,13 +28,14 @@ mod children;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, JobConfig, QuiesceMode, VerifyMode};
-use crate::exit::Exit;
-use crate::scheduler::Cancel;
-use crate::state::{StepDetail, StepRecord};
+use opsync_core::config::{Config, JobConfig, QuiesceMode, VerifyMode};
+use opsync_core::exit::Exit;
+use opsync_core::process::{Cancel, Ended};
+use opsync_core::state::{StepDetail, StepRecord};
 
-use super::process::{self, Ended, Spec};
-use super::{Report, result_name, worst};
+use super::Report;
+use super::step_command;
+use opsync_core::error::one_line;
 
 /// Longest a clean-up step (resume, dev-start) given as a command may take.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(600);
@@ -233,18 +234,18 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
     let mut failed_step = None;
     let mut message = None;
     for s in &r.steps {
-        let e = exit_of(s.exit_code);
+        let e = Exit::of_child(i32::from(s.exit_code));
         if s.name == "pass-1" && pass2_ran && matches!(e, Exit::Partial | Exit::Vanished) {
             continue;
         }
-        if super::severity(e) > super::severity(exit) {
+        if e.severity() > exit.severity() {
             exit = e;
             failed_step = Some(s.name.clone());
             message = s.message.clone();
         }
     }
     if cancel.is_cancelled() {
-        exit = worst(exit, Exit::Signal);
+        exit = exit.worst(Exit::Signal);
         failed_step = failed_step.or_else(|| Some("cancelled".into()));
     }
     let counted: Vec<&StepDetail> = r
@@ -286,19 +287,6 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
     }
 }
 
-fn exit_of(code: u8) -> Exit {
-    match code {
-        0 => Exit::Ok,
-        8 => Exit::Differences,
-        20 => Exit::Signal,
-        23 => Exit::Partial,
-        24 => Exit::Vanished,
-        25 => Exit::MaxDelete,
-        26 => Exit::EmptySource,
-        _ => Exit::Failed,
-    }
-}
-
 impl Run<'_> {
     /// Runs one step, logs and records it.
     fn step(&mut self, name: &str, f: impl FnOnce(&mut Self) -> StepEnd) -> StepEnd {
@@ -306,7 +294,7 @@ impl Run<'_> {
         let t = Instant::now();
         let end = f(self);
         let secs = t.elapsed().as_secs_f64();
-        let result = result_name(end.exit);
+        let result = end.exit.name();
         if end.exit == Exit::Ok {
             match &end.message {
                 Some(m) => tracing::info!(
@@ -348,7 +336,7 @@ impl Run<'_> {
         self.steps.push(StepRecord {
             name: name.to_string(),
             result: result.to_string(),
-            exit_code: end.exit as u8,
+            exit_code: end.exit.code(),
             duration_seconds: secs,
             message: end.message.clone(),
             detail: end.detail.clone(),
@@ -377,7 +365,7 @@ impl Run<'_> {
         self.steps.push(StepRecord {
             name: step.to_string(),
             result: "cancelled".into(),
-            exit_code: Exit::Signal as u8,
+            exit_code: Exit::Signal.code(),
             duration_seconds: 0.0,
             message: Some("not started: the run was cancelled".into()),
             detail: StepDetail::default(),
@@ -395,71 +383,68 @@ impl Run<'_> {
     }
 
     /// Runs a configured command for a step.
+    /// A clean-up step (`cleanup`) is not cancellable and gets its own time limit.
     fn command(&self, step: &str, argv: &[String], cleanup: bool) -> StepEnd {
-        let spec = Spec {
-            argv,
-            cwd: &self.cfg.base_dir,
-            env: self.env(step),
-            deadline: if cleanup {
-                Some(Instant::now() + CLEANUP_LIMIT)
-            } else {
-                self.deadline
-            },
+        let deadline = if cleanup {
+            Some(Instant::now() + CLEANUP_LIMIT)
+        } else {
+            self.deadline
         };
         let cancel = (!cleanup).then_some(self.cancel);
-        match process::run(&spec, cancel) {
-            Ok(o) if o.ended == Ended::Code(0) => StepEnd::ok(),
-            Ok(o) => StepEnd::failed(format!("{} ended with {}", argv[0], o.ended)),
+        let ended = step_command(self.cfg, argv, self.env(step))
+            .and_then(|c| c.deadline(deadline).cancel(cancel).status());
+        match ended {
+            Ok(Ended::Code(0)) => StepEnd::ok(),
+            Ok(ended) => StepEnd::failed(format!("{} ended with {ended}", argv[0])),
             Err(e) => StepEnd::failed(e.to_string()),
         }
     }
 
-    /// Stops (`start == false`) or starts the dev stack.
-    fn dev_action(&mut self, start: bool) -> StepEnd {
-        let dev = &self.job.dev;
-        let (cmd, step) = if start {
-            (&dev.start_command, "dev-start")
-        } else {
-            (&dev.stop_command, "dev-stop")
-        };
-        if let Some(argv) = cmd {
-            return self.command(step, argv, start);
+    /// A step done by the configured command `argv` when there is one, else by the stack
+    /// operation `op`. A clean-up step (`cleanup`) is not cancellable.
+    fn command_or(
+        &self,
+        step: &str,
+        argv: Option<&Vec<String>>,
+        cleanup: bool,
+        op: impl FnOnce() -> Result<(), opsync_stacks::StackError>,
+    ) -> StepEnd {
+        match argv {
+            Some(argv) => self.command(step, argv, cleanup),
+            None => op().map_or_else(|e| StepEnd::failed(one_line(&e)), |()| StepEnd::ok()),
         }
-        let r = if start {
-            crate::compose::start(self.cfg, &dev.stack)
+    }
+
+    /// Stops (`start == false`) or starts the dev stack.
+    fn dev_action(&self, start: bool) -> StepEnd {
+        let (cfg, dev) = (self.cfg, &self.job.dev);
+        if start {
+            self.command_or("dev-start", dev.start_command.as_ref(), true, || {
+                opsync_stacks::start(cfg, &dev.stack)
+            })
         } else {
-            crate::compose::stop(self.cfg, &dev.stack)
-        };
-        r.map_or_else(
-            |e| StepEnd::failed(crate::commands::one_line(&e)),
-            |()| StepEnd::ok(),
-        )
+            self.command_or("dev-stop", dev.stop_command.as_ref(), false, || {
+                opsync_stacks::stop(cfg, &dev.stack)
+            })
+        }
     }
 
     /// Quiesces (`resume == false`) or resumes production.
-    fn quiesce_action(&mut self, resume: bool) -> StepEnd {
-        let q = &self.job.quiesce;
-        let (cmd, step) = if resume {
-            (&q.resume_command, "resume")
+    fn quiesce_action(&self, resume: bool) -> StepEnd {
+        let (cfg, q) = (self.cfg, &self.job.quiesce);
+        let (step, argv) = if resume {
+            ("resume", q.resume_command.as_ref())
         } else {
-            (&q.command, "quiesce")
+            ("quiesce", q.command.as_ref())
         };
-        if let Some(argv) = cmd {
-            return self.command(step, argv, resume);
-        }
-        let cfg = self.cfg;
-        let r = match (q.mode, resume) {
-            (QuiesceMode::Pause, false) => crate::compose::pause(cfg, &q.stack, &q.services),
-            (QuiesceMode::Pause, true) => crate::compose::unpause(cfg, &q.stack, &q.services),
-            (QuiesceMode::Stop, false) => crate::compose::stop(cfg, &q.stack),
-            (QuiesceMode::Stop, true) => crate::compose::start(cfg, &q.stack),
+        self.command_or(step, argv, resume, || match (q.mode, resume) {
+            (QuiesceMode::Pause, false) => opsync_stacks::pause(cfg, &q.stack, &q.services),
+            (QuiesceMode::Pause, true) => opsync_stacks::unpause(cfg, &q.stack, &q.services),
+            (QuiesceMode::Stop, false) => opsync_stacks::stop(cfg, &q.stack),
+            (QuiesceMode::Stop, true) => opsync_stacks::start(cfg, &q.stack),
             // Snapshot without a resume command: nothing to undo.
             (QuiesceMode::Snapshot | QuiesceMode::None, _) => Ok(()),
-        };
-        r.map_or_else(
-            |e| StepEnd::failed(crate::commands::one_line(&e)),
-            |()| StepEnd::ok(),
-        )
+        })
     }
 }
 
@@ -488,23 +473,5 @@ mod tests {
             "/usr/local/bin/opsync"
         );
         assert_eq!(own_binary(Path::new("/usr/bin/opsync")), "/usr/bin/opsync");
-    }
-
-    #[test]
-    fn sync_exit_codes() {
-        let cases = [
-            (0, Exit::Ok),
-            (8, Exit::Differences),
-            (20, Exit::Signal),
-            (23, Exit::Partial),
-            (24, Exit::Vanished),
-            (25, Exit::MaxDelete),
-            (26, Exit::EmptySource),
-            (1, Exit::Failed),
-            (11, Exit::Failed),
-        ];
-        for (code, exit) in cases {
-            assert_eq!(exit_of(code), exit, "{code}");
-        }
     }
 }
