@@ -15,6 +15,8 @@ fn meta(kind: Kind, size: u64, sec: i64) -> Meta {
         gid: 1000,
         size,
         mtime: Time { sec, nsec: 0 },
+        racy: false,
+        protected: false,
     }
 }
 
@@ -56,6 +58,8 @@ fn opts() -> PlanOptions {
         checksum: false,
         owner: true,
         groups: Some(None),
+        hashed_at: None,
+        hard_links: false,
     }
 }
 

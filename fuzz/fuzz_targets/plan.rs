@@ -38,6 +38,8 @@ struct FNode {
     content: u8,
     sec: u8,
     nsec: u8,
+    /// In DST: the copy's stamp says its content was read too soon after its mtime.
+    racy: bool,
     children: Vec<FNode>,
 }
 
@@ -54,6 +56,9 @@ struct Input {
     /// `--max-delete`: the plan must stay valid and within the limit; the mirror may then be
     /// incomplete.
     max_delete: Option<u8>,
+    /// The contents were hashed (at this second): every pair of files gets its digests, as the
+    /// engine does for racy pairs and files to recheck (and all pairs with `--checksum`).
+    hashed_at: Option<u8>,
 }
 
 const RUNNER_UID: u32 = 7;
@@ -94,6 +99,8 @@ fn meta(n: &FNode) -> Meta {
             sec: i64::from(n.sec % 4),
             nsec: u32::from(n.nsec % 3),
         },
+        racy: false,
+        protected: false,
     }
 }
 
@@ -102,13 +109,13 @@ fn link_of(n: &FNode) -> Vec<u8> {
 }
 
 /// Builds a listing in pre-order with children sorted by name and unique per directory.
-fn build(root: &FNode, depth_limit: usize) -> (Listing, BTreeMap<Idx, u8>) {
+fn build(root: &FNode, depth_limit: usize, dst: bool) -> (Listing, BTreeMap<Idx, u8>) {
     let mut root_meta = meta(root);
     root_meta.kind = Kind::Dir;
     root_meta.size = 0;
     let mut l = Listing::with_root(root_meta);
     let mut contents = BTreeMap::new();
-    add_children(&mut l, &mut contents, root, 0, depth_limit);
+    add_children(&mut l, &mut contents, root, 0, depth_limit, dst);
     l.close(0);
     (l, contents)
 }
@@ -119,6 +126,7 @@ fn add_children(
     n: &FNode,
     parent: Idx,
     depth: usize,
+    dst: bool,
 ) {
     if depth == 0 {
         return;
@@ -129,7 +137,8 @@ fn add_children(
             .or_insert(c);
     }
     for (name, c) in kids {
-        let m = meta(c);
+        let mut m = meta(c);
+        m.racy = dst && m.kind == Kind::File && c.racy;
         let link = link_of(c);
         let idx = l.push(
             name,
@@ -141,7 +150,7 @@ fn add_children(
             contents.insert(idx, c.content % 2);
         }
         if m.kind == Kind::Dir {
-            add_children(l, contents, c, idx, depth - 1);
+            add_children(l, contents, c, idx, depth - 1, dst);
             l.close(idx);
         }
     }
@@ -238,12 +247,17 @@ fn to_listing(m: &Model, hashes: bool) -> Listing {
 }
 
 fuzz_target!(|input: Input| {
-    let (mut src, src_contents) = build(&input.src, 4);
+    let (mut src, src_contents) = build(&input.src, 4, false);
     let (mut dst, dst_contents) = match &input.dst {
-        Some(d) => build(d, 4),
+        Some(d) => build(d, 4, true),
         None => (Listing::default(), BTreeMap::new()),
     };
-    if input.checksum {
+    let hashed_at = input.hashed_at.map(|s| Time {
+        sec: i64::from(s % 6),
+        nsec: 0,
+    });
+    let hashes = input.checksum || hashed_at.is_some();
+    if hashes {
         for (i, c) in &src_contents {
             src.hashes.insert(*i, [*c; 32]);
         }
@@ -263,6 +277,8 @@ fuzz_target!(|input: Input| {
         checksum: input.checksum,
         owner: input.owner,
         groups: groups.clone(),
+        hashed_at,
+        hard_links: false,
     };
     let policy = Policy {
         owner: input.owner,
@@ -291,6 +307,8 @@ fuzz_target!(|input: Input| {
             gid: RUNNER_GID,
             size: 0,
             mtime: NOW,
+            racy: false,
+        protected: false,
         };
         model.insert(
             Vec::new(),
@@ -399,6 +417,23 @@ fuzz_target!(|input: Input| {
                     }
                     n.meta.mtime = sm.mtime;
                 }
+                Op::Link => panic!("a hard link without -H"),
+                Op::Stamp => {
+                    let path = src.path(a.src);
+                    let n = model.get_mut(&path).expect("a stamped entry exists");
+                    assert!(n.meta.racy, "only racy copies are stamped");
+                    assert_eq!(
+                        Some(&n.content),
+                        src_contents.get(&a.src),
+                        "a stamped copy has SRC's content"
+                    );
+                    let t = hashed_at.expect("stamps come from a comparison");
+                    assert!(
+                        !sync_engine::racy::is_racy(src.meta(a.src).mtime, t),
+                        "a stamp makes the copy trusted"
+                    );
+                    n.meta.racy = false;
+                }
             }
         }
         pending.push((g, group.end));
@@ -454,7 +489,8 @@ fuzz_target!(|input: Input| {
         if group_settable {
             assert_eq!(n.meta.gid, sm.gid, "group of {path:?}");
         }
-        if input.checksum && sm.kind == Kind::File {
+        let untrusted = dst_was_racy(&dst, &path);
+        if (hashes || untrusted) && sm.kind == Kind::File {
             assert_eq!(
                 Some(&n.content),
                 src_contents.get(&i),
@@ -469,9 +505,15 @@ fuzz_target!(|input: Input| {
             "extraneous entries left with delete"
         );
     }
-    let again = plan(&src, &to_listing(&model, input.checksum), &opts);
+    let again = plan(&src, &to_listing(&model, hashes), &opts);
     assert!(again.is_empty(), "a second plan is not empty: {again:?}");
 });
+
+/// True when DST had a racy regular file at `path` before the run (its content must be SRC's
+/// afterwards: compared, or copied when it could not be compared).
+fn dst_was_racy(dst: &Listing, path: &[u8]) -> bool {
+    !dst.is_empty() && dst.find(path).is_some_and(|i| dst.meta(i).racy)
+}
 
 /// The attributes of a group's directory, after its subtree (as `Applier::group` does).
 fn finish(
@@ -482,7 +524,10 @@ fn finish(
     policy: &Policy,
 ) {
     let group = &p.groups[g];
-    let touched = p.actions_of(g).iter().any(|a| a.op != Op::SetAttrs);
+    let touched = p
+        .actions_of(g)
+        .iter()
+        .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp));
     if !touched && group.finish.is_empty() {
         return;
     }

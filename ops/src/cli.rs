@@ -214,10 +214,46 @@ pub struct SyncArgs {
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub delta: String,
 
-    /// After the sync, compare both trees by content (BLAKE3) and attributes, like
-    /// `opsync verify`; differences are printed and exit with 8
-    #[arg(long, help_heading = "Safety")]
-    pub verify: bool,
+    /// Write only the changed blocks of a changed file into DST's existing file instead of
+    /// into a new file renamed over it (rsync's --inplace): far fewer bytes written, but the
+    /// file holds a mix of old and new content until it is done; for a copy nobody reads
+    /// meanwhile. Files with other hard links or setuid/setgid bits still get the atomic copy
+    #[arg(long)]
+    pub inplace: bool,
+
+    /// Compare the files listed in FILE (paths relative to SRC, one per line; NUL-separated
+    /// with --from0) by content, whatever their size and mtime say
+    #[arg(long, value_name = "FILE", help_heading = "Comparison")]
+    pub recheck_from: Option<PathBuf>,
+
+    /// The names in --recheck-from are separated by NUL bytes, not newlines
+    #[arg(long, short = '0', help_heading = "Comparison")]
+    pub from0: bool,
+
+    /// After the sync, verify: `all` (the default) compares both trees by content (BLAKE3) and
+    /// attributes like `opsync verify`, copies the files that differ again by content and
+    /// checks them once more; `written` reads back every file this run wrote and compares it
+    /// with SRC before it replaces the old version (cost grows with the bytes written, not with
+    /// the tree). Differences left: exit 8
+    #[arg(
+        long,
+        value_name = "WHAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "all",
+        value_enum,
+        help_heading = "Safety"
+    )]
+    pub verify: Option<VerifyScope>,
+}
+
+/// What `opsync sync --verify` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyScope {
+    /// Both whole trees, after the sync
+    All,
+    /// Every file the run wrote, before it replaces the old version
+    Written,
 }
 
 const STACK_ABOUT: &str = "\

@@ -5,6 +5,8 @@
 //! - [`commands`]: one module per subcommand; each turns parsed options into work and an [`exit::Exit`].
 //! - [`exit`]: exit codes (rsync's where they mean the same) and how errors map to them.
 //! - [`output`]: everything printed for humans or scripts (itemize lines, JSON events, progress bars).
+//! - [`events`]: the JSON events of `sync --json` and `verify --json`, shared by the printer and
+//!   the nightly job that reads them back.
 //! - [`config`]: `opsync.toml`, loading, defaults and validation.
 //! - [`certs`], [`nginx`], [`compose`]: certificates, the reverse proxy, compose stacks.
 //! - [`scheduler`], [`jobs`], [`state`], [`lock`], [`metrics`]: `opsync daemon` and its jobs.
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod compose;
 pub mod config;
+pub mod events;
 pub mod exit;
 pub mod jobs;
 pub mod lock;

@@ -88,6 +88,18 @@ pub fn render(jobs: &[JobState]) -> String {
         "How long production was paused or stopped in the last run.",
         per_job(&|j| j.paused_seconds),
     );
+    family(
+        "opsync_job_last_repaired",
+        "gauge",
+        "Files the last run's verification found different and copied again (nightly job).",
+        per_job(&|j| j.repaired.as_ref().map(|p| p.count as f64)),
+    );
+    family(
+        "opsync_job_last_differences_left",
+        "gauge",
+        "Differences the last run's verification found and could not repair (nightly job).",
+        per_job(&|j| j.remaining.as_ref().map(|p| p.count as f64)),
+    );
     let mut steps = Vec::new();
     let mut step_ok = Vec::new();
     for j in jobs {
@@ -166,6 +178,7 @@ mod tests {
                 exit_code: 23,
                 duration_seconds: 2.0,
                 message: None,
+                detail: Default::default(),
             }],
             ..JobState::default()
         };

@@ -5,13 +5,13 @@ use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::json;
 use sync_engine::itemize::escape_name;
-use sync_engine::listing::Kind;
-use sync_engine::plan::{Op, PlanCounts};
-use sync_engine::{FileError, Item, Observer, Report, Warning};
+use sync_engine::{FileError, Item, Kind, Observer, Op, PlanCounts, Report, Warning};
 
 use crate::cli::LogFormat;
+use crate::events::{
+    ErrorEvent, Event, EventPath, FatalEvent, ItemEvent, Summary, VerifyCounts, WarningEvent,
+};
 
 /// Installs the tracing subscriber: human-readable on a terminal, JSON lines with
 /// `--log-format json`. The level comes from `OPSYNC_LOG` (default `info`).
@@ -90,14 +90,37 @@ impl SyncPrinter {
         }
     }
 
+    /// Prints a difference found by `--verify` (`remaining`: by its check after the repair).
+    pub fn difference(&self, d: &sync_engine::verify::Difference, remaining: bool) {
+        self.line(&difference_line(d, self.mode.json, remaining));
+    }
+
+    /// Prints a file that `--verify` found different and the repair made equal.
+    pub fn repaired(&self, path: &[u8]) {
+        self.line(&repaired_line(path, self.mode.json));
+    }
+
+    /// Prints a message for the person running the command on stderr (above a progress bar).
+    pub fn note(&self, s: &str) {
+        self.stderr(s);
+    }
+
     /// Prints the final summary (JSON line or `--stats`) and flushes.
-    pub fn finish(&self, report: &Report, elapsed: Duration, exit_code: u8, stats: bool) {
+    pub fn finish(
+        &self,
+        report: &Report,
+        elapsed: Duration,
+        exit_code: u8,
+        stats: bool,
+        verify: Option<VerifyCounts>,
+    ) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         if self.mode.json {
-            let v = summary_json(report, elapsed, exit_code);
-            self.line(&v.to_string());
+            let mut s = summary(report, elapsed, exit_code);
+            s.verify = verify;
+            self.line(&Event::Summary(s).to_line());
         } else if stats {
             for l in stats_lines(report, elapsed) {
                 self.line(&l);
@@ -109,9 +132,11 @@ impl SyncPrinter {
     /// Prints a fatal error in JSON mode as an event, then the summary is left out.
     pub fn fatal_json(&self, message: &str, exit_code: u8) {
         if self.mode.json {
-            self.line(
-                &json!({"type": "fatal", "message": message, "exit_code": exit_code}).to_string(),
-            );
+            let e = Event::Fatal(FatalEvent {
+                message: message.to_string(),
+                exit_code,
+            });
+            self.line(&e.to_line());
             let _ = self.out.lock().map(|mut o| o.flush());
         }
     }
@@ -119,12 +144,14 @@ impl SyncPrinter {
 
 fn op_str(op: Op) -> &'static str {
     match op {
+        Op::Stamp => "stamp",
         Op::Delete => "delete",
         Op::Mkdir => "mkdir",
         Op::Copy => "copy",
         Op::Symlink => "symlink",
         Op::Mknod => "mknod",
         Op::SetAttrs => "attrs",
+        Op::Link => "link",
     }
 }
 
@@ -149,22 +176,20 @@ impl Observer for SyncPrinter {
         let path = display_path(item);
         let field = String::from_utf8_lossy(&item.field);
         if self.mode.json {
-            let mut v = json!({
-                "type": "item",
-                "itemize": field,
-                "op": op_str(item.op),
-                "path": path,
-                "bytes": item.bytes,
+            let e = Event::Item(ItemEvent {
+                itemize: field.into_owned(),
+                op: op_str(item.op).to_string(),
+                path: EventPath::from_bytes(item.path),
+                bytes: item.bytes,
+                link: item.link.map(|l| String::from_utf8_lossy(l).into_owned()),
             });
-            if let Some(l) = item.link {
-                v["link"] = json!(escape_name(l));
-            }
-            self.line(&v.to_string());
+            self.line(&e.to_line());
             return;
         }
+        let arrow = if item.op == Op::Link { "=>" } else { "->" };
         let link = item
             .link
-            .map(|l| format!(" -> {}", escape_name(l)))
+            .map(|l| format!(" {arrow} {}", escape_name(l)))
             .unwrap_or_default();
         if self.mode.itemize {
             self.line(&format!("{field} {path}{link}"));
@@ -177,29 +202,53 @@ impl Observer for SyncPrinter {
 
     fn error(&self, err: &FileError) {
         if self.mode.json {
-            self.line(&json!({"type": "error", "message": err.to_string()}).to_string());
+            let e = Event::Error(ErrorEvent {
+                op: err.op.to_string(),
+                side: match err.side {
+                    sync_engine::Side::Source => "source",
+                    sync_engine::Side::Dest => "destination",
+                }
+                .to_string(),
+                path: EventPath::from_bytes(&err.path),
+                message: err.to_string(),
+            });
+            self.line(&e.to_line());
         }
         self.stderr(&format!("opsync: {err}"));
     }
 
     fn warning(&self, w: &Warning<'_>) {
-        let msg = match w {
-            Warning::Vanished { path } => format!("file has vanished: {}", escape_name(path)),
-            Warning::ChangedDuringCopy { path } => {
+        let (kind, path, msg) = match w {
+            Warning::Vanished { path } => (
+                "vanished",
+                path,
+                format!("file has vanished: {}", escape_name(path)),
+            ),
+            Warning::ChangedDuringCopy { path } => (
+                "changed-during-copy",
+                path,
                 format!(
-                    "file kept changing while copied (copied the last version read): {}",
+                    "file kept changing while copied (kept the last version read, marked to be \
+                     copied again by the next run): {}",
                     escape_name(path)
-                )
-            }
-            Warning::NotEmpty { path } => {
+                ),
+            ),
+            Warning::NotEmpty { path } => (
+                "not-empty",
+                path,
                 format!(
                     "cannot delete non-empty directory (it holds excluded entries): {}",
                     escape_name(path)
-                )
-            }
+                ),
+            ),
         };
         if self.mode.json {
-            self.line(&json!({"type": "warning", "message": msg}).to_string());
+            let e = Event::Warning(WarningEvent {
+                kind: kind.to_string(),
+                path: EventPath::from_bytes(path),
+                message: msg.clone(),
+            });
+            self.line(&e.to_line());
         }
         self.stderr(&format!("opsync: warning: {msg}"));
     }
@@ -218,27 +267,139 @@ impl Observer for SyncPrinter {
     }
 }
 
-/// The final JSON summary line of `opsync sync --json`.
-pub fn summary_json(r: &Report, elapsed: Duration, exit_code: u8) -> serde_json::Value {
-    json!({
-        "type": "summary",
-        "dry_run": r.dry_run,
-        "exit_code": exit_code,
-        "files_total": r.src_entries,
-        "regular_files": r.src_files,
-        "bytes_total": r.src_bytes,
-        "files_transferred": r.files_copied,
-        "bytes_copied": r.bytes_copied,
-        "created": r.created,
-        "deleted": r.deleted,
-        "attrs_updated": r.attrs_fixed,
-        "errors": r.errors,
-        "vanished": r.vanished,
-        "deletions_disabled": r.deletions_disabled,
-        "delete_limited": r.delete_limited,
-        "cancelled": r.cancelled,
-        "seconds": elapsed.as_secs_f64(),
-    })
+/// The observer of `opsync verify`: each difference as a line (or JSON event) on stdout, then
+/// a summary.
+pub struct DiffPrinter {
+    json: bool,
+    out: Mutex<BufWriter<Stdout>>,
+}
+
+impl DiffPrinter {
+    pub fn new(json: bool) -> DiffPrinter {
+        DiffPrinter {
+            json,
+            out: Mutex::new(BufWriter::new(std::io::stdout())),
+        }
+    }
+
+    /// Prints the summary: a JSON line, or on stderr the count when there are differences.
+    pub fn finish(
+        &self,
+        r: &sync_engine::verify::VerifyReport,
+        elapsed: Duration,
+        exit_code: u8,
+        src: &std::path::Path,
+        dst: &std::path::Path,
+    ) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if self.json {
+            let e = Event::VerifySummary(crate::events::VerifySummary {
+                entries: r.entries,
+                files_hashed: r.files_hashed,
+                bytes_hashed: r.bytes_hashed,
+                differences: r.differences,
+                identical: r.differences == 0,
+                exit_code,
+                seconds: elapsed.as_secs_f64(),
+            });
+            let _ = writeln!(out, "{}", e.to_line());
+        }
+        let _ = out.flush();
+        if !self.json && r.differences > 0 {
+            eprintln!(
+                "opsync: verify: {} difference(s) between {} and {}",
+                r.differences,
+                src.display(),
+                dst.display()
+            );
+        }
+    }
+}
+
+impl DiffPrinter {
+    /// Prints a problem that stopped the verification, as a JSON event (in `--json` mode).
+    pub fn fatal(&self, message: &str, exit_code: u8) {
+        if self.json {
+            let e = Event::Fatal(FatalEvent {
+                message: message.to_string(),
+                exit_code,
+            });
+            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(out, "{}", e.to_line());
+            let _ = out.flush();
+        }
+    }
+}
+
+impl Observer for DiffPrinter {
+    fn difference(&self, d: &sync_engine::verify::Difference) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{}", difference_line(d, self.json, false));
+    }
+}
+
+/// One difference found by verification: `PATH: WHAT`, or its JSON event.
+/// `remaining`: found by the check after a repair (the difference stays).
+pub fn difference_line(d: &sync_engine::verify::Difference, json: bool, remaining: bool) -> String {
+    if json {
+        Event::Difference(crate::events::DifferenceEvent {
+            path: EventPath::from_bytes(&d.path),
+            kind: d.kind.name().to_string(),
+            what: d.kind.to_string(),
+            remaining,
+        })
+        .to_line()
+    } else {
+        let path = if d.path.is_empty() {
+            ".".to_string()
+        } else {
+            escape_name(&d.path)
+        };
+        if remaining {
+            format!("{path}: {} (still, after copying it again)", d.kind)
+        } else {
+            format!("{path}: {}", d.kind)
+        }
+    }
+}
+
+/// A file found different, copied again and then found equal: `PATH: repaired`, or its JSON
+/// event.
+pub fn repaired_line(path: &[u8], json: bool) -> String {
+    if json {
+        Event::Repaired(crate::events::RepairedEvent {
+            path: EventPath::from_bytes(path),
+        })
+        .to_line()
+    } else {
+        format!("{}: repaired (copied again by content)", escape_name(path))
+    }
+}
+
+/// The final summary of `opsync sync --json` (without the verification's counts).
+pub fn summary(r: &Report, elapsed: Duration, exit_code: u8) -> Summary {
+    Summary {
+        dry_run: r.dry_run,
+        exit_code,
+        files_total: r.src_entries,
+        regular_files: r.src_files,
+        bytes_total: r.src_bytes,
+        files_transferred: r.files_copied,
+        bytes_copied: r.bytes_copied,
+        bytes_written: r.bytes_written,
+        created: r.created,
+        deleted: r.deleted,
+        attrs_updated: r.attrs_fixed,
+        rechecked: r.rechecked,
+        unstable: r.unstable,
+        errors: r.errors,
+        vanished: r.vanished,
+        deletions_disabled: r.deletions_disabled,
+        delete_limited: r.delete_limited,
+        cancelled: r.cancelled,
+        verify: None,
+        seconds: elapsed.as_secs_f64(),
+    }
 }
 
 fn stats_lines(r: &Report, elapsed: Duration) -> Vec<String> {

@@ -17,15 +17,13 @@
 //! Blocks are compared at the same offset only: data shifted by an insertion is rewritten from
 //! the insertion point on (still correct, just not smaller). Without reflink no atomic delta can
 //! write less than the whole file, which is why [`Delta::Auto`] only uses it where the reflink
-//! works (see `docs/benchmarks.md` for the measurements).
+//! works (see the README's "Delta transfer" section for the measurements).
 //!
-//! The calls are made through rustix's safe API (`ioctl_ficlone`, `pread`, `pwrite`).
+//! The system calls (`FICLONE`, `pread`, `pwrite`) are made in [`crate::sys`].
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use rustix::io::Errno;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use crate::options::Delta;
 use crate::sys;
@@ -79,24 +77,13 @@ pub fn build(
     base: BaseCopy,
     cancel: &AtomicBool,
 ) -> io::Result<Outcome> {
-    let reflinked = match rustix::fs::ioctl_ficlone(tmp, old) {
-        Ok(()) => true,
-        Err(
-            Errno::OPNOTSUPP
-            | Errno::XDEV
-            | Errno::INVAL
-            | Errno::NOTTY
-            | Errno::NOSYS
-            | Errno::PERM,
-        ) => {
-            if base == BaseCopy::ReflinkOnly {
-                return Ok(Outcome::Unsupported);
-            }
-            sys::copy_data(old, tmp, cancel)?;
-            false
+    let reflinked = sys::reflink(tmp, old)?;
+    if !reflinked {
+        if base == BaseCopy::ReflinkOnly {
+            return Ok(Outcome::Unsupported);
         }
-        Err(e) => return Err(e.into()),
-    };
+        sys::copy_data(old, tmp, cancel)?;
+    }
     let reader = reopen_tmp()?;
     let (rs, ws) = (sys::fstat(reader.as_fd())?, sys::fstat(tmp)?);
     if (rs.st_dev, rs.st_ino) != (ws.st_dev, ws.st_ino) {
@@ -143,19 +130,19 @@ fn patch(
         if cancel.load(Ordering::Relaxed) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
-        let n = read_full(src, &mut sbuf, off)?;
+        let n = sys::pread_full(src, &mut sbuf, off)?;
         if n == 0 {
             break;
         }
-        let m = read_full(tmp_r, &mut tbuf, off)?;
+        let m = sys::pread_full(tmp_r, &mut tbuf, off)?;
         src_hasher.update(&sbuf[..n]);
         let runs = differing_runs(&sbuf[..n], &tbuf[..m]);
         for &(a, b) in &runs {
-            write_all(tmp_w, &sbuf[a..b], off + a as u64)?;
+            sys::pwrite_all(tmp_w, &sbuf[a..b], off + a as u64)?;
             written += (b - a) as u64;
         }
         for &(a, b) in &runs {
-            if read_full(tmp_r, &mut tbuf[a..b], off + a as u64)? != b - a {
+            if sys::pread_full(tmp_r, &mut tbuf[a..b], off + a as u64)? != b - a {
                 return Err(io::Error::other("temporary file shorter than written"));
             }
         }
@@ -174,6 +161,99 @@ fn patch(
     })
 }
 
+/// What [`update_in_place`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InPlace {
+    /// The length of the new content (SRC's length as read).
+    pub len: u64,
+    /// Bytes written (the differing blocks and the appended tail).
+    pub written: u64,
+}
+
+/// `--inplace`: makes `dst` (open for reading and writing) hold SRC's content by writing only
+/// the [`BLOCK`]s that differ at the same offset, then cutting it to SRC's length. Unchanged
+/// blocks are compared byte for byte and written ones read back and compared, so every byte of
+/// the result is checked against what was read from SRC. The chunks of a large file are
+/// compared in parallel (reading both sides is most of the cost). Not atomic: the caller makes
+/// sure that nobody depends on the old content meanwhile (see `Applier::update_in_place`).
+pub fn update_in_place(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    cancel: &AtomicBool,
+) -> io::Result<InPlace> {
+    use rayon::prelude::*;
+    let old_len = sys::fstat(dst)?.st_size as u64;
+    let len = sys::fstat(src)?.st_size as u64;
+    let chunks = len.div_ceil(CHUNK as u64);
+    let written = AtomicU64::new(0);
+    // The end of SRC as read: the first chunk that came back short, else SRC's length.
+    let short = AtomicU64::new(u64::MAX);
+    (0..chunks).into_par_iter().try_for_each(|i| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        let off = i * CHUNK as u64;
+        let want = (len - off).min(CHUNK as u64) as usize;
+        let (n, w) = sys::with_buffers(want, |sbuf, dbuf| patch_chunk(src, dst, off, sbuf, dbuf))?;
+        written.fetch_add(w, Ordering::Relaxed);
+        if n < want {
+            short.fetch_min(off + n as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    })?;
+    let mut end = short.into_inner().min(len);
+    if end == len {
+        // SRC grew meanwhile: the tail too (the caller's before/after check sees the change).
+        loop {
+            let (n, w) =
+                sys::with_buffers(CHUNK, |sbuf, dbuf| patch_chunk(src, dst, end, sbuf, dbuf))?;
+            written.fetch_add(w, Ordering::Relaxed);
+            end += n as u64;
+            if n < CHUNK {
+                break;
+            }
+        }
+    }
+    if old_len != end {
+        sys::truncate(dst, end)?;
+    }
+    Ok(InPlace {
+        len: end,
+        written: written.into_inner(),
+    })
+}
+
+/// Makes the `sbuf.len()` bytes of `dst` at `off` equal SRC's: returns the bytes read from SRC
+/// (fewer at its end) and the bytes written.
+fn patch_chunk(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    off: u64,
+    sbuf: &mut [u8],
+    dbuf: &mut [u8],
+) -> io::Result<(usize, u64)> {
+    let n = sys::pread_full(src, sbuf, off)?;
+    if n == 0 {
+        return Ok((0, 0));
+    }
+    let m = sys::pread_full(dst, &mut dbuf[..n], off)?;
+    let runs = differing_runs(&sbuf[..n], &dbuf[..m]);
+    let mut written = 0;
+    for &(a, b) in &runs {
+        sys::pwrite_all(dst, &sbuf[a..b], off + a as u64)?;
+        written += (b - a) as u64;
+    }
+    for &(a, b) in &runs {
+        let got = sys::pread_full(dst, &mut dbuf[a..b], off + a as u64)?;
+        if got != b - a || dbuf[a..b] != sbuf[a..b] {
+            return Err(io::Error::other(
+                "the blocks written in place read back different data",
+            ));
+        }
+    }
+    Ok((n, written))
+}
+
 /// The byte ranges of `new` whose [`BLOCK`]s differ from `old` at the same offset (a block past
 /// `old`'s end differs), neighbouring blocks merged.
 pub fn differing_runs(new: &[u8], old: &[u8]) -> Vec<(usize, usize)> {
@@ -190,35 +270,6 @@ pub fn differing_runs(new: &[u8], old: &[u8]) -> Vec<(usize, usize)> {
         }
     }
     runs
-}
-
-/// Reads until `buf` is full or the end of the file.
-fn read_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::pread(fd, &mut buf[got..], off + got as u64) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(got)
-}
-
-fn write_all(fd: BorrowedFd<'_>, mut data: &[u8], mut off: u64) -> io::Result<()> {
-    while !data.is_empty() {
-        match rustix::io::pwrite(fd, data, off) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(k) => {
-                data = &data[k..];
-                off += k as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -317,6 +368,52 @@ mod tests {
             };
             prop_assert_eq!(stats.len, new.len() as u64);
             prop_assert_eq!(stats.written, blocks_differing(&new, &old));
+        }
+    }
+
+    /// Updates a file holding `old` in place to `new`; returns the result and what was done.
+    fn run_in_place(old: &[u8], new: &[u8]) -> (Vec<u8>, InPlace) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("old"), old).unwrap();
+        fs::write(dir.path().join("new"), new).unwrap();
+        let dfd = sys::open_dir_path(dir.path()).unwrap();
+        let src = sys::open_read_at(dfd.as_fd(), b"new").unwrap();
+        let dst = sys::open_update_at(dfd.as_fd(), b"old").unwrap();
+        let never = AtomicBool::new(false);
+        let out = update_in_place(src.as_fd(), dst.as_fd(), &never).unwrap();
+        (fs::read(dir.path().join("old")).unwrap(), out)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn in_place_update_reproduces_the_source_writing_only_differing_blocks(
+            old in old_content(),
+            edits in proptest::collection::vec(edit(), 0..6),
+        ) {
+            let mut new = old.clone();
+            for e in &edits {
+                apply_edit(&mut new, e);
+            }
+            let (built, out) = run_in_place(&old, &new);
+            prop_assert!(built == new, "updated content differs ({} vs {} bytes)", built.len(), new.len());
+            prop_assert_eq!(out.len, new.len() as u64);
+            prop_assert_eq!(out.written, blocks_differing(&new, &old));
+        }
+    }
+
+    #[test]
+    fn in_place_update_of_identical_or_empty_files() {
+        for (old, new) in [
+            (&b""[..], &b""[..]),
+            (b"", b"something"),
+            (b"something", b""),
+            (b"same", b"same"),
+        ] {
+            let (built, out) = run_in_place(old, new);
+            assert_eq!(built, new);
+            assert_eq!(out.written, blocks_differing(new, old));
         }
     }
 

@@ -25,6 +25,10 @@ impl Change {
     pub const GROUP: Change = Change(64);
     /// The entry replaces one of another type (shown as `NEW`).
     pub const TYPE: Change = Change(128);
+    /// POSIX ACLs differ (`a`, with `-A`).
+    pub const ACL: Change = Change(256);
+    /// Extended attributes differ (`x`, with `-X`).
+    pub const XATTR: Change = Change(512);
 
     pub fn contains(self, other: Change) -> bool {
         self.0 & other.0 == other.0 && other.0 != 0
@@ -34,9 +38,17 @@ impl Change {
         self.0 == 0
     }
 
-    /// The attribute part only (perms, owner, group, time).
+    /// The attribute part only (perms, owner, group, time, ACLs, xattrs).
     pub fn attrs(self) -> Change {
-        Change(self.0 & (Self::TIME.0 | Self::PERMS.0 | Self::OWNER.0 | Self::GROUP.0))
+        Change(
+            self.0
+                & (Self::TIME.0
+                    | Self::PERMS.0
+                    | Self::OWNER.0
+                    | Self::GROUP.0
+                    | Self::ACL.0
+                    | Self::XATTR.0),
+        )
     }
 }
 
@@ -64,6 +76,8 @@ pub enum Update {
     Attrs,
     /// Removed (`*deleting`).
     Delete,
+    /// Made a hard link of another file (`h`).
+    HardLink,
 }
 
 fn type_letter(kind: Kind) -> u8 {
@@ -85,11 +99,17 @@ pub fn field(update: Update, kind: Kind, change: Change) -> [u8; 11] {
     f[0] = match update {
         Update::Transfer => b'>',
         Update::Local => b'c',
+        Update::HardLink => b'h',
         Update::Attrs | Update::Delete => b'.',
     };
     f[1] = type_letter(kind);
     if change.contains(Change::NEW) || change.contains(Change::TYPE) {
         f[2..].copy_from_slice(b"+++++++++");
+        return f;
+    }
+    if update == Update::HardLink && change.is_empty() {
+        // rsync: a link made over an identical file changes nothing else.
+        f[2..].copy_from_slice(b"         ");
         return f;
     }
     let letters = [
@@ -104,6 +124,12 @@ pub fn field(update: Update, kind: Kind, change: Change) -> [u8; 11] {
         if change.contains(*flag) {
             f[2 + i] = *letter;
         }
+    }
+    if change.contains(Change::ACL) {
+        f[9] = b'a';
+    }
+    if change.contains(Change::XATTR) {
+        f[10] = b'x';
     }
     f
 }

@@ -79,6 +79,11 @@ pub struct Meta {
     /// Size in bytes for files and symlinks; the device number (`st_rdev`) for devices.
     pub size: u64,
     pub mtime: Time,
+    /// DST regular files only: the copy's stamp says its content was read when the mtime was
+    /// not clearly older, so size and mtime cannot be trusted (see [`crate::racy`]).
+    pub racy: bool,
+    /// DST only: protected from deletion by the filter rules (an excluded or protected entry).
+    pub protected: bool,
 }
 
 impl Meta {
@@ -101,17 +106,26 @@ pub struct Entry {
     pub meta: Meta,
 }
 
+/// Extended attributes of one entry: `(name, value)` pairs sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A tree listing in depth-first pre-order.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
     arena: Vec<u8>,
     entries: Vec<Entry>,
-    /// BLAKE3 of regular files, filled only for `--checksum` candidates.
+    /// Content hashes of regular files, filled only for the pairs compared by content.
     pub hashes: HashMap<Idx, [u8; 32]>,
+    /// Device and inode of regular files with several hard links (`-H` only).
+    pub inodes: HashMap<Idx, (u64, u64)>,
+    /// Extended attributes and ACLs of the entries that have any (`-X`, `-A` only), sorted by
+    /// name.
+    pub xattrs: HashMap<Idx, Xattrs>,
 }
 
 impl Listing {
     /// A listing holding only a root directory with `meta`.
+    #[cfg(feature = "internals")]
     pub fn with_root(meta: Meta) -> Listing {
         Listing::with_root_capacity(meta, 0, 0)
     }
@@ -124,6 +138,8 @@ impl Listing {
             arena: Vec::with_capacity(bytes),
             entries: Vec::with_capacity(entries + 1),
             hashes: HashMap::new(),
+            inodes: HashMap::new(),
+            xattrs: HashMap::new(),
         };
         l.push(b"", None, meta, NONE);
         l
@@ -185,6 +201,11 @@ impl Listing {
         &self.arena[start..start + e.link_len as usize]
     }
 
+    /// The extended attributes of `i` (none read, or none there: empty).
+    pub fn xattrs_of(&self, i: Idx) -> &[(Vec<u8>, Vec<u8>)] {
+        self.xattrs.get(&i).map_or(&[], Vec::as_slice)
+    }
+
     /// The direct children of directory `i`, in name order.
     pub fn children(&self, i: Idx) -> Children<'_> {
         let e = &self.entries[i as usize];
@@ -193,11 +214,6 @@ impl Listing {
             next: i + 1,
             end: e.end,
         }
-    }
-
-    /// Number of entries in the subtree of `i`, `i` included.
-    pub fn subtree_len(&self, i: Idx) -> u32 {
-        self.entries[i as usize].end - i
     }
 
     /// Writes the path of `i` relative to the root into `out` (cleared first); the root is empty.
@@ -217,16 +233,23 @@ impl Listing {
         }
     }
 
+    /// The entry at `path` (relative to the root, `/`-separated, no `.` or `..`), if any.
+    pub fn find(&self, path: &[u8]) -> Option<Idx> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut cur: Idx = 0;
+        for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty()) {
+            cur = self.children(cur).find(|&c| self.name(c) == part)?;
+        }
+        Some(cur)
+    }
+
     /// The path of `i` relative to the root.
     pub fn path(&self, i: Idx) -> Vec<u8> {
         let mut v = Vec::new();
         self.path_into(i, &mut v);
         v
-    }
-
-    /// Approximate heap bytes held (for memory reports).
-    pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
     }
 }
 
@@ -338,6 +361,8 @@ pub(crate) mod build {
             gid: 0,
             size,
             mtime: Time { sec, nsec: 0 },
+            racy: false,
+            protected: false,
         }
     }
 

@@ -1,9 +1,19 @@
-//! Options of a sync run. Plain data, built by the caller (the `opsync` CLI or the scheduler).
+//! Options of a sync run, built by the caller (the `opsync` CLI or the scheduler) from
+//! [`Options::default`] with one setter per field:
+//!
+//! ```
+//! use sync_engine::{MaxDelete, Options};
+//! let opts = Options::default().checksum(true).max_delete(Some(MaxDelete::Percent(5.0)));
+//! assert!(opts.checksum && opts.delete);
+//! ```
+//!
+//! The structs are `#[non_exhaustive]`: new options come with a default, so code written
+//! against an older engine keeps compiling.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-/// Limit on deletions (`--max-delete`).
+/// Limit on deletions (`--max-delete`): `N` or `P%` (see [`MaxDelete::parse`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MaxDelete {
     /// At most this many entries.
@@ -24,6 +34,10 @@ impl MaxDelete {
         }
     }
 
+    /// The message for a value [`MaxDelete::parse`] refuses.
+    pub const EXPECTED: &'static str =
+        "write a count like 500 or a percentage of DST's entries like 5%";
+
     /// The number of deletions allowed when DST holds `dst_entries` entries.
     pub fn limit(self, dst_entries: u64) -> u64 {
         match self {
@@ -34,11 +48,14 @@ impl MaxDelete {
 }
 
 /// Whether a file that exists in DST and differs is rebuilt from its old version
-/// (`--delta`, see [`crate::delta`]).
+/// (`--delta`): from a reflinked clone of the old file, writing only the 4 KiB blocks that
+/// differ, checked with BLAKE3 before the rename.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Delta {
-    /// A delta for files of at least [`crate::delta::AUTO_MIN_SIZE`] where DST's filesystem can
-    /// reflink the old file (XFS, Btrfs); a whole copy otherwise.
+    /// A delta for files of at least 4 MiB where DST's filesystem can reflink the old file
+    /// (XFS, Btrfs); a whole copy otherwise.
     #[default]
     Auto,
     /// A delta for every changed file that exists in DST, copying the old file's data where
@@ -60,12 +77,54 @@ impl Delta {
     }
 }
 
+impl std::str::FromStr for MaxDelete {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MaxDelete, String> {
+        MaxDelete::parse(s).ok_or_else(|| format!("invalid max-delete {s:?}: {}", Self::EXPECTED))
+    }
+}
+
+impl std::fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDelete::Count(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for MaxDelete {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxDelete, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Generates a chainable setter per field: `opts.field(value)`.
+macro_rules! setters {
+    ($t:ty { $($name:ident: $ty:ty),* $(,)? }) => {
+        impl $t {
+            $(
+                #[doc = concat!("Sets [`", stringify!($t), "::", stringify!($name), "`].")]
+                #[must_use]
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use setters;
+
 /// How the sync runs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// Remove entries in DST that are not in SRC (rsync `--delete`). Default: true.
     pub delete: bool,
-    /// Compare contents (BLAKE3) instead of size and mtime (rsync `-c`).
+    /// Compare contents (XXH3-128) instead of size and mtime (rsync `-c`).
     pub checksum: bool,
     /// Plan and report, change nothing (rsync `-n`).
     pub dry_run: bool,
@@ -74,8 +133,14 @@ pub struct Options {
     /// Mtimes within this many seconds count as equal (rsync `--modify-window`); 0 compares
     /// nanoseconds where both sides keep them.
     pub modify_window: u32,
-    /// rsync-style exclude patterns.
+    /// Filter rules in rsync's syntax, in order (`- PAT`, `+ PAT`, `merge FILE`,
+    /// `dir-merge FILE`, `P PAT`, ...; see the README), applied before `excludes`.
+    pub filters: Vec<String>,
+    /// rsync-style exclude patterns (each as the rule `- PATTERN`), after `filters`.
     pub excludes: Vec<String>,
+    /// Excluded entries are deleted from DST too (rsync `--delete-excluded`): the rules without
+    /// a side apply to SRC only.
+    pub delete_excluded: bool,
     /// Worker threads; `None` uses all cores.
     pub threads: Option<usize>,
     /// Let an empty SRC empty a non-empty DST.
@@ -84,6 +149,24 @@ pub struct Options {
     pub preserve_owner: Option<bool>,
     /// Delta transfer of changed files (`--delta`).
     pub delta: Delta,
+    /// Write the changed blocks of files that exist in DST into them in place instead of into a
+    /// temporary file (rsync `--inplace`): fewer bytes written, but a name holds a mix of old
+    /// and new content while it is updated (for a copy nobody reads meanwhile).
+    pub inplace: bool,
+    /// Files (paths relative to SRC) compared by content whatever their size and mtime say,
+    /// for example the ones a verification found different.
+    pub recheck: Vec<Vec<u8>>,
+    /// Read every file written back and compare it with SRC before it replaces the old version
+    /// (deltas and in-place updates check as they write; this adds it for whole copies).
+    pub verify_written: bool,
+    /// Keep files that are hard links of each other in SRC hard links of each other in DST
+    /// (rsync `-H`).
+    pub hard_links: bool,
+    /// Mirror extended attributes (rsync `-X`): as root every namespace but `system.*`,
+    /// otherwise `user.*`.
+    pub xattrs: bool,
+    /// Mirror POSIX ACLs (rsync `-A`).
+    pub acls: bool,
     /// Set from outside (a signal handler) to stop the run between files.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -96,15 +179,45 @@ impl Default for Options {
             dry_run: false,
             max_delete: None,
             modify_window: 0,
+            filters: Vec::new(),
             excludes: Vec::new(),
+            delete_excluded: false,
             threads: None,
             allow_empty_source: false,
             preserve_owner: None,
             delta: Delta::Auto,
+            inplace: false,
+            recheck: Vec::new(),
+            verify_written: false,
+            hard_links: false,
+            xattrs: false,
+            acls: false,
             cancel: None,
         }
     }
 }
+
+setters!(Options {
+    delete: bool,
+    checksum: bool,
+    dry_run: bool,
+    max_delete: Option<MaxDelete>,
+    modify_window: u32,
+    filters: Vec<String>,
+    excludes: Vec<String>,
+    delete_excluded: bool,
+    threads: Option<usize>,
+    allow_empty_source: bool,
+    preserve_owner: Option<bool>,
+    delta: Delta,
+    inplace: bool,
+    recheck: Vec<Vec<u8>>,
+    verify_written: bool,
+    hard_links: bool,
+    xattrs: bool,
+    acls: bool,
+    cancel: Option<Arc<AtomicBool>>,
+});
 
 #[cfg(test)]
 mod tests {

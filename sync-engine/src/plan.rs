@@ -7,6 +7,8 @@
 //! attribute fix of the directory itself, which is applied after its whole subtree. Groups are
 //! in pre-order, so a directory is created before any group that works inside it.
 
+use std::collections::HashMap;
+
 use crate::itemize::Change;
 use crate::listing::{Idx, Kind, Listing, Meta, NONE, Paired, Time, paired_children};
 
@@ -26,6 +28,13 @@ pub struct PlanOptions {
     /// Compare and set groups: `None` for none, `Some(None)` for every group (root),
     /// `Some(Some(list))` for only the groups in the list (a non-root user's groups).
     pub groups: Option<Option<Vec<u32>>>,
+    /// When the contents in the listings' `hashes` were read (no later than any of those
+    /// reads): a racy DST file found equal gets this stamp when it makes the copy trusted
+    /// (see [`crate::racy`]).
+    pub hashed_at: Option<Time>,
+    /// Files that are hard links of each other in SRC become hard links in DST (`-H`): the
+    /// listings' `inodes` say which.
+    pub hard_links: bool,
 }
 
 /// What to do with one entry.
@@ -43,6 +52,13 @@ pub enum Op {
     Mknod,
     /// Fix attributes of an existing non-directory in place.
     SetAttrs,
+    /// Make the file a hard link of its group's first file (`-H`), under a temporary name renamed
+    /// over the name. Carried out after every group, when the first file is in place.
+    Link,
+    /// Move the stamp (access time) of a racy DST file whose content was found equal, so it is
+    /// trusted by size and mtime again (see [`crate::racy`]). Not a change of the mirror: never
+    /// itemized or counted.
+    Stamp,
 }
 
 /// One planned action on a direct child of a group's directory (deletions may reach deeper).
@@ -64,21 +80,12 @@ pub struct Group {
     pub src: Idx,
     /// The directory in DST, NONE when it is created by this run.
     pub dst: Idx,
-    /// Index of the parent group (NONE for the root).
-    pub parent: u32,
     /// One past the last group of this group's subtree.
     pub end: u32,
     /// Range of [`Plan::actions`].
     pub actions: std::ops::Range<u32>,
     /// Attributes of the directory itself to set after its subtree; `NEW` for created ones.
     pub finish: Change,
-}
-
-impl Group {
-    /// True when the directory is created by this run.
-    pub fn created(&self) -> bool {
-        self.dst == NONE
-    }
 }
 
 /// Counts of a plan, for summaries and progress.
@@ -100,6 +107,8 @@ pub struct Plan {
     pub create_root: bool,
     /// `--max-delete` stopped some deletions.
     pub delete_limited: bool,
+    /// `-H`: each SRC file that is a hard link of an earlier one, and that leader.
+    pub leaders: HashMap<Idx, Idx>,
     pub counts: PlanCounts,
 }
 
@@ -155,6 +164,12 @@ pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
         deletes: Vec::new(),
         mkdirs: Vec::new(),
         others: Vec::new(),
+        leaders: if opts.hard_links {
+            leaders_of(src)
+        } else {
+            HashMap::new()
+        },
+        leader_state: HashMap::new(),
     };
     if src.is_empty() {
         return p.plan;
@@ -165,7 +180,10 @@ pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
         0
     };
     p.plan.create_root = root_dst == NONE;
-    p.dir(0, root_dst, NONE);
+    p.dir(0, root_dst);
+    let mut leaders = std::mem::take(&mut p.leaders);
+    leaders.retain(|f, l| f != l);
+    p.plan.leaders = leaders;
     p.plan
 }
 
@@ -178,11 +196,73 @@ struct Planner<'a> {
     deletes: Vec<Action>,
     mkdirs: Vec<Action>,
     others: Vec<Action>,
+    /// `-H`: each SRC file that is a hard link of an earlier one, and that first one (its
+    /// group's leader). Leaders map to themselves.
+    leaders: HashMap<Idx, Idx>,
+    /// For each leader planned so far: its DST entry (NONE: none) and whether this plan writes
+    /// it anew (a new inode, so its links must be made again).
+    leader_state: HashMap<Idx, (Idx, bool)>,
+}
+
+/// The hard-link groups of `src` (files with the same device and inode): each member mapped to
+/// the group's leader, the member the planner meets first (parent directory first in
+/// pre-order, then name order).
+fn leaders_of(src: &Listing) -> HashMap<Idx, Idx> {
+    let mut groups: HashMap<(u64, u64), Vec<Idx>> = HashMap::new();
+    for (&i, &ino) in &src.inodes {
+        groups.entry(ino).or_default().push(i);
+    }
+    let mut out = HashMap::new();
+    for members in groups.into_values().filter(|m| m.len() > 1) {
+        let Some(&leader) = members.iter().min_by_key(|&&i| (src.entry(i).parent, i)) else {
+            continue;
+        };
+        for m in members {
+            out.insert(m, leader);
+        }
+    }
+    out
 }
 
 impl Planner<'_> {
+    /// `-H`: the SRC file `a` is a hard link of an earlier file (its leader). Returns false
+    /// when `a` is a leader or in no group (planned as a file of its own).
+    fn follower(&mut self, a: Idx, b: Idx, change: Change) -> bool {
+        let Some(&leader) = self.leaders.get(&a).filter(|&&l| l != a) else {
+            return false;
+        };
+        let (ld, rewritten) = self
+            .leader_state
+            .get(&leader)
+            .copied()
+            .unwrap_or((NONE, true));
+        let ino = |i: Idx| (i != NONE).then(|| self.dst.inodes.get(&i)).flatten();
+        let linked = b != NONE
+            && self.dst.meta(b).kind == Kind::File
+            && !rewritten
+            && ino(b).is_some()
+            && ino(b) == ino(ld);
+        if !linked {
+            self.plan.counts.created += u64::from(change.contains(Change::NEW));
+            self.others.push(Action {
+                op: Op::Link,
+                src: a,
+                dst: b,
+                change,
+            });
+        }
+        true
+    }
+
+    /// Records what the plan does with leader `a` (DST entry `b`), for its followers.
+    fn lead(&mut self, a: Idx, b: Idx, rewritten: bool) {
+        if self.leaders.get(&a) == Some(&a) {
+            self.leader_state.insert(a, (b, rewritten));
+        }
+    }
+
     /// Plans directory `s` of SRC against `d` of DST (NONE: created by this run).
-    fn dir(&mut self, s: Idx, d: Idx, parent: u32) {
+    fn dir(&mut self, s: Idx, d: Idx) {
         let gi = self.plan.groups.len();
         let mut subdirs: Vec<(Idx, Idx)> = Vec::new();
         self.deletes.clear();
@@ -205,19 +285,18 @@ impl Planner<'_> {
         let finish = if d == NONE {
             Change::NEW
         } else {
-            self.attr_diff(self.src.meta(s), self.dst.meta(d), true)
+            self.attr_diff(self.src.meta(s), self.dst.meta(d), true) | self.xattr_diff(s, d)
         };
         self.plan.groups.push(Group {
             src: s,
             dst: d,
-            parent,
             end: 0,
             actions: start..end,
             finish,
         });
 
         for (cs, cd) in subdirs {
-            self.dir(cs, cd, gi as u32);
+            self.dir(cs, cd);
         }
 
         let has_work = start != end || !finish.is_empty() || self.plan.groups.len() > gi + 1;
@@ -245,6 +324,10 @@ impl Planner<'_> {
                 return;
             }
             Kind::File => {
+                if self.follower(a, replaced, change) {
+                    return;
+                }
+                self.lead(a, replaced, true);
                 self.plan.counts.copies += 1;
                 self.plan.counts.copy_bytes += m.size;
                 Op::Copy
@@ -266,13 +349,30 @@ impl Planner<'_> {
         if !self.opts.delete {
             return;
         }
-        let end = self.dst.entry(b).end;
-        for i in (b..end).rev() {
+        for i in self.deletable(b).into_iter().rev() {
             if !self.take_budget(1) {
                 return;
             }
             self.delete(i);
         }
+    }
+
+    /// The entries of DST's subtree `b` in pre-order, without the protected ones and what is
+    /// below them (their directories then stay: deleting them fails as not empty, as in rsync).
+    fn deletable(&self, b: Idx) -> Vec<Idx> {
+        let end = self.dst.entry(b).end;
+        let mut out = Vec::with_capacity((end - b) as usize);
+        let mut i = b;
+        while i < end {
+            let e = self.dst.entry(i);
+            if e.meta.protected {
+                i = e.end;
+            } else {
+                out.push(i);
+                i += 1;
+            }
+        }
+        out
     }
 
     fn delete(&mut self, i: Idx) {
@@ -310,7 +410,7 @@ impl Planner<'_> {
             Kind::Dir => subdirs.push((a, b)),
             Kind::File => self.file(a, b, &sm, &dm),
             Kind::Symlink => {
-                let mut change = self.attr_diff(&sm, &dm, false);
+                let mut change = self.attr_diff(&sm, &dm, false) | self.xattr_diff(a, b);
                 if self.src.link(a) != self.dst.link(b) {
                     change |= Change::CONTENT;
                     self.others.push(Action {
@@ -324,7 +424,7 @@ impl Planner<'_> {
                 }
             }
             Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
-                let mut change = self.attr_diff(&sm, &dm, true);
+                let mut change = self.attr_diff(&sm, &dm, true) | self.xattr_diff(a, b);
                 let rdev_differs = sm.kind.is_special()
                     && matches!(sm.kind, Kind::CharDev | Kind::BlockDev)
                     && sm.rdev() != dm.rdev();
@@ -360,16 +460,25 @@ impl Planner<'_> {
         });
     }
 
-    /// Regular file on both sides: quick check (size and mtime) or checksum.
+    /// Regular file on both sides: quick check (size and mtime), or contents where they are
+    /// known or must be: with `--checksum`, for a racy DST file (see [`crate::racy`]) and for
+    /// any pair whose hashes were filled in (files to recheck).
     fn file(&mut self, a: Idx, b: Idx, sm: &Meta, dm: &Meta) {
-        let mut change = self.attr_diff(sm, dm, true);
+        let mut change = self.attr_diff(sm, dm, true) | self.xattr_diff(a, b);
         let size_differs = sm.size != dm.size;
         if size_differs {
             change |= Change::SIZE;
         }
-        let transfer = if self.opts.checksum {
+        if self.follower(a, b, change) {
+            return;
+        }
+        let quick_same = !size_differs && !change.contains(Change::TIME);
+        let digests = (self.src.hashes.get(&a), self.dst.hashes.get(&b));
+        let by_content =
+            self.opts.checksum || (quick_same && dm.racy) || matches!(digests, (Some(_), Some(_)));
+        let transfer = if by_content {
             let differs = size_differs
-                || match (self.src.hashes.get(&a), self.dst.hashes.get(&b)) {
+                || match digests {
                     (Some(x), Some(y)) => x != y,
                     _ => true,
                 };
@@ -378,8 +487,9 @@ impl Planner<'_> {
             }
             differs
         } else {
-            size_differs || change.contains(Change::TIME)
+            !quick_same
         };
+        self.lead(a, b, transfer);
         if transfer {
             self.plan.counts.copies += 1;
             self.plan.counts.copy_bytes += sm.size;
@@ -391,6 +501,18 @@ impl Planner<'_> {
             });
         } else if !change.is_empty() {
             self.attr_fix(a, b, change);
+        } else if dm.racy
+            && self
+                .opts
+                .hashed_at
+                .is_some_and(|t| !crate::racy::is_racy(sm.mtime, t))
+        {
+            self.others.push(Action {
+                op: Op::Stamp,
+                src: a,
+                dst: b,
+                change,
+            });
         }
     }
 
@@ -398,12 +520,11 @@ impl Planner<'_> {
     fn replace(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
         let dst_kind = self.dst.meta(b).kind;
         if dst_kind == Kind::Dir {
-            let n = u64::from(self.dst.subtree_len(b));
-            if !self.take_budget(n) {
+            let doomed = self.deletable(b);
+            if !self.take_budget(doomed.len() as u64) {
                 return;
             }
-            let end = self.dst.entry(b).end;
-            for i in (b..end).rev() {
+            for &i in doomed.iter().rev() {
                 self.delete(i);
             }
             self.create(a, NONE, Change::TYPE, subdirs);
@@ -420,6 +541,29 @@ impl Planner<'_> {
 
     /// Attribute differences other than size and content. `perms`: whether permissions count
     /// (not for symlinks, whose mode Linux cannot change).
+    /// ACL and xattr differences of SRC's `a` and DST's `b` (the listings hold them only with
+    /// `-A`/`-X`).
+    fn xattr_diff(&self, a: Idx, b: Idx) -> Change {
+        let (x, y) = (self.src.xattrs_of(a), self.dst.xattrs_of(b));
+        if x == y {
+            return Change::NONE;
+        }
+        let part = |v: &[(Vec<u8>, Vec<u8>)], acl: bool| {
+            v.iter()
+                .filter(|(n, _)| crate::xattr::is_acl(n) == acl)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let mut c = Change::NONE;
+        if part(x, true) != part(y, true) {
+            c |= Change::ACL;
+        }
+        if part(x, false) != part(y, false) {
+            c |= Change::XATTR;
+        }
+        c
+    }
+
     fn attr_diff(&self, s: &Meta, d: &Meta, perms: bool) -> Change {
         let mut c = Change::NONE;
         if perms && s.perm != d.perm {

@@ -48,6 +48,8 @@ pub trait Observer: Sync {
     fn planned(&self, _counts: &PlanCounts) {}
     /// `bytes` more were copied.
     fn progress(&self, _bytes: u64) {}
+    /// [`crate::verify::verify`] found a difference.
+    fn difference(&self, _d: &crate::verify::Difference) {}
 }
 
 /// An observer that ignores everything.
@@ -70,6 +72,7 @@ pub enum Status {
 
 /// Counts of a finished run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Report {
     pub dry_run: bool,
     /// Entries in SRC (root excluded), regular files among them, and their total size.
@@ -79,7 +82,20 @@ pub struct Report {
     /// Entries in DST before the run (root excluded).
     pub dst_entries: u64,
     pub files_copied: u64,
+    /// Sizes of the files copied.
     pub bytes_copied: u64,
+    /// Bytes written into DST files: all of a whole copy, the changed blocks of a delta or an
+    /// in-place update (rsync's "literal data").
+    pub bytes_written: u64,
+    /// Files whose contents were compared because their size and mtime could not be trusted
+    /// (racy copies, files to recheck; `--checksum` not counted).
+    pub rechecked: u64,
+    /// Files whose source kept changing while they were copied: their copies get attributes
+    /// that make the next run copy them again.
+    pub unstable: u64,
+    /// Files whose written content was compared with SRC byte for byte (deltas, in-place
+    /// updates, and whole copies with `verify_written`).
+    pub verified: u64,
     pub created: u64,
     pub deleted: u64,
     pub attrs_fixed: u64,
@@ -113,6 +129,9 @@ impl Report {
 pub(crate) struct Counters {
     pub files_copied: AtomicU64,
     pub bytes_copied: AtomicU64,
+    pub literal_bytes: AtomicU64,
+    pub unstable: AtomicU64,
+    pub verified: AtomicU64,
     pub created: AtomicU64,
     pub deleted: AtomicU64,
     pub attrs_fixed: AtomicU64,
@@ -130,6 +149,9 @@ impl Counters {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         r.files_copied = g(&self.files_copied);
         r.bytes_copied = g(&self.bytes_copied);
+        r.bytes_written = g(&self.literal_bytes);
+        r.unstable = g(&self.unstable);
+        r.verified = g(&self.verified);
         r.created = g(&self.created);
         r.deleted = g(&self.deleted);
         r.attrs_fixed = g(&self.attrs_fixed);

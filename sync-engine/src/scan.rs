@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::error::{FileError, Side};
-use crate::filter::Filter;
+use crate::filter::Side as FSide;
+use crate::filter::{DirRules, Filter, Verdict};
 use crate::listing::{Idx, Kind, Listing, Meta, Paired, paired_children};
 use crate::sys;
 
@@ -23,6 +24,10 @@ pub struct Scan {
     pub errors: Vec<FileError>,
     /// Entries that disappeared between listing their directory and `lstat`.
     pub vanished: u64,
+    /// DST regular files whose copies are racy (see [`crate::racy`]).
+    pub racy: u64,
+    /// DST entries protected from deletion by the filter rules.
+    pub protected: u64,
     /// Regular files of SRC the (non-root) user may not read, in index order. A run that must
     /// copy one of them makes no deletions (see [`crate::sync`]).
     pub unreadable: Vec<Idx>,
@@ -36,6 +41,12 @@ struct Item {
     link_len: u16,
     meta: Meta,
     unreadable: bool,
+    /// A directory that is not scanned (protected in DST by a rule that hides it in SRC too).
+    skip: bool,
+    /// Device and inode of a regular file with other hard links (`-H` only).
+    inode: Option<(u64, u64)>,
+    /// Extended attributes (`-X`, `-A`), when there are any.
+    xattrs: Option<Box<crate::sys::Xattrs>>,
 }
 
 #[derive(Default)]
@@ -52,6 +63,11 @@ struct Ctx<'a> {
     filter: &'a Filter,
     errors: Mutex<Vec<FileError>>,
     vanished: AtomicU64,
+    racy: AtomicU64,
+    protected: AtomicU64,
+    /// Record the inodes of files with several links (`-H`).
+    hard_links: bool,
+    xattrs: crate::xattr::Policy,
     /// Check that regular files are readable (SRC, not running as root).
     check_read: bool,
 }
@@ -71,18 +87,47 @@ impl Ctx<'_> {
     }
 }
 
+/// How one tree is scanned.
+pub struct ScanOpts<'a> {
+    pub side: Side,
+    pub filter: &'a Filter,
+    /// The per-directory filter rules read in the parents of the root.
+    pub above: &'a DirRules,
+    /// Record the inodes of files with several links (`-H`).
+    pub hard_links: bool,
+    /// The extended attributes to read (`-X`, `-A`).
+    pub xattrs: crate::xattr::Policy,
+}
+
 /// Scans the tree under the open directory `root` whose own attributes are `root_meta`.
-pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan {
+pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
+    let (side, filter, above, hard_links) = (o.side, o.filter, o.above, o.hard_links);
+    let root_xattrs = if o.xattrs.any() {
+        sys::xattrs_at(root.as_fd(), b".", &|n| o.xattrs.keeps(n))
+    } else {
+        Ok(Vec::new())
+    };
     let ctx = Ctx {
         side,
         filter,
         errors: Mutex::new(Vec::new()),
         vanished: AtomicU64::new(0),
+        racy: AtomicU64::new(0),
+        protected: AtomicU64::new(0),
+        hard_links,
+        xattrs: o.xattrs,
         check_read: side == Side::Source && sys::euid() != 0,
     };
-    let node = scan_dir(root, Vec::new(), &ctx);
+    let node = scan_dir(root, Vec::new(), &ctx, above);
     let (entries, bytes) = node.totals();
     let mut listing = Listing::with_root_capacity(root_meta, entries, bytes);
+    match root_xattrs {
+        Ok(x) if !x.is_empty() => {
+            listing.xattrs.insert(0, x);
+        }
+        Ok(_) => {}
+        Err(e) => ctx.error("read extended attributes of", Vec::new(), e),
+    }
     let mut unreadable = Vec::new();
     let mut unlisted_dirs = Vec::new();
     flatten(node, 0, &mut listing, &mut unreadable, &mut unlisted_dirs);
@@ -91,6 +136,8 @@ pub fn scan(root: OwnedFd, root_meta: Meta, side: Side, filter: &Filter) -> Scan
         listing,
         errors: ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner()),
         vanished: ctx.vanished.load(Ordering::Relaxed),
+        racy: ctx.racy.load(Ordering::Relaxed),
+        protected: ctx.protected.load(Ordering::Relaxed),
         unreadable,
         unlisted_dirs,
     }
@@ -106,7 +153,7 @@ fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
+fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>, parent_rules: &DirRules) -> DirNode {
     let mut node = DirNode::default();
     let mut dir = match sys::DirHandle::new(fd) {
         Ok(d) => d,
@@ -122,11 +169,12 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
         return node;
     }
     let Ok(dfd) = dir.fd() else { return node };
+    let rules = dir_rules(dfd, &path, &names, &name_arena, ctx, parent_rules);
     node.arena.reserve(name_arena.len());
     node.items.reserve(names.len());
     for (off, len) in names {
         let name = &name_arena[off as usize..off as usize + len as usize];
-        if let Some(item) = stat_entry(dfd, name, &path, &mut node.arena, ctx) {
+        if let Some(item) = stat_entry(dfd, name, &path, &mut node.arena, ctx, &rules) {
             node.items.push(item);
         }
     }
@@ -141,7 +189,7 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
     let subdirs: Vec<&Item> = node
         .items
         .iter()
-        .filter(|i| i.meta.kind == Kind::Dir)
+        .filter(|i| i.meta.kind == Kind::Dir && !i.skip)
         .collect();
     node.subdirs = subdirs
         .par_iter()
@@ -149,7 +197,7 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>) -> DirNode {
             let name = item_name(&node.arena, item);
             let child_path = join(&path, name);
             match sys::open_dir_at(dfd, name) {
-                Ok(fd) => scan_dir(fd, child_path, ctx),
+                Ok(fd) => scan_dir(fd, child_path, ctx, &rules),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     ctx.vanished.fetch_add(1, Ordering::Relaxed);
                     DirNode::default()
@@ -171,12 +219,72 @@ fn item_name<'a>(arena: &'a [u8], i: &Item) -> &'a [u8] {
     &arena[i.name_off as usize..i.name_off as usize + i.name_len as usize]
 }
 
+/// The extended attributes of `name` (`-X`, `-A`); an error is reported and counts as none.
+fn read_xattrs(
+    dfd: BorrowedFd<'_>,
+    name: &[u8],
+    path: &[u8],
+    ctx: &Ctx<'_>,
+) -> Option<Box<crate::sys::Xattrs>> {
+    if !ctx.xattrs.any() {
+        return None;
+    }
+    match sys::xattrs_at(dfd, name, &|n| ctx.xattrs.keeps(n)) {
+        Ok(x) if x.is_empty() => None,
+        Ok(x) => Some(Box::new(x)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            ctx.error("read extended attributes of", join(path, name), e);
+            None
+        }
+    }
+}
+
+/// The per-directory filter rules in effect in directory `path`: its parent's, and those of the
+/// per-directory filter files among its `names`.
+fn dir_rules(
+    dfd: BorrowedFd<'_>,
+    path: &[u8],
+    names: &[(u32, u16)],
+    arena: &[u8],
+    ctx: &Ctx<'_>,
+    parent: &DirRules,
+) -> DirRules {
+    if ctx.filter.merge_names().next().is_none() {
+        return DirRules::default();
+    }
+    let present = |wanted: &[u8]| {
+        names
+            .iter()
+            .any(|&(o, l)| &arena[o as usize..o as usize + l as usize] == wanted)
+    };
+    let mut read = |name: &[u8]| {
+        if present(name) {
+            sys::read_small_file_at(dfd, name)
+        } else {
+            Ok(None)
+        }
+    };
+    match ctx.filter.enter(parent, path, &mut read) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.error(
+                "read filter rules in",
+                path.to_vec(),
+                io::Error::other(e.to_string()),
+            );
+            parent.clone()
+        }
+    }
+}
+
 fn stat_entry(
     dfd: BorrowedFd<'_>,
     name: &[u8],
     path: &[u8],
     arena: &mut Vec<u8>,
     ctx: &Ctx<'_>,
+    rules: &DirRules,
 ) -> Option<Item> {
     let st = match sys::lstat_at(dfd, name) {
         Ok(st) => st,
@@ -189,13 +297,40 @@ fn stat_entry(
             return None;
         }
     };
-    let meta = sys::meta_of(&st)?;
-    if !ctx.filter.is_empty()
-        && ctx
-            .filter
-            .excludes(&join(path, name), meta.kind == Kind::Dir)
-    {
-        return None;
+    let mut meta = sys::meta_of(&st)?;
+    if ctx.side == Side::Dest && meta.kind == Kind::File {
+        meta.racy = crate::racy::is_racy(meta.mtime, sys::atime_of(&st));
+        if meta.racy {
+            ctx.racy.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let mut skip = false;
+    if !ctx.filter.is_empty() {
+        let full = join(path, name);
+        let is_dir = meta.kind == Kind::Dir;
+        match ctx.side {
+            Side::Source => {
+                let v = ctx.filter.decide(rules, &full, name, is_dir, FSide::Sender);
+                if v != Verdict::Keep {
+                    return None;
+                }
+            }
+            Side::Dest => {
+                let v = ctx
+                    .filter
+                    .decide(rules, &full, name, is_dir, FSide::Receiver);
+                if let Verdict::Exclude { plain } = v {
+                    meta.protected = true;
+                    ctx.protected.fetch_add(1, Ordering::Relaxed);
+                    // A directory SRC leaves out too is kept whole: no need to read it. One
+                    // SRC may send (a protect rule) is read, so its contents are mirrored.
+                    skip = is_dir
+                        && plain
+                        && ctx.filter.decide(rules, &full, name, is_dir, FSide::Sender)
+                            != Verdict::Keep;
+                }
+            }
+        }
     }
     let name_off = arena.len() as u32;
     arena.extend_from_slice(name);
@@ -224,6 +359,10 @@ fn stat_entry(
         link_len,
         meta,
         unreadable,
+        skip,
+        inode: (ctx.hard_links && meta.kind == Kind::File && st.st_nlink > 1)
+            .then_some((st.st_dev, st.st_ino)),
+        xattrs: read_xattrs(dfd, name, path, ctx),
     })
 }
 
@@ -255,17 +394,25 @@ fn flatten(
         ..
     } = node;
     let mut subdirs = subdirs.into_iter();
-    for item in &items {
-        let name = item_name(&arena, item);
+    for mut item in items {
+        let name = item_name(&arena, &item);
         let link_start = item.name_off as usize + item.name_len as usize;
         let link = (item.meta.kind == Kind::Symlink)
             .then(|| &arena[link_start..link_start + item.link_len as usize]);
         let idx = out.push(name, link, item.meta, parent);
+        if let Some(ino) = item.inode {
+            out.inodes.insert(idx, ino);
+        }
+        if let Some(x) = item.xattrs.take() {
+            out.xattrs.insert(idx, *x);
+        }
         if item.unreadable {
             unreadable.push(idx);
         }
         if item.meta.kind == Kind::Dir {
-            if let Some(sub) = subdirs.next() {
+            // A directory not scanned has no node (see `Item::skip`).
+            let sub = if item.skip { None } else { subdirs.next() };
+            if let Some(sub) = sub {
                 if sub.unlisted {
                     unlisted.push(idx);
                 }
@@ -276,18 +423,29 @@ fn flatten(
     }
 }
 
-/// For `--checksum`: hashes every regular file present on both sides with the same size (XXH3-128,
-/// as rsync's xxh128), so the pure planner can compare contents. Files that cannot be read are left without a hash
-/// (the planner then copies them; the copy reports the error).
+/// Which pairs of regular files [`fill_checksums`] hashes.
+pub enum Compare<'a> {
+    /// Every pair with the same size (`--checksum`).
+    All,
+    /// Pairs whose size and mtime match (within `window` seconds) but whose DST copy is racy
+    /// (see [`crate::racy`]), and the pairs of these SRC entries (sorted; files to recheck).
+    Untrusted { window: u32, recheck: &'a [Idx] },
+}
+
+/// Hashes pairs of regular files present on both sides with the same size (XXH3-128, as
+/// rsync's xxh128), so the pure planner can compare contents. Files that cannot be read are left
+/// without a hash (the planner then copies them; the copy reports the error). Returns the
+/// number of pairs hashed.
 pub fn fill_checksums(
     src_root: BorrowedFd<'_>,
     src: &mut Listing,
     dst_root: BorrowedFd<'_>,
     dst: &mut Listing,
-) {
+    which: &Compare<'_>,
+) -> u64 {
     let mut pairs = Vec::new();
     if !src.is_empty() && !dst.is_empty() && dst.meta(0).kind == Kind::Dir {
-        collect_pairs(src, 0, dst, 0, &mut pairs);
+        collect_pairs(src, 0, dst, 0, which, &mut pairs);
     }
     let found = Mutex::new(Vec::new());
     hash_pairs(
@@ -310,6 +468,7 @@ pub fn fill_checksums(
         src.hashes.insert(s, hs);
         dst.hashes.insert(d, hd);
     }
+    pairs.len() as u64
 }
 
 /// The result of hashing one pair of files: SRC index and hash, DST index and hash.
@@ -360,13 +519,31 @@ pub fn hash_pairs(
     });
 }
 
-fn collect_pairs(src: &Listing, s: Idx, dst: &Listing, d: Idx, out: &mut Vec<(Idx, Idx)>) {
+fn collect_pairs(
+    src: &Listing,
+    s: Idx,
+    dst: &Listing,
+    d: Idx,
+    which: &Compare<'_>,
+    out: &mut Vec<(Idx, Idx)>,
+) {
     for p in paired_children(src, s, dst, d) {
         let Paired::Both(a, b) = p else { continue };
         let (sm, dm) = (src.meta(a), dst.meta(b));
         match (sm.kind, dm.kind) {
-            (Kind::File, Kind::File) if sm.size == dm.size => out.push((a, b)),
-            (Kind::Dir, Kind::Dir) => collect_pairs(src, a, dst, b, out),
+            (Kind::File, Kind::File) if sm.size == dm.size => {
+                let wanted = match which {
+                    Compare::All => true,
+                    Compare::Untrusted { window, recheck } => {
+                        (dm.racy && crate::plan::same_time(sm.mtime, dm.mtime, *window))
+                            || recheck.binary_search(&a).is_ok()
+                    }
+                };
+                if wanted {
+                    out.push((a, b));
+                }
+            }
+            (Kind::Dir, Kind::Dir) => collect_pairs(src, a, dst, b, which, out),
             _ => {}
         }
     }

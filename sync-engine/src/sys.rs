@@ -64,6 +64,8 @@ pub fn meta_of(st: &Stat) -> Option<Meta> {
             sec: st.st_mtime,
             nsec: st.st_mtime_nsec as u32,
         },
+        racy: false,
+        protected: false,
     })
 }
 
@@ -99,25 +101,6 @@ impl DirHandle {
     }
 }
 
-/// Opens the entry at `path` (relative, `/`-separated) below `root`, following no symlink on
-/// the way; `dir_flags` opens the last component as a directory.
-pub fn open_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
-    let mut parts = path
-        .split(|b| *b == b'/')
-        .filter(|p| !p.is_empty())
-        .peekable();
-    let mut cur: Option<OwnedFd> = None;
-    while let Some(part) = parts.next() {
-        let at = cur.as_ref().map_or(root, |f| f.as_fd());
-        if parts.peek().is_some() {
-            cur = Some(open_dir_at(at, part)?);
-        } else {
-            return open_read_at(at, part);
-        }
-    }
-    Ok(rfs::openat(root, c".", DIR_FLAGS, Mode::empty())?)
-}
-
 /// False when the calling user may not read `name` in `dir` (`faccessat` with the effective
 /// ids, not following a symlink). Errors other than a denial count as readable: the copy
 /// reports them.
@@ -127,6 +110,28 @@ pub fn readable_at(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
         rfs::accessat(dir, name, rfs::Access::READ_OK, flags),
         Err(Errno::ACCESS | Errno::PERM)
     )
+}
+
+/// The content of the small regular file `name` in `dir` (a filter file), `None` when there is
+/// none; refused above 1 MiB.
+pub fn read_small_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    const LIMIT: u64 = 1 << 20;
+    let fd = match open_read_at(dir, name) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let st = fstat(fd.as_fd())?;
+    if st.st_mode & 0o170000 != 0o100000 {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if st.st_size as u64 > LIMIT {
+        return Err(io::Error::other("larger than 1 MiB"));
+    }
+    let mut buf = vec![0u8; st.st_size as usize];
+    let n = pread_full(fd.as_fd(), &mut buf, 0)?;
+    buf.truncate(n);
+    Ok(Some(buf))
 }
 
 /// The target of symlink `name` in `dir`, as bytes.
@@ -152,6 +157,16 @@ pub fn unlink_at(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> io::Result<(
         AtFlags::empty()
     };
     Ok(rfs::unlinkat(dir, name, flags)?)
+}
+
+/// Makes `new` in `new_dir` a hard link of `old` in `old_dir` (never following a symlink).
+pub fn link_at(
+    old_dir: BorrowedFd<'_>,
+    old: &[u8],
+    new_dir: BorrowedFd<'_>,
+    new: &[u8],
+) -> io::Result<()> {
+    Ok(rfs::linkat(old_dir, old, new_dir, new, AtFlags::empty())?)
 }
 
 /// Renames `from` over `to`, both in `dir` (atomic replacement of a non-directory).
@@ -200,9 +215,9 @@ pub fn with_temp_name<T>(
     }
 }
 
-/// Creates a new file `name` in `dir` for writing (mode 0600, must not exist).
+/// Creates a new file `name` in `dir` for writing and reading back (mode 0600, must not exist).
 pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     Ok(rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?)
 }
 
@@ -216,6 +231,14 @@ pub fn open_read_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
         Err(Errno::PERM) => Ok(rfs::openat(dir, name, flags, Mode::empty())?),
         r => Ok(r?),
     }
+}
+
+/// Opens regular file `name` in `dir` for reading and writing in place (`--inplace`), without
+/// following a symlink and without blocking on FIFOs (the caller checks the type).
+pub fn open_update_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    let flags =
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    Ok(rfs::openat(dir, name, flags, Mode::empty())?)
 }
 
 /// Opens `name` in `dir` to change its attributes through the handle (regular files), without
@@ -248,17 +271,66 @@ pub fn mknod_at(dir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> io::Result<()>
     )?)
 }
 
-fn timestamps(t: Time) -> Timestamps {
-    Timestamps {
-        last_access: rfs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rfs::UTIME_OMIT,
-        },
-        last_modification: rfs::Timespec {
+fn timespec(t: Option<Time>) -> rfs::Timespec {
+    match t {
+        Some(t) => rfs::Timespec {
             tv_sec: t.sec,
             tv_nsec: i64::from(t.nsec),
         },
+        None => rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
     }
+}
+
+fn timestamps(mtime: Time, atime: Option<Time>) -> Timestamps {
+    Timestamps {
+        last_access: timespec(atime),
+        last_modification: timespec(Some(mtime)),
+    }
+}
+
+/// The current time of the clock file timestamps come from (`CLOCK_REALTIME`; through the vDSO,
+/// not a system call).
+pub fn now() -> Time {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    Time {
+        sec: t.tv_sec,
+        nsec: t.tv_nsec as u32,
+    }
+}
+
+/// The access time of a stat result.
+pub fn atime_of(st: &Stat) -> Time {
+    Time {
+        sec: st.st_atime,
+        nsec: st.st_atime_nsec as u32,
+    }
+}
+
+/// Sets only the access time of an open file (see [`stamp_at`]).
+pub fn stamp_fd(fd: BorrowedFd<'_>, atime: Time) -> io::Result<()> {
+    let times = Timestamps {
+        last_access: timespec(Some(atime)),
+        last_modification: timespec(None),
+    };
+    Ok(rfs::futimens(fd, &times)?)
+}
+
+/// Sets only the access time of `name` in `dir` (not following a symlink): the stamp that
+/// records when a copy's content was last read and compared (see [`crate::racy`]).
+pub fn stamp_at(dir: BorrowedFd<'_>, name: &[u8], atime: Time) -> io::Result<()> {
+    let times = Timestamps {
+        last_access: timespec(Some(atime)),
+        last_modification: timespec(None),
+    };
+    Ok(rfs::utimensat(
+        dir,
+        name,
+        &times,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// Which ownership to set: `None` leaves it.
@@ -272,14 +344,20 @@ fn chown_ids(o: Owner) -> (Option<rfs::Uid>, Option<rfs::Gid>) {
     (o.uid.map(rfs::Uid::from_raw), o.gid.map(rfs::Gid::from_raw))
 }
 
-/// Sets owner, then mode (chown clears setuid bits), then mtime, through an open handle.
-pub fn set_attrs_fd(fd: BorrowedFd<'_>, meta: &Meta, owner: Owner) -> io::Result<()> {
+/// Sets owner, then mode (chown clears setuid bits), then mtime (and `atime` when given),
+/// through an open handle.
+pub fn set_attrs_fd(
+    fd: BorrowedFd<'_>,
+    meta: &Meta,
+    owner: Owner,
+    atime: Option<Time>,
+) -> io::Result<()> {
     if owner.uid.is_some() || owner.gid.is_some() {
         let (u, g) = chown_ids(owner);
         chown_tolerant(rfs::fchown(fd, u, g), owner)?;
     }
     rfs::fchmod(fd, Mode::from_raw_mode(meta.perm))?;
-    rfs::futimens(fd, &timestamps(meta.mtime))?;
+    rfs::futimens(fd, &timestamps(meta.mtime, atime))?;
     Ok(())
 }
 
@@ -313,7 +391,7 @@ pub fn set_attrs_at(
     rfs::utimensat(
         dir,
         name,
-        &timestamps(meta.mtime),
+        &timestamps(meta.mtime, None),
         AtFlags::SYMLINK_NOFOLLOW,
     )?;
     Ok(())
@@ -395,7 +473,94 @@ fn copy_fallback(
     })
 }
 
+thread_local! {
+    static BUF2: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with two of the thread's reused buffers of `len` bytes each (grown as needed: no
+/// allocation per file). `f` must not re-enter the engine's parallel work on this thread.
+pub fn with_buffers<R>(len: usize, f: impl FnOnce(&mut [u8], &mut [u8]) -> R) -> R {
+    BUF.with(|x| {
+        BUF2.with(|y| {
+            let (mut x, mut y) = (x.borrow_mut(), y.borrow_mut());
+            for buf in [&mut *x, &mut *y] {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+            }
+            f(&mut x[..len], &mut y[..len])
+        })
+    })
+}
+
+/// True when the files `a` and `b` hold the same bytes (read from offset 0 to their ends in
+/// 1 MiB steps and compared).
+pub fn same_content(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+    with_buffers(HASH_BUF, |x, y| {
+        let mut off = 0u64;
+        loop {
+            let n = pread_full(a, x, off)?;
+            let m = pread_full(b, y, off)?;
+            if n != m || x[..n] != y[..m] {
+                return Ok(false);
+            }
+            if n < HASH_BUF {
+                return Ok(true);
+            }
+            off += n as u64;
+        }
+    })
+}
+
+/// Reads from `off` until `buf` is full or the end of the file; returns the bytes read.
+pub fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::pread(fd, &mut buf[got..], off + got as u64) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
+}
+
+/// Writes all of `data` at `off`.
+pub fn pwrite_all(fd: BorrowedFd<'_>, mut data: &[u8], mut off: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::pwrite(fd, data, off) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(k) => {
+                data = &data[k..];
+                off += k as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Makes `dst` share `src`'s blocks (`FICLONE`, a reflink: nothing is written). `false` when
+/// the filesystem cannot (ext4, tmpfs, across filesystems).
+pub fn reflink(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<bool> {
+    match rfs::ioctl_ficlone(dst, src) {
+        Ok(()) => Ok(true),
+        Err(
+            Errno::OPNOTSUPP
+            | Errno::XDEV
+            | Errno::INVAL
+            | Errno::NOTTY
+            | Errno::NOSYS
+            | Errno::PERM,
+        ) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Hashes a whole file with BLAKE3.
+#[cfg(test)]
 pub fn hash_file(fd: &OwnedFd) -> io::Result<[u8; 32]> {
     hash_file_with(fd, HashKind::Blake3)
 }
@@ -464,6 +629,169 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd
         cur = open_dir_at(cur.as_fd(), part)?;
     }
     Ok(cur)
+}
+
+pub use crate::listing::Xattrs;
+
+/// The path `/proc/self/fd/DIR/NAME`: the `l*xattr` calls on it reach `name` in the open
+/// directory `dir` without resolving any other path (the last component is not followed).
+fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&p))
+}
+
+/// The extended attributes of `name` in `dir` whose names `keep` accepts (a symlink's own,
+/// never its target's). Unsupported by the filesystem: none.
+pub fn xattrs_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> io::Result<Xattrs> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = proc_path(dir, name);
+    let list = loop {
+        let n = match rfs::llistxattr_query(&path) {
+            Ok(n) => n,
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; n];
+        match rfs::llistxattr(&path, &mut buf[..]) {
+            Ok(len) => {
+                buf.truncate(len);
+                break buf;
+            }
+            // Grew meanwhile: ask again.
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for attr in list.split(|b| *b == 0).filter(|n| !n.is_empty() && keep(n)) {
+        let name = std::ffi::OsStr::from_bytes(attr);
+        let value = loop {
+            let n = match rfs::lgetxattr_query(&path, name) {
+                Ok(n) => n,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut v = vec![0u8; n];
+            match rfs::lgetxattr(&path, name, &mut v[..]) {
+                Ok(len) => {
+                    v.truncate(len);
+                    break Some(v);
+                }
+                Err(Errno::RANGE) => continue,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if let Some(v) = value {
+            out.push((attr.to_vec(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Where [`set_xattrs`] writes: an open file or directory, or `name` in `dir` (symlinks and
+/// special files, never following the last component).
+#[derive(Clone, Copy)]
+pub enum XattrTarget<'a> {
+    Fd(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+/// The extended attributes of `target` that `keep` accepts (see [`xattrs_at`]).
+pub fn xattrs_of(target: XattrTarget<'_>, keep: &dyn Fn(&[u8]) -> bool) -> io::Result<Xattrs> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = match target {
+        XattrTarget::At(dir, name) => return xattrs_at(dir, name, keep),
+        XattrTarget::Fd(fd) => fd,
+    };
+    let list = loop {
+        let n = match rfs::flistxattr_query(fd) {
+            Ok(0) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
+            Ok(n) => n,
+            Err(e) => return Err(e.into()),
+        };
+        let mut buf = vec![0u8; n];
+        match rfs::flistxattr(fd, &mut buf[..]) {
+            Ok(len) => {
+                buf.truncate(len);
+                break buf;
+            }
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for attr in list.split(|b| *b == 0).filter(|n| !n.is_empty() && keep(n)) {
+        let name = std::ffi::OsStr::from_bytes(attr);
+        let n = match rfs::fgetxattr_query(fd, name) {
+            Ok(n) => n,
+            Err(Errno::NODATA) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut v = vec![0u8; n];
+        match rfs::fgetxattr(fd, name, &mut v[..]) {
+            Ok(len) => {
+                v.truncate(len);
+                out.push((attr.to_vec(), v));
+            }
+            Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes the extended attributes of `target` that `keep` accepts equal `want`, given that it
+/// has `have` now: sets the new and changed ones, removes the ones `want` lacks.
+pub fn set_xattrs(
+    target: XattrTarget<'_>,
+    have: &[(Vec<u8>, Vec<u8>)],
+    want: &[(Vec<u8>, Vec<u8>)],
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = match target {
+        XattrTarget::At(dir, name) => Some(proc_path(dir, name)),
+        XattrTarget::Fd(_) => None,
+    };
+    for (n, v) in want {
+        if have.iter().any(|(hn, hv)| hn == n && hv == v) {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(n);
+        match (&path, target) {
+            (Some(p), _) => rfs::lsetxattr(p, name, v, rfs::XattrFlags::empty())?,
+            (None, XattrTarget::Fd(fd)) => rfs::fsetxattr(fd, name, v, rfs::XattrFlags::empty())?,
+            (None, XattrTarget::At(..)) => {}
+        }
+    }
+    for (n, _) in have {
+        if want.iter().any(|(wn, _)| wn == n) {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(n);
+        let r = match (&path, target) {
+            (Some(p), _) => rfs::lremovexattr(p, name),
+            (None, XattrTarget::Fd(fd)) => rfs::fremovexattr(fd, name),
+            (None, XattrTarget::At(..)) => Ok(()),
+        };
+        match r {
+            Ok(()) | Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The effective user id.

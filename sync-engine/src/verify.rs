@@ -13,6 +13,7 @@ use crate::error::{Error, Side};
 use crate::filter::Filter;
 use crate::listing::{Idx, Kind, Listing, Meta, Paired, paired_children};
 use crate::plan::same_time;
+use crate::report::Observer;
 use crate::{scan, sys};
 
 /// What differs about one path.
@@ -20,16 +21,61 @@ use crate::{scan, sys};
 pub enum DiffKind {
     MissingInDst,
     ExtraInDst,
-    Type { src: Kind, dst: Kind },
-    Size { src: u64, dst: u64 },
+    Type {
+        src: Kind,
+        dst: Kind,
+    },
+    Size {
+        src: u64,
+        dst: u64,
+    },
     Content,
-    Mode { src: u32, dst: u32 },
-    Owner { src: u32, dst: u32 },
-    Group { src: u32, dst: u32 },
-    Mtime { src: (i64, u32), dst: (i64, u32) },
+    Mode {
+        src: u32,
+        dst: u32,
+    },
+    Owner {
+        src: u32,
+        dst: u32,
+    },
+    Group {
+        src: u32,
+        dst: u32,
+    },
+    Mtime {
+        src: (i64, u32),
+        dst: (i64, u32),
+    },
     LinkTarget,
     Device,
-    Unreadable { side: Side, error: io::Error },
+    /// Extended attributes or ACLs differ.
+    Xattrs,
+    Unreadable {
+        side: Side,
+        error: io::Error,
+    },
+}
+
+impl DiffKind {
+    /// A short machine-readable name: `missing`, `extra`, `type`, `size`, `content`, `mode`,
+    /// `owner`, `group`, `mtime`, `link`, `device` or `unreadable`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DiffKind::MissingInDst => "missing",
+            DiffKind::ExtraInDst => "extra",
+            DiffKind::Type { .. } => "type",
+            DiffKind::Size { .. } => "size",
+            DiffKind::Content => "content",
+            DiffKind::Mode { .. } => "mode",
+            DiffKind::Owner { .. } => "owner",
+            DiffKind::Group { .. } => "group",
+            DiffKind::Mtime { .. } => "mtime",
+            DiffKind::LinkTarget => "link",
+            DiffKind::Device => "device",
+            DiffKind::Xattrs => "xattrs",
+            DiffKind::Unreadable { .. } => "unreadable",
+        }
+    }
 }
 
 impl fmt::Display for DiffKind {
@@ -48,6 +94,7 @@ impl fmt::Display for DiffKind {
             }
             DiffKind::LinkTarget => write!(f, "symlink target differs"),
             DiffKind::Device => write!(f, "device number differs"),
+            DiffKind::Xattrs => write!(f, "extended attributes or ACLs differ"),
             DiffKind::Unreadable { side, error } => {
                 let s = if *side == Side::Source { "SRC" } else { "DST" };
                 write!(f, "cannot read in {s}: {error}")
@@ -64,9 +111,12 @@ pub struct Difference {
     pub kind: DiffKind,
 }
 
-/// What to compare.
+/// What to compare; built from [`VerifyOptions::default`] with one setter per field.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct VerifyOptions {
+    /// Filter rules, as [`crate::Options::filters`].
+    pub filters: Vec<String>,
     pub excludes: Vec<String>,
     pub threads: Option<usize>,
     /// Compare owners; `None`: only when running as root, like sync.
@@ -74,10 +124,29 @@ pub struct VerifyOptions {
     /// Compare groups (default true as root).
     pub group: Option<bool>,
     pub modify_window: u32,
+    /// Compare extended attributes (`-X`) and POSIX ACLs (`-A`) as well.
+    pub xattrs: bool,
+    pub acls: bool,
+    /// Only these paths (relative to the roots; empty: the whole trees). A directory listed is
+    /// compared by its own attributes, not its contents.
+    pub only: Vec<Vec<u8>>,
 }
+
+crate::options::setters!(VerifyOptions {
+    filters: Vec<String>,
+    excludes: Vec<String>,
+    threads: Option<usize>,
+    owner: Option<bool>,
+    group: Option<bool>,
+    modify_window: u32,
+    xattrs: bool,
+    acls: bool,
+    only: Vec<Vec<u8>>,
+});
 
 /// Counts of a verification.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct VerifyReport {
     pub entries: u64,
     pub files_hashed: u64,
@@ -85,14 +154,35 @@ pub struct VerifyReport {
     pub differences: u64,
 }
 
-/// Compares `src` and `dst`; `on_diff` is called for each difference (from worker threads).
+fn scan_opts<'a>(
+    side: Side,
+    filter: &'a Filter,
+    above: &'a crate::filter::DirRules,
+    xattrs: crate::xattr::Policy,
+) -> scan::ScanOpts<'a> {
+    scan::ScanOpts {
+        side,
+        filter,
+        above,
+        hard_links: false,
+        xattrs,
+    }
+}
+
+/// Compares `src` and `dst`; [`Observer::difference`] is called for each difference (from
+/// worker threads).
 pub fn verify(
     src: &Path,
     dst: &Path,
     opts: &VerifyOptions,
-    on_diff: &(dyn Fn(&Difference) + Sync),
+    obs: &dyn Observer,
 ) -> Result<VerifyReport, Error> {
-    let filter = Filter::new(&opts.excludes)?;
+    let filter = Filter::new(
+        &opts.filters,
+        &opts.excludes,
+        false,
+        &crate::read_merge_file,
+    )?;
     let open = |p: &Path, missing: fn(&Path) -> Error| {
         let fd = sys::open_dir_path(p).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => missing(p),
@@ -113,12 +203,14 @@ pub fn verify(
     };
     let (sfd, smeta) = open(src, |p| Error::SourceMissing { path: p.to_owned() })?;
     let (dfd, dmeta) = open(dst, |p| Error::DestMissing { path: p.to_owned() })?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.unwrap_or(0))
-        .stack_size(64 << 20)
-        .build()
-        .map_err(|e| Error::Threads(e.to_string()))?;
-    pool.install(|| {
+    let policy = crate::xattr::Policy {
+        xattrs: opts.xattrs,
+        acls: opts.acls,
+        root: sys::euid() == 0,
+    };
+    let src_above = crate::run::above_root(&filter, src)?;
+    let dst_above = crate::run::above_root(&filter, dst)?;
+    crate::worker_pool(opts.threads)?.install(|| {
         let (s_keep, d_keep) = (
             sfd.try_clone().map_err(|e| Error::Io {
                 op: "open",
@@ -132,13 +224,25 @@ pub fn verify(
             })?,
         );
         let (s, d) = rayon::join(
-            || scan::scan(sfd, smeta, Side::Source, &filter),
-            || scan::scan(dfd, dmeta, Side::Dest, &filter),
+            || {
+                scan::scan(
+                    sfd,
+                    smeta,
+                    &scan_opts(Side::Source, &filter, &src_above, policy),
+                )
+            },
+            || {
+                scan::scan(
+                    dfd,
+                    dmeta,
+                    &scan_opts(Side::Dest, &filter, &dst_above, policy),
+                )
+            },
         );
         let diffs = AtomicU64::new(0);
         let report_diff = |path: Vec<u8>, kind: DiffKind| {
             diffs.fetch_add(1, Ordering::Relaxed);
-            on_diff(&Difference { path, kind });
+            obs.difference(&Difference { path, kind });
         };
         for e in s.errors.into_iter().chain(d.errors) {
             report_diff(
@@ -156,7 +260,13 @@ pub fn verify(
             window: opts.modify_window,
         };
         let mut pairs = Vec::new();
-        cmp.walk(&s.listing, 0, &d.listing, 0, &mut pairs, &report_diff);
+        if opts.only.is_empty() {
+            cmp.walk(&s.listing, 0, &d.listing, 0, &mut pairs, &report_diff);
+        } else {
+            for p in &opts.only {
+                cmp.one(&s.listing, &d.listing, p, &mut pairs, &report_diff);
+            }
+        }
         let hashed = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
         let src_l = &s.listing;
@@ -206,6 +316,39 @@ struct Cmp {
 }
 
 impl Cmp {
+    /// Compares the entry at `path` on both sides.
+    fn one(
+        &self,
+        src: &Listing,
+        dst: &Listing,
+        path: &[u8],
+        pairs: &mut Vec<(Idx, Idx)>,
+        report: &dyn Fn(Vec<u8>, DiffKind),
+    ) {
+        match (src.find(path), dst.find(path)) {
+            (None, None) => {}
+            (Some(_), None) => report(path.to_vec(), DiffKind::MissingInDst),
+            (None, Some(_)) => report(path.to_vec(), DiffKind::ExtraInDst),
+            (Some(a), Some(b)) => {
+                let (sm, dm) = (src.meta(a), dst.meta(b));
+                if sm.kind != dm.kind {
+                    report(
+                        path.to_vec(),
+                        DiffKind::Type {
+                            src: sm.kind,
+                            dst: dm.kind,
+                        },
+                    );
+                } else {
+                    self.attrs(src, a, dst, b, report);
+                    if sm.kind != Kind::Dir {
+                        self.content(src, a, dst, b, pairs, report);
+                    }
+                }
+            }
+        }
+    }
+
     fn walk(
         &self,
         src: &Listing,
@@ -219,6 +362,7 @@ impl Cmp {
         for p in paired_children(src, s, dst, d) {
             match p {
                 Paired::Src(a) => report(src.path(a), DiffKind::MissingInDst),
+                Paired::Dst(b) if dst.meta(b).protected => {}
                 Paired::Dst(b) => report(dst.path(b), DiffKind::ExtraInDst),
                 Paired::Both(a, b) => {
                     let (sm, dm) = (src.meta(a), dst.meta(b));
@@ -305,6 +449,9 @@ impl Cmp {
                     dst: dm.gid,
                 },
             );
+        }
+        if src.xattrs_of(a) != dst.xattrs_of(b) {
+            report(src.path(a), DiffKind::Xattrs);
         }
         if !same_time(sm.mtime, dm.mtime, self.window) {
             report(

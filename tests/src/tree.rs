@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use fastrand::Rng;
 
+pub use build::{LATE_STAMP, Stamp};
 pub use stale::{Stale, StaleOptions};
 
 /// A path relative to the tree's root, as bytes, components separated by `/`.

@@ -69,6 +69,9 @@ fn render(st: &JobState) -> String {
         let _ = write!(s, ", {b} bytes copied");
     }
     s.push('\n');
+    for n in st.notes() {
+        let _ = writeln!(s, "  {n}");
+    }
     for step in &st.steps {
         let _ = write!(
             s,

@@ -1,4 +1,6 @@
-//! `opsync status`: each job's schedule, next run, last run and result.
+//! `opsync status`: each job's schedule, next run, last run and result; under the table, for a
+//! nightly sync, the differences its last run repaired or left (a count and the first paths:
+//! `nightly-sync: 3 differences repaired: a, b, c`).
 
 use chrono::Utc;
 use serde_json::json;
@@ -19,6 +21,7 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
     let now = Utc::now();
     let store = StateStore::new(&cfg.state_dir());
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     let mut out = String::new();
     for (name, job) in &cfg.jobs {
         let timing = Timing::of(&cfg, job);
@@ -58,6 +61,8 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
                 "paused_seconds": st.paused_seconds,
                 "failed_step": st.failed_step,
                 "message": st.message,
+                "repaired": st.repaired,
+                "remaining": st.remaining,
             });
             out.push_str(&v.to_string());
             out.push('\n');
@@ -78,6 +83,9 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
                 st.paused_seconds.map_or("-".into(), |d| format!("{d:.1}s")),
                 st.failed_step.clone().unwrap_or_else(|| "-".into()),
             ]);
+            if !running {
+                notes.extend(st.notes().into_iter().map(|n| format!("{name}: {n}")));
+            }
         }
     }
     if !args.json {
@@ -95,6 +103,13 @@ pub fn run(global: &Global, args: StatusArgs) -> Exit {
             ],
             &rows,
         );
+        if !notes.is_empty() {
+            out.push('\n');
+            for n in notes {
+                out.push_str(&n);
+                out.push('\n');
+            }
+        }
     }
     print_stdout(&out);
     Exit::Ok

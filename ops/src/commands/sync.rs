@@ -1,23 +1,25 @@
 //! `opsync sync`: command-line options to engine options, run the engine, print, map the
 //! outcome to an exit code.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::anyhow;
 use sync_engine::verify::VerifyOptions;
 use sync_engine::{Delta, Error, MaxDelete, Options, Status};
 
-use crate::cli::SyncArgs;
+use crate::cli::{SyncArgs, VerifyScope};
 use crate::commands::{Global, fail};
 use crate::config::Config;
+use crate::events::VerifyCounts;
 use crate::exit::Exit;
 use crate::output::{SyncOutput, SyncPrinter};
 
 pub fn run(global: &Global, args: SyncArgs) -> Exit {
-    let (src, dst, mut opts) = match resolve(global, &args) {
+    let (src, dst, opts) = match resolve(global, &args) {
         Ok(v) => v,
         Err((exit, e)) => return fail(exit, &e),
     };
@@ -27,7 +29,7 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 20, Arc::clone(&cancel));
         let _ = signal_hook::flag::register(sig, Arc::clone(&cancel));
     }
-    opts.cancel = Some(cancel);
+    let opts = opts.cancel(Some(cancel));
 
     let printer = SyncPrinter::new(SyncOutput {
         itemize: args.itemize_changes,
@@ -36,39 +38,8 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         progress: args.progress,
     });
     let started = Instant::now();
-    match sync_engine::sync(&src, &dst, &opts, &printer) {
-        Ok(report) => {
-            let exit = match report.status() {
-                Status::Ok => Exit::Ok,
-                Status::Vanished => Exit::Vanished,
-                Status::DeleteLimit => Exit::MaxDelete,
-                Status::Partial => Exit::Partial,
-                Status::Cancelled => Exit::Signal,
-            };
-            printer.finish(&report, started.elapsed(), exit as u8, args.stats);
-            if report.deletions_disabled {
-                eprintln!("opsync: errors reading the source: deletions were skipped for this run");
-            }
-            if report.delete_limited {
-                eprintln!("opsync: --max-delete limit reached: some deletions were skipped");
-            }
-            if report.cancelled {
-                eprintln!(
-                    "opsync: stopped by signal after {} files copied, {} deleted; rerun to finish the mirror",
-                    report.files_copied, report.deleted
-                );
-            }
-            if args.verify && !args.dry_run && exit == Exit::Ok {
-                let vopts = VerifyOptions {
-                    excludes: opts.excludes.clone(),
-                    threads: opts.threads,
-                    modify_window: opts.modify_window,
-                    ..VerifyOptions::default()
-                };
-                return crate::commands::verify::check(&src, &dst, &vopts, args.json);
-            }
-            exit
-        }
+    let report = match sync_engine::sync(&src, &dst, &opts, &printer) {
+        Ok(r) => r,
         Err(e) => {
             let exit = match &e {
                 Error::EmptySource { .. } => Exit::EmptySource,
@@ -76,9 +47,159 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
                 _ => Exit::Usage,
             };
             printer.fatal_json(&e.to_string(), exit as u8);
-            fail(exit, &anyhow!(e))
+            return fail(exit, &anyhow!(e));
+        }
+    };
+    let mut exit = exit_of(&report);
+    let mut total = report;
+    let mut counts = None;
+    // A run that ended with vanished files is verified too: they are warnings, not errors.
+    let verifiable = matches!(exit, Exit::Ok | Exit::Vanished);
+    if args.verify == Some(VerifyScope::All) && !args.dry_run && verifiable {
+        match verify_and_repair(&src, &dst, &opts, &printer, &mut total) {
+            Ok(c) => {
+                if c.remaining > 0 {
+                    exit = Exit::Differences;
+                } else {
+                    exit = exit_of(&total);
+                }
+                counts = Some(c);
+            }
+            Err(e) => {
+                printer.fatal_json(&e.to_string(), Exit::FileIo as u8);
+                return fail(Exit::FileIo, &anyhow!(e));
+            }
         }
     }
+    printer.finish(&total, started.elapsed(), exit as u8, args.stats, counts);
+    if total.deletions_disabled {
+        printer.note("opsync: errors reading the source: deletions were skipped for this run");
+    }
+    if total.delete_limited {
+        printer.note("opsync: --max-delete limit reached: some deletions were skipped");
+    }
+    if total.cancelled {
+        printer.note(&format!(
+            "opsync: stopped by signal after {} files copied, {} deleted; rerun to finish the mirror",
+            total.files_copied, total.deleted
+        ));
+    }
+    if let Some(c) = counts.filter(|c| c.differences > 0) {
+        printer.note(&format!(
+            "opsync: verify: {} difference(s) between {} and {}; {} file(s) repaired by copying \
+             them again, {} difference(s) left",
+            c.differences,
+            src.display(),
+            dst.display(),
+            c.repaired,
+            c.remaining
+        ));
+    }
+    exit
+}
+
+fn exit_of(report: &sync_engine::Report) -> Exit {
+    match report.status() {
+        Status::Ok => Exit::Ok,
+        Status::Vanished => Exit::Vanished,
+        Status::DeleteLimit => Exit::MaxDelete,
+        Status::Partial => Exit::Partial,
+        Status::Cancelled => Exit::Signal,
+    }
+}
+
+/// `--verify` (all): compares both trees; the paths that differ are synced again with their
+/// contents compared (a DST file with SRC's size and mtime but other content is what the quick
+/// check misses), then checked once more. Each difference is printed as found, each path the
+/// second check finds equal as repaired; the repair's counts are added to `total`.
+fn verify_and_repair(
+    src: &Path,
+    dst: &Path,
+    opts: &Options,
+    printer: &SyncPrinter,
+    total: &mut sync_engine::Report,
+) -> Result<VerifyCounts, Error> {
+    let vopts = VerifyOptions::default()
+        .excludes(opts.excludes.clone())
+        .threads(opts.threads)
+        .modify_window(opts.modify_window);
+    let found = Collect::new(printer, false);
+    let r = sync_engine::verify::verify(src, dst, &vopts, &found)?;
+    let paths: Vec<Vec<u8>> = found.paths().into_iter().collect();
+    if paths.is_empty() {
+        return Ok(VerifyCounts::default());
+    }
+    printer.note(&format!(
+        "opsync: verify: {} difference(s) in {} path(s): syncing them again with contents compared",
+        r.differences,
+        paths.len()
+    ));
+    let again = opts.clone().recheck(paths.clone());
+    let repair = sync_engine::sync(src, dst, &again, printer)?;
+    add_counts(total, &repair);
+    let left = Collect::new(printer, true);
+    let r2 = sync_engine::verify::verify(src, dst, &vopts.only(paths.clone()), &left)?;
+    let left = left.paths();
+    let mut repaired = 0;
+    for p in paths.iter().filter(|p| !left.contains(*p)) {
+        printer.repaired(p);
+        repaired += 1;
+    }
+    Ok(VerifyCounts {
+        differences: r.differences,
+        repaired,
+        remaining: r2.differences,
+    })
+}
+
+/// Prints each difference and collects the paths.
+struct Collect<'a> {
+    printer: &'a SyncPrinter,
+    /// The check after the repair: what it finds stays.
+    after_repair: bool,
+    paths: Mutex<BTreeSet<Vec<u8>>>,
+}
+
+impl<'a> Collect<'a> {
+    fn new(printer: &'a SyncPrinter, after_repair: bool) -> Collect<'a> {
+        Collect {
+            printer,
+            after_repair,
+            paths: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn paths(self) -> BTreeSet<Vec<u8>> {
+        self.paths.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl sync_engine::Observer for Collect<'_> {
+    fn difference(&self, d: &sync_engine::verify::Difference) {
+        self.printer.difference(d, self.after_repair);
+        self.paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d.path.clone());
+    }
+}
+
+/// Adds the counts of a second run (the repair) to the first's.
+fn add_counts(total: &mut sync_engine::Report, r: &sync_engine::Report) {
+    total.files_copied += r.files_copied;
+    total.bytes_copied += r.bytes_copied;
+    total.bytes_written += r.bytes_written;
+    total.created += r.created;
+    total.deleted += r.deleted;
+    total.attrs_fixed += r.attrs_fixed;
+    total.rechecked += r.rechecked;
+    total.unstable += r.unstable;
+    total.verified += r.verified;
+    total.errors += r.errors;
+    total.vanished += r.vanished;
+    total.deletions_disabled |= r.deletions_disabled;
+    total.delete_limited |= r.delete_limited;
+    total.cancelled |= r.cancelled;
 }
 
 type Resolved = (PathBuf, PathBuf, Options);
@@ -122,18 +243,50 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
     if let Some(c) = &cfg {
         excludes.extend(c.sync.exclude.iter().cloned());
     }
-    let opts = Options {
-        delete: !args.no_delete,
-        checksum: args.checksum,
-        dry_run: args.dry_run,
-        max_delete,
-        modify_window: args.modify_window,
-        excludes,
-        threads: args.threads,
-        allow_empty_source: args.allow_empty_source,
-        preserve_owner: None,
-        delta: Delta::parse(&args.delta).unwrap_or_default(),
-        cancel: None,
+    let recheck = match &args.recheck_from {
+        Some(f) => read_list(f, args.from0).map_err(|e| (Exit::Usage, e))?,
+        None => Vec::new(),
     };
+    let opts = Options::default()
+        .delete(!args.no_delete)
+        .checksum(args.checksum)
+        .dry_run(args.dry_run)
+        .max_delete(max_delete)
+        .modify_window(args.modify_window)
+        .excludes(excludes)
+        .threads(args.threads)
+        .allow_empty_source(args.allow_empty_source)
+        .delta(Delta::parse(&args.delta).unwrap_or_default())
+        .inplace(args.inplace)
+        .recheck(recheck)
+        .verify_written(args.verify == Some(VerifyScope::Written));
+
     Ok((src, dst, opts))
+}
+
+/// The paths listed in `file` (`-` for standard input): one per line, or NUL-separated with
+/// `from0`; empty entries and a leading `./` are dropped.
+fn read_list(file: &Path, from0: bool) -> anyhow::Result<Vec<Vec<u8>>> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    let mut data = Vec::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .context("cannot read the --recheck-from list from standard input")?;
+    } else {
+        data = std::fs::read(file).with_context(|| {
+            format!(
+                "cannot read the --recheck-from list {}: give a file of paths relative to SRC",
+                file.display()
+            )
+        })?;
+    }
+    let sep = if from0 { b'\0' } else { b'\n' };
+    Ok(data
+        .split(|b| *b == sep)
+        .map(|p| p.strip_prefix(b"./").unwrap_or(p))
+        .filter(|p| !p.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }

@@ -1,70 +1,37 @@
-//! `opsync verify` and the verification step of `opsync sync --verify`.
+//! `opsync verify`: compare two trees, print each difference and a summary.
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::anyhow;
-use serde_json::json;
 use sync_engine::Error;
-use sync_engine::itemize::escape_name;
-use sync_engine::verify::{Difference, VerifyOptions, VerifyReport, verify};
+use sync_engine::verify::{VerifyOptions, verify};
 
 use crate::cli::VerifyArgs;
 use crate::commands::{Global, fail};
 use crate::exit::Exit;
+use crate::output::DiffPrinter;
 
 pub fn run(_global: &Global, args: VerifyArgs) -> Exit {
-    let opts = VerifyOptions {
-        excludes: args.exclude.clone(),
-        threads: args.threads,
-        modify_window: args.modify_window,
-        ..VerifyOptions::default()
-    };
+    let opts = VerifyOptions::default()
+        .excludes(args.exclude.clone())
+        .threads(args.threads)
+        .modify_window(args.modify_window);
     check(&args.src, &args.dst, &opts, args.json)
 }
 
 /// Runs the verification, prints each difference and a summary; returns `Exit::Ok` or
 /// `Exit::Differences`.
 pub fn check(src: &Path, dst: &Path, opts: &VerifyOptions, json: bool) -> Exit {
-    let out = Mutex::new(std::io::BufWriter::new(std::io::stdout()));
-    let print = |d: &Difference| {
-        let path = if d.path.is_empty() {
-            ".".to_string()
-        } else {
-            escape_name(&d.path)
-        };
-        let line = if json {
-            json!({"type": "difference", "path": path, "what": d.kind.to_string()}).to_string()
-        } else {
-            format!("{path}: {}", d.kind)
-        };
-        if let Ok(mut o) = out.lock() {
-            let _ = writeln!(o, "{line}");
-        }
-    };
+    let printer = DiffPrinter::new(json);
     let started = std::time::Instant::now();
-    let result = verify(src, dst, opts, &print);
-    let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
-    match result {
+    match verify(src, dst, opts, &printer) {
         Ok(report) => {
             let exit = if report.differences == 0 {
                 Exit::Ok
             } else {
                 Exit::Differences
             };
-            let secs = started.elapsed().as_secs_f64();
-            if json {
-                let _ = writeln!(out, "{}", summary(&report, secs, exit));
-            } else if report.differences > 0 {
-                let _ = out.flush();
-                eprintln!(
-                    "opsync: verify: {} difference(s) between {} and {}",
-                    report.differences,
-                    src.display(),
-                    dst.display()
-                );
-            }
+            printer.finish(&report, started.elapsed(), exit as u8, src, dst);
             exit
         }
         Err(e) => {
@@ -72,21 +39,9 @@ pub fn check(src: &Path, dst: &Path, opts: &VerifyOptions, json: bool) -> Exit {
                 Error::Io { .. } | Error::Threads(_) => Exit::FileIo,
                 _ => Exit::Usage,
             };
-            drop(out);
+            printer.fatal(&e.to_string(), exit as u8);
+            drop(printer);
             fail(exit, &anyhow!(e))
         }
     }
-}
-
-fn summary(r: &VerifyReport, secs: f64, exit: Exit) -> serde_json::Value {
-    json!({
-        "type": "verify_summary",
-        "entries": r.entries,
-        "files_hashed": r.files_hashed,
-        "bytes_hashed": r.bytes_hashed,
-        "differences": r.differences,
-        "identical": r.differences == 0,
-        "exit_code": exit as u8,
-        "seconds": secs,
-    })
 }

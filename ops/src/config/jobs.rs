@@ -64,9 +64,15 @@ pub struct JobConfig {
     /// Target (default: `[sync] target`).
     #[serde(default)]
     pub target: Option<PathBuf>,
-    /// Pass 2 compares the trees with BLAKE3 afterwards (default true).
-    #[serde(default = "yes")]
-    pub verify: bool,
+    /// How the copy is verified: `true` (default: the `check` step on live data, then pass 2
+    /// rechecks what it found and reads back what it writes), `"paused"` (pass 2 compares both
+    /// whole trees while production is paused) or `false`.
+    #[serde(default)]
+    pub verify: VerifyMode,
+    /// Pass 2 writes only the changed blocks of changed files into the dev copy's files
+    /// (`opsync sync --inplace`; default [`DEFAULT_INPLACE`]).
+    #[serde(default = "default_inplace")]
+    pub inplace: bool,
     /// `--max-delete` for both passes (default: `[sync] max-delete`).
     #[serde(default)]
     pub max_delete: Option<String>,
@@ -77,6 +83,10 @@ pub struct JobConfig {
     /// Replaces `opsync sync` for both passes: the arguments (`--json SRC DST ...`) are appended.
     #[serde(default)]
     pub sync_command: Option<Vec<String>>,
+    /// Replaces `opsync verify` for the `check` step: the arguments (`--json SRC DST ...`) are
+    /// appended.
+    #[serde(default)]
+    pub verify_command: Option<Vec<String>>,
     /// Stopping and starting the dev stack around the sync.
     #[serde(default)]
     pub dev: DevStep,
@@ -97,6 +107,67 @@ pub struct JobConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// Whether pass 2 of a sync job updates changed files in place when the job sets no `inplace`.
+pub const DEFAULT_INPLACE: bool = true;
+
+fn default_inplace() -> bool {
+    DEFAULT_INPLACE
+}
+
+/// The `verify` key of a sync job: `true`, `"paused"` or `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerifyMode {
+    /// `true`: a `check` step compares both trees by content while production runs; pass 2
+    /// compares by content the files it found with the same size and mtime but other content,
+    /// and reads back every file it writes (`--recheck-from LIST --verify=written`). The pause
+    /// grows with the bytes changed, not with the data.
+    #[default]
+    Live,
+    /// `"paused"`: pass 2 compares both whole trees while production is quiesced and copies
+    /// again what differs (`--verify`). The pause grows with the data.
+    Paused,
+    /// `false`: no verification.
+    Off,
+}
+
+impl VerifyMode {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyMode::Live => "true",
+            VerifyMode::Paused => "\"paused\"",
+            VerifyMode::Off => "false",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VerifyMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = VerifyMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"paused\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<VerifyMode, E> {
+                Ok(if v { VerifyMode::Live } else { VerifyMode::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VerifyMode, E> {
+                match v {
+                    "paused" => Ok(VerifyMode::Paused),
+                    _ => Err(E::custom(format!(
+                        "invalid verify value \"{v}\": write verify = true (compare the trees on \
+                         live data, then recheck and read back what pass 2 writes), verify = \
+                         \"paused\" (compare both whole trees while production is paused) or \
+                         verify = false"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[jobs.NAME.dev]`.
@@ -210,10 +281,12 @@ impl JobConfig {
             timeout: None,
             source: None,
             target: None,
-            verify: true,
+            verify: VerifyMode::default(),
+            inplace: DEFAULT_INPLACE,
             max_delete: None,
             max_paused: None,
             sync_command: None,
+            verify_command: None,
             dev: DevStep::default(),
             quiesce: QuiesceStep::default(),
             stack: None,
@@ -419,6 +492,21 @@ mod tests {
         ] {
             assert!(bad.parse::<ScheduleValue>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn verify_values() {
+        #[derive(Deserialize)]
+        struct T {
+            verify: VerifyMode,
+        }
+        let parse = |v: &str| toml::from_str::<T>(&format!("verify = {v}")).map(|t| t.verify);
+        assert_eq!(parse("true").unwrap(), VerifyMode::Live);
+        assert_eq!(parse("false").unwrap(), VerifyMode::Off);
+        assert_eq!(parse("\"paused\"").unwrap(), VerifyMode::Paused);
+        let e = parse("\"sometimes\"").unwrap_err().to_string();
+        assert!(e.contains("invalid verify value \"sometimes\""), "{e}");
+        assert!(parse("1").is_err());
     }
 
     /// Regression (found by the `cron` fuzz target): a field of only commas parsed as an empty

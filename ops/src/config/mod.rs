@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use jobs::{DurationValue, JobConfig, JobKind, QuiesceMode, ScheduleValue, ZoneValue};
+pub use jobs::{
+    DurationValue, JobConfig, JobKind, QuiesceMode, ScheduleValue, VerifyMode, ZoneValue,
+};
 
 /// The fully commented example printed by `opsync config example`.
 pub const EXAMPLE: &str = include_str!("example.toml");

@@ -180,6 +180,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                 }
                 for (k, c) in [
                     ("sync-command", &job.sync_command),
+                    ("verify-command", &job.verify_command),
                     ("command", &q.command),
                     ("resume-command", &q.resume_command),
                     ("stop-command", &job.dev.stop_command),

@@ -6,6 +6,7 @@
 
 pub mod nightly;
 pub mod process;
+pub mod tally;
 
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use chrono::Utc;
 use crate::config::{Config, JobConfig, JobKind, QuiesceMode};
 use crate::exit::Exit;
 use crate::scheduler::Cancel;
-use crate::state::{CertRecord, JobState, StateStore, StepRecord};
+use crate::state::{CertRecord, JobState, PathList, StateStore, StepRecord};
 
 /// How a run was started (recorded in the state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,10 @@ pub struct Report {
     pub paused_seconds: Option<f64>,
     pub failed_step: Option<String>,
     pub message: Option<String>,
+    /// Nightly sync: files copied again by content in pass 2 (see [`JobState::repaired`]).
+    pub repaired: Option<PathList>,
+    /// Nightly sync: differences left after pass 2 (see [`JobState::remaining`]).
+    pub remaining: Option<PathList>,
     pub certs: Vec<CertRecord>,
 }
 
@@ -142,6 +147,8 @@ pub fn run_job(
     state.paused_seconds = report.paused_seconds;
     state.failed_step = report.failed_step.clone();
     state.message = report.message.clone();
+    state.repaired = report.repaired;
+    state.remaining = report.remaining;
     state.steps = report.steps;
     if !report.certs.is_empty() {
         state.certs = report.certs;
@@ -316,7 +323,6 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
                 argv: &argv,
                 cwd: &cfg.base_dir,
                 env: vec![("OPSYNC_JOB".into(), name.into())],
-                capture_summary: false,
                 deadline: job.timeout.map(|t| Instant::now() + t.0),
             };
             match process::run(&spec, Some(cancel)) {

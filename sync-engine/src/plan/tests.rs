@@ -12,6 +12,8 @@ fn opts() -> PlanOptions {
         checksum: false,
         owner: true,
         groups: Some(None),
+        hashed_at: None,
+        hard_links: false,
     }
 }
 

@@ -12,11 +12,34 @@ use rustix::fs::{
 
 use super::{Kind, Node, Tree};
 
+/// The access time every built entry gets. opsync reads a DST file's access time as the moment
+/// its copy was read (its stamp, see `sync_engine::racy`) and compares a file by content when
+/// its mtime is not clearly older than that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// A moment after every mtime the generator draws (year 2286 and a bit): every copy looks
+    /// read long after its file was written, so the quick check is trusted, as rsync always
+    /// trusts it.
+    AfterEveryMtime,
+    /// The entry's own mtime: every copy looks racily clean (read in the instant of its last
+    /// write), so opsync compares every same-size, same-mtime file by content.
+    AtMtime,
+}
+
+/// Seconds of [`Stamp::AfterEveryMtime`].
+pub const LATE_STAMP: i64 = 10_000_000_100;
+
 impl Tree {
-    /// Creates the tree at `root`: the directory is created if missing (its parent must exist)
-    /// and must be empty otherwise. Owners, modes and mtimes are set after all entries exist,
-    /// children before their directory, so every directory keeps the mtime of the model.
+    /// Creates the tree at `root` with [`Stamp::AfterEveryMtime`] access times; see
+    /// [`Tree::build_stamped`].
     pub fn build(&self, root: &Path) -> io::Result<()> {
+        self.build_stamped(root, Stamp::AfterEveryMtime)
+    }
+
+    /// Creates the tree at `root`: the directory is created if missing (its parent must exist)
+    /// and must be empty otherwise. Owners, modes and times are set after all entries exist,
+    /// children before their directory, so every directory keeps the mtime of the model.
+    pub fn build_stamped(&self, root: &Path, stamp: Stamp) -> io::Result<()> {
         match std::fs::create_dir(root) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -45,9 +68,9 @@ impl Tree {
             .map_err(|e| with_path("link", link, e.into()))?;
         }
         for (path, node) in self.entries.iter().rev() {
-            set_attrs(&dir, path, node)?;
+            set_attrs(&dir, path, node, stamp)?;
         }
-        set_attrs(&dir, b".", &self.root)
+        set_attrs(&dir, b".", &self.root, stamp)
     }
 }
 
@@ -85,7 +108,7 @@ fn create(dir: &OwnedFd, path: &[u8], kind: &Kind) -> io::Result<()> {
 }
 
 /// Owner and group first (chown clears setuid and setgid), then mode, then times.
-fn set_attrs(dir: &OwnedFd, path: &[u8], node: &Node) -> io::Result<()> {
+fn set_attrs(dir: &OwnedFd, path: &[u8], node: &Node, stamp: Stamp) -> io::Result<()> {
     let nofollow = AtFlags::SYMLINK_NOFOLLOW;
     chownat(
         dir,
@@ -103,8 +126,15 @@ fn set_attrs(dir: &OwnedFd, path: &[u8], node: &Node) -> io::Result<()> {
         tv_sec: node.mtime.sec,
         tv_nsec: node.mtime.nsec.into(),
     };
+    let atime = match stamp {
+        Stamp::AfterEveryMtime => Timespec {
+            tv_sec: LATE_STAMP,
+            tv_nsec: 0,
+        },
+        Stamp::AtMtime => time,
+    };
     let times = Timestamps {
-        last_access: time,
+        last_access: atime,
         last_modification: time,
     };
     utimensat(dir, path, &times, nofollow).map_err(|e| with_path("set times of", path, e.into()))

@@ -301,3 +301,49 @@ fn bad_max_delete() {
     let err = check("[sync]\nmax-delete = \"five\"\n");
     contains_all(&err, &["opsync.toml:2:1:", "max-delete \"five\"", "\"5%\""]);
 }
+
+#[test]
+fn verify_value_that_is_neither_a_boolean_nor_paused() {
+    let err = check(&format!("{JOB}verify = \"sometimes\"\n"));
+    contains_all(
+        &err,
+        &[
+            "opsync.toml:4:10:",
+            "invalid verify value \"sometimes\"",
+            "verify = true",
+            "verify = \"paused\"",
+            "verify = false",
+        ],
+    );
+    let err = check(&format!("{JOB}verify = 1\n"));
+    contains_all(&err, &["opsync.toml:4:10:", "true, false or \"paused\""]);
+}
+
+#[test]
+fn empty_verify_command() {
+    let err = check(&format!("{JOB}verify-command = []\n"));
+    contains_all(&err, &["opsync.toml:4:1:", "verify-command is empty"]);
+}
+
+#[test]
+fn verify_modes_and_inplace_are_accepted() {
+    for keys in [
+        "verify = \"paused\"",
+        "verify = false",
+        "verify = true\ninplace = true",
+        "inplace = false\nverify-command = [\"opsync\", \"verify\"]",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let text = format!(
+            "{JOB}{keys}\n[jobs.nightly.dev]\nenabled = false\n[jobs.nightly.quiesce]\nmode = \"none\"\n"
+        );
+        std::fs::write(dir.path().join("opsync.toml"), text).unwrap();
+        let out = opsync()
+            .current_dir(dir.path())
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+    }
+}

@@ -126,6 +126,7 @@ fn daemon_runs_the_nightly_job_at_its_fire_time_after_the_dst_gap() {
         [
             "dev-stop",
             "pass-1",
+            "check",
             "quiesce",
             "pass-2",
             "resume",

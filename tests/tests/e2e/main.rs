@@ -10,4 +10,5 @@ mod nginx;
 mod nightly;
 mod stack;
 mod sync_diff;
+mod sync_verify;
 mod verify;

@@ -23,14 +23,19 @@ exit 0
 "#;
 
 const SYNC: &str = r#"#!/bin/sh
-# Stand-in for `opsync sync`: called as sync.sh DIR --json SRC DST [options].
+# Stand-in for `opsync sync`: called as sync.sh DIR --json SRC DST [options]. Prints an item,
+# the JSON lines of a file events-STEP if there is one, and a summary unless no-summary-STEP
+# exists; exits with the code in fail-STEP.
 dir="$1"; shift
 echo "$OPSYNC_STEP $*" >> "$dir/sync-args"
 echo "$OPSYNC_STEP" >> "$dir/order"
+echo '{"type":"item","itemize":">f+++++++++","op":"copy","path":"x","bytes":40}'
+if [ -f "$dir/events-$OPSYNC_STEP" ]; then cat "$dir/events-$OPSYNC_STEP"; fi
 if [ -f "$dir/sleep-$OPSYNC_STEP" ]; then sleep "$(cat "$dir/sleep-$OPSYNC_STEP")"; fi
 rsync -a --delete "$2/" "$3/" || exit 23
-echo '{"type":"item","path":"x"}'
-echo '{"type":"summary","bytes_copied":100,"files_transferred":2,"files_total":3}'
+if [ ! -f "$dir/no-summary-$OPSYNC_STEP" ]; then
+  echo '{"type":"summary","bytes_copied":100,"files_transferred":2,"files_total":3}'
+fi
 if [ -f "$dir/fail-$OPSYNC_STEP" ]; then exit "$(cat "$dir/fail-$OPSYNC_STEP")"; fi
 exit 0
 "#;
@@ -186,15 +191,22 @@ fn nightly_runs_its_steps_in_order_and_mirrors_the_data() {
             "dev-start"
         ]
     );
-    // Pass 2 verifies; pass 1 does not.
+    // Pass 2 reads back what it writes (the trees were compared on live data by the check
+    // step, which found nothing to recheck) and updates changed files in place (the default);
+    // pass 1 does neither.
     let args = std::fs::read_to_string(s.path("sync-args")).unwrap();
     let lines: Vec<&str> = args.lines().collect();
     assert!(
-        lines[0].starts_with("pass-1 --json ") && !lines[0].contains("--verify"),
+        lines[0].starts_with("pass-1 --json ")
+            && !lines[0].contains("--verify")
+            && !lines[0].contains("--inplace"),
         "{args}"
     );
     assert!(
-        lines[1].starts_with("pass-2 --json ") && lines[1].ends_with("--verify"),
+        lines[1].starts_with("pass-2 --json ")
+            && lines[1].contains(" --verify=written")
+            && !lines[1].contains("--recheck-from")
+            && lines[1].contains(" --inplace"),
         "{args}"
     );
     // The dev copy mirrors production.
@@ -216,12 +228,23 @@ fn nightly_runs_its_steps_in_order_and_mirrors_the_data() {
         [
             "dev-stop=ok",
             "pass-1=ok",
+            "check=ok",
             "quiesce=ok",
             "pass-2=ok",
             "resume=ok",
             "dev-start=ok"
         ]
     );
+    // The stand-in's rsync may leave directory mtimes a few nanoseconds off, which the check
+    // notes; nothing had production's size and mtime with other content.
+    let check = st["steps"][2]["message"].as_str().unwrap();
+    assert!(
+        check == "no differences on live data"
+            || check.contains("none with production's size and mtime"),
+        "{check}"
+    );
+    assert_eq!(st["steps"][1]["files"], 2);
+    assert_eq!(st["steps"][1]["bytes"], 100);
     // Human summary on stdout.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("nightly: ok in "), "{stdout}");
@@ -306,6 +329,7 @@ fn refused_pass_1_skips_quiesce_and_still_starts_dev() {
         [
             "dev-stop=ok",
             "pass-1=empty-source",
+            "check=skipped",
             "quiesce=skipped",
             "pass-2=skipped",
             "dev-start=ok"
@@ -404,6 +428,20 @@ fn max_paused_stops_pass_2_and_resumes_prod() {
     );
     let paused = st["paused_seconds"].as_f64().unwrap();
     assert!((1.0..15.0).contains(&paused), "paused {paused}");
+    // Stopped before its summary: what it copied is counted from the items it printed.
+    let pass2 = s.step("pass-2");
+    assert_eq!(
+        (&pass2["files"], &pass2["bytes"]),
+        (&1.into(), &40.into()),
+        "{pass2}"
+    );
+    assert!(
+        pass2["message"]
+            .as_str()
+            .unwrap()
+            .contains("no summary; 1 files, 40 bytes"),
+        "{pass2}"
+    );
 }
 
 #[test]
@@ -479,7 +517,7 @@ fn run_json_prints_the_state() {
     assert_exit(&out, 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["job"], "nightly");
-    assert_eq!(v["steps"].as_array().unwrap().len(), 6);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 7);
 }
 
 #[test]
@@ -633,5 +671,381 @@ fn nightly_waits_while_another_job_works_on_the_dev_stack() {
             "resume",
             "dev-start"
         ]
+    );
+}
+
+impl Server {
+    /// Drops `sync-command` from the config: both passes run the real `opsync sync`.
+    fn use_real_sync(&self) {
+        let p = self.path("opsync.toml");
+        let text: String = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("sync-command"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&p, text).unwrap();
+    }
+
+    /// Makes the stand-in print `lines` (JSON events) during step `step`.
+    fn events(&self, step: &str, lines: &[&str]) {
+        std::fs::write(
+            self.path(&format!("events-{step}")),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+    }
+
+    /// The record of step `name` in the state.
+    fn step(&self, name: &str) -> serde_json::Value {
+        let st = self.state("nightly");
+        st["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no step {name} in {st}"))
+            .clone()
+    }
+
+    /// The arguments the stand-in got in step `step`.
+    fn sync_args(&self, step: &str) -> String {
+        let args = std::fs::read_to_string(self.path("sync-args")).unwrap();
+        args.lines()
+            .find(|l| l.starts_with(&format!("{step} ")))
+            .unwrap_or_else(|| panic!("no {step} in {args}"))
+            .to_string()
+    }
+
+    /// A dev copy of `data/db/base.dat` with production's size and mtime but other content, that
+    /// opsync trusts by size and mtime: its access time (read as the moment it was copied) is
+    /// 100 s after its mtime, so the copy is not racily clean. Only a comparison by content
+    /// finds it.
+    fn corrupt_dev_copy_the_quick_check_misses(&self) {
+        use filetime::FileTime;
+        let mtime = FileTime::from_unix_time(1_700_000_000, 123_456_789);
+        let prod = self.path("data/db/base.dat");
+        filetime::set_file_times(&prod, mtime, mtime).unwrap();
+        let dev = self.path("dev-data/db/base.dat");
+        std::fs::create_dir_all(dev.parent().unwrap()).unwrap();
+        std::fs::write(&dev, b"PRODUCTION ROWS").unwrap();
+        assert_eq!(
+            std::fs::metadata(&dev).unwrap().len(),
+            std::fs::metadata(&prod).unwrap().len()
+        );
+        let atime = FileTime::from_unix_time(1_700_000_100, 0);
+        filetime::set_file_times(&dev, atime, mtime).unwrap();
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The lines of the log (stderr) that mention `needle`.
+fn log_lines<'a>(err: &'a str, needle: &str) -> Vec<&'a str> {
+    err.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// Regression (issue 10): a dev file with production's size and mtime but other content was
+/// never copied by the quick check, `--verify` in pass 2 reported it, and the job failed with
+/// exit 8 every night without naming the file. Now the check step finds it on live data, pass 2
+/// compares it by content and copies it, and log, state and status name it.
+#[test]
+fn a_dev_file_the_quick_check_misses_is_repaired_in_pass_2_and_named() {
+    let s = Server::new();
+    s.config("", "");
+    s.use_real_sync();
+    s.corrupt_dev_copy_the_quick_check_misses();
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        std::fs::read(s.path("dev-data/db/base.dat")).unwrap(),
+        b"production rows"
+    );
+    // Pass 1 trusted size and mtime; the check found the file on live data and listed it.
+    let pass1 = s.step("pass-1");
+    assert_eq!(pass1["result"], "ok");
+    assert!(pass1["repaired"].is_null(), "{pass1}");
+    let check = s.step("check");
+    assert_eq!(check["result"], "ok");
+    assert_eq!(check["differences"]["kinds"]["content"], 1, "{check}");
+    assert_eq!(check["differences"]["paths"][0], "db/base.dat");
+    assert_eq!(
+        std::fs::read(s.path("state/jobs/nightly.recheck")).unwrap(),
+        b"db/base.dat\0"
+    );
+    // Pass 2 compared it by content, copied it, read it back.
+    let pass2 = s.step("pass-2");
+    assert_eq!(pass2["result"], "ok");
+    assert_eq!(pass2["files"], 1, "{pass2}");
+    assert_eq!(pass2["repaired"]["count"], 1);
+    assert_eq!(pass2["repaired"]["paths"][0], "db/base.dat");
+    let st = s.state("nightly");
+    assert_eq!(st["result"], "ok");
+    assert_eq!(st["repaired"]["paths"], serde_json::json!(["db/base.dat"]));
+    assert!(st["remaining"].is_null());
+    // The log names it: found by the check, repaired by pass 2.
+    let err = stderr(&out);
+    let named = log_lines(&err, "db/base.dat");
+    assert!(
+        named
+            .iter()
+            .any(|l| l.contains("step=\"check\"") || l.contains("step=check")),
+        "{err}"
+    );
+    assert!(
+        named
+            .iter()
+            .any(|l| l.contains("repaired") && l.contains("pass-2")),
+        "{err}"
+    );
+    assert!(!err.contains("step failed"), "{err}");
+    // opsync run prints it, and so does opsync status (text and JSON).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 difference repaired: db/base.dat"),
+        "{stdout}"
+    );
+    let out = s.opsync(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("nightly: 1 difference repaired: db/base.dat"),
+        "{table}"
+    );
+    let out = s.opsync(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["repaired"]["paths"][0], "db/base.dat");
+    // The next night has nothing to repair.
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert!(s.state("nightly")["repaired"].is_null());
+    assert!(s.step("check")["differences"].is_null());
+}
+
+#[test]
+fn verify_paused_repairs_the_file_in_pass_2_and_names_it() {
+    let s = Server::new();
+    s.config("verify = \"paused\"", "");
+    s.use_real_sync();
+    s.corrupt_dev_copy_the_quick_check_misses();
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        std::fs::read(s.path("dev-data/db/base.dat")).unwrap(),
+        b"production rows"
+    );
+    let st = s.state("nightly");
+    assert_eq!(
+        step_results(&st),
+        [
+            "dev-stop=ok",
+            "pass-1=ok",
+            "quiesce=ok",
+            "pass-2=ok",
+            "resume=ok",
+            "dev-start=ok"
+        ]
+    );
+    let pass2 = s.step("pass-2");
+    assert_eq!(pass2["differences"]["kinds"]["content"], 1, "{pass2}");
+    assert_eq!(pass2["repaired"]["paths"][0], "db/base.dat");
+    assert!(pass2["remaining"].is_null());
+    assert_eq!(st["repaired"]["paths"][0], "db/base.dat");
+    let err = stderr(&out);
+    assert!(
+        log_lines(&err, "db/base.dat")
+            .iter()
+            .any(|l| l.contains("repaired")),
+        "{err}"
+    );
+    let out = s.opsync(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("nightly: 1 difference repaired: db/base.dat"),
+        "{table}"
+    );
+}
+
+#[test]
+fn differences_left_by_pass_2_make_the_result_differences_and_are_named() {
+    let s = Server::new();
+    s.config("verify = \"paused\"", "");
+    s.events(
+        "pass-2",
+        &[
+            r#"{"type":"difference","path":"db/base.dat","kind":"content","what":"content differs"}"#,
+            r#"{"type":"difference","path":"minio.bin","kind":"content","what":"content differs"}"#,
+            r#"{"type":"item","itemize":">fc........","op":"copy","path":"db/base.dat","bytes":15}"#,
+            r#"{"type":"item","itemize":">fc........","op":"copy","path":"minio.bin","bytes":9}"#,
+            r#"{"type":"difference","path":"minio.bin","kind":"content","what":"content differs"}"#,
+            r#"{"type":"repaired","path":"db/base.dat"}"#,
+            r#"{"type":"summary","files_transferred":3,"bytes_copied":64,"exit_code":8,"verify":{"differences":2,"repaired":1,"remaining":1}}"#,
+        ],
+    );
+    std::fs::write(s.path("no-summary-pass-2"), "").unwrap();
+    s.fail("pass-2", 8);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 8);
+    assert!(s.sync_args("pass-2").ends_with(" --verify"));
+    let st = s.state("nightly");
+    assert_eq!(st["result"], "differences");
+    assert_eq!(st["failed_step"], "pass-2");
+    assert_eq!(st["repaired"]["paths"], serde_json::json!(["db/base.dat"]));
+    assert_eq!(st["remaining"]["count"], 1);
+    assert_eq!(st["remaining"]["paths"], serde_json::json!(["minio.bin"]));
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 difference left: minio.bin"),
+        "{st}"
+    );
+    assert_eq!(s.step("pass-2")["files"], 3);
+    let err = stderr(&out);
+    assert!(
+        log_lines(&err, "minio.bin")
+            .iter()
+            .any(|l| l.contains("still differs after the repair")),
+        "{err}"
+    );
+    let out = s.opsync(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("nightly: 1 difference repaired: db/base.dat")
+            && table.contains("nightly: 1 difference left: minio.bin"),
+        "{table}"
+    );
+}
+
+#[test]
+fn pass_1_ending_with_vanished_files_is_an_expected_warning_not_a_failed_step() {
+    let s = Server::new();
+    s.config("", "");
+    s.events(
+        "pass-1",
+        &[
+            r#"{"type":"warning","kind":"vanished","path":"db/pg_wal/0001","message":"file has vanished: db/pg_wal/0001"}"#,
+        ],
+    );
+    s.fail("pass-1", 24);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(!err.contains("step failed"), "{err}");
+    let named = log_lines(&err, "db/pg_wal/0001");
+    assert!(
+        named
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("expected on live data")),
+        "{err}"
+    );
+    assert!(
+        log_lines(&err, "step=\"pass-1\"")
+            .iter()
+            .chain(log_lines(&err, "step=pass-1").iter())
+            .any(|l| l.contains("WARN") && l.contains("pass 2 copies these files again")),
+        "{err}"
+    );
+    let pass1 = s.step("pass-1");
+    assert_eq!(pass1["result"], "vanished");
+    assert!(
+        pass1["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected on live data"),
+        "{pass1}"
+    );
+    assert_eq!(pass1["warnings"]["kinds"]["vanished"], 1);
+    assert_eq!(pass1["warnings"]["paths"][0], "db/pg_wal/0001");
+    assert_eq!(s.state("nightly")["result"], "ok");
+}
+
+#[test]
+fn a_failed_pass_2_still_reports_what_it_copied() {
+    let s = Server::new();
+    s.config("", "");
+    s.events(
+        "pass-2",
+        &[
+            r#"{"type":"error","op":"copy","side":"destination","path":"minio.bin","message":"cannot write minio.bin: No space left on device"}"#,
+        ],
+    );
+    s.fail("pass-2", 23);
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 23);
+    let pass2 = s.step("pass-2");
+    assert_eq!(pass2["result"], "partial");
+    assert_eq!(pass2["files"], 2, "{pass2}");
+    assert_eq!(pass2["bytes"], 100);
+    assert_eq!(pass2["errors"]["paths"][0], "minio.bin");
+    let msg = pass2["message"].as_str().unwrap();
+    assert!(
+        msg.contains("2 files transferred of 3, 100 bytes copied") && msg.contains("minio.bin"),
+        "{msg}"
+    );
+    let st = s.state("nightly");
+    assert_eq!(st["result"], "partial");
+    assert_eq!(st["bytes"], 200);
+    assert_eq!(st["files"], 4);
+    assert!(
+        log_lines(&stderr(&out), "minio.bin")
+            .iter()
+            .any(|l| l.contains("No space left")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn verify_false_runs_no_check_and_pass_2_without_verify() {
+    let s = Server::new();
+    s.config("verify = false\ninplace = true", "");
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 0);
+    assert!(
+        !step_results(&s.state("nightly"))
+            .iter()
+            .any(|r| r.starts_with("check="))
+    );
+    let pass2 = s.sync_args("pass-2");
+    assert!(
+        !pass2.contains("--verify") && pass2.ends_with(" --inplace"),
+        "{pass2}"
+    );
+    assert!(!s.sync_args("pass-1").contains("--inplace"));
+}
+
+#[test]
+fn a_check_that_cannot_run_fails_the_job_but_pass_2_still_runs() {
+    let s = Server::new();
+    s.config(
+        r#"verify-command = ["sh", "-c", "echo 'opsync: cannot read dev-data' >&2; exit 11"]"#,
+        "",
+    );
+    let out = s.opsync(&["run", "nightly"]);
+    assert_exit(&out, 10);
+    let st = s.state("nightly");
+    assert_eq!(st["failed_step"], "check");
+    assert!(
+        st["message"].as_str().unwrap().contains("exit code 11"),
+        "{st}"
+    );
+    assert_eq!(
+        step_results(&st),
+        [
+            "dev-stop=ok",
+            "pass-1=ok",
+            "check=failed",
+            "quiesce=ok",
+            "pass-2=ok",
+            "resume=ok",
+            "dev-start=ok"
+        ]
+    );
+    let pass2 = s.sync_args("pass-2");
+    assert!(
+        !pass2.contains("--recheck-from") && pass2.ends_with(" --verify=written"),
+        "{pass2}"
     );
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use opsync_tests::snapshot::{Snapshot, render, show, snapshot};
-use opsync_tests::tree::{GenOptions, Kind, Stale, StaleOptions, Tree};
+use opsync_tests::tree::{GenOptions, Kind, Stale, StaleOptions, Stamp, Tree};
 use opsync_tests::{opsync, require_program};
 
 const DEFAULT_SEEDS: u64 = 256;
@@ -583,6 +583,33 @@ fn checksum_copies_quick_check_traps() {
                 .build(&case.path("b"))
                 .map_err(|e| e.to_string())?;
             mirror_and_compare(&case, &["-c"], &["--checksum"], Expect::TrapsCopied).map(drop)
+        })();
+        case.finish(result)
+    });
+    let traps = traps.into_inner();
+    assert!(
+        traps >= 10,
+        "only {traps} quick-check traps: the test would prove little"
+    );
+}
+
+/// A DST whose copies all look racily clean (each file's stamp, its access time, equals its
+/// mtime: read in the instant of its last write) is compared by content wherever size and mtime
+/// match, so plain `opsync sync` gives what `rsync -c` gives: the quick-check traps are copied.
+#[test]
+fn racy_copies_are_compared_by_content_like_rsync_checksum() {
+    let traps = AtomicUsize::new(0);
+    for_seeds("racy_copies_are_compared_by_content", 3100..3112, |seed| {
+        let case = Case::new(seed, &GenOptions::default(), 50);
+        traps.fetch_add(case.stale.traps.len(), Ordering::Relaxed);
+        let result = (|| {
+            for dst in ["a", "b"] {
+                case.stale
+                    .tree
+                    .build_stamped(&case.path(dst), Stamp::AtMtime)
+                    .map_err(|e| e.to_string())?;
+            }
+            mirror_and_compare(&case, &["-c"], &[], Expect::TrapsCopied).map(drop)
         })();
         case.finish(result)
     });

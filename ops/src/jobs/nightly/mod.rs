@@ -3,23 +3,35 @@
 //! Steps, each logged with its duration and recorded in the state:
 //! 1. `dev-stop`: stop the dev stack (compose, or `dev.stop-command`);
 //! 2. `pass-1`: `opsync sync --json SRC DST` of the live data (bulk of the work, no downtime);
-//! 3. `quiesce`: pause or stop the production services that own the files, or make a snapshot;
-//! 4. `pass-2`: the same sync again (only what changed since pass 1) with `--verify`, stopped
-//!    when production has been quiesced for longer than `max-paused`;
-//! 5. `resume`: unpause or start production (or remove the snapshot), whenever step 3 ran;
-//! 6. `dev-start`: start the dev stack, whenever the job stops it, also after a failed pass.
+//! 3. `check` (`verify = true`): `opsync verify --json SRC DST` on the live data; the files with
+//!    production's size and mtime but other content (what the quick check misses) go to a
+//!    recheck list for pass 2. The whole-tree hashing happens while production runs;
+//! 4. `quiesce`: pause or stop the production services that own the files, or make a snapshot;
+//! 5. `pass-2`: the same sync again (only what changed since pass 1), stopped when production
+//!    has been quiesced for longer than `max-paused`; with `verify = true` it compares the
+//!    recheck list by content and reads back what it writes (`--recheck-from LIST --from0
+//!    --verify=written`), with `verify = "paused"` it compares both whole trees and copies
+//!    again what differs (`--verify`);
+//! 6. `resume`: unpause or start production (or remove the snapshot), whenever step 4 ran;
+//! 7. `dev-start`: start the dev stack, whenever the job stops it, also after a failed pass.
 //!
-//! A failure skips the remaining copying steps but never steps 5 and 6. The job's result is the
-//! worst of its steps; partial results of pass 1 on live data (files changed or vanished while
-//! copying) do not count when pass 2 ran, since pass 2 copies them again.
+//! A failure skips the remaining copying steps but never steps 6 and 7 (a check that cannot
+//! run fails the job but does not stop pass 2, which then runs without a recheck list). The
+//! job's result is the worst of its steps; partial results of pass 1 on live data (files
+//! changed or vanished while copying) do not count when pass 2 ran, since pass 2 copies them
+//! again, and are logged as the expected warnings they are. Every event of the sync and verify
+//! children is read ([`super::tally`]): each error, warning, difference and repair is logged
+//! with its path and recorded (count and first paths) in the step's state.
+
+mod children;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, JobConfig, QuiesceMode};
+use crate::config::{Config, JobConfig, QuiesceMode, VerifyMode};
 use crate::exit::Exit;
 use crate::scheduler::Cancel;
-use crate::state::StepRecord;
+use crate::state::{StepDetail, StepRecord};
 
 use super::process::{self, Ended, Spec};
 use super::{Report, result_name, worst};
@@ -33,19 +45,27 @@ const DEFAULT_MAX_PAUSED: Duration = Duration::from_secs(600);
 struct StepEnd {
     exit: Exit,
     message: Option<String>,
+    /// A result expected on live data (pass 1's vanished or partial): logged as a warning.
+    expected: bool,
+    /// Stopped because production was quiesced longer than `max-paused`.
+    at_limit: bool,
+    detail: StepDetail,
 }
 
 impl StepEnd {
     fn ok() -> StepEnd {
-        StepEnd {
-            exit: Exit::Ok,
-            message: None,
-        }
+        StepEnd::new(Exit::Ok, None)
     }
     fn failed(message: String) -> StepEnd {
+        StepEnd::new(Exit::Failed, Some(message))
+    }
+    fn new(exit: Exit, message: Option<String>) -> StepEnd {
         StepEnd {
-            exit: Exit::Failed,
-            message: Some(message),
+            exit,
+            message,
+            expected: false,
+            at_limit: false,
+            detail: StepDetail::default(),
         }
     }
 }
@@ -57,9 +77,6 @@ struct Run<'a> {
     cancel: &'a Cancel,
     deadline: Option<Instant>,
     steps: Vec<StepRecord>,
-    bytes: u64,
-    files: u64,
-    any_summary: bool,
     /// `OPSYNC_SOURCE`, `OPSYNC_TARGET` and `OPSYNC_SNAPSHOT` for step commands.
     paths: Vec<(String, String)>,
 }
@@ -73,9 +90,6 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
         cancel,
         deadline: job.timeout.map(|t| Instant::now() + t.0),
         steps: Vec::new(),
-        bytes: 0,
-        files: 0,
-        any_summary: false,
         paths: Vec::new(),
     };
     let src = cfg.path(job.source.as_ref().unwrap_or(&cfg.sync.source));
@@ -101,12 +115,36 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
         go = false;
     } else {
         let e = r
-            .step("pass-1", |r| r.sync("pass-1", &src, &dst, false, None))
+            .step("pass-1", |r| {
+                r.sync(children::Pass::One, &src, &dst, None, None)
+            })
             .exit;
         go = matches!(e, Exit::Ok | Exit::Partial | Exit::Vanished);
     }
 
-    // 3. Quiesce production.
+    // 3. Compare the trees on live data; list what pass 2 must compare by content.
+    let mut recheck: Option<PathBuf> = None;
+    if job.verify == VerifyMode::Live {
+        if !go {
+            r.skip("check");
+        } else if r.cancelled("check") {
+            go = false;
+        } else {
+            let list = cfg.state_dir().join("jobs").join(format!("{name}.recheck"));
+            let end = r.step("check", |r| r.check(&src, &dst, &list));
+            if end
+                .detail
+                .differences
+                .as_ref()
+                .is_some_and(|d| d.kinds.contains_key("content"))
+                && end.exit == Exit::Ok
+            {
+                recheck = Some(list);
+            }
+        }
+    }
+
+    // 4. Quiesce production.
     let mut quiesced_at: Option<Instant> = None;
     if q.mode != QuiesceMode::None {
         if !go {
@@ -119,7 +157,7 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
         }
     }
 
-    // 4. Pass 2, bounded by max-paused while production is quiesced.
+    // 5. Pass 2, bounded by max-paused while production is quiesced.
     if !go {
         r.skip("pass-2");
     } else if !r.cancelled("pass-2") {
@@ -132,20 +170,27 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
             .filter(|_| q.mode != QuiesceMode::Snapshot)
             .map(|t| t + max_paused);
         r.step("pass-2", |r| {
-            let mut end = r.sync("pass-2", &pass2_src, &dst, job.verify, limit);
-            if end.message.as_deref() == Some("limit") {
+            let mut end = r.sync(
+                children::Pass::Two,
+                &pass2_src,
+                &dst,
+                recheck.as_deref(),
+                limit,
+            );
+            if end.at_limit {
                 end.message = Some(format!(
                     "production was quiesced longer than max-paused ({}s): pass 2 stopped and \
                      production resumed; the dev copy may be incomplete until the next run; \
-                     raise max-paused or use quiesce mode \"snapshot\"",
-                    max_paused.as_secs()
+                     raise max-paused or use quiesce mode \"snapshot\"{}",
+                    max_paused.as_secs(),
+                    end.message.map(|m| format!(" ({m})")).unwrap_or_default()
                 ));
             }
             end
         });
     }
 
-    // 5. Resume production, whenever it was quiesced (also after a failed or stopped pass).
+    // 6. Resume production, whenever it was quiesced (also after a failed or stopped pass).
     let mut paused_seconds = None;
     if let Some(t) = quiesced_at {
         let end = r.step("resume", |r| r.quiesce_action(true));
@@ -174,7 +219,7 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
         paused_seconds = Some(0.0);
     }
 
-    // 6. Start the dev stack again, in every case.
+    // 7. Start the dev stack again, in every case.
     if job.dev.enabled {
         r.step("dev-start", |r| r.dev_action(true));
     }
@@ -202,14 +247,41 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
         exit = worst(exit, Exit::Signal);
         failed_step = failed_step.or_else(|| Some("cancelled".into()));
     }
+    let counted: Vec<&StepDetail> = r
+        .steps
+        .iter()
+        .map(|s| &s.detail)
+        .filter(|d| d.files.is_some())
+        .collect();
+    let pass2 = r
+        .steps
+        .iter()
+        .find(|s| s.name == "pass-2")
+        .map(|s| &s.detail);
+    let repaired = pass2.and_then(|d| d.repaired.clone());
+    let remaining = pass2.and_then(|d| d.remaining.clone());
+    if let Some(l) = &repaired {
+        tracing::warn!(
+            job = name,
+            count = l.count,
+            "{}",
+            l.describe(
+                "difference",
+                "differences",
+                "repaired (copied again by content in pass 2)"
+            )
+        );
+    }
     Report {
         exit: Some(exit),
+        bytes: (!counted.is_empty()).then(|| counted.iter().filter_map(|d| d.bytes).sum()),
+        files: (!counted.is_empty()).then(|| counted.iter().filter_map(|d| d.files).sum()),
         steps: r.steps,
-        bytes: r.any_summary.then_some(r.bytes),
-        files: r.any_summary.then_some(r.files),
         paused_seconds,
         failed_step,
         message,
+        repaired,
+        remaining,
         certs: Vec::new(),
     }
 }
@@ -236,12 +308,32 @@ impl Run<'_> {
         let secs = t.elapsed().as_secs_f64();
         let result = result_name(end.exit);
         if end.exit == Exit::Ok {
-            tracing::info!(
+            match &end.message {
+                Some(m) => tracing::info!(
+                    job = self.name,
+                    step = name,
+                    duration_s = secs,
+                    result,
+                    summary = %m,
+                    "step finished"
+                ),
+                None => tracing::info!(
+                    job = self.name,
+                    step = name,
+                    duration_s = secs,
+                    result,
+                    "step finished"
+                ),
+            }
+        } else if end.expected {
+            tracing::warn!(
                 job = self.name,
                 step = name,
                 duration_s = secs,
                 result,
-                "step finished"
+                summary = end.message.as_deref().unwrap_or(""),
+                "step finished with warnings expected on live data: pass 2 copies these files \
+                 again"
             );
         } else {
             tracing::error!(
@@ -259,6 +351,7 @@ impl Run<'_> {
             exit_code: end.exit as u8,
             duration_seconds: secs,
             message: end.message.clone(),
+            detail: end.detail.clone(),
         });
         end
     }
@@ -271,6 +364,7 @@ impl Run<'_> {
             exit_code: 0,
             duration_seconds: 0.0,
             message: None,
+            detail: StepDetail::default(),
         });
     }
 
@@ -286,6 +380,7 @@ impl Run<'_> {
             exit_code: Exit::Signal as u8,
             duration_seconds: 0.0,
             message: Some("not started: the run was cancelled".into()),
+            detail: StepDetail::default(),
         });
         true
     }
@@ -305,7 +400,6 @@ impl Run<'_> {
             argv,
             cwd: &self.cfg.base_dir,
             env: self.env(step),
-            capture_summary: false,
             deadline: if cleanup {
                 Some(Instant::now() + CLEANUP_LIMIT)
             } else {
@@ -366,100 +460,6 @@ impl Run<'_> {
             |e| StepEnd::failed(crate::commands::one_line(&e)),
             |()| StepEnd::ok(),
         )
-    }
-
-    /// One sync pass: `opsync sync --json SRC DST` (or the configured `sync-command`). A pass
-    /// stopped at `limit` ends with the message `limit`.
-    fn sync(
-        &mut self,
-        step: &str,
-        src: &Path,
-        dst: &Path,
-        verify: bool,
-        limit: Option<Instant>,
-    ) -> StepEnd {
-        let mut argv: Vec<String> = match &self.job.sync_command {
-            Some(c) => c.clone(),
-            None => match std::env::current_exe() {
-                Ok(exe) => vec![own_binary(&exe), "sync".into()],
-                Err(e) => {
-                    return StepEnd::failed(format!(
-                        "cannot find the opsync binary to run the sync: {e}"
-                    ));
-                }
-            },
-        };
-        argv.push("--json".into());
-        argv.push(path_arg(src));
-        argv.push(path_arg(dst));
-        if let Some(m) = self
-            .job
-            .max_delete
-            .as_ref()
-            .or(self.cfg.sync.max_delete.as_ref())
-        {
-            argv.push("--max-delete".into());
-            argv.push(m.clone());
-        }
-        for x in &self.cfg.sync.exclude {
-            argv.push("--exclude".into());
-            argv.push(x.clone());
-        }
-        if verify {
-            argv.push("--verify".into());
-        }
-        let deadline = match (limit, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let spec = Spec {
-            argv: &argv,
-            cwd: &self.cfg.base_dir,
-            env: self.env(step),
-            capture_summary: true,
-            deadline,
-        };
-        let out = match process::run(&spec, Some(self.cancel)) {
-            Ok(o) => o,
-            Err(e) => return StepEnd::failed(e.to_string()),
-        };
-        let mut msg = None;
-        if let Some(s) = &out.summary {
-            let n = |k: &str| s.get(k).and_then(serde_json::Value::as_u64);
-            self.any_summary = true;
-            self.bytes += n("bytes_copied").unwrap_or(0);
-            self.files += n("files_transferred").unwrap_or(0);
-            msg = Some(format!(
-                "{} files transferred of {}, {} bytes copied",
-                n("files_transferred").unwrap_or(0),
-                n("files_total").unwrap_or(0),
-                n("bytes_copied").unwrap_or(0)
-            ));
-        }
-        match out.ended {
-            Ended::Code(c) => {
-                let exit = exit_of(u8::try_from(c).unwrap_or(u8::MAX));
-                let msg = match exit {
-                    Exit::Ok => msg,
-                    Exit::Failed => Some(format!("sync ended with exit code {c}")),
-                    e => Some(format!(
-                        "sync ended with exit code {c} ({})",
-                        result_name(e)
-                    )),
-                };
-                StepEnd { exit, message: msg }
-            }
-            Ended::TimedOut if limit.is_some_and(|l| Instant::now() >= l) => StepEnd {
-                exit: Exit::Failed,
-                message: Some("limit".into()),
-            },
-            Ended::TimedOut => StepEnd::failed("sync stopped: the job's timeout passed".into()),
-            Ended::Cancelled => StepEnd {
-                exit: Exit::Signal,
-                message: Some("sync stopped: the run was cancelled".into()),
-            },
-            Ended::Signal(s) => StepEnd::failed(format!("sync was killed by signal {s}")),
-        }
     }
 }
 

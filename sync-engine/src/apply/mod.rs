@@ -14,13 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use crate::delta::{self, BaseCopy, Delta, Outcome};
+use crate::delta::Delta;
 use crate::error::{FileError, Side};
 use crate::itemize::{Change, Update, field};
-use crate::listing::{Idx, Kind, Listing, Meta, NONE};
+use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time};
 use crate::plan::{Action, Op, Plan};
 use crate::report::{Counters, Item, Observer, Warning};
 use crate::sys::{self, Owner};
+
+mod copy;
 
 /// Which ownership the run sets.
 #[derive(Debug, Clone)]
@@ -60,6 +62,16 @@ pub(crate) struct Applier<'a> {
     pub unlisted_dirs: &'a [Idx],
     /// Delta transfer of files that exist in DST (`--delta`).
     pub delta: Delta,
+    /// Update changed files in place (`--inplace`).
+    pub inplace: bool,
+    /// Compare every file written with SRC before it counts as copied.
+    pub verify_written: bool,
+    /// `--modify-window`, for the attributes of a copy whose source kept changing.
+    pub modify_window: u32,
+    /// When the contents compared by hash were read (the stamp of racy files found equal).
+    pub hashed_at: Option<Time>,
+    /// The extended attributes and ACLs mirrored (`-X`, `-A`).
+    pub xattrs: crate::xattr::Policy,
 }
 
 /// Actions per parallel chunk inside one directory.
@@ -104,7 +116,13 @@ impl Applier<'_> {
         }
         let m = list.meta(idx);
         let path = list.path(idx);
-        let link = (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx));
+        let leader = (op == Op::Link)
+            .then(|| self.plan.leaders.get(&idx).map(|&l| list.path(l)))
+            .flatten();
+        let link = match &leader {
+            Some(l) => Some(l.as_slice()),
+            None => (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx)),
+        };
         let item = Item {
             field: field(update, m.kind, change),
             op,
@@ -125,6 +143,8 @@ impl Applier<'_> {
             Op::Mkdir | Op::Symlink | Op::Mknod => {
                 self.emit(Update::Local, self.src, a.src, a.op, a.change, 0)
             }
+            Op::Link => self.emit(Update::HardLink, self.src, a.src, a.op, a.change, 0),
+            Op::Stamp => {}
         }
     }
 
@@ -140,13 +160,14 @@ impl Applier<'_> {
                 }
             }
             Op::SetAttrs => Counters::add(&c.attrs_fixed, 1),
-            Op::Mkdir | Op::Symlink | Op::Mknod => {
+            Op::Mkdir | Op::Symlink | Op::Mknod | Op::Link => {
                 if a.change.contains(Change::NEW) || a.change.contains(Change::TYPE) {
                     Counters::add(&c.created, 1);
                 } else {
                     Counters::add(&c.attrs_fixed, 1);
                 }
             }
+            Op::Stamp => {}
         }
     }
 
@@ -195,14 +216,15 @@ impl Applier<'_> {
         let acts = self.plan.actions_of(g);
         let dmeta = (group.dst != NONE).then(|| *self.dst.meta(group.dst));
         let mut finish = group.finish;
-        if !self.is_root && !acts.is_empty() && dmeta.is_some_and(|m| m.perm & 0o300 != 0o300) {
+        let changes_entries = acts.iter().any(|a| a.op != Op::Stamp);
+        if !self.is_root && changes_entries && dmeta.is_some_and(|m| m.perm & 0o300 != 0o300) {
             // Like rsync: make our own directory writable while we work in it.
             let perm = dmeta.map_or(0o700, |m| m.perm | 0o700);
             let tmp = Meta {
                 perm,
                 ..*self.src.meta(group.src)
             };
-            if sys::set_attrs_fd(dfd.as_fd(), &tmp, Owner::default()).is_ok() {
+            if sys::set_attrs_fd(dfd.as_fd(), &tmp, Owner::default(), None).is_ok() {
                 finish |= Change::PERMS;
             }
         }
@@ -269,12 +291,108 @@ impl Applier<'_> {
         // even when the directory's attributes matched at plan time (rsync does the same). A
         // deletion that failed (a directory kept non-empty by excluded entries) changed nothing,
         // so a second run writes nothing.
-        touched |= rest.iter().any(|a| a.op != Op::SetAttrs);
+        touched |= rest
+            .iter()
+            .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp));
         if (touched || !finish.is_empty()) && !self.cancelled() {
             let m = self.src.meta(group.src);
-            match sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m)) {
+            let r =
+                sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None).and_then(|()| {
+                    let target = sys::XattrTarget::Fd(dfd.as_fd());
+                    self.put_xattrs(target, self.dst_xattrs(group.dst), group.src)
+                });
+            match r {
                 Ok(()) => self.finish_item(group.src, finish),
                 Err(e) => self.fail("set attributes of", Side::Dest, self.src, group.src, e),
+            }
+        }
+    }
+
+    /// `-X`/`-A`: makes the attributes of `target` those of SRC's `src`. `have`: what it holds
+    /// now, as scanned (`None` for an entry this run created: read, since a new file can get
+    /// attributes of its own, such as an ACL inherited from its directory's default ACL).
+    pub(crate) fn put_xattrs(
+        &self,
+        target: sys::XattrTarget<'_>,
+        have: Option<&[(Vec<u8>, Vec<u8>)]>,
+        src: Idx,
+    ) -> io::Result<()> {
+        if !self.xattrs.any() {
+            return Ok(());
+        }
+        let want = self.src.xattrs_of(src);
+        let read;
+        let have = match have {
+            Some(h) => h,
+            None => {
+                read = sys::xattrs_of(target, &|n| self.xattrs.keeps(n))?;
+                &read
+            }
+        };
+        if have == want {
+            return Ok(());
+        }
+        sys::set_xattrs(target, have, want)
+    }
+
+    /// The attributes DST's entry `d` has, as scanned (NONE: none).
+    fn dst_xattrs(&self, d: Idx) -> Option<&[(Vec<u8>, Vec<u8>)]> {
+        (d != NONE).then(|| self.dst.xattrs_of(d))
+    }
+
+    /// `-H`: makes the planned hard links, in plan order, after every group is done (a leader may
+    /// sit in any directory): each under a temporary name in its directory, renamed over the
+    /// name. The directories whose entries changed get their mtime set back.
+    pub fn links(&self, dst_root: &OwnedFd) {
+        let mut touched: Vec<Idx> = Vec::new();
+        let mut dirs: Option<(Idx, OwnedFd)> = None;
+        for a in self.plan.actions.iter().filter(|a| a.op == Op::Link) {
+            if self.cancelled() {
+                break;
+            }
+            let Some(&leader) = self.plan.leaders.get(&a.src) else {
+                continue;
+            };
+            let parent = self.src.entry(a.src).parent;
+            let lparent = self.src.entry(leader).parent;
+            let r = (|| -> io::Result<()> {
+                if dirs.as_ref().is_none_or(|(p, _)| *p != parent) {
+                    let fd = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(parent))?;
+                    dirs = Some((parent, fd));
+                }
+                let Some((_, dfd)) = &dirs else {
+                    return Ok(());
+                };
+                let lfd = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(lparent))?;
+                let name = self.src.name(a.src);
+                let ((), tmp) = sys::with_temp_name(name, |t| {
+                    sys::link_at(lfd.as_fd(), self.src.name(leader), dfd.as_fd(), t)
+                })?;
+                if let Err(e) = sys::rename_at(dfd.as_fd(), tmp.as_bytes(), name) {
+                    let _ = sys::unlink_at(dfd.as_fd(), tmp.as_bytes(), false);
+                    return Err(e);
+                }
+                Ok(())
+            })();
+            match r {
+                Ok(()) => {
+                    self.count(a, 0);
+                    self.emit_action(a, 0);
+                    if touched.last() != Some(&parent) {
+                        touched.push(parent);
+                    }
+                }
+                Err(e) => self.fail("hard link", Side::Dest, self.src, a.src, e),
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for d in touched {
+            let m = self.src.meta(d);
+            let r = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(d))
+                .and_then(|fd| sys::set_attrs_fd(fd.as_fd(), m, self.owners.for_meta(m), None));
+            if let Err(e) = r {
+                self.fail("set attributes of", Side::Dest, self.src, d, e);
             }
         }
     }
@@ -325,6 +443,9 @@ impl Applier<'_> {
             }
             Op::Mknod => self.replace_with(d, a, |tmp| sys::mknod_at(d, tmp, self.src.meta(a.src))),
             Op::SetAttrs => self.set_attrs(d, a),
+            Op::Stamp => return self.stamp(d, a),
+            // Made by `links`, once every group is done and the leaders are in place.
+            Op::Link => return,
             Op::Delete | Op::Mkdir => unreachable!("ordered before the other actions"),
         };
         match r {
@@ -349,6 +470,7 @@ impl Applier<'_> {
         let ((), tmp) = sys::with_temp_name(name, |t| create(t))?;
         let perm = (m.kind != Kind::Symlink).then_some(m.perm);
         let r = sys::set_attrs_at(d, tmp.as_bytes(), m, self.owners.for_meta(m), perm)
+            .and_then(|()| self.put_xattrs(sys::XattrTarget::At(d, tmp.as_bytes()), None, a.src))
             .and_then(|()| sys::rename_at(d, tmp.as_bytes(), name));
         if r.is_err() {
             let _ = sys::unlink_at(d, tmp.as_bytes(), false);
@@ -366,7 +488,12 @@ impl Applier<'_> {
             if sys::meta_of(&st).map(|x| x.kind) != Some(Kind::File) {
                 return Err(io::Error::other("changed type during the run"));
             }
-            sys::set_attrs_fd(fd.as_fd(), m, owner)
+            sys::set_attrs_fd(fd.as_fd(), m, owner, None)?;
+            self.put_xattrs(
+                sys::XattrTarget::Fd(fd.as_fd()),
+                self.dst_xattrs(a.dst),
+                a.src,
+            )
         } else {
             // Only chown when owner or group differ: chown clears setuid/setgid bits, which
             // cannot be set again on a special file in place (the planner recreates those).
@@ -374,143 +501,26 @@ impl Applier<'_> {
                 uid: owner.uid.filter(|_| a.change.contains(Change::OWNER)),
                 gid: owner.gid.filter(|_| a.change.contains(Change::GROUP)),
             };
-            sys::set_attrs_at(d, name, m, owner, None)
+            sys::set_attrs_at(d, name, m, owner, None)?;
+            self.put_xattrs(sys::XattrTarget::At(d, name), self.dst_xattrs(a.dst), a.src)
         }
     }
 
-    fn copy(&self, d: BorrowedFd<'_>, s: BorrowedFd<'_>, a: &Action) {
-        let name = self.src.name(a.src);
-        let src = match sys::open_read_at(s, name) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.warn_vanished(a.src),
-            Err(e) => return self.fail("open", Side::Source, self.src, a.src, e),
-        };
-        let st = match sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st)) {
-            Ok(Some(m)) if m.kind == Kind::File => m,
-            Ok(_) => return self.warn_vanished(a.src),
-            Err(e) => return self.fail("stat", Side::Source, self.src, a.src, e),
-        };
-        let (tmpf, tmp) = match sys::with_temp_name(name, |t| sys::create_file_at(d, t)) {
-            Ok(v) => v,
-            Err(e) => {
-                return self.fail("create temporary file for", Side::Dest, self.src, a.src, e);
-            }
-        };
-        let r = self
-            .delta_into(d, &src, st, &tmpf, &tmp, a)
-            .transpose()
-            .unwrap_or_else(|| self.copy_into(&src, st, &tmpf, a.src))
-            .and_then(|(meta, bytes)| {
-                sys::set_attrs_fd(tmpf.as_fd(), &meta, self.owners.for_meta(&meta))?;
-                sys::rename_at(d, tmp.as_bytes(), name)?;
-                Ok(bytes)
-            });
-        match r {
-            Ok(bytes) => {
-                self.obs.progress(bytes);
-                self.count(a, bytes);
-                self.emit_action(a, bytes);
-            }
-            Err(e) => {
-                let _ = sys::unlink_at(d, tmp.as_bytes(), false);
-                self.fail("copy", Side::Dest, self.src, a.src, e);
-            }
+    /// Moves the stamp of a racy file found equal (see [`crate::racy`]). A failure only means
+    /// the file is compared by content once more next time: logged, not an error of the run.
+    fn stamp(&self, d: BorrowedFd<'_>, a: &Action) {
+        let Some(t) = self.hashed_at else { return };
+        if let Err(e) = sys::stamp_at(d, self.src.name(a.src), t) {
+            tracing::debug!(path = %self.src.path(a.src).escape_ascii(), error = %e,
+                "cannot stamp the access time of a racy copy");
         }
-    }
-
-    /// Builds the new content from DST's old file with a delta when `--delta` allows it. `None`:
-    /// no delta was made and the temporary file is empty again, so a whole copy follows.
-    fn delta_into(
-        &self,
-        d: BorrowedFd<'_>,
-        src: &OwnedFd,
-        before: Meta,
-        tmpf: &OwnedFd,
-        tmp: &sys::TempName,
-        a: &Action,
-    ) -> io::Result<Option<(Meta, u64)>> {
-        let base = match self.delta {
-            Delta::Never => return Ok(None),
-            Delta::Always => BaseCopy::ReflinkOrCopy,
-            Delta::Auto if before.size >= delta::AUTO_MIN_SIZE => BaseCopy::ReflinkOnly,
-            Delta::Auto => return Ok(None),
-        };
-        if a.dst == NONE || self.dst.meta(a.dst).kind != Kind::File {
-            return Ok(None);
-        }
-        let Ok(old) = sys::open_read_at(d, self.src.name(a.src)) else {
-            return Ok(None);
-        };
-        if !matches!(sys::fstat(old.as_fd()).map(|st| sys::meta_of(&st)), Ok(Some(m)) if m.kind == Kind::File)
-        {
-            return Ok(None);
-        }
-        let reopen = || sys::open_read_at(d, tmp.as_bytes());
-        let outcome = delta::build(
-            src.as_fd(),
-            old.as_fd(),
-            tmpf.as_fd(),
-            reopen,
-            base,
-            self.cancel,
-        );
-        if let Ok(Outcome::Built(stats)) = outcome {
-            let after = sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st))?;
-            if let Some(after) = after
-                && after.size == before.size
-                && after.mtime == before.mtime
-                && stats.len == after.size
-            {
-                tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = stats.len,
-                    written = stats.written, reflinked = stats.reflinked, "delta");
-                return Ok(Some((after, after.size)));
-            }
-        }
-        match outcome {
-            Ok(Outcome::Mismatch) => tracing::warn!(
-                path = %self.src.path(a.src).escape_ascii(),
-                "delta result differs from the source: copying the whole file"
-            ),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
-            _ => {}
-        }
-        sys::truncate(tmpf.as_fd(), 0)?;
-        Ok(None)
-    }
-
-    /// Copies the data and checks that the source did not change meanwhile (size and mtime
-    /// before and after); a file that changed is copied once more, then taken as it is.
-    fn copy_into(
-        &self,
-        src: &OwnedFd,
-        mut before: Meta,
-        tmp: &OwnedFd,
-        idx: Idx,
-    ) -> io::Result<(Meta, u64)> {
-        for attempt in 0..2 {
-            let n = sys::copy_data(src.as_fd(), tmp.as_fd(), self.cancel)?;
-            let after = sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st))?;
-            let Some(after) = after else {
-                return Err(io::Error::other("source changed type"));
-            };
-            if after.size == before.size && after.mtime == before.mtime && n == after.size {
-                return Ok((after, n));
-            }
-            if attempt == 1 {
-                self.obs.warning(&Warning::ChangedDuringCopy {
-                    path: &self.src.path(idx),
-                });
-                return Ok((Meta { size: n, ..after }, n));
-            }
-            sys::truncate(tmp.as_fd(), 0)?;
-            before = after;
-        }
-        unreachable!("the loop returns")
     }
 }
 
 fn op_name(op: Op) -> &'static str {
     match op {
+        Op::Link => "hard link",
+        Op::Stamp => "stamp",
         Op::Delete => "delete",
         Op::Mkdir => "create directory",
         Op::Copy => "copy",
