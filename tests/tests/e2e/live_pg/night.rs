@@ -55,27 +55,48 @@ impl Night {
         self.state_json()?.get("paused_seconds")?.as_f64()
     }
 
-    /// The files pass 2 copied, from the job's state: the step's `files`, or the message
-    /// `N files transferred of M, B bytes copied`.
+    /// The files pass 2 copied, from the job's state.
     pub fn pass2_files(&self) -> Option<u64> {
         pass2_files(&self.state_json()?)
     }
 
-    /// Files the sync copied twice and still saw change (`opsync: warning: file kept changing
-    /// while copied (...): PATH`), by name below `data/`, each once.
-    fn kept_changing(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = Vec::new();
+    /// Files a pass copied twice and still saw change, by step and path below `data/`, each
+    /// once: the job logs each as a warning with `step="pass-1" path=PATH
+    /// kind=changed-during-copy`.
+    fn kept_changing(&self) -> String {
+        let mut steps: Vec<(&str, Vec<&str>)> = Vec::new();
         for l in self.job.stderr.lines() {
-            if !l.contains("kept changing while copied") {
+            if !l.contains("kind=changed-during-copy") {
                 continue;
             }
-            let path = l.rsplit_once(": ").map_or(l, |p| p.1).trim();
-            let path = path.rsplit_once("/data/").map_or(path, |p| p.1);
-            if !v.contains(&path) {
-                v.push(path);
+            let field = |name: &str| {
+                l.split_once(&format!(" {name}="))
+                    .and_then(|(_, rest)| rest.split(' ').next())
+                    .map(|v| v.trim_matches('"'))
+            };
+            let (Some(step), Some(path)) = (field("step"), field("path")) else {
+                continue;
+            };
+            match steps.iter_mut().find(|(s, _)| *s == step) {
+                Some((_, paths)) if !paths.contains(&path) => paths.push(path),
+                Some(_) => {}
+                None => steps.push((step, vec![path])),
             }
         }
-        v
+        steps
+            .iter()
+            .map(|(step, paths)| format!("{step}: {}", paths.join(" ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// What pass 2 repaired: files whose dev copy had production's size and mtime but other
+    /// content (`repaired` of the pass-2 step in the state).
+    fn pass2_repaired(&self) -> Option<u64> {
+        pass2_step(&self.state_json()?)?
+            .get("repaired")?
+            .get("count")?
+            .as_u64()
     }
 
     /// One line for the summary.
@@ -83,14 +104,15 @@ impl Night {
         let failed = self.failed_checks();
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         format!(
-            "night {:>2}: job exit {:>2}, paused {} s, pass 2 copied {} files, kept changing \
-             while copied: [{}], ledger acked {}..{} (frozen at {}), {}, {:.1} s ({:.1} s job \
-             and load)",
+            "night {:>2}: job exit {:>2}, paused {} s, pass 2 copied {} files and repaired {}, \
+             kept changing while copied: [{}], ledger acked {}..{} (frozen at {}), {}, {:.1} s \
+             ({:.1} s job and load)",
             self.n,
             self.job.code,
             opt(self.paused_seconds().map(|s| format!("{s:.2}"))),
             opt(self.pass2_files().map(|f| f.to_string())),
-            self.kept_changing().join(" "),
+            self.pass2_repaired().unwrap_or(0),
+            self.kept_changing(),
             self.acked_before,
             self.acked_after,
             opt(self.frozen_ack.map(|a| a.to_string())),
@@ -142,15 +164,15 @@ pub(super) fn summary(results: &[Night]) -> String {
     results.iter().map(|n| format!("{}\n", n.line())).collect()
 }
 
-fn pass2_files(state: &serde_json::Value) -> Option<u64> {
-    let step = state
+fn pass2_step(state: &serde_json::Value) -> Option<&serde_json::Value> {
+    state
         .get("steps")?
         .as_array()?
         .iter()
-        .find(|s| s.get("name").and_then(|n| n.as_str()) == Some("pass-2"))?;
-    if let Some(files) = step.get("files").and_then(serde_json::Value::as_u64) {
-        return Some(files);
-    }
-    let message = step.get("message")?.as_str()?;
-    message.split_once(" files transferred")?.0.parse().ok()
+        .find(|s| s.get("name").and_then(|n| n.as_str()) == Some("pass-2"))
+}
+
+/// The `files` of the pass-2 step.
+fn pass2_files(state: &serde_json::Value) -> Option<u64> {
+    pass2_step(state)?.get("files")?.as_u64()
 }
