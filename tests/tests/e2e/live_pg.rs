@@ -34,9 +34,10 @@
 //! with 1 MB of shared buffers (128 pages), so every changed page is written out within
 //! milliseconds, as on a server whose database is much larger than its buffer cache, and with
 //! `max_wal_size` at its minimum of 32 MB, so a checkpoint comes every few seconds. Measured on
-//! the 2-core test machine with nothing else running: 14 of 20 live copies torn with 1 MB, 0 of
-//! 20 with 128 MB (Debian's default). So one night tells with a probability of about 0.7, and
-//! the test misses with eight nights with about 0.3^8 < 10^-4; it needs 1.4 nights on average.
+//! the 2-core test machine, nights found torn: with main's engine (pass 2 in place) 20 of 20;
+//! with the engine before it 14 of 20 with 1 MB and 0 of 20 with 128 MB (Debian's default). At
+//! 14 of 20 a night tells with a probability of 0.7 and eight nights all miss with 0.3^8 <
+//! 10^-4; the test needs 1 to 1.4 nights on average.
 //! The frozen test runs with the same settings, so its checks face the same tearing: a quiesce
 //! that did not freeze would fail it.
 //!
@@ -44,12 +45,13 @@
 //! 45 to measure how often a night fails; `OPSYNC_PG_TORN_NIGHTS=N` (default 8) the most nights
 //! of the other, and `OPSYNC_PG_TORN_MEASURE=1` runs all of them to measure how many are found
 //! torn. `OPSYNC_PG_SCALE` sets pgbench's scale (default 10, about 220 MB of data directory) and
-//! `OPSYNC_PG_SHARED_BUFFERS` production's shared buffers (default 1MB).
+//! `OPSYNC_PG_SHARED_BUFFERS` production's shared buffers (default 1MB). `OPSYNC_PG_VERBOSE=1`
+//! prints every night's job output, state and logs, not only a failed night's.
 //! `OPSYNC_TEST_CGROUP=v1|v2` picks the cgroup interface (default: v1 where the machine has a v1
 //! freezer). `TMPDIR` on an ext2 file system gives the coarse file timestamps of kernels before
 //! 6.13 (Debian 12's 6.1) on a newer kernel, whose ext4 and tmpfs have fine-grained ones. With
-//! the defaults the frozen test takes 30 to 90 s on a 2-core machine, depending on what else
-//! runs, and the other one 15 to 45 s.
+//! the defaults the frozen test takes 20 to 90 s on a 2-core machine, depending on what else
+//! runs, and the other one 10 to 40 s.
 
 mod night;
 
@@ -407,7 +409,7 @@ fn run_nights(quiesce: Quiesce, nights: u64, stop_at_first_torn: bool) -> Vec<Ni
     for n in 1..=nights as usize {
         let night = site.night(n, quiesce);
         let failed = quiesce == Quiesce::Freeze && night.failed();
-        if failed {
+        if failed || std::env::var_os("OPSYNC_PG_VERBOSE").is_some_and(|v| v != "0") {
             eprintln!("live_pg: {}", night.report());
         } else {
             eprint!("live_pg: {}\n{}", night.line(), night.checks_text());
