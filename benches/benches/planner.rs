@@ -17,6 +17,7 @@ fn meta(kind: Kind, size: u64, sec: i64) -> Meta {
         mtime: Time { sec, nsec: 0 },
         racy: false,
         protected: false,
+        mount: false,
     }
 }
 

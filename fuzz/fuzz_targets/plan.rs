@@ -101,6 +101,7 @@ fn meta(n: &FNode) -> Meta {
         },
         racy: false,
         protected: false,
+        mount: false,
     }
 }
 
@@ -309,6 +310,7 @@ fuzz_target!(|input: Input| {
             mtime: NOW,
             racy: false,
         protected: false,
+        mount: false,
         };
         model.insert(
             Vec::new(),

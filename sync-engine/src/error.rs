@@ -29,6 +29,18 @@ pub enum Error {
     )]
     SourceInsideDest { src: PathBuf, dst: PathBuf },
     #[error(
+        "refusing to follow the symlink {link} in the path of destination {dst}: it is owned by uid {uid}, neither root nor you; point the destination at the real directory, or pass --insecure-links if every part of the path is trusted"
+    )]
+    UntrustedSymlink {
+        dst: PathBuf,
+        link: PathBuf,
+        uid: u32,
+    },
+    #[error(
+        "destination {dst} is being written by another opsync sync{}: wait for it to finish, then run again", holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked { dst: PathBuf, holder: Option<u32> },
+    #[error(
         "refusing to sync: source {src} is empty but destination {dst} is not (an unmounted volume looks like this); pass --allow-empty-source to mirror the empty source"
     )]
     EmptySource { src: PathBuf, dst: PathBuf },

@@ -134,9 +134,10 @@ pub fn field(update: Update, kind: Kind, change: Change) -> [u8; 11] {
     f
 }
 
-/// Escapes a name as rsync prints it: bytes that are not printable (control characters,
-/// invalid UTF-8) become `\#ooo` (octal); a backslash before `#` is escaped too so the output
-/// stays unambiguous. Valid printable UTF-8 is kept.
+/// Escapes a name as rsync prints it in a UTF-8 locale: control characters other than TAB and
+/// DEL, and bytes that are not UTF-8, become `\#ooo` (octal); a backslash before `#` is escaped
+/// too so the output stays unambiguous. Valid UTF-8, TAB and DEL are kept as they are (rsync
+/// 3.5 prints them raw).
 pub fn escape_name(name: &[u8]) -> String {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
@@ -164,7 +165,7 @@ pub fn escape_name(name: &[u8]) -> String {
 fn push_valid(out: &mut String, s: &str) {
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        if c.is_control() {
+        if c.is_control() && c != '\t' && c != '\u{7f}' {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 push_octal(out, b);
@@ -212,7 +213,9 @@ mod tests {
         assert_eq!(escape_name(b"new\nline"), "new\\#012line");
         assert_eq!(escape_name(b"bad\xffbyte"), "bad\\#377byte");
         assert_eq!(escape_name("grüße".as_bytes()), "grüße");
-        assert_eq!(escape_name(b"tab\there"), "tab\\#011here");
+        assert_eq!(escape_name(b"tab\there"), "tab\there");
+        assert_eq!(escape_name(b"del\x7f"), "del\x7f");
+        assert_eq!(escape_name(b"esc\x1b[31m"), "esc\\#033[31m");
         assert_eq!(escape_name(b"a\\#b"), "a\\#134#b");
         assert_eq!(escape_name(b"a\\b"), "a\\b");
     }

@@ -83,7 +83,7 @@ pub fn sync(src: &Path, dst: &Path, opts: &Options, obs: &dyn Observer) -> Resul
         opts.delete_excluded,
         &read_merge_file,
     )?;
-    let roots = run::Roots::open(src, dst)?;
+    let roots = run::Roots::open(src, dst, opts.insecure_links)?;
     worker_pool(opts.threads)?.install(|| run::Run::new(&filter, opts, obs).go(roots))
 }
 
@@ -92,8 +92,17 @@ fn read_merge_file(path: &str) -> std::io::Result<String> {
     std::fs::read_to_string(path)
 }
 
+/// The most worker threads a run starts: each has a 64 MiB stack (virtual), and more threads
+/// than this only contend for the same disks.
+pub const MAX_THREADS: usize = 256;
+
 /// The worker threads of one run (`threads`: `None` for one per core).
 fn worker_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, Error> {
+    if let Some(n) = threads.filter(|&n| n > MAX_THREADS) {
+        return Err(Error::Threads(format!(
+            "{n} worker threads asked for: at most {MAX_THREADS}, write --threads={MAX_THREADS} or fewer"
+        )));
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
         .stack_size(WORKER_STACK)

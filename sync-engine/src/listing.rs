@@ -84,6 +84,9 @@ pub struct Meta {
     pub racy: bool,
     /// DST only: protected from deletion by the filter rules (an excluded or protected entry).
     pub protected: bool,
+    /// A directory on another filesystem than the root's (`-x`): listed without its contents,
+    /// which are neither copied nor deleted.
+    pub mount: bool,
 }
 
 impl Meta {
@@ -363,6 +366,7 @@ pub(crate) mod build {
             mtime: Time { sec, nsec: 0 },
             racy: false,
             protected: false,
+            mount: false,
         }
     }
 

@@ -167,6 +167,16 @@ pub struct Options {
     pub xattrs: bool,
     /// Mirror POSIX ACLs (rsync `-A`).
     pub acls: bool,
+    /// Do not cross filesystem boundaries (rsync `-x`): 1 copies a directory on another
+    /// filesystem as an empty directory and leaves DST's contents of such directories alone;
+    /// 2 (`-xx`) leaves SRC's out entirely.
+    pub one_file_system: u8,
+    /// Follow symlinks in DST's path that are owned by users other than root and the caller
+    /// (rsync `--insecure-links`; refused by default, as rsync 3.5 does).
+    pub insecure_links: bool,
+    /// Write every copied file to the device before its rename and every changed directory
+    /// after its entries changed (rsync `--fsync`).
+    pub fsync: bool,
     /// Set from outside (a signal handler) to stop the run between files.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -192,6 +202,9 @@ impl Default for Options {
             hard_links: false,
             xattrs: false,
             acls: false,
+            one_file_system: 0,
+            fsync: false,
+            insecure_links: false,
             cancel: None,
         }
     }
@@ -216,6 +229,9 @@ setters!(Options {
     hard_links: bool,
     xattrs: bool,
     acls: bool,
+    one_file_system: u8,
+    fsync: bool,
+    insecure_links: bool,
     cancel: Option<Arc<AtomicBool>>,
 });
 

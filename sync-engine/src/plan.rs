@@ -71,6 +71,8 @@ pub struct Action {
     pub dst: Idx,
     /// What differs, for itemizing.
     pub change: Change,
+    /// Where its itemize line goes in rsync's order (see [`Plan::slots`]).
+    pub slot: u32,
 }
 
 /// The work inside one DST directory.
@@ -86,6 +88,8 @@ pub struct Group {
     pub actions: std::ops::Range<u32>,
     /// Attributes of the directory itself to set after its subtree; `NEW` for created ones.
     pub finish: Change,
+    /// The slot of the directory's own itemize line (its creation or its attribute fix).
+    pub slot: u32,
 }
 
 /// Counts of a plan, for summaries and progress.
@@ -109,6 +113,11 @@ pub struct Plan {
     pub delete_limited: bool,
     /// `-H`: each SRC file that is a hard link of an earlier one, and that leader.
     pub leaders: HashMap<Idx, Idx>,
+    /// Number of output slots: the itemize lines of a run come in rsync's order, which is this
+    /// numbering (per directory in pre-order: its own line, its deletions, then its other
+    /// entries in name order; its subdirectories' lines open their own groups), whatever order
+    /// the parallel work finishes in.
+    pub slots: u32,
     pub counts: PlanCounts,
 }
 
@@ -249,6 +258,7 @@ impl Planner<'_> {
                 src: a,
                 dst: b,
                 change,
+                slot: 0,
             });
         }
         true
@@ -269,7 +279,9 @@ impl Planner<'_> {
         self.mkdirs.clear();
         self.others.clear();
 
-        for p in paired_children(self.src, s, self.dst, d) {
+        // A directory on another filesystem (`-x`) is listed without contents: leave them.
+        let mount = self.src.meta(s).mount || (d != NONE && self.dst.meta(d).mount);
+        for p in paired_children(self.src, s, self.dst, d).filter(|_| !mount) {
             match p {
                 Paired::Src(a) => self.create(a, NONE, Change::NEW, &mut subdirs),
                 Paired::Dst(b) => self.extraneous(b),
@@ -277,6 +289,14 @@ impl Planner<'_> {
             }
         }
 
+        let base = self.plan.slots;
+        let dir_slot = base;
+        let mut next = base + 1;
+        for a in self.deletes.iter_mut().chain(self.others.iter_mut()) {
+            a.slot = next;
+            next += 1;
+        }
+        self.plan.slots = next;
         let start = self.plan.actions.len() as u32;
         self.plan.actions.append(&mut self.deletes);
         self.plan.actions.append(&mut self.mkdirs);
@@ -293,10 +313,20 @@ impl Planner<'_> {
             end: 0,
             actions: start..end,
             finish,
+            slot: dir_slot,
         });
 
         for (cs, cd) in subdirs {
+            let child = self.plan.groups.len();
             self.dir(cs, cd);
+            if cd == NONE && child < self.plan.groups.len() {
+                // A created directory's line is the mkdir in this group: it opens the child's.
+                let slot = self.plan.groups[child].slot;
+                let acts = &mut self.plan.actions[start as usize..end as usize];
+                if let Some(m) = acts.iter_mut().find(|a| a.op == Op::Mkdir && a.src == cs) {
+                    m.slot = slot;
+                }
+            }
         }
 
         let has_work = start != end || !finish.is_empty() || self.plan.groups.len() > gi + 1;
@@ -304,6 +334,7 @@ impl Planner<'_> {
             self.plan.groups[gi].end = self.plan.groups.len() as u32;
         } else {
             self.plan.groups.pop();
+            self.plan.slots = base;
         }
     }
 
@@ -318,6 +349,7 @@ impl Planner<'_> {
                     src: a,
                     dst: replaced,
                     change,
+                    slot: 0,
                 });
                 self.plan.counts.created += 1;
                 subdirs.push((a, NONE));
@@ -341,6 +373,7 @@ impl Planner<'_> {
             src: a,
             dst: replaced,
             change,
+            slot: 0,
         });
     }
 
@@ -365,7 +398,7 @@ impl Planner<'_> {
         let mut i = b;
         while i < end {
             let e = self.dst.entry(i);
-            if e.meta.protected {
+            if e.meta.protected || e.meta.mount {
                 i = e.end;
             } else {
                 out.push(i);
@@ -381,8 +414,17 @@ impl Planner<'_> {
             src: NONE,
             dst: i,
             change: Change::NONE,
+            slot: 0,
         });
         self.plan.counts.deletions += 1;
+    }
+
+    /// Marks the deletion of `b` as the first half of a type replacement: rsync shows only the
+    /// creation of the new entry, so the deletion gets no itemize line (`change` = `TYPE`).
+    fn mark_replaced(&mut self, b: Idx) {
+        if let Some(d) = self.deletes.iter_mut().rev().find(|d| d.dst == b) {
+            d.change = Change::TYPE;
+        }
     }
 
     /// Takes `n` deletions from the `--max-delete` budget; false (and marks the plan) if short.
@@ -403,7 +445,16 @@ impl Planner<'_> {
     /// Entry present on both sides under the same name.
     fn both(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
         let (sm, dm) = (*self.src.meta(a), *self.dst.meta(b));
-        if sm.kind != dm.kind {
+        // A FIFO that is a socket in DST (or a character device that is a block device) is
+        // recreated as a change of its content, as rsync shows it (`cSc...`), not replaced.
+        let same_class = matches!(
+            (sm.kind, dm.kind),
+            (
+                Kind::CharDev | Kind::BlockDev,
+                Kind::CharDev | Kind::BlockDev
+            ) | (Kind::Fifo | Kind::Socket, Kind::Fifo | Kind::Socket)
+        );
+        if sm.kind != dm.kind && !same_class {
             return self.replace(a, b, subdirs);
         }
         match sm.kind {
@@ -418,6 +469,7 @@ impl Planner<'_> {
                         src: a,
                         dst: b,
                         change,
+                        slot: 0,
                     });
                 } else if !change.is_empty() {
                     self.attr_fix(a, b, change);
@@ -425,9 +477,9 @@ impl Planner<'_> {
             }
             Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
                 let mut change = self.attr_diff(&sm, &dm, true) | self.xattr_diff(a, b);
-                let rdev_differs = sm.kind.is_special()
-                    && matches!(sm.kind, Kind::CharDev | Kind::BlockDev)
-                    && sm.rdev() != dm.rdev();
+                let rdev_differs = sm.kind != dm.kind
+                    || (matches!(sm.kind, Kind::CharDev | Kind::BlockDev)
+                        && sm.rdev() != dm.rdev());
                 if rdev_differs {
                     change |= Change::CONTENT;
                 }
@@ -442,6 +494,7 @@ impl Planner<'_> {
                         src: a,
                         dst: b,
                         change,
+                        slot: 0,
                     });
                 } else if !change.is_empty() {
                     self.attr_fix(a, b, change);
@@ -457,6 +510,7 @@ impl Planner<'_> {
             src: a,
             dst: b,
             change,
+            slot: 0,
         });
     }
 
@@ -498,6 +552,7 @@ impl Planner<'_> {
                 src: a,
                 dst: b,
                 change,
+                slot: 0,
             });
         } else if !change.is_empty() {
             self.attr_fix(a, b, change);
@@ -512,6 +567,7 @@ impl Planner<'_> {
                 src: a,
                 dst: b,
                 change,
+                slot: 0,
             });
         }
     }
@@ -527,20 +583,20 @@ impl Planner<'_> {
             for &i in doomed.iter().rev() {
                 self.delete(i);
             }
+            self.mark_replaced(b);
             self.create(a, NONE, Change::TYPE, subdirs);
         } else if self.src.meta(a).kind == Kind::Dir {
             if !self.take_budget(1) {
                 return;
             }
             self.delete(b);
+            self.mark_replaced(b);
             self.create(a, NONE, Change::TYPE, subdirs);
         } else {
             self.create(a, b, Change::TYPE, subdirs);
         }
     }
 
-    /// Attribute differences other than size and content. `perms`: whether permissions count
-    /// (not for symlinks, whose mode Linux cannot change).
     /// ACL and xattr differences of SRC's `a` and DST's `b` (the listings hold them only with
     /// `-A`/`-X`).
     fn xattr_diff(&self, a: Idx, b: Idx) -> Change {
@@ -564,6 +620,8 @@ impl Planner<'_> {
         c
     }
 
+    /// Attribute differences other than size and content. `perms`: whether permissions count
+    /// (not for symlinks, whose mode Linux cannot change).
     fn attr_diff(&self, s: &Meta, d: &Meta, perms: bool) -> Change {
         let mut c = Change::NONE;
         if perms && s.perm != d.perm {

@@ -462,3 +462,168 @@ fn extended_attributes_are_mirrored_with_xattrs() {
     assert_eq!(r.attrs_fixed, 0, "{r:?}");
     assert_eq!(get(&dst.join("d/f")).len(), 1);
 }
+
+/// Mounts a tmpfs at `at` (created first); unmounted on drop. Needs root.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn new(at: &Path) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            st.success(),
+            "cannot mount a tmpfs at {} (needs root)",
+            at.display()
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// `-x`: a directory on another filesystem is copied as an empty directory and DST's contents
+/// of it are left alone; `-xx` leaves it out.
+#[test]
+fn one_file_system_does_not_cross_mount_points() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(src.join("data")).unwrap();
+    fs::write(src.join("data/f"), b"on the root filesystem").unwrap();
+    let mnt = Tmpfs::new(&src.join("data/mnt"));
+    fs::write(mnt.0.join("inner"), b"on another filesystem").unwrap();
+    fs::create_dir_all(dst.join("data/mnt")).unwrap();
+    fs::write(dst.join("data/mnt/kept"), b"dev's own").unwrap();
+    let o = Options {
+        one_file_system: 1,
+        ..opts()
+    };
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(
+        fs::read(dst.join("data/f")).unwrap(),
+        b"on the root filesystem"
+    );
+    assert!(!dst.join("data/mnt/inner").exists(), "not crossed");
+    assert!(
+        dst.join("data/mnt/kept").exists(),
+        "DST's contents left alone"
+    );
+    let fresh = t.path().join("fresh");
+    sync(&src, &fresh, &o, &NoObserver).unwrap();
+    assert!(fresh.join("data/mnt").is_dir());
+    assert_eq!(fs::read_dir(fresh.join("data/mnt")).unwrap().count(), 0);
+    let xx = t.path().join("xx");
+    let o2 = Options {
+        one_file_system: 2,
+        ..opts()
+    };
+    sync(&src, &xx, &o2, &NoObserver).unwrap();
+    assert!(!xx.join("data/mnt").exists(), "-xx leaves mount points out");
+    let all = t.path().join("all");
+    sync(&src, &all, &opts(), &NoObserver).unwrap();
+    assert!(
+        all.join("data/mnt/inner").exists(),
+        "without -x it is crossed"
+    );
+    drop(mnt);
+}
+
+/// `--fsync` writes every file and changed directory to the device; the result is the same.
+#[test]
+fn fsync_gives_the_same_mirror() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"data").unwrap();
+    let o = Options {
+        fsync: true,
+        inplace: true,
+        ..opts()
+    };
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    fs::write(src.join("d/f"), b"more data").unwrap();
+    filetime::set_file_mtime(src.join("d/f"), FileTime::from_unix_time(1_600_000_000, 0)).unwrap();
+    sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(fs::read(dst.join("d/f")).unwrap(), b"more data");
+}
+
+/// rsync 3.5: a symlink in DST's path owned by neither root nor the caller is not followed
+/// (`dest/sub -> /outside` made by `nobody` would redirect the mirror); nothing is written.
+#[test]
+fn a_symlink_in_the_destination_path_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::symlink;
+    let t = tempfile::tempdir().unwrap();
+    let (src, outside) = (t.path().join("src"), t.path().join("outside"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::create_dir_all(t.path().join("dest")).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let link = t.path().join("dest/sub");
+    symlink(&outside, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let e = sync(&src, &link, &opts(), &NoObserver).unwrap_err();
+    assert!(
+        matches!(e, crate::Error::UntrustedSymlink { uid: 65534, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--insecure-links"), "{e}");
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // Deeper below it, or reached through a trusted link to it: refused too.
+    let trusted = t.path().join("trusted");
+    symlink(t.path().join("dest"), &trusted).unwrap();
+    assert!(sync(&src, &trusted.join("sub/x"), &opts(), &NoObserver).is_err());
+    let o = Options {
+        insecure_links: true,
+        ..opts()
+    };
+    sync(&src, &link, &o, &NoObserver).unwrap();
+    assert!(outside.join("f").exists());
+    // A link owned by root (or the caller) is followed as before.
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    sync(&src, &link, &opts(), &NoObserver).unwrap();
+}
+
+/// Two syncs into one DST tripped over each other (both exited 23 with "File exists" / "No such
+/// file"): the second now stops before touching anything and names the holder.
+#[test]
+fn a_second_sync_into_the_same_destination_is_refused_naming_the_holder() {
+    use std::os::fd::AsFd;
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&dst).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let held = crate::sys::open_dir_path(&dst).unwrap();
+    assert!(crate::sys::try_lock(held.as_fd()).unwrap());
+    let e = sync(&src, &dst, &opts(), &NoObserver).unwrap_err();
+    match &e {
+        crate::Error::Locked { holder, .. } => assert_eq!(*holder, Some(std::process::id())),
+        other => panic!("{other}"),
+    }
+    assert!(!dst.join("f").exists());
+    let dry = Options {
+        dry_run: true,
+        ..opts()
+    };
+    sync(&src, &dst, &dry, &NoObserver).unwrap();
+    drop(held);
+    sync(&src, &dst, &opts(), &NoObserver).unwrap();
+    assert!(dst.join("f").exists());
+    let too_many = Options {
+        threads: Some(20_000),
+        ..opts()
+    };
+    let e = sync(&src, &dst, &too_many, &NoObserver).unwrap_err();
+    assert!(e.to_string().contains("at most 256"), "{e}");
+}

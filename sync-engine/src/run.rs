@@ -27,9 +27,9 @@ pub(crate) struct Roots<'a> {
 }
 
 impl<'a> Roots<'a> {
-    pub fn open(src: &'a Path, dst: &'a Path) -> Result<Roots<'a>, Error> {
+    pub fn open(src: &'a Path, dst: &'a Path, trust_links: bool) -> Result<Roots<'a>, Error> {
         let (src_fd, src_meta) = open_source(src)?;
-        let dst_fd = open_dest(src, dst)?;
+        let dst_fd = open_dest(src, dst, trust_links)?;
         Ok(Roots {
             src,
             dst,
@@ -73,6 +73,9 @@ impl<'a> Run<'a> {
             Some((fd, _)) => Some(fd.try_clone().map_err(|e| io_err("open", dst, e))?),
             None => None,
         };
+        if let Some(fd) = dst_keep.as_ref().filter(|_| !self.opts.dry_run) {
+            lock(fd, dst)?;
+        }
         // One tree after the other: each scan already keeps every core busy (one task per
         // directory), and scanning both at once would hold two trees' intermediate results at
         // the same moment (measured on 1,000,000 files: up to 275 MB peak instead of 215 MB).
@@ -89,6 +92,7 @@ impl<'a> Run<'a> {
             above,
             hard_links: hl,
             xattrs,
+            one_fs: self.opts.one_file_system,
         };
         let mut s = scan::scan(src_fd, src_meta, &opts(Side::Source, &src_above));
         let d = dst_fd.map(|(fd, m)| scan::scan(fd, m, &opts(Side::Dest, &dst_above)));
@@ -152,6 +156,8 @@ impl<'a> Run<'a> {
             modify_window: o.modify_window,
             hashed_at: compared.hashed_at,
             xattrs: self.policy(),
+            order: apply::Order::new(self.obs.wants_items()),
+            fsync: o.fsync,
         };
         if o.dry_run {
             applier.simulate();
@@ -162,6 +168,7 @@ impl<'a> Run<'a> {
                     sys::mkdir_path(dst).map_err(|e| io_err("create destination", dst, e))?;
                     let fd =
                         sys::open_dir_path(dst).map_err(|e| io_err("open destination", dst, e))?;
+                    lock(&fd, dst)?;
                     applier.root_created();
                     fd
                 }
@@ -170,6 +177,7 @@ impl<'a> Run<'a> {
             if !the_plan.leaders.is_empty() {
                 applier.links(&dst_root);
             }
+            applier.flush();
         }
         counters.fill(&mut report);
         Ok(report)
@@ -301,7 +309,10 @@ fn open_source(src: &Path) -> Result<(OwnedFd, Meta), Error> {
 
 /// Opens DST if it exists (None when it must be created), after checking that neither tree
 /// contains the other.
-fn open_dest(src: &Path, dst: &Path) -> Result<Option<(OwnedFd, Meta)>, Error> {
+fn open_dest(src: &Path, dst: &Path, trust_links: bool) -> Result<Option<(OwnedFd, Meta)>, Error> {
+    if !trust_links {
+        trusted_path(dst)?;
+    }
     let src_real = std::fs::canonicalize(src).map_err(|e| io_err("resolve source", src, e))?;
     let dst_real = match std::fs::canonicalize(dst) {
         Ok(p) => Some(p),
@@ -380,4 +391,86 @@ pub(crate) fn above_root(filter: &Filter, root: &Path) -> Result<DirRules, Error
         rules = filter.enter_above(&rules, to_root.as_os_str().as_bytes(), &mut read)?;
     }
     Ok(rules)
+}
+
+/// As rsync 3.5: every symlink on the way to `dst` (and in the targets it leads to) must be
+/// owned by root or by the user running the sync; one owned by anybody else could redirect the
+/// mirror anywhere that user wants (`dest/sub -> /etc` made by `nobody`). Parts of the path that
+/// do not exist yet end the walk.
+fn trusted_path(dst: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let me = sys::euid();
+    let start = if dst.is_absolute() {
+        dst.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| io_err("resolve destination", dst, e))?
+            .join(dst)
+    };
+    let mut todo: Vec<std::ffi::OsString> = start
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_owned()),
+            std::path::Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        if part == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&part);
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(_) => return Ok(()),
+        };
+        if !meta.file_type().is_symlink() {
+            cur = next;
+            continue;
+        }
+        if meta.uid() != 0 && meta.uid() != me {
+            return Err(Error::UntrustedSymlink {
+                dst: dst.to_owned(),
+                link: next,
+                uid: meta.uid(),
+            });
+        }
+        hops += 1;
+        let target = std::fs::read_link(&next).map_err(|e| io_err("read symlink", &next, e))?;
+        if hops > 40 {
+            return Err(io_err(
+                "resolve destination",
+                dst,
+                io::Error::other("too many levels of symbolic links"),
+            ));
+        }
+        if target.is_absolute() {
+            cur = PathBuf::from("/");
+        }
+        for c in target.components().rev() {
+            match c {
+                std::path::Component::Normal(n) => todo.push(n.to_owned()),
+                std::path::Component::ParentDir => todo.push("..".into()),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Locks DST for this run: two syncs into one tree would trip over each other's temporary
+/// files and deletions.
+fn lock(fd: &OwnedFd, dst: &Path) -> Result<(), Error> {
+    match sys::try_lock(fd.as_fd()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Locked {
+            dst: dst.to_owned(),
+            holder: sys::lock_holder(fd.as_fd()),
+        }),
+        Err(e) => Err(io_err("lock destination", dst, e)),
+    }
 }

@@ -68,6 +68,9 @@ struct Ctx<'a> {
     /// Record the inodes of files with several links (`-H`).
     hard_links: bool,
     xattrs: crate::xattr::Policy,
+    one_fs: u8,
+    /// The root's device, for `-x`.
+    root_dev: u64,
     /// Check that regular files are readable (SRC, not running as root).
     check_read: bool,
 }
@@ -97,6 +100,9 @@ pub struct ScanOpts<'a> {
     pub hard_links: bool,
     /// The extended attributes to read (`-X`, `-A`).
     pub xattrs: crate::xattr::Policy,
+    /// `-x`: 1 lists directories on another filesystem without their contents, 2 leaves
+    /// them out of SRC.
+    pub one_fs: u8,
 }
 
 /// Scans the tree under the open directory `root` whose own attributes are `root_meta`.
@@ -116,6 +122,12 @@ pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
         protected: AtomicU64::new(0),
         hard_links,
         xattrs: o.xattrs,
+        one_fs: o.one_fs,
+        root_dev: if o.one_fs > 0 {
+            sys::device_of(root.as_fd()).unwrap_or(0)
+        } else {
+            0
+        },
         check_read: side == Side::Source && sys::euid() != 0,
     };
     let node = scan_dir(root, Vec::new(), &ctx, above);
@@ -305,6 +317,13 @@ fn stat_entry(
         }
     }
     let mut skip = false;
+    if ctx.one_fs > 0 && meta.kind == Kind::Dir && st.st_dev != ctx.root_dev {
+        if ctx.one_fs > 1 && ctx.side == Side::Source {
+            return None;
+        }
+        meta.mount = true;
+        skip = true;
+    }
     if !ctx.filter.is_empty() {
         let full = join(path, name);
         let is_dir = meta.kind == Kind::Dir;

@@ -66,6 +66,7 @@ pub fn meta_of(st: &Stat) -> Option<Meta> {
         },
         racy: false,
         protected: false,
+        mount: false,
     })
 }
 
@@ -808,6 +809,47 @@ pub fn own_groups() -> Vec<u32> {
         .collect();
     v.push(rustix::process::getegid().as_raw());
     v
+}
+
+/// Takes an exclusive `flock` on the open directory `dir` (the lock of one sync into it): false
+/// when another process holds it. Held until every duplicate of the handle is closed.
+pub fn try_lock(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    match rfs::flock(dir, rfs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The process holding a `flock` on the open file `fd`, as `/proc/locks` says (`None` when it
+/// cannot be told).
+pub fn lock_holder(fd: BorrowedFd<'_>) -> Option<u32> {
+    let st = rfs::fstat(fd).ok()?;
+    let dev = st.st_dev;
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        rfs::major(dev),
+        rfs::minor(dev),
+        st.st_ino
+    );
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (kind, pid, id) = (f.get(1)?, f.get(4)?, f.get(5)?);
+        (*kind == "FLOCK" && *id == want)
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
+}
+
+/// Writes an open file's (or directory's) data and metadata to the device (`--fsync`).
+pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rfs::fsync(fd)?)
+}
+
+/// The device of an open file or directory.
+pub fn device_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rfs::fstat(fd)?.st_dev)
 }
 
 /// Truncates an open file to `len` bytes.

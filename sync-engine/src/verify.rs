@@ -166,6 +166,7 @@ fn scan_opts<'a>(
         above,
         hard_links: false,
         xattrs,
+        one_fs: 0,
     }
 }
 

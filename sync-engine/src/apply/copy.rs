@@ -17,28 +17,52 @@ use super::Applier;
 
 impl Applier<'_> {
     pub(super) fn copy(&self, d: BorrowedFd<'_>, s: BorrowedFd<'_>, a: &Action) {
+        match self.copy_file(d, s, a) {
+            Some(c) => self.copied(a, &c),
+            None => self.order_skip(a),
+        }
+    }
+
+    /// Copies the file of action `a`; `None` when it was not (reported already).
+    fn copy_file(&self, d: BorrowedFd<'_>, s: BorrowedFd<'_>, a: &Action) -> Option<Copied> {
         let name = self.src.name(a.src);
         let src = match sys::open_read_at(s, name) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.warn_vanished(a.src),
-            Err(e) => return self.fail("open", Side::Source, self.src, a.src, e),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.warn_vanished(a.src);
+                return None;
+            }
+            Err(e) => {
+                self.fail("open", Side::Source, self.src, a.src, e);
+                return None;
+            }
         };
         let st = match sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st)) {
             Ok(Some(m)) if m.kind == Kind::File => m,
-            Ok(_) => return self.warn_vanished(a.src),
-            Err(e) => return self.fail("stat", Side::Source, self.src, a.src, e),
+            Ok(_) => {
+                self.warn_vanished(a.src);
+                return None;
+            }
+            Err(e) => {
+                self.fail("stat", Side::Source, self.src, a.src, e);
+                return None;
+            }
         };
         if self.inplace {
             match self.update_in_place(d, &src, st, a) {
-                Ok(Some(c)) => return self.copied(a, &c),
+                Ok(Some(c)) => return Some(c),
                 Ok(None) => {}
-                Err(e) => return self.fail("update in place", Side::Dest, self.src, a.src, e),
+                Err(e) => {
+                    self.fail("update in place", Side::Dest, self.src, a.src, e);
+                    return None;
+                }
             }
         }
         let (tmpf, tmp) = match sys::with_temp_name(name, |t| sys::create_file_at(d, t)) {
             Ok(v) => v,
             Err(e) => {
-                return self.fail("create temporary file for", Side::Dest, self.src, a.src, e);
+                self.fail("create temporary file for", Side::Dest, self.src, a.src, e);
+                return None;
             }
         };
         let r = self
@@ -49,14 +73,18 @@ impl Applier<'_> {
                 let owner = self.owners.for_meta(&c.meta);
                 sys::set_attrs_fd(tmpf.as_fd(), &c.meta, owner, Some(c.read_at))?;
                 self.put_xattrs(sys::XattrTarget::Fd(tmpf.as_fd()), None, a.src)?;
+                if self.fsync {
+                    sys::fsync(tmpf.as_fd())?;
+                }
                 sys::rename_at(d, tmp.as_bytes(), name)?;
                 Ok(c)
             });
         match r {
-            Ok(c) => self.copied(a, &c),
+            Ok(c) => Some(c),
             Err(e) => {
                 let _ = sys::unlink_at(d, tmp.as_bytes(), false);
                 self.fail("copy", Side::Dest, self.src, a.src, e);
+                None
             }
         }
     }
@@ -274,7 +302,14 @@ impl Applier<'_> {
         let owner = self.owners.for_meta(&c.meta);
         let have = self.dst.xattrs_of(a.dst);
         self.put_xattrs(sys::XattrTarget::Fd(dst.as_fd()), Some(have), a.src)?;
+        if self.fsync {
+            // The content first, then the mtime that says it is complete.
+            sys::fsync(dst.as_fd())?;
+        }
         sys::set_attrs_fd(dst.as_fd(), &c.meta, owner, Some(c.read_at))?;
+        if self.fsync {
+            sys::fsync(dst.as_fd())?;
+        }
         tracing::debug!(path = %self.src.path(a.src).escape_ascii(), bytes = c.meta.size,
             written = c.written, "updated in place");
         Ok(Some(c))

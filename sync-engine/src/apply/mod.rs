@@ -19,10 +19,12 @@ use crate::error::{FileError, Side};
 use crate::itemize::{Change, Update, field};
 use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time};
 use crate::plan::{Action, Op, Plan};
-use crate::report::{Counters, Item, Observer, Warning};
+use crate::report::{Counters, Observer, Warning};
 use crate::sys::{self, Owner};
 
 mod copy;
+mod order;
+pub(crate) use order::Order;
 
 /// Which ownership the run sets.
 #[derive(Debug, Clone)]
@@ -72,6 +74,10 @@ pub(crate) struct Applier<'a> {
     pub hashed_at: Option<Time>,
     /// The extended attributes and ACLs mirrored (`-X`, `-A`).
     pub xattrs: crate::xattr::Policy,
+    /// The itemize lines in rsync's order.
+    pub order: order::Order,
+    /// `--fsync`: files before their rename, directories after their entries changed.
+    pub fsync: bool,
 }
 
 /// Actions per parallel chunk inside one directory.
@@ -110,42 +116,122 @@ impl Applier<'_> {
         });
     }
 
-    fn emit(&self, update: Update, list: &Listing, idx: Idx, op: Op, change: Change, bytes: u64) {
+    /// The itemize line of entry `idx` of `list` (`None` when the observer wants no items).
+    #[allow(clippy::too_many_arguments)]
+    fn line(
+        &self,
+        update: Update,
+        list: &Listing,
+        idx: Idx,
+        op: Op,
+        change: Change,
+        bytes: u64,
+    ) -> Option<order::Line> {
         if !self.obs.wants_items() {
-            return;
+            return None;
         }
         let m = list.meta(idx);
-        let path = list.path(idx);
-        let leader = (op == Op::Link)
-            .then(|| self.plan.leaders.get(&idx).map(|&l| list.path(l)))
-            .flatten();
-        let link = match &leader {
-            Some(l) => Some(l.as_slice()),
-            None => (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx)),
+        let link = if op == Op::Link {
+            self.plan.leaders.get(&idx).map(|&l| list.path(l))
+        } else {
+            (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx).to_vec())
         };
-        let item = Item {
+        Some(order::Line {
             field: field(update, m.kind, change),
             op,
             kind: m.kind,
-            path: &path,
+            path: list.path(idx),
             link,
             bytes,
-        };
-        self.obs.item(&item);
+        })
     }
 
-    /// Emits the item of action `a` (after it succeeded, or in a dry run).
+    /// Completes output slot `slot` with no line.
+    fn skip(&self, slot: u32) {
+        self.order.done(slot, None, self.obs);
+    }
+
+    /// Completes the slot of action `a`, which printed nothing.
+    fn order_skip(&self, a: &Action) {
+        self.skip(a.slot);
+    }
+
+    /// Completes the slot of action `a` with its itemize line (after it succeeded, or in a dry
+    /// run). The deletion half of a type replacement has none, as in rsync.
     fn emit_action(&self, a: &Action, bytes: u64) {
-        match a.op {
-            Op::Delete => self.emit(Update::Delete, self.dst, a.dst, a.op, a.change, 0),
-            Op::Copy => self.emit(Update::Transfer, self.src, a.src, a.op, a.change, bytes),
-            Op::SetAttrs => self.emit(Update::Attrs, self.src, a.src, a.op, a.change, 0),
-            Op::Mkdir | Op::Symlink | Op::Mknod => {
-                self.emit(Update::Local, self.src, a.src, a.op, a.change, 0)
+        let line = match a.op {
+            Op::Delete if a.change.contains(Change::TYPE) => None,
+            Op::Delete => self.line(Update::Delete, self.dst, a.dst, a.op, a.change, 0),
+            Op::Copy => self.line(Update::Transfer, self.src, a.src, a.op, a.change, bytes),
+            Op::SetAttrs => {
+                let c = self.shown_attrs(a);
+                (!c.is_empty())
+                    .then(|| self.line(Update::Attrs, self.src, a.src, a.op, c, 0))
+                    .flatten()
             }
-            Op::Link => self.emit(Update::HardLink, self.src, a.src, a.op, a.change, 0),
-            Op::Stamp => {}
+            // A special file recreated for a mode or owner change shows the change, as rsync
+            // does (rsync changes it in place).
+            Op::Mknod
+                if ![Change::NEW, Change::TYPE, Change::CONTENT]
+                    .iter()
+                    .any(|&c| a.change.contains(c)) =>
+            {
+                let c = self.shown_attrs(a);
+                (!c.is_empty())
+                    .then(|| self.line(Update::Attrs, self.src, a.src, a.op, c, 0))
+                    .flatten()
+            }
+            Op::Mkdir | Op::Symlink | Op::Mknod => {
+                self.line(Update::Local, self.src, a.src, a.op, a.change, 0)
+            }
+            Op::Link => self.line(Update::HardLink, self.src, a.src, a.op, a.change, 0),
+            Op::Stamp => None,
+        };
+        self.order.done(a.slot, line, self.obs);
+    }
+
+    /// The changes rsync's itemize line shows for an attribute fix of an existing entry: rsync
+    /// compares after changing the owner, and when DST's entry had a setuid or setgid bit it
+    /// reads the attributes again (the change of owner clears those bits), so it shows the
+    /// mode the change left instead of the owner and group.
+    fn shown_attrs(&self, a: &Action) -> Change {
+        let (sm, dm) = (self.src.meta(a.src), self.dst.meta(a.dst));
+        let chown = a.change.contains(Change::OWNER) || a.change.contains(Change::GROUP);
+        if sm.kind == Kind::Dir || !chown || dm.perm & 0o6000 == 0 {
+            return a.change;
         }
+        let cleared = if dm.perm & 0o010 != 0 { 0o6000 } else { 0o4000 };
+        let after = dm.perm & !cleared;
+        let mut c = Change::NONE;
+        for f in [
+            Change::CONTENT,
+            Change::SIZE,
+            Change::TIME,
+            Change::ACL,
+            Change::XATTR,
+        ] {
+            if a.change.contains(f) {
+                c |= f;
+            }
+        }
+        if after != sm.perm {
+            c |= Change::PERMS;
+        }
+        c
+    }
+
+    /// Reports a failed action (`fail`) and completes its slot.
+    fn failed(
+        &self,
+        a: &Action,
+        op: &'static str,
+        side: Side,
+        list: &Listing,
+        idx: Idx,
+        e: io::Error,
+    ) {
+        self.fail(op, side, list, idx, e);
+        self.skip(a.slot);
     }
 
     fn count(&self, a: &Action, bytes: u64) {
@@ -171,13 +257,14 @@ impl Applier<'_> {
         }
     }
 
-    /// A dry run: reports every action in plan order, touches nothing.
+    /// A dry run: reports every action, touches nothing.
     pub fn simulate(&self) {
         if self.plan.create_root {
             self.root_created();
         }
         for g in 0..self.plan.groups.len() {
-            let group = &self.plan.groups[g];
+            self.dir_line(g);
+            self.count_finish(self.plan.groups[g].finish);
             for a in self.plan.actions_of(g) {
                 let bytes = if a.op == Op::Copy {
                     self.src.meta(a.src).size
@@ -187,24 +274,45 @@ impl Applier<'_> {
                 self.count(a, bytes);
                 self.emit_action(a, bytes);
             }
-            self.finish_item(group.src, group.finish);
         }
+        self.order.flush(self.obs);
+    }
+
+    /// Passes the itemize lines still waiting (see [`order::Order::flush`]).
+    pub fn flush(&self) {
+        self.order.flush(self.obs);
     }
 
     /// Reports the creation of DST's root (`cd+++++++++ ./`), done before anything else.
     pub fn root_created(&self) {
         Counters::add(&self.counters.created, 1);
-        self.emit(Update::Local, self.src, 0, Op::Mkdir, Change::NEW, 0);
+        let slot = self.plan.groups.first().map_or(0, |g| g.slot);
+        let line = self.line(Update::Local, self.src, 0, Op::Mkdir, Change::NEW, 0);
+        self.order.done(slot, line, self.obs);
     }
 
-    /// Reports the attribute fix of a directory that existed (created ones were reported when
-    /// they were made).
-    fn finish_item(&self, src_dir: Idx, finish: Change) {
-        if finish.is_empty() || finish.contains(Change::NEW) {
+    /// The line of group `g`'s own directory, printed before its contents as rsync does: its
+    /// attribute fix when it existed (set after the contents; a failure is reported then). A
+    /// created directory's line is its creation's, in the parent's group.
+    fn dir_line(&self, g: usize) {
+        let group = &self.plan.groups[g];
+        if group.finish.contains(Change::NEW) {
             return;
         }
-        Counters::add(&self.counters.attrs_fixed, 1);
-        self.emit(Update::Attrs, self.src, src_dir, Op::SetAttrs, finish, 0);
+        let line = (!group.finish.is_empty())
+            .then(|| {
+                let f = group.finish;
+                self.line(Update::Attrs, self.src, group.src, Op::SetAttrs, f, 0)
+            })
+            .flatten();
+        self.order.done(group.slot, line, self.obs);
+    }
+
+    /// Counts the attribute fix of a directory that existed.
+    fn count_finish(&self, finish: Change) {
+        if !finish.is_empty() && !finish.contains(Change::NEW) {
+            Counters::add(&self.counters.attrs_fixed, 1);
+        }
     }
 
     /// Applies group `g` with its directory open as `dfd` (DST) and `sfd` (SRC).
@@ -213,6 +321,7 @@ impl Applier<'_> {
             return;
         }
         let group = &self.plan.groups[g];
+        self.dir_line(g);
         let acts = self.plan.actions_of(g);
         let dmeta = (group.dst != NONE).then(|| *self.dst.meta(group.dst));
         let mut finish = group.finish;
@@ -296,13 +405,20 @@ impl Applier<'_> {
             .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp));
         if (touched || !finish.is_empty()) && !self.cancelled() {
             let m = self.src.meta(group.src);
-            let r =
-                sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None).and_then(|()| {
+            let r = sys::set_attrs_fd(dfd.as_fd(), m, self.owners.for_meta(m), None)
+                .and_then(|()| {
                     let target = sys::XattrTarget::Fd(dfd.as_fd());
                     self.put_xattrs(target, self.dst_xattrs(group.dst), group.src)
+                })
+                .and_then(|()| {
+                    if self.fsync && touched {
+                        sys::fsync(dfd.as_fd())
+                    } else {
+                        Ok(())
+                    }
                 });
             match r {
-                Ok(()) => self.finish_item(group.src, finish),
+                Ok(()) => self.count_finish(group.finish),
                 Err(e) => self.fail("set attributes of", Side::Dest, self.src, group.src, e),
             }
         }
@@ -351,6 +467,7 @@ impl Applier<'_> {
                 break;
             }
             let Some(&leader) = self.plan.leaders.get(&a.src) else {
+                self.skip(a.slot);
                 continue;
             };
             let parent = self.src.entry(a.src).parent;
@@ -382,15 +499,20 @@ impl Applier<'_> {
                         touched.push(parent);
                     }
                 }
-                Err(e) => self.fail("hard link", Side::Dest, self.src, a.src, e),
+                Err(e) => self.failed(a, "hard link", Side::Dest, self.src, a.src, e),
             }
         }
         touched.sort_unstable();
         touched.dedup();
         for d in touched {
             let m = self.src.meta(d);
-            let r = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(d))
-                .and_then(|fd| sys::set_attrs_fd(fd.as_fd(), m, self.owners.for_meta(m), None));
+            let r = sys::open_dir_beneath(dst_root.as_fd(), &self.src.path(d)).and_then(|fd| {
+                sys::set_attrs_fd(fd.as_fd(), m, self.owners.for_meta(m), None)?;
+                if self.fsync {
+                    sys::fsync(fd.as_fd())?;
+                }
+                Ok(())
+            });
             if let Err(e) = r {
                 self.fail("set attributes of", Side::Dest, self.src, d, e);
             }
@@ -410,13 +532,14 @@ impl Applier<'_> {
                 self.emit_action(a, 0);
                 return parent == base;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.skip(a.slot),
             Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && self.has_excludes => {
                 self.obs.warning(&Warning::NotEmpty {
                     path: &self.dst.path(a.dst),
                 });
+                self.skip(a.slot);
             }
-            Err(e) => self.fail("delete", Side::Dest, self.dst, a.dst, e),
+            Err(e) => self.failed(a, "delete", Side::Dest, self.dst, a.dst, e),
         }
         false
     }
@@ -427,7 +550,7 @@ impl Applier<'_> {
                 self.count(a, 0);
                 self.emit_action(a, 0);
             }
-            Err(e) => self.fail("create directory", Side::Dest, self.src, a.src, e),
+            Err(e) => self.failed(a, "create directory", Side::Dest, self.src, a.src, e),
         }
     }
 
@@ -443,7 +566,10 @@ impl Applier<'_> {
             }
             Op::Mknod => self.replace_with(d, a, |tmp| sys::mknod_at(d, tmp, self.src.meta(a.src))),
             Op::SetAttrs => self.set_attrs(d, a),
-            Op::Stamp => return self.stamp(d, a),
+            Op::Stamp => {
+                self.stamp(d, a);
+                return self.skip(a.slot);
+            }
             // Made by `links`, once every group is done and the leaders are in place.
             Op::Link => return,
             Op::Delete | Op::Mkdir => unreachable!("ordered before the other actions"),
@@ -453,7 +579,7 @@ impl Applier<'_> {
                 self.count(a, 0);
                 self.emit_action(a, 0);
             }
-            Err(e) => self.fail(op_name(a.op), Side::Dest, self.src, a.src, e),
+            Err(e) => self.failed(a, op_name(a.op), Side::Dest, self.src, a.src, e),
         }
     }
 

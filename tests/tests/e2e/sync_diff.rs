@@ -749,3 +749,77 @@ fn harness_catches_wrong_mirrors() {
         );
     }
 }
+
+/// The itemize lines of `rsync -ai --delete` and `opsync sync -i` for the same change: the
+/// same lines in the same order (rsync's own order of `*deleting` lines varies between runs, so
+/// those are compared as a set), whatever the number of threads.
+#[test]
+fn itemize_lines_match_rsync() {
+    for_seeds("itemize_lines_match_rsync", 6000..6032, |seed| {
+        let case = Case::new(seed, &GenOptions::default(), 6);
+        let result = (|| {
+            for d in ["a", "b", "c"] {
+                case.stale
+                    .tree
+                    .build(&case.path(d))
+                    .map_err(|e| e.to_string())?;
+            }
+            let (src, a) = (case.path("src"), case.path("a"));
+            let mut cmd = Command::new("rsync");
+            cmd.args(["-ai", "--delete"])
+                .env("LC_ALL", "C.UTF-8")
+                .arg(with_slash(&src))
+                .arg(with_slash(&a));
+            let (_, want) = run(&mut cmd, &[0])?;
+            let got1 = opsync_sync(&["-i", "--threads=1"], &src, &case.path("b"), seed, 0)?;
+            let got4 = opsync_sync(&["-i", "--threads=4"], &src, &case.path("c"), seed, 0)?;
+            let split = |out: &[u8]| {
+                let text = String::from_utf8_lossy(out).into_owned();
+                let (mut del, mut rest): (Vec<String>, Vec<String>) = text
+                    .lines()
+                    .map(str::to_string)
+                    .partition(|l| l.starts_with("*deleting"));
+                del.sort();
+                rest.retain(|l| !l.is_empty());
+                (del, rest)
+            };
+            let (want_del, want_rest) = split(&want);
+            for (threads, got) in [(1, &got1), (4, &got4)] {
+                let (del, rest) = split(got);
+                if (&del, &rest) != (&want_del, &want_rest) {
+                    let diff: Vec<String> = diff_lines(&want_rest, &rest)
+                        .into_iter()
+                        .chain(diff_lines(&want_del, &del))
+                        .collect();
+                    return Err(render(
+                        &format!("opsync sync -i --threads={threads} differs from rsync -ai"),
+                        &diff,
+                        MAX_LINES,
+                    ));
+                }
+            }
+            Ok(())
+        })();
+        case.finish(result)
+    });
+}
+
+/// The lines of a unified-style comparison: `- rsync`, `+ opsync`, in order.
+fn diff_lines(want: &[String], got: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let n = want.len().max(got.len());
+    for i in 0..n {
+        match (want.get(i), got.get(i)) {
+            (Some(w), Some(g)) if w == g => {}
+            (w, g) => {
+                if let Some(w) = w {
+                    out.push(format!("line {}: - rsync  {w}", i + 1));
+                }
+                if let Some(g) = g {
+                    out.push(format!("line {}: + opsync {g}", i + 1));
+                }
+            }
+        }
+    }
+    out
+}
