@@ -54,7 +54,9 @@ pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
 pub mod acme;
 pub mod background;
 pub mod faults;
+pub mod freezer;
 pub mod nginx;
+pub mod pg;
 pub mod pki;
 pub mod run;
 pub mod snapshot;

@@ -9,6 +9,7 @@ mod config_errors;
 mod daemon;
 mod faults;
 mod hostile;
+mod live_pg;
 mod nginx;
 mod nightly;
 mod stack;
