@@ -260,10 +260,28 @@ pub fn parse() -> Result<Cli, ExitCode> {
 /// `opsync config ...`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate the configuration file (syntax, schedules, time zones, paths)
-    Check,
-    /// Print a fully commented example configuration
-    Example,
+    /// Validate a configuration file: every mistake in one run (FILE:LINE:COLUMN), and what the
+    /// jobs will need (sync folders, compose files, certbot and nginx, writable state and
+    /// metrics folders)
+    Check(ConfigCheckArgs),
+    /// Print a fully commented example configuration, headed by where it keeps its state
+    Example(ConfigExampleArgs),
+}
+
+/// Options of `opsync config check`.
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// The file to check [default: --config, else ./opsync.toml]
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// Options of `opsync config example`.
+#[derive(Debug, Args)]
+pub struct ConfigExampleArgs {
+    /// A server without compose stacks: only the nightly sync
+    #[arg(long)]
+    pub sync_only: bool,
 }
 
 /// Options of `opsync daemon`.

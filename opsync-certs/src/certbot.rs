@@ -15,7 +15,7 @@ pub const HOOK_NAME: &str = "opsync-nginx-reload";
 /// The options every certbot run gets: paths, non-interactive, CA bundle, extra arguments.
 fn base(cfg: &Config, subcommand: &str) -> Command {
     let c = &cfg.certbot;
-    let mut cmd = Command::new(&c.program)
+    let mut cmd = Command::new(cfg.program(&c.program))
         .arg(subcommand)
         .arg("--non-interactive")
         .arg("--config-dir")

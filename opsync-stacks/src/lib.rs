@@ -125,7 +125,7 @@ impl Stack {
             conf: conf.clone(),
             tool,
             docker,
-            state_path: history::state_path(&cfg.path(&cfg.general.state_dir)),
+            state_path: history::state_path(&cfg.state_dir()),
         })
     }
 
@@ -365,7 +365,7 @@ pub fn rollback(cfg: &Config, stack: &str) -> Result<RollbackReport, StackError>
 pub fn prune(cfg: &Config, dry_run: bool) -> Result<Vec<prune::PruneAction>, StackError> {
     let docker = docker_for(cfg);
     docker.ping()?;
-    let state_path = history::state_path(&cfg.path(&cfg.general.state_dir));
+    let state_path = history::state_path(&cfg.state_dir());
     prune::run(&docker, &state_path, dry_run)
 }
 

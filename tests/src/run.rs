@@ -44,14 +44,28 @@ impl Run {
 
 /// Runs `opsync --config CONFIG ARGS...` with `OPSYNC_LOG=debug`.
 pub fn opsync_with(config: &Path, args: &[&str]) -> Run {
+    let mut full = vec!["--config", config.to_str().expect("UTF-8 config path")];
+    full.extend_from_slice(args);
+    opsync_in(None, &full)
+}
+
+/// Runs `opsync ARGS...` in the working directory `cwd` (none: the test's) with
+/// `OPSYNC_LOG=debug`.
+pub fn opsync_in(cwd: Option<&Path>, args: &[&str]) -> Run {
     let mut cmd = opsync();
-    cmd.arg("--config").arg(config).args(args);
+    cmd.args(args);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.env("OPSYNC_LOG", "debug");
     // certbot talks to the local pebble: never through a proxy the environment may set.
     for var in crate::acme::PROXY_VARS {
         cmd.env_remove(var);
     }
-    let command = format!("opsync --config {} {}", config.display(), args.join(" "));
+    let command = match cwd {
+        Some(d) => format!("(cd {} && opsync {})", d.display(), args.join(" ")),
+        None => format!("opsync {}", args.join(" ")),
+    };
     let start = std::time::Instant::now();
     let out = cmd.output().expect("run opsync");
     eprintln!(

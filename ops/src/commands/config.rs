@@ -5,34 +5,70 @@ use std::path::{Path, PathBuf};
 use crate::cli::ConfigCommand;
 use crate::commands::{Global, fail};
 use crate::output::print;
-use opsync_core::config::{Config, EXAMPLE};
+use opsync_core::config::{Config, EXAMPLE, EXAMPLE_SYNC_ONLY};
 use opsync_core::exit::Exit;
 
 pub fn run(global: &Global, cmd: ConfigCommand) -> Exit {
     match cmd {
-        ConfigCommand::Example => {
-            print(EXAMPLE);
+        ConfigCommand::Example(args) => {
+            let text = if args.sync_only {
+                EXAMPLE_SYNC_ONLY
+            } else {
+                EXAMPLE
+            };
+            print(&example_header(text));
+            print(text);
             Exit::Ok
         }
-        ConfigCommand::Check => check(global),
+        ConfigCommand::Check(args) => check(global, args.file),
     }
 }
 
-fn check(global: &Global) -> Exit {
-    let Some(path) = config_file(global) else {
+/// The first lines of `config example`: where this configuration, saved as ./opsync.toml,
+/// keeps its state and writes its metrics, before anything is written there.
+fn example_header(text: &str) -> String {
+    let at = std::env::current_dir()
+        .unwrap_or_else(|_| PathBuf::from("."))
+        .join("opsync.toml");
+    match Config::parse(&at, text) {
+        Ok(cfg) => format!(
+            "# Saved as {}, this file keeps its job state, locks and stack history in\n\
+             # {} and writes metrics to {}.\n#\n",
+            at.display(),
+            cfg.state_dir().display(),
+            cfg.metrics_file().map_or_else(
+                || "nowhere (no metrics-file)".to_string(),
+                |p| p.display().to_string()
+            )
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+fn check(global: &Global, file: Option<PathBuf>) -> Exit {
+    let Some(path) = file.or_else(|| config_file(global)) else {
         return fail(
             Exit::Config,
             &anyhow::anyhow!(
-                "no configuration file: pass --config FILE or create ./opsync.toml (`opsync config \
-                 example > opsync.toml` writes a commented one)"
+                "no configuration file: run `opsync config check FILE`, or create ./opsync.toml \
+                 (`opsync config example > opsync.toml` writes a commented one)"
             ),
         );
     };
-    let cfg = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => return fail(Exit::Config, &e.into()),
+    let cfg = match Config::load_all(&path) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            for e in &errors {
+                crate::output::error(&e.to_string());
+            }
+            None
+        }
     };
-    let problems = cfg.check_paths();
+    let Some(cfg) = cfg else {
+        return Exit::Config;
+    };
+    let mut problems = cfg.check_paths();
+    problems.extend(cfg.check_needs());
     if !problems.is_empty() {
         for p in &problems {
             crate::output::error(&p.to_string());
@@ -45,10 +81,11 @@ fn check(global: &Global) -> Exit {
         .map(|(n, j)| format!("{n} ({}, \"{}\")", j.kind.as_str(), j.schedule))
         .collect();
     print(&format!(
-        "{}: ok; sync {} -> {}; jobs: {}\n",
+        "{}: ok; sync {} -> {}; state {}; jobs: {}\n",
         path.display(),
         cfg.path(&cfg.sync.source).display(),
         cfg.path(&cfg.sync.target).display(),
+        cfg.state_dir().display(),
         if jobs.is_empty() {
             "none".to_string()
         } else {

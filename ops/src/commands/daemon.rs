@@ -67,13 +67,7 @@ fn daemon(cfg: Config, args: &DaemonArgs) -> anyhow::Result<Exit> {
                 .with_timezone(&Utc),
         ),
     };
-    let store = StateStore::new(&cfg.state_dir());
-    std::fs::create_dir_all(cfg.state_dir()).with_context(|| {
-        format!(
-            "cannot create the state folder {}: create it or set [general] state-dir",
-            cfg.state_dir().display()
-        )
-    })?;
+    let store = StateStore::new(&cfg.claim_state_dir()?);
     let mut jobs = Vec::new();
     for (name, job) in cfg.jobs.iter().filter(|(_, j)| j.enabled) {
         let last_start = match store.load(name) {

@@ -13,6 +13,11 @@ pub fn run(global: &Global, args: StackArgs) -> Exit {
         Ok(cfg) => cfg,
         Err(e) => return fail(e.exit(), &e.into()),
     };
+    if !matches!(args.command, StackCommand::Status(_)) {
+        if let Err(e) = cfg.claim_state_dir() {
+            return fail(e.exit(), &e.into());
+        }
+    }
     match run_command(&cfg, args.command) {
         Ok(()) => Exit::Ok,
         Err(e) => fail(e.exit(), &e.into()),

@@ -31,11 +31,17 @@ pub enum JobError {
     Lock(#[from] opsync_core::lock::LockError),
     #[error(transparent)]
     State(#[from] opsync_core::state::StateError),
+    /// The state folder cannot be used by this configuration.
+    #[error(transparent)]
+    StateDir(#[from] opsync_core::config::ConfigError),
 }
 
 impl ToExit for JobError {
     fn exit(&self) -> Exit {
-        Exit::Failed
+        match self {
+            JobError::StateDir(_) => Exit::Config,
+            _ => Exit::Failed,
+        }
     }
 }
 
@@ -84,7 +90,7 @@ pub fn run_job(
         .jobs
         .get(name)
         .ok_or_else(|| JobError::Unknown(cfg.unknown_job(name)))?;
-    let state_dir = cfg.state_dir();
+    let state_dir = cfg.claim_state_dir()?;
     let _lock = match opsync_core::lock::try_lock(&state_dir, name) {
         Ok(l) => l,
         Err(opsync_core::lock::LockError::Held { pid, path }) => {
@@ -324,16 +330,26 @@ fn run_kind(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Repor
 }
 
 /// A configured command of a job: no shell, run in the config file's folder with `env` added
-/// (`OPSYNC_JOB`, `OPSYNC_STEP`, ...); its output goes to opsync's stderr.
+/// (`OPSYNC_JOB`, `OPSYNC_STEP`, ...); its output goes to opsync's stderr. A command that
+/// starts with `opsync` runs this same binary, with `OPSYNC_CONFIG` naming this configuration
+/// file (`command = ["opsync", "stack", "prune"]`).
 pub fn step_command<I, K, V>(cfg: &Config, argv: &[String], env: I) -> Result<Command, ProcessError>
 where
     I: IntoIterator<Item = (K, V)>,
     K: AsRef<std::ffi::OsStr>,
     V: AsRef<std::ffi::OsStr>,
 {
-    Ok(Command::from_argv(argv)?
-        .current_dir(&cfg.base_dir)
-        .envs(env))
+    let mut argv = argv.to_vec();
+    if argv.first().is_some_and(|p| p == "opsync") {
+        if let Ok(exe) = std::env::current_exe() {
+            argv[0] = exe.display().to_string();
+        }
+    }
+    let mut cmd = Command::from_argv(&argv)?.current_dir(&cfg.base_dir);
+    if let Some(file) = &cfg.file {
+        cmd = cmd.env("OPSYNC_CONFIG", file);
+    }
+    Ok(cmd.envs(env))
 }
 
 fn failed(step: &str, message: String) -> Report {

@@ -80,7 +80,8 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NginxErro
 /// `nginx [-c MAIN] [-p PREFIX]`: the command with the configured main config and prefix.
 fn nginx_cmd(cfg: &Config) -> Command {
     let n = &cfg.nginx;
-    let mut cmd = Command::new(&n.program).timeout(Duration::from_secs(n.timeout_secs));
+    let mut cmd =
+        Command::new(cfg.program(&n.program)).timeout(Duration::from_secs(n.timeout_secs));
     if let Some(p) = &n.prefix {
         cmd = cmd.arg("-p").arg(cfg.path(p));
     }
@@ -99,7 +100,7 @@ pub fn features(cfg: &Config) -> Result<Features, NginxError> {
         })?;
         return Ok(features_of(version, None));
     }
-    let cmd = Command::new(&cfg.nginx.program)
+    let cmd = Command::new(cfg.program(&cfg.nginx.program))
         .arg("-V")
         .timeout(Duration::from_secs(cfg.nginx.timeout_secs));
     let out = cmd.run()?;

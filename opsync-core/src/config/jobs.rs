@@ -56,6 +56,10 @@ pub struct JobConfig {
     /// Longest a run may take before its current step is stopped (none: no limit).
     #[serde(default)]
     pub timeout: Option<DurationValue>,
+    /// Command run when a run of this job fails, is cancelled or needs attention (default:
+    /// `[general] on-failure`; `[]`: none for this job).
+    #[serde(default)]
+    pub on_failure: Option<Vec<String>>,
 
     // kind = "sync"
     /// Source (default: `[sync] source`).
@@ -279,6 +283,7 @@ impl JobConfig {
             catch_up: kind == JobKind::Sync,
             enabled: true,
             timeout: None,
+            on_failure: None,
             source: None,
             target: None,
             verify: VerifyMode::default(),

@@ -10,7 +10,9 @@
 //! `opsync config check`, `opsync daemon` and `opsync run`. Every error names the file, the line
 //! and what to write instead.
 
+mod check;
 pub mod jobs;
+mod needs;
 pub mod sites;
 pub mod stacks;
 mod validate;
@@ -25,8 +27,15 @@ use sync_engine::MaxDelete;
 pub use jobs::{JobConfig, JobKind, QuiesceMode, VerifyMode};
 pub use values::{DurationValue, ScheduleValue, ZoneValue};
 
+/// The folder under which each configuration file gets its own state folder when
+/// `[general] state-dir` is not set.
+pub const DEFAULT_STATE_ROOT: &str = "/var/lib/opsync";
+
 /// The fully commented example printed by `opsync config example`.
 pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// `opsync config example --sync-only`: a server without compose stacks.
+pub const EXAMPLE_SYNC_ONLY: &str = include_str!("example-sync-only.toml");
 
 /// The whole configuration, after loading.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,8 +69,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct General {
-    /// Where job state and locks live.
-    pub state_dir: PathBuf,
+    /// Where job state and locks live (none: [`DEFAULT_STATE_ROOT`]`/KEY`, one folder per
+    /// configuration file, see [`Config::state_dir`]).
+    pub state_dir: Option<PathBuf>,
     /// Prometheus textfile for node_exporter (none: no metrics written).
     pub metrics_file: Option<PathBuf>,
     /// Time zone of schedules that name none (default: the system's local time).
@@ -69,15 +79,23 @@ pub struct General {
     /// How long `opsync daemon` lets a running job finish after SIGTERM before cancelling it
     /// (a cancelled nightly sync still resumes production and starts the dev stack).
     pub shutdown_grace: DurationValue,
+    /// Command run when a job fails, is cancelled or needs attention (no shell; its
+    /// environment has `OPSYNC_JOB`, `OPSYNC_RESULT`, `OPSYNC_EXIT_CODE`, `OPSYNC_FAILED_STEP`,
+    /// `OPSYNC_MESSAGE`); a job's own `on-failure` replaces it.
+    pub on_failure: Option<Vec<String>>,
+    /// Longest the on-failure command may run before it is killed.
+    pub on_failure_timeout: DurationValue,
 }
 
 impl Default for General {
     fn default() -> Self {
         General {
-            state_dir: PathBuf::from("/var/lib/opsync"),
+            state_dir: None,
             metrics_file: None,
             timezone: None,
             shutdown_grace: DurationValue::from_secs(600),
+            on_failure: None,
+            on_failure_timeout: DurationValue::from_secs(60),
         }
     }
 }
@@ -123,6 +141,29 @@ impl Default for Config {
     }
 }
 
+/// The file in a state folder naming the configuration it belongs to.
+pub const STATE_OWNER_FILE: &str = "config";
+
+/// A readable, collision-free folder name for a configuration identity.
+fn state_key(identity: &str) -> String {
+    let readable: String = identity
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let hash = blake3::hash(identity.as_bytes()).to_hex();
+    let readable = readable
+        .get(readable.len().saturating_sub(80)..)
+        .unwrap_or(&readable);
+    format!("{readable}-{}", &hash[..8])
+}
+
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -153,28 +194,49 @@ impl Config {
         Config::parse(path, &text)
     }
 
-    /// Parses and validates `text` as if it were read from `path`.
+    /// Parses and validates `text` as if it were read from `path`; the first mistake is the
+    /// error.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => validate::place(path, text, span.start, e.message()),
-            None => ConfigError::Invalid {
+        let (cfg, errors) = check::collect(path, text);
+        match (cfg, errors.into_iter().next()) {
+            (_, Some(e)) => Err(e),
+            (Some(cfg), None) => Ok(cfg),
+            (None, None) => Err(ConfigError::Invalid {
                 path: path.to_owned(),
-                message: validate::did_you_mean(&validate::one_line(e.message())),
-            },
+                message: "cannot be read".into(),
+            }),
+        }
+    }
+
+    /// Reads the file at `path` and returns every mistake in it, in the order of the file (see
+    /// [`check`]); the config is returned when nothing was wrong.
+    pub fn load_all(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            vec![ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }]
         })?;
-        cfg.base_dir = path
+        match check::collect(path, &text) {
+            (Some(cfg), errors) if errors.is_empty() => Ok(cfg),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// Sets what is not read from the file: its folder, its path, the default jobs.
+    fn finish(&mut self, path: &Path, text: &str) {
+        // Absolute, so that a relative path reaches nginx, certbot and compose resolved no
+        // matter which folder the program runs in (`nginx -p` reads a relative `-c` against
+        // its prefix, a rendered `root webroot;` against nginx's own folder).
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        self.base_dir = path
             .parent()
             .map(Path::to_owned)
-            .unwrap_or_else(|| PathBuf::from("."));
-        if cfg.base_dir.as_os_str().is_empty() {
-            cfg.base_dir = PathBuf::from(".");
-        }
-        cfg.file = Some(path.to_owned());
+            .unwrap_or_else(|| PathBuf::from("/"));
+        self.file = Some(path);
         if !validate::has_table(text, "jobs") {
-            cfg.jobs = jobs::default_jobs(&cfg);
+            self.jobs = jobs::default_jobs(self);
         }
-        validate::semantic(&cfg, path, text)?;
-        Ok(cfg)
     }
 
     /// The configuration a command uses: `--config FILE` if given, else `./opsync.toml` if it
@@ -187,18 +249,53 @@ impl Config {
                 if p.exists() {
                     Config::load(p)
                 } else {
-                    Ok(Config::default())
+                    let mut cfg = Config::default();
+                    if let Ok(cwd) = std::env::current_dir() {
+                        cfg.base_dir = cwd;
+                    }
+                    Ok(cfg)
                 }
             }
         }
     }
 
-    /// Resolves a path from the config file against the file's folder.
+    /// Resolves a path from the config file against the file's folder (for the built-in
+    /// defaults: the working directory). `./data` becomes `BASE/data`.
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() || self.base_dir == Path::new(".") {
-            p.to_owned()
+        if p.is_absolute() {
+            return p.to_owned();
+        }
+        let rel = p.strip_prefix(".").unwrap_or(p);
+        if self.base_dir == Path::new(".") {
+            return p.to_owned();
+        }
+        if rel.as_os_str().is_empty() {
+            self.base_dir.clone()
         } else {
-            self.base_dir.join(p)
+            self.base_dir.join(rel)
+        }
+    }
+
+    /// Resolves a program key (`program = "certbot"`): a bare name is looked up in `PATH` when
+    /// it runs; a name with a slash is a path, resolved as [`Config::path`] does.
+    pub fn program(&self, p: &Path) -> PathBuf {
+        if p.components().count() > 1 || p.is_absolute() {
+            self.path(p)
+        } else {
+            p.to_owned()
+        }
+    }
+
+    /// What identifies this configuration: the absolute path of its file, or, for the
+    /// built-in defaults, the folder they were used in.
+    pub fn identity(&self) -> String {
+        match &self.file {
+            Some(f) => f.display().to_string(),
+            None => {
+                let cwd =
+                    std::path::absolute(&self.base_dir).unwrap_or_else(|_| self.base_dir.clone());
+                format!("built-in defaults in {}", cwd.display())
+            }
         }
     }
 
@@ -208,9 +305,66 @@ impl Config {
         validate::paths(self)
     }
 
-    /// The state folder, resolved.
+    /// What the enabled jobs will need when they run (compose files of the stacks they use,
+    /// certbot and nginx for sites, the programs of commands, writable state and metrics
+    /// folders); every unmet need, for `opsync config check`.
+    pub fn check_needs(&self) -> Vec<ConfigError> {
+        needs::check(self)
+    }
+
+    /// The state folder (job state, locks, stack history), resolved: `[general] state-dir`,
+    /// else a folder of its own for this configuration under [`DEFAULT_STATE_ROOT`], named after
+    /// the config file's path (`/srv/app/opsync.toml` -> `srv-app-opsync.toml-1a2b3c4d`), so two
+    /// configurations never see each other's runs or locks.
     pub fn state_dir(&self) -> PathBuf {
-        self.path(&self.general.state_dir)
+        match &self.general.state_dir {
+            Some(p) => self.path(p),
+            None => Path::new(DEFAULT_STATE_ROOT).join(state_key(&self.identity())),
+        }
+    }
+
+    /// Makes sure the state folder exists and belongs to this configuration: the first
+    /// configuration that uses a folder writes its identity into `STATE/config`; another
+    /// configuration pointed at the same folder is refused, so that state and locks are never
+    /// shared between configurations.
+    pub fn claim_state_dir(&self) -> Result<PathBuf, ConfigError> {
+        let dir = self.state_dir();
+        let marker = dir.join(STATE_OWNER_FILE);
+        let me = self.identity();
+        let invalid = |message: String| ConfigError::Invalid {
+            path: self
+                .file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("(built-in defaults)")),
+            message,
+        };
+        match std::fs::read_to_string(&marker) {
+            Ok(owner) if owner.trim_end() == me => Ok(dir),
+            Ok(owner) => Err(invalid(format!(
+                "the state folder {} belongs to another configuration ({}): give this one its \
+                 own [general] state-dir, or leave state-dir out",
+                dir.display(),
+                owner.trim_end()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::fs::write_atomic(&marker, format!("{me}\n").as_bytes()).map_err(|e| {
+                    invalid(format!(
+                        "cannot write the state folder {}: {e}; create it writable or set \
+                         [general] state-dir",
+                        dir.display()
+                    ))
+                })?;
+                Ok(dir)
+            }
+            Err(e) => Err(invalid(format!("cannot read {}: {e}", marker.display()))),
+        }
+    }
+
+    /// The configuration a state folder belongs to, when it has been claimed.
+    pub fn state_owner(&self) -> Option<String> {
+        std::fs::read_to_string(self.state_dir().join(STATE_OWNER_FILE))
+            .ok()
+            .map(|s| s.trim_end().to_string())
     }
 
     /// The metrics file, resolved (none: metrics are off).

@@ -33,7 +33,18 @@ pub(super) fn at_key(message: String) -> String {
 /// A serde error at byte `offset` of `text`: at the value, or at its key for a message made by
 /// [`at_key`] (the first character of the `key = value` line).
 pub(super) fn place(path: &Path, text: &str, offset: usize, message: &str) -> ConfigError {
-    let message = did_you_mean(&one_line(message));
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].trim_start();
+    // `[x]` cannot be meant as an array of tables (`[[site]]`), nor `[[x]]` as a table.
+    let shape = if line.starts_with("[[") {
+        Shape::ArrayOfTables
+    } else if line.starts_with('[') {
+        Shape::Table
+    } else {
+        Shape::Key
+    };
+    let message = suggest(&one_line(message), shape);
     match message.strip_prefix(AT_KEY) {
         None => at(path, text, offset, message),
         Some(m) => {
@@ -56,8 +67,25 @@ pub(super) fn one_line(message: &str) -> String {
         .join("; ")
 }
 
+/// How an unknown name was written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    Key,
+    Table,
+    ArrayOfTables,
+}
+
+/// The sections written `[[NAME]]`.
+const ARRAY_SECTIONS: &[&str] = &["site"];
+
 /// Adds a suggestion to serde's "unknown field `x`, expected one of ..." message.
 pub(super) fn did_you_mean(message: &str) -> String {
+    suggest(message, Shape::Key)
+}
+
+/// [`did_you_mean`] for a name written as `shape`: a `[table]` header is compared with the
+/// sections written as tables only, a `[[array]]` header with the arrays of tables.
+pub(super) fn suggest(message: &str, shape: Shape) -> String {
     let Some(rest) = message.strip_prefix("unknown field `") else {
         return message.to_string();
     };
@@ -65,8 +93,14 @@ pub(super) fn did_you_mean(message: &str) -> String {
         return message.to_string();
     };
     let keys: Vec<&str> = expected.split(", ").map(|k| k.trim_matches('`')).collect();
+    let fits = |k: &&&str| match shape {
+        Shape::Key => true,
+        Shape::Table => !ARRAY_SECTIONS.contains(k),
+        Shape::ArrayOfTables => ARRAY_SECTIONS.contains(k),
+    };
     let best = keys
         .iter()
+        .filter(fits)
         .map(|k| (distance(field, k), *k))
         .min()
         .filter(|(d, k)| *d <= 2.max(k.len() / 3));
@@ -102,7 +136,7 @@ pub(super) fn has_table(text: &str, name: &str) -> bool {
 }
 
 /// Byte offset of the key at `keys` (or of the deepest existing parent).
-fn offset_of(text: &str, keys: &[&str]) -> usize {
+pub(super) fn offset_of(text: &str, keys: &[&str]) -> usize {
     let Ok(doc) = toml_edit::ImDocument::parse(text) else {
         return 0;
     };
@@ -124,7 +158,8 @@ fn offset_of(text: &str, keys: &[&str]) -> usize {
 }
 
 /// Checks across keys: stack names, required keys per job kind, a target inside its source.
-pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), ConfigError> {
+pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
     let err = |keys: &[&str], message: String| at(path, text, offset_of(text, keys), message);
     let stacks: Vec<&str> = cfg.stacks.keys().map(String::as_str).collect();
     let known = || {
@@ -135,7 +170,9 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
         }
     };
 
-    check_pair(cfg, &cfg.sync.source, &cfg.sync.target).map_err(|m| err(&["sync", "target"], m))?;
+    if let Err(m) = check_pair(cfg, &cfg.sync.source, &cfg.sync.target) {
+        errors.push(err(&["sync", "target"], m));
+    }
 
     for (name, job) in &cfg.jobs {
         let keys = |k: &'static str| ["jobs", name.as_str(), k];
@@ -143,12 +180,17 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
             JobKind::Sync => {
                 let src = job.source.as_ref().unwrap_or(&cfg.sync.source);
                 let dst = job.target.as_ref().unwrap_or(&cfg.sync.target);
-                check_pair(cfg, src, dst).map_err(|m| err(&keys("target"), m))?;
+                // A job that inherits both from [sync] was checked there.
+                let own = job.source.is_some() || job.target.is_some();
+                if let Err(m) = check_pair(cfg, src, dst).or_else(|m| (!own).then_some(()).ok_or(m))
+                {
+                    errors.push(err(&keys("target"), m));
+                }
                 if job.dev.enabled
                     && (job.dev.stop_command.is_none() || job.dev.start_command.is_none())
                     && !cfg.stacks.contains_key(&job.dev.stack)
                 {
-                    return Err(err(
+                    errors.push(err(
                         &["jobs", name, "dev", "stack"],
                         format!(
                             "job {name}: unknown dev stack \"{}\" ({}); or set stop-command and \
@@ -164,7 +206,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                         if (q.command.is_none() || q.resume_command.is_none())
                             && !cfg.stacks.contains_key(&q.stack)
                         {
-                            return Err(err(
+                            errors.push(err(
                                 &["jobs", name, "quiesce", "stack"],
                                 format!(
                                     "job {name}: unknown production stack \"{}\" ({}); or set \
@@ -175,7 +217,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                             ));
                         }
                         if q.command.is_some() != q.resume_command.is_some() {
-                            return Err(err(
+                            errors.push(err(
                                 &["jobs", name, "quiesce"],
                                 format!(
                                     "job {name}: quiesce command and resume-command go together: \
@@ -187,7 +229,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                     }
                     QuiesceMode::Snapshot => {
                         if q.command.is_none() || q.snapshot_source.is_none() {
-                            return Err(err(
+                            errors.push(err(
                                 &["jobs", name, "quiesce"],
                                 format!(
                                     "job {name}: quiesce mode \"snapshot\" needs command = [...] \
@@ -208,7 +250,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                     ("start-command", &job.dev.start_command),
                 ] {
                     if c.as_ref().is_some_and(Vec::is_empty) {
-                        return Err(err(
+                        errors.push(err(
                             &keys(k),
                             format!(
                                 "job {name}: {k} is empty: write [\"program\", \"arg\", ...] or \
@@ -220,7 +262,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
             }
             JobKind::StackUpdate => match &job.stack {
                 None => {
-                    return Err(err(
+                    errors.push(err(
                         &["jobs", name],
                         format!(
                             "job {name}: kind \"stack-update\" needs stack = \"NAME\" ({})",
@@ -229,7 +271,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                     ));
                 }
                 Some(s) if !cfg.stacks.contains_key(s) => {
-                    return Err(err(
+                    errors.push(err(
                         &keys("stack"),
                         format!("job {name}: unknown stack \"{s}\" ({})", known()),
                     ));
@@ -238,7 +280,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
             },
             JobKind::Command => {
                 if job.command.as_ref().is_none_or(Vec::is_empty) {
-                    return Err(err(
+                    errors.push(err(
                         &["jobs", name],
                         format!(
                             "job {name}: kind \"command\" needs command = [\"program\", \"arg\", \
@@ -250,7 +292,7 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
             JobKind::Certs => {}
         }
     }
-    Ok(())
+    errors
 }
 
 /// A sync source and target must differ and neither may contain the other.

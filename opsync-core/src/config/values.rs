@@ -13,7 +13,25 @@ use sync_engine::MaxDelete;
 pub(super) fn max_delete<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<MaxDelete>, D::Error> {
-    let s = String::deserialize(d)?;
+    /// What a `max-delete` value may be written as: a string, or by mistake a bare number.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Int(i64),
+        Float(f64),
+    }
+    let number = |n: String| {
+        serde::de::Error::custom(super::validate::at_key(format!(
+            "max-delete = {n} is a bare number: write \"{n}\" (at most {n} deletions) or \
+             \"{n}%\" (at most {n}% of the target), in quotes"
+        )))
+    };
+    let s = match Raw::deserialize(d)? {
+        Raw::Text(s) => s,
+        Raw::Int(n) => return Err(number(n.to_string())),
+        Raw::Float(f) => return Err(number(f.to_string())),
+    };
     s.parse().map(Some).map_err(|_| {
         serde::de::Error::custom(super::validate::at_key(format!(
             "max-delete \"{s}\" is neither a count nor a percentage: write for example \"500\" \

@@ -9,6 +9,10 @@ use crate::nightly::assert_exit;
 fn check(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    // The default stacks' compose files, which the default nightly job uses.
+    for compose in ["compose.yaml", "dev-compose.yaml"] {
+        std::fs::write(dir.path().join(compose), "services: {}\n").unwrap();
+    }
     std::fs::write(dir.path().join("opsync.toml"), text).unwrap();
     let out = opsync()
         .current_dir(dir.path())
@@ -239,6 +243,9 @@ fn the_example_config_checks_clean() {
     );
     std::fs::write(dir.path().join("opsync.toml"), text).unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    for compose in ["compose.yaml", "dev-compose.yaml"] {
+        std::fs::write(dir.path().join(compose), "services: {}\n").unwrap();
+    }
     let out = opsync()
         .current_dir(dir.path())
         .args(["config", "check"])
@@ -286,6 +293,9 @@ fn a_config_with_only_what_differs_is_enough() {
         "[sync]\nsource = \"prod\"\n",
     )
     .unwrap();
+    for compose in ["compose.yaml", "dev-compose.yaml"] {
+        std::fs::write(dir.path().join(compose), "services: {}\n").unwrap();
+    }
     let out = opsync()
         .current_dir(dir.path())
         .args(["config", "check"])
@@ -346,4 +356,127 @@ fn verify_modes_and_inplace_are_accepted() {
             .unwrap();
         assert_exit(&out, 0);
     }
+}
+
+/// Runs `opsync ARGS` in `dir`; returns (exit code, stdout, stderr).
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = opsync().current_dir(dir).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Regression: `config check` took no argument and stopped at the first mistake; `[sink]`
+/// suggested nothing (or `site`, which is written `[[site]]`); `max-delete = 5` said only that a
+/// string was expected.
+#[test]
+fn config_check_file_reports_every_mistake_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.toml"),
+        "[general]\nstate-dirr = \"s\"\n\n[sync]\nmax-delete = 5\n\n\
+         [jobs.nightly]\nkind = \"sync\"\nschedul = \"0 2 * * *\"\n\n\
+         [sink]\nsource = \"data\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_in(dir.path(), &["config", "check", "server.toml"]);
+    assert_eq!(code, 2, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "one line per mistake:\n{err}");
+    contains_all(lines[0], &["server.toml:2:1:", "did you mean `state-dir`"]);
+    contains_all(lines[1], &["server.toml:5:1:", "write \"5\"", "\"5%\""]);
+    contains_all(lines[2], &["server.toml:9:1:", "did you mean `schedule`"]);
+    contains_all(
+        lines[3],
+        &["server.toml:11:2:", "`sink`", "did you mean `sync`"],
+    );
+}
+
+/// Regression: `config check` said ok and the nightly job then failed at once with `dev-stop
+/// failed ... compose file dev-compose.yaml not found`, copying nothing.
+#[test]
+fn config_check_finds_what_the_jobs_will_need() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("a-file"), "").unwrap();
+    std::fs::write(
+        dir.path().join("opsync.toml"),
+        "[general]\nstate-dir = \"a-file/state\"\n\n\
+         [[site]]\ndomain = \"x.example\"\nupstream = \"127.0.0.1:1\"\n\n\
+         [certbot]\nprogram = \"./no-certbot\"\n\n\
+         [jobs.nightly-sync]\nkind = \"sync\"\nschedule = \"0 2 * * *\"\n\n\
+         [jobs.backup]\nkind = \"command\"\nschedule = \"0 3 * * *\"\n\
+         command = [\"no-such-program-opsync\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_in(dir.path(), &["config", "check"]);
+    assert_eq!(code, 2, "{out}{err}");
+    for part in [
+        "dev-compose.yaml not found (job nightly-sync stops and starts it)",
+        "compose.yaml not found (job nightly-sync pauses it)",
+        "[[site]] needs certbot, and `./no-certbot` is not installed",
+        "program `no-such-program-opsync` is not installed",
+        "a-file is not a folder",
+    ] {
+        assert!(err.contains(part), "{part:?} not in\n{err}");
+    }
+    for line in err.lines() {
+        assert!(line.contains("opsync.toml:"), "no place in {line:?}");
+    }
+}
+
+/// A server without compose stacks is one plain file, and `config example` names it.
+#[test]
+fn sync_only_server_checks_clean_without_compose_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let (code, example, err) = run_in(dir.path(), &["config", "example", "--sync-only"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(dir.path().join("opsync.toml"), &example).unwrap();
+    let (code, out, err) = run_in(dir.path(), &["config", "check", "opsync.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, full, _) = run_in(dir.path(), &["config", "example"]);
+    assert!(full.contains("--sync-only"), "{full}");
+}
+
+/// Regression: `opsync status` in an empty folder showed another configuration's run. State
+/// and locks belong to one configuration file: `config example` says where before anything is
+/// written, and a second configuration pointed at the same state-dir is refused.
+#[test]
+fn state_belongs_to_one_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, example, _) = run_in(dir.path(), &["config", "example"]);
+    let first = example.lines().take(2).collect::<Vec<_>>().join(" ");
+    contains_all(&first, &["job state", "/var/lib/opsync/", "opsync.toml-"]);
+    let shared = dir.path().join("shared-state");
+    for name in ["a", "b"] {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(d.join("data")).unwrap();
+        std::fs::write(
+            d.join("opsync.toml"),
+            format!(
+                "[general]\nstate-dir = {:?}\n[stacks]\n[jobs.nightly]\nkind = \"sync\"\n\
+                 schedule = \"0 2 * * *\"\ndev.enabled = false\nquiesce.mode = \"none\"\n",
+                shared.display().to_string()
+            ),
+        )
+        .unwrap();
+    }
+    let (code, _, err) = run_in(&dir.path().join("a"), &["run", "nightly"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_in(&dir.path().join("b"), &["run", "nightly"]);
+    assert_eq!(code, 2, "{err}");
+    contains_all(&err, &["belongs to another configuration", "a/opsync.toml"]);
+    let (code, _, err) = run_in(&dir.path().join("b"), &["config", "check"]);
+    assert_eq!(code, 2, "{err}");
+    contains_all(&err, &["belongs to another configuration"]);
+    // Without state-dir each file has its own folder: the defaults in an empty folder see no
+    // run of `a`.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, out, err) = run_in(&empty, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("\"ok\""), "{out}");
 }

@@ -6,6 +6,7 @@
 
 mod certs;
 mod config_errors;
+mod config_paths;
 mod daemon;
 mod faults;
 mod hostile;
