@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod mirror;
+mod rails;
 use mirror::{SYNC_ABOUT, SYNC_EXAMPLES, VERIFY_ABOUT};
 pub use mirror::{SyncArgs, VerifyArgs, VerifyScope};
+pub use rails::RailsArgs;
 
 /// opsync mirrors production data into the development copy (like `rsync -a --delete`, faster and
 /// safer) and runs the server's operations: certificates, nginx, compose stacks and a scheduler.
@@ -80,6 +82,10 @@ pub enum Command {
     /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
     #[command(long_about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
+
+    /// Run the configured [general] on-failure command for a systemd unit that failed (what
+    /// the OnFailure= unit written by `setup systemd` calls)
+    OnFailure(OnFailureArgs),
 }
 
 const STACK_ABOUT: &str = "\
@@ -342,14 +348,16 @@ pub struct ScheduleNextArgs {
 /// `opsync setup ...`.
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
-    /// Write a systemd unit for `opsync daemon` and print how to enable it
+    /// Write the systemd units (the daemon and its OnFailure= notifier) and print how to
+    /// enable them
     Systemd(SetupSystemdArgs),
 }
 
 /// Options of `opsync setup systemd`.
 #[derive(Debug, Args)]
 pub struct SetupSystemdArgs {
-    /// Where to write the unit
+    /// Where to write the daemon's unit; the OnFailure= template unit
+    /// `opsync-failure@.service` goes next to it
     #[arg(
         long,
         value_name = "FILE",
@@ -357,11 +365,24 @@ pub struct SetupSystemdArgs {
     )]
     pub output: PathBuf,
 
-    /// Print the unit on stdout instead of writing it
+    /// Print the units on stdout instead of writing them
     #[arg(long)]
     pub print: bool,
 
-    /// Replace an existing unit file
+    /// Replace existing unit files that differ
     #[arg(long)]
     pub force: bool,
+
+    /// The opsync binary ExecStart runs [default: `opsync` on PATH when this binary is in a
+    /// build folder, else this binary]
+    #[arg(long, value_name = "PATH")]
+    pub opsync: Option<PathBuf>,
+}
+
+/// Options of `opsync on-failure`.
+#[derive(Debug, Args)]
+pub struct OnFailureArgs {
+    /// The systemd unit that failed (`%i` of opsync-failure@.service)
+    #[arg(value_name = "UNIT")]
+    pub unit: String,
 }

@@ -627,3 +627,27 @@ fn a_second_sync_into_the_same_destination_is_refused_naming_the_holder() {
     let e = sync(&src, &dst, &too_many, &NoObserver).unwrap_err();
     assert!(e.to_string().contains("at most 256"), "{e}");
 }
+
+/// `--max-delete P%` counted DST's entries through the root's descriptor, which left its
+/// directory offset at the end: the scan then saw an empty DST root, tried to create `d` again
+/// (`File exists`, exit 23) and deleted nothing at the top level.
+#[test]
+fn max_delete_percent_sees_the_whole_dst_root() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    for root in [&src, &dst] {
+        fs::create_dir_all(root.join("d")).unwrap();
+    }
+    fs::write(src.join("d/new"), b"new").unwrap();
+    for i in 0..4 {
+        fs::write(dst.join(format!("old-{i}")), b"old").unwrap();
+    }
+    let o = Options {
+        max_delete: Some(crate::MaxDelete::Percent(100.0)),
+        ..opts()
+    };
+    let r = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert_eq!(r.errors, 0);
+    assert_eq!(r.deleted, 4);
+    assert!(dst.join("d/new").is_file());
+}

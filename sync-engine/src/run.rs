@@ -104,7 +104,15 @@ impl<'a> Run<'a> {
         let budget = DeleteBudget::new(match (o.max_delete, &dst_fd) {
             (None, _) => None,
             (Some(crate::MaxDelete::Count(n)), _) => Some(n),
-            (Some(m), Some((fd, _))) => Some(m.limit(count_tree(fd.as_fd()))),
+            // Counted through a descriptor of its own: listing DST's root through `fd` would
+            // move the offset the scan of the root then starts from (it saw an empty DST).
+            (Some(m), Some((fd, _))) => Some(
+                m.limit(
+                    sys::open_dir_at(fd.as_fd(), b".")
+                        .map(|own| count_tree(own.as_fd()))
+                        .unwrap_or(0),
+                ),
+            ),
             (Some(_), None) => Some(0),
         });
         let sh = apply::Shared {

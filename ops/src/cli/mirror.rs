@@ -67,6 +67,10 @@ pub struct SyncArgs {
     #[arg(value_name = "DST")]
     pub dst: Option<PathBuf>,
 
+    /// The configured rails (exclude, max-delete) of a hand-run sync.
+    #[command(flatten)]
+    pub rails: super::RailsArgs,
+
     /// Accepted for rsync habits; opsync always archives (-rlptgoD)
     #[arg(short = 'a', long)]
     pub archive: bool,

@@ -12,14 +12,14 @@ use sync_engine::verify::VerifyOptions;
 use sync_engine::{Error, MaxDelete, Options};
 
 use crate::cli::{SyncArgs, VerifyScope};
-use crate::commands::{Global, fail};
+use crate::commands::{Global, fail, rails};
 use crate::events::VerifyCounts;
 use crate::output::{SyncOutput, SyncPrinter};
 use opsync_core::config::Config;
 use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, args: SyncArgs) -> Exit {
-    let (src, dst, opts) = match resolve(global, &args) {
+    let (src, dst, opts, rails) = match resolve(global, &args) {
         Ok(v) => v,
         Err((exit, e)) => return fail(exit, &e),
     };
@@ -37,6 +37,9 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         json: args.json,
         progress: args.progress,
     });
+    if let Some(note) = &rails.note {
+        printer.note(note);
+    }
     let started = Instant::now();
     let report = match sync_engine::sync(&src, &dst, &opts, &printer) {
         Ok(r) => r,
@@ -71,7 +74,9 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
     if total.deletions_disabled {
         printer.note("opsync: errors reading the source: deletions were skipped for this run");
     }
-    if total.delete_limited {
+    if total.delete_limited && rails.half_guard {
+        crate::output::error(&rails::guard_message(&dst, total.deleted));
+    } else if total.delete_limited {
         printer.note("opsync: --max-delete limit reached: some deletions were skipped");
     }
     if total.cancelled {
@@ -188,7 +193,7 @@ fn add_counts(total: &mut sync_engine::Report, r: &sync_engine::Report) {
     total.cancelled |= r.cancelled;
 }
 
-type Resolved = (PathBuf, PathBuf, Options);
+type Resolved = (PathBuf, PathBuf, Options, rails::Rails);
 
 /// Turns the command line (and, for what it leaves out, the config file) into engine options.
 fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::Error)> {
@@ -218,6 +223,14 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
         })?),
         None => cfg.as_ref().and_then(|c| c.sync.max_delete),
     };
+    let rails = match &cfg {
+        Some(_) => rails::Rails::default(),
+        None => rails::for_pair(global, &src, &dst, &args.rails, max_delete.is_some())
+            .map_err(|e| (Exit::Config, anyhow!(e)))?,
+    };
+    let max_delete = max_delete.or(rails.max_delete).or(rails
+        .half_guard
+        .then_some(MaxDelete::Percent(rails::UNCONFIGURED_LIMIT_PERCENT)));
     if args.threads == Some(0) {
         return Err(usage("--threads must be at least 1".into()));
     }
@@ -225,6 +238,7 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
     if let Some(c) = &cfg {
         excludes.extend(c.sync.exclude.iter().cloned());
     }
+    excludes.extend(rails.excludes.iter().cloned());
     let recheck = match &args.recheck_from {
         Some(f) => read_list(f, args.from0).map_err(|e| (Exit::Usage, e))?,
         None => Vec::new(),
@@ -243,7 +257,7 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
         .recheck(recheck)
         .verify_written(args.verify == Some(VerifyScope::Written));
 
-    Ok((src, dst, opts))
+    Ok((src, dst, opts, rails))
 }
 
 /// The paths listed in `file` (`-` for standard input): one per line, or NUL-separated with

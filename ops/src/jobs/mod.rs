@@ -10,6 +10,7 @@
 //! [`Report`] per run, [`JobError`] when a run cannot start.
 
 pub mod nightly;
+pub mod on_failure;
 pub mod tally;
 
 use std::time::Instant;
@@ -172,6 +173,14 @@ pub fn run_job(
             "run finished"
         );
     }
+    on_failure::notify(
+        cfg,
+        name,
+        job,
+        exit,
+        report.failed_step.as_deref(),
+        report.message.as_deref(),
+    );
     Ok(exit)
 }
 

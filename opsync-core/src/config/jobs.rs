@@ -254,14 +254,21 @@ impl Default for QuiesceStep {
     }
 }
 
-/// Jobs used when the file has no `[jobs]`: the nightly sync at 02:00 and, when sites are
-/// configured, a daily certificate renewal at 03:17.
+/// Jobs used when the file has no `[jobs]`: the nightly sync at 02:00 (with the dev stack
+/// and the production stack when they are configured) and, when sites are configured, a
+/// daily certificate renewal at 03:17.
 pub fn default_jobs(cfg: &Config) -> BTreeMap<String, JobConfig> {
     let mut jobs = BTreeMap::new();
-    jobs.insert(
-        "nightly-sync".to_string(),
-        JobConfig::new(JobKind::Sync, "0 2 * * *"),
-    );
+    let mut nightly = JobConfig::new(JobKind::Sync, "0 2 * * *");
+    // A server without the stacks (`[stacks]` empty: sync only) gets a nightly job that
+    // neither stops a dev stack nor quiesces production.
+    if !cfg.stacks.contains_key(&nightly.dev.stack) {
+        nightly.dev.enabled = false;
+    }
+    if !cfg.stacks.contains_key(&nightly.quiesce.stack) {
+        nightly.quiesce.mode = QuiesceMode::None;
+    }
+    jobs.insert("nightly-sync".to_string(), nightly);
     if !cfg.site.is_empty() {
         jobs.insert(
             "certs-renew".to_string(),

@@ -219,7 +219,12 @@ fn setup_systemd_writes_a_unit_and_enables_nothing() {
     )));
     assert!(text.contains("KillMode=mixed") && text.contains("WantedBy=multi-user.target"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("systemctl enable --now opsync.service"));
-    // A second run does not overwrite without --force.
+    // A second run changes nothing; a unit with other text is not overwritten without --force.
+    assert_exit(
+        &s.opsync(&["setup", "systemd", "--output", unit.to_str().unwrap()]),
+        0,
+    );
+    std::fs::write(&unit, "# edited\n").unwrap();
     assert_exit(
         &s.opsync(&["setup", "systemd", "--output", unit.to_str().unwrap()]),
         10,

@@ -90,14 +90,21 @@ impl Run<'_> {
             Ok(a) => a,
             Err(m) => return StepEnd::failed(m),
         };
-        if let Some(m) = self
+        let max_delete = self
             .job
             .max_delete
             .as_ref()
-            .or(self.cfg.sync.max_delete.as_ref())
-        {
+            .or(self.cfg.sync.max_delete.as_ref());
+        if let Some(m) = max_delete {
             argv.push("--max-delete".into());
             argv.push(m.to_string());
+        }
+        if self.job.sync_command.is_none() {
+            // The job passes its own rails; a limit it does not configure is none.
+            argv.push("--no-config".into());
+            if max_delete.is_none() {
+                argv.push("--force".into());
+            }
         }
         argv.extend(self.exclude_args());
         if pass == Pass::Two {
