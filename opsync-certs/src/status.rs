@@ -158,6 +158,9 @@ fn judge(v: &CertView, what: &str, now: i64, warn_fraction: f64) -> Vec<(Level, 
     out
 }
 
+/// The advice at the end of a stale served certificate's finding.
+const RELOAD_HINT: &str = "reload nginx (`opsync nginx reload`)";
+
 /// The policy: judges one observation at `now` (Unix seconds). Warns when less than
 /// `warn_fraction` of the lifetime is left; errors when expired, missing, not covering a
 /// configured name, unreachable in nginx or different in nginx from the file.
@@ -191,8 +194,7 @@ pub fn assess(obs: Observation, now: i64, warn_fraction: f64) -> SiteStatus {
             findings.push((
                 Level::Error,
                 format!(
-                    "nginx serves serial {} (not after {}), not the file's serial {}: \
-                     reload nginx (`opsync nginx reload`)",
+                    "nginx serves serial {} (not after {}), not the file's serial {}: {RELOAD_HINT}",
                     s.info.serial,
                     s.not_after_utc,
                     disk.as_ref().map(|d| d.info.serial.as_str()).unwrap_or("?")
@@ -224,10 +226,35 @@ pub fn assess(obs: Observation, now: i64, warn_fraction: f64) -> SiteStatus {
 /// Reads every configured site's certificate file and, when `served` is true, the certificate
 /// nginx serves for the domain; judges them at `now`.
 pub fn collect(cfg: &Config, served: bool, now: i64) -> Vec<SiteStatus> {
-    cfg.site
+    let mut statuses: Vec<SiteStatus> = cfg
+        .site
         .iter()
         .map(|site| assess(observe(cfg, site, served), now, cfg.certbot.warn_fraction))
-        .collect()
+        .collect();
+    // A stale certificate in nginx says "reload nginx"; when `nginx -t` rejects the
+    // configuration that reload would be refused, so say that instead, with nginx's error.
+    if statuses
+        .iter()
+        .any(|s| s.served_matches_disk == Some(false))
+    {
+        if let Err(crate::nginx::NginxError::CheckFailed { command, detail }) =
+            crate::nginx::check(cfg)
+        {
+            for s in statuses
+                .iter_mut()
+                .filter(|s| s.served_matches_disk == Some(false))
+            {
+                for p in s.problems.iter_mut().filter(|p| p.ends_with(RELOAD_HINT)) {
+                    let stale = p.trim_end_matches(RELOAD_HINT).trim_end_matches(": ");
+                    *p = format!(
+                        "{stale}, and a reload would be refused: `{command}` rejected the \
+                         configuration: {detail}; fix that, then run `opsync nginx reload`"
+                    );
+                }
+            }
+        }
+    }
+    statuses
 }
 
 /// The certificate file of `site`, resolved against the config folder.

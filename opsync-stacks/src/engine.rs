@@ -30,6 +30,8 @@ pub struct ContainerInfo {
     pub state: String,
     /// `starting`, `healthy`, `unhealthy`; none without a healthcheck.
     pub health: Option<String>,
+    /// The output of the last healthcheck run (one line), when there was one.
+    pub health_output: Option<String>,
     pub exit_code: i64,
 }
 
@@ -65,6 +67,15 @@ struct RawState {
 #[serde(rename_all = "PascalCase")]
 struct RawHealth {
     status: String,
+    #[serde(default)]
+    log: Option<Vec<RawHealthLog>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawHealthLog {
+    #[serde(default)]
+    output: String,
 }
 
 /// Parses the JSON array `docker inspect` prints for containers; one-off containers
@@ -88,12 +99,34 @@ pub fn parse_inspect(json: &str) -> Result<Vec<ContainerInfo>, String> {
             image_ref: c.config.image,
             image_id: c.image,
             state: c.state.status,
+            health_output: c
+                .state
+                .health
+                .as_ref()
+                .and_then(|h| h.log.as_ref())
+                .and_then(|l| l.last())
+                .map(|l| one_line(&l.output))
+                .filter(|o| !o.is_empty()),
             health: c.state.health.map(|h| h.status).filter(|s| !s.is_empty()),
             exit_code: c.state.exit_code,
         });
     }
     out.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
     Ok(out)
+}
+
+/// A healthcheck's output as one line (its lines joined by `; `), at most 300 characters.
+fn one_line(text: &str) -> String {
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match joined.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &joined[..i]),
+        None => joined,
+    }
 }
 
 /// The engine said the container or image does not exist (any more).

@@ -27,7 +27,14 @@ pub fn evaluate(containers: &[ContainerInfo]) -> Verdict {
         match c.state.as_str() {
             "running" => match c.health.as_deref() {
                 None | Some("healthy") => {}
-                Some("unhealthy") => return Verdict::Failed(format!("{who} is unhealthy")),
+                Some("unhealthy") => {
+                    return Verdict::Failed(match &c.health_output {
+                        Some(out) => {
+                            format!("{who} is unhealthy; its last health check said: {out}")
+                        }
+                        None => format!("{who} is unhealthy"),
+                    });
+                }
                 Some(other) => {
                     waiting.get_or_insert_with(|| format!("{who} is {other}"));
                 }
@@ -93,6 +100,7 @@ mod tests {
             image_id: "sha256:x".into(),
             state: state.into(),
             health: health.map(str::to_owned),
+            health_output: None,
             exit_code: code,
         }
     }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::Stack;
 use super::engine::{self, ContainerInfo};
 use super::error::StackError;
+use super::health;
 use super::history::{self, Deployment, ServiceImage};
 use opsync_core::process::Level;
 use opsync_core::time;
@@ -222,7 +223,12 @@ pub fn update(s: &Stack, clock: &dyn Fn() -> SystemTime) -> Result<UpdateReport,
         other => other,
     })?;
     let failure = match s.compose(["up", "-d"], Level::Loud) {
-        Err(e) => Some(e.to_string()),
+        // Compose ends with its own summary ("Encountered errors while bringing up the
+        // project", "dependency failed to start"): name the container that failed first.
+        Err(e) => Some(match s.containers().map(|c| health::evaluate(&c)) {
+            Ok(health::Verdict::Failed(reason)) => format!("{reason} (compose: {e})"),
+            _ => e.to_string(),
+        }),
         Ok(_) => s.wait_healthy()?.err(),
     };
 
@@ -327,6 +333,7 @@ mod tests {
             image_id: id.into(),
             state: "running".into(),
             health: None,
+            health_output: None,
             exit_code: 0,
         }
     }

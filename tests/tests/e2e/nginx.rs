@@ -234,3 +234,30 @@ fn one_request_backend(listener: std::net::TcpListener) -> std::thread::JoinHand
         String::from_utf8_lossy(&head).into_owned()
     })
 }
+
+/// Regression: with a broken nginx configuration, `certs renew` said only "nginx serves serial
+/// X, not the file's serial Y: reload nginx", pointing at a reload nginx would refuse.
+#[test]
+fn certs_renew_with_a_broken_nginx_config_shows_nginx_t_error() {
+    opsync_tests::require_program("certbot", "certbot");
+    let s = Setup::new(30, "");
+    s.opsync(&["nginx", "render"]).expect_code(0);
+    let _nginx = s.layout.start();
+    // A renewed certificate on disk, and a configuration nginx -t rejects.
+    issue(&s.ca, 30);
+    let site = std::fs::read_to_string(&s.layout.site_file).unwrap();
+    std::fs::write(
+        &s.layout.site_file,
+        format!("{site}\nbogus_directive on;\n"),
+    )
+    .unwrap();
+    let r = s.opsync(&["certs", "renew"]);
+    assert_ne!(r.code, 0, "{r}");
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert!(out.contains("a reload would be refused"), "{r}");
+    assert!(out.contains("-t -q` rejected the configuration"), "{r}");
+    assert!(
+        out.contains("unknown directive \"bogus_directive\""),
+        "nginx's own error line\n{r}"
+    );
+}

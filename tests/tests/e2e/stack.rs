@@ -318,6 +318,12 @@ fn stack_update_to_unhealthy_image_rolls_back_to_the_old_one() {
         error_lines[0].contains("unhealthy") && error_lines[0].contains("rolled back"),
         "{r}"
     );
+    // The container and what its healthcheck said.
+    assert!(
+        error_lines[0].contains("service web (container ")
+            && error_lines[0].contains("its last health check said: "),
+        "{r}"
+    );
 
     let after = web(&s.prod);
     assert_ne!(after.id, before.id, "the container was recreated");
@@ -531,4 +537,42 @@ fn stack_missing_compose_tool_is_one_clear_error_line() {
             .contains("no compose tool found (tried `opsync-no-such-compose`)"),
         "{r}"
     );
+}
+
+/// Regression: when `compose up -d` itself failed (a service waits for `web` to be healthy),
+/// the error was compose's closing line ("Encountered errors while bringing up the project",
+/// "dependency failed to start"), naming neither the unhealthy container nor its health output.
+#[test]
+fn stack_update_failed_by_compose_names_the_unhealthy_container() {
+    require_engine();
+    let reg = Registry::start();
+    let prefix = unique("dep");
+    let image = format!("{}/{prefix}/app:latest", reg.host);
+    let mut s = Setup::new("dep", &image, &image, 5);
+    std::fs::write(
+        s.dir.path().join("compose.yaml"),
+        format!(
+            "services:\n  web:\n    image: {image}\n  app:\n    image: {image}\n    \
+             depends_on:\n      web:\n        condition: service_healthy\n"
+        ),
+    )
+    .unwrap();
+    let v1 = s.build("v1", GOOD_V1);
+    let bad = s.build("broken", BAD);
+    reg.push(&v1, &image);
+    s.opsync(&["stack", "up", "prod"]).ok();
+
+    publish(&reg, &bad, &image, &v1);
+    let r = s.opsync(&["stack", "update", "prod"]);
+    assert_eq!(r.code, 10, "{r}");
+    let error = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("opsync: error:"))
+        .unwrap_or_else(|| panic!("no error line\n{r}"));
+    assert!(error.contains("service web (container "), "{r}");
+    assert!(error.contains("is unhealthy; its last health check said: "), "{r}");
+    assert!(error.contains("rolled back"), "{r}");
+    drop(s);
+    drop(reg);
 }
