@@ -71,9 +71,9 @@ pub enum Command {
     #[command(subcommand)]
     Schedule(ScheduleCommand),
 
-    /// Install opsync into the system (writes files, enables nothing)
-    #[command(subcommand)]
-    Setup(SetupCommand),
+    /// Bring a server folder from nothing to running: opsync.toml from the options, nginx,
+    /// certificates, deploy hook, systemd units, completions, man pages (idempotent)
+    Setup(SetupArgs),
 
     /// Run the compose stacks: up, down, stop, start, status, update with rollback, prune
     #[command(long_about = STACK_ABOUT)]
@@ -82,6 +82,12 @@ pub enum Command {
     /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
     #[command(long_about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
+
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+
+    /// Print the man page of opsync, or write one page per command into a folder
+    Man(ManArgs),
 
     /// Run the configured [general] on-failure command for a systemd unit that failed (what
     /// the OnFailure= unit written by `setup systemd` calls)
@@ -345,6 +351,52 @@ pub struct ScheduleNextArgs {
     pub json: bool,
 }
 
+/// Options of `opsync setup`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SetupArgs {
+    #[command(subcommand)]
+    pub command: Option<SetupCommand>,
+    #[command(flatten)]
+    pub server: SetupServerArgs,
+}
+
+/// Options of `opsync setup` without a subcommand.
+#[derive(Debug, Args)]
+pub struct SetupServerArgs {
+    /// The server folder (opsync.toml, the compose files, data/)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// A compose stack NAME=FILE (repeatable; none: a sync-only server)
+    #[arg(long = "stack", value_name = "NAME=FILE")]
+    pub stacks: Vec<String>,
+    /// A served domain DOMAIN=STACK:PORT, proxied to 127.0.0.1:PORT (repeatable)
+    #[arg(long = "site", value_name = "DOMAIN=STACK:PORT")]
+    pub sites: Vec<String>,
+    /// Account email for the certificates
+    #[arg(long, value_name = "EMAIL")]
+    pub email: Option<String>,
+    /// Where the systemd units go
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub systemd_dir: PathBuf,
+    /// Where the bash completion script goes
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/usr/share/bash-completion/completions"
+    )]
+    pub completions_dir: PathBuf,
+    /// Where the man pages go
+    #[arg(long, value_name = "DIR", default_value = "/usr/local/share/man/man1")]
+    pub man_dir: PathBuf,
+    /// Write the units but do not run `systemctl enable --now`
+    #[arg(long)]
+    pub no_enable: bool,
+    /// Print what would be done, change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
 /// `opsync setup ...`.
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
@@ -377,6 +429,23 @@ pub struct SetupSystemdArgs {
     /// build folder, else this binary]
     #[arg(long, value_name = "PATH")]
     pub opsync: Option<PathBuf>,
+}
+
+/// Options of `opsync completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Options of `opsync man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write opsync.1 and one opsync-COMMAND.1 per command into DIR instead of printing
+    /// opsync.1
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Options of `opsync on-failure`.

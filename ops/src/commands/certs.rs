@@ -59,7 +59,7 @@ fn status_cmd(cfg: &Config, json: bool, served: bool) -> Exit {
     )
 }
 
-fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exit {
+pub(crate) fn issue(cfg: &Config, domains: &[String], reload: bool, preflight: bool) -> Exit {
     if let Some(unknown) = domains
         .iter()
         .find(|d| !cfg.site.iter().any(|s| &s.domain == *d))

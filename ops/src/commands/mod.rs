@@ -8,11 +8,13 @@
 pub mod certs;
 pub mod config;
 pub mod daemon;
+pub mod docs;
 pub mod nginx;
 pub mod rails;
 pub mod run;
 pub mod schedule;
 pub mod setup;
+pub mod setup_server;
 pub mod stack;
 pub mod status;
 pub mod sync;
@@ -37,6 +39,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Nginx(cmd) => nginx::run(&global, cmd),
         Command::Verify(args) => verify::run(&global, args),
         Command::Stack(args) => stack::run(&global, args),
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Man(args) => docs::man(args.dir.as_deref()),
         Command::OnFailure(args) => setup::on_failure(&global, &args),
     }
 }

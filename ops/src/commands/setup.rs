@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::cli::{OnFailureArgs, SetupCommand, SetupSystemdArgs};
+use crate::cli::{OnFailureArgs, SetupArgs, SetupCommand, SetupSystemdArgs};
 use crate::commands::config::config_file;
 use crate::commands::{Global, fail};
 use crate::output::print;
@@ -28,8 +28,10 @@ const UNIT_DIRS: &[&str] = &[
     "/usr/local/lib/systemd/system",
 ];
 
-pub fn run(global: &Global, cmd: SetupCommand) -> Exit {
-    let SetupCommand::Systemd(args) = cmd;
+pub fn run(global: &Global, args: SetupArgs) -> Exit {
+    let Some(SetupCommand::Systemd(args)) = args.command else {
+        return super::setup_server::run(&args.server);
+    };
     match systemd(global, &args) {
         Ok(e) => e,
         Err(e) => fail(Exit::Failed, &e),

@@ -571,7 +571,10 @@ fn stack_update_failed_by_compose_names_the_unhealthy_container() {
         .find(|l| l.starts_with("opsync: error:"))
         .unwrap_or_else(|| panic!("no error line\n{r}"));
     assert!(error.contains("service web (container "), "{r}");
-    assert!(error.contains("is unhealthy; its last health check said: "), "{r}");
+    assert!(
+        error.contains("is unhealthy; its last health check said: "),
+        "{r}"
+    );
     assert!(error.contains("rolled back"), "{r}");
     drop(s);
     drop(reg);

@@ -158,7 +158,16 @@ fn opsync_sync(
     } else {
         dst.into()
     };
-    run(opsync().arg("sync").args(args).arg(src).arg(dst), &[code]).map(|(_, out)| out)
+    // rsync has no guard against deleting most of DST: `--force` turns opsync's off.
+    run(
+        opsync()
+            .args(["sync", "--force"])
+            .args(args)
+            .arg(src)
+            .arg(dst),
+        &[code],
+    )
+    .map(|(_, out)| out)
 }
 
 fn with_slash(path: &Path) -> OsString {
