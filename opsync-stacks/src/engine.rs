@@ -370,6 +370,23 @@ mod tests {
     }
 
     #[test]
+    fn inspect_output_gives_the_last_health_check_output() {
+        let json = r#"[{
+            "Id": "c1", "Name": "/p-web-1", "Image": "sha256:aaa",
+            "Config": {"Image": "app", "Labels": {"com.docker.compose.service": "web"}},
+            "State": {"Status": "running", "Health": {"Status": "unhealthy", "Log": [
+                {"ExitCode": 1, "Output": "old"},
+                {"ExitCode": 1, "Output": "wget: server returned error:\n HTTP/1.0 404 Not Found\n"}
+            ]}}
+        }]"#;
+        let c = parse_inspect(json).unwrap();
+        assert_eq!(
+            c[0].health_output.as_deref(),
+            Some("wget: server returned error:; HTTP/1.0 404 Not Found")
+        );
+    }
+
+    #[test]
     fn inspect_output_gives_service_image_and_health() {
         let json = r#"[{
             "Id": "c1", "Name": "/prod_web_1", "Image": "sha256:aaa",
