@@ -5,10 +5,17 @@
 //! Every key has a default, so a config with only the paths that differ is enough.
 //!
 //! Loading validates everything that does not touch the filesystem (unknown keys, schedules,
-//! time zones, durations, stack names, a sync target inside its source); [`Config::check_paths`]
-//! adds the checks that need the filesystem (missing source folders) and is run by
-//! `opsync config check`, `opsync daemon` and `opsync run`. Every error names the file, the line
-//! and what to write instead.
+//! time zones, durations, stack names, a sync target inside its source); `check` collects
+//! every such mistake of a file in one run ([`Config::load_all`]). [`Config::check_paths`] adds
+//! the checks that need the filesystem (missing source folders) and is run by
+//! `opsync config check`, `opsync daemon` and `opsync run`; [`Config::check_needs`] (module
+//! `needs`) what the enabled jobs will need, for `opsync config check`. Every error names the
+//! file, the line and what to write instead.
+//!
+//! Paths: the file's folder is made absolute when it is loaded, and every path key is resolved
+//! against it ([`Config::path`]), so nginx, certbot and compose always get absolute paths. State
+//! and locks belong to one configuration file ([`Config::state_dir`],
+//! [`Config::claim_state_dir`]).
 
 mod check;
 pub mod jobs;
