@@ -225,8 +225,17 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
     };
     let rails = match &cfg {
         Some(_) => rails::Rails::default(),
-        None => rails::for_pair(global, &src, &dst, &args.rails, max_delete.is_some())
-            .map_err(|e| (Exit::Config, anyhow!(e)))?,
+        None => {
+            rails::for_pair(global, &src, &dst, &args.rails, max_delete.is_some()).map_err(|e| {
+                (
+                    Exit::Config,
+                    anyhow!(e).context(
+                        "the configuration is read for the rails of a configured pair \
+                         (--no-config: sync without it)",
+                    ),
+                )
+            })?
+        }
     };
     let max_delete = max_delete.or(rails.max_delete).or(rails
         .half_guard
