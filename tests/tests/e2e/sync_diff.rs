@@ -20,6 +20,8 @@ use opsync_tests::snapshot::{Snapshot, render, show, snapshot};
 use opsync_tests::tree::{GenOptions, Kind, Stale, StaleOptions, Stamp, Tree};
 use opsync_tests::{opsync, require_program};
 
+mod options;
+
 const DEFAULT_SEEDS: u64 = 256;
 /// The random-tree seeds are split over this many tests, which cargo runs in parallel.
 const PARTS: u64 = 4;
