@@ -155,6 +155,8 @@ fn rsync_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 
 type Failed = (Vec<u8>, std::io::Error);
 
+static NO_RULES: crate::filter::DirRules = crate::filter::DirRules::EMPTY;
+
 /// One group: its leader like any file, then the links.
 fn group(
     sh: &Shared<'_>,
@@ -202,6 +204,9 @@ fn group(
         subdirs: &[],
         hashed_at: None,
         new_files: Default::default(),
+        // A member's name holds no directory to delete with filter rules inside: the walk
+        // replaced any such directory before the links are made.
+        drules: &NO_RULES,
     };
     sh.order.done(node, 0, None, sh.obs);
     let rewritten = plan.actions.iter().any(|a| a.op == Op::Copy);

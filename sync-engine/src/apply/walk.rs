@@ -175,6 +175,7 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
         subdirs: &plan.subdirs,
         hashed_at,
         new_files: Default::default(),
+        drules: &d.rules,
     };
     ap.dir_line(plan.finish);
     for &(a, b) in &plan.linked {
