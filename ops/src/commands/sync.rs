@@ -19,7 +19,7 @@ use opsync_core::config::Config;
 use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, args: SyncArgs) -> Exit {
-    let (src, dst, opts, _info) = match resolve(global, &args) {
+    let (src, dst, opts, info) = match resolve(global, &args) {
         Ok(v) => v,
         Err((exit, e)) => return fail(exit, &e),
     };
@@ -31,12 +31,49 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
     }
     let opts = opts.cancel(Some(cancel));
 
+    let log = match &args.log_file {
+        Some(f) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                return fail(
+                    Exit::Usage,
+                    &anyhow!(
+                        "cannot open the --log-file {}: {e}; give a file in a writable directory",
+                        f.display()
+                    ),
+                );
+            }
+        },
+        None => None,
+    };
+    let quiet = args.quiet;
+    let name = info
+        .name
+        .unwrap_or(if quiet { 0 } else { args.verbose.min(2) });
+    let stats = info.stats.unwrap_or(if args.stats {
+        2
+    } else if name > 0 {
+        1
+    } else {
+        0
+    });
+    let progress = info
+        .progress
+        .unwrap_or(u8::from((args.progress || args.partial_progress) && !quiet));
     let printer = SyncPrinter::new(SyncOutput {
         itemize: args.itemize_changes,
-        verbose: args.verbose,
+        verbose: name,
         json: args.json,
-        progress: args.progress,
+        progress,
+        stats,
+        human: 1 + args.human_readable.min(2),
+        log,
     });
+    printer.header((!dst.exists()).then_some(dst.as_path()));
     let started = Instant::now();
     let report = match sync_engine::sync(&src, &dst, &opts, &printer) {
         Ok(r) => r,
@@ -67,7 +104,7 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
             }
         }
     }
-    printer.finish(&total, started.elapsed(), exit.code(), args.stats, counts);
+    printer.finish(&total, started.elapsed(), exit.code(), counts);
     if total.deletions_disabled {
         printer.note("opsync: errors reading the source: deletions were skipped for this run");
     }
