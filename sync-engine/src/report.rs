@@ -48,7 +48,8 @@ pub trait Observer: Sync {
     fn planned(&self, _counts: &PlanCounts) {}
     /// `bytes` more were copied.
     fn progress(&self, _bytes: u64) {}
-    /// A directory of SRC was read: `entries` more entries, `bytes` more in regular files.
+    /// A directory of SRC was read: `entries` more entries, `bytes` more in regular files and
+    /// symlink targets (rsync's total size).
     fn scanned(&self, _entries: u64, _bytes: u64) {}
     /// [`crate::verify::verify`] found a difference.
     fn difference(&self, _d: &crate::verify::Difference) {}

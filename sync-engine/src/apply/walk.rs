@@ -423,7 +423,7 @@ fn count_entries(sh: &Shared<'_>, src: &Listing, dst: &Listing) {
     Counters::add(&c.src_devices, devs);
     Counters::add(&c.src_specials, specials);
     Counters::add(&c.src_link_bytes, link_bytes);
-    sh.obs.scanned(n, bytes);
+    sh.obs.scanned(n, bytes + link_bytes);
     let dst_entries = (1..dst.len() as Idx)
         .filter(|&i| !dst.meta(i).protected)
         .count() as u64;
