@@ -75,7 +75,7 @@ fn fixed_case() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     std::os::unix::fs::symlink("a", src.join("l")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join("fifo"),
+        src.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
