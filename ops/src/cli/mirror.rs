@@ -93,6 +93,9 @@ pub struct SyncArgs {
     pub specials: bool,
     #[arg(long = "numeric-ids", hide = true)]
     pub numeric_ids: bool,
+    /// rsync's --super: what root does anyway (owners, devices)
+    #[arg(long = "super", hide = true)]
+    pub super_user: bool,
 
     /// Accepted for rsync habits; deleting extraneous files is the default (--del and
     /// --delete-before/-during/-after/-delay are accepted too and give the same result)
@@ -145,8 +148,8 @@ pub struct SyncArgs {
     pub dry_run: bool,
 
     /// Print a change summary for each item, in rsync's format (`>f.st......`)
-    #[arg(short = 'i', long, help_heading = "Output")]
-    pub itemize_changes: bool,
+    #[arg(short = 'i', long, action = clap::ArgAction::Count, help_heading = "Output")]
+    pub itemize_changes: u8,
 
     /// Print the names of changed items (`deleting NAME` for deletions)
     #[arg(short = 'v', long, action = clap::ArgAction::Count, help_heading = "Output")]

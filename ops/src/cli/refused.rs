@@ -131,7 +131,7 @@ pub const REFUSED: &[Refused] = &[
         "drop it: opsync sets every mtime",
     ),
     r(
-        &["super", "fake-super"],
+        &["fake-super"],
         None,
         "run opsync as root to keep owners and devices",
     ),

@@ -65,7 +65,7 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         .progress
         .unwrap_or(u8::from((args.progress || args.partial_progress) && !quiet));
     let printer = SyncPrinter::new(SyncOutput {
-        itemize: args.itemize_changes,
+        itemize: args.itemize_changes > 0,
         verbose: name,
         json: args.json,
         progress,
