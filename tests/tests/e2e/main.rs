@@ -14,5 +14,6 @@ mod nginx;
 mod nightly;
 mod stack;
 mod sync_diff;
+mod sync_lock;
 mod sync_verify;
 mod verify;
