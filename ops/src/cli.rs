@@ -86,6 +86,16 @@ pub enum Command {
     /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
     #[command(long_about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page of opsync (roff) on stdout
+    Man,
 }
 
 const STACK_ABOUT: &str = "\
@@ -315,6 +325,23 @@ mod tests {
         ] {
             assert!(sync(&[d, "a", "b"]).unwrap().delete);
         }
+    }
+
+    #[test]
+    fn completions_and_man_page_list_the_sync_options() {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "opsync",
+            &mut out,
+        );
+        assert!(String::from_utf8_lossy(&out).contains("--delete-excluded"));
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .unwrap();
+        assert!(String::from_utf8_lossy(&man).contains(".TH opsync 1"));
     }
 
     #[test]
