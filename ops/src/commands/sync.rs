@@ -338,6 +338,25 @@ fn from_option(include: bool) -> &'static str {
     }
 }
 
+/// As rsync 3.5 does for the files operators name: a list given as a symlink owned by a user
+/// other than root and the caller is not followed (someone else could point it anywhere).
+fn refuse_untrusted_symlink(file: &Path, option: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(m) = std::fs::symlink_metadata(file) else {
+        return Ok(());
+    };
+    let me = rustix::process::geteuid().as_raw();
+    if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != me {
+        anyhow::bail!(
+            "the {option} file {} is a symlink owned by uid {}, not by root or you: refusing to \
+             follow it (as rsync 3.5); give the file it points to",
+            file.display(),
+            m.uid()
+        );
+    }
+    Ok(())
+}
+
 /// What `--info`, `--progress`, `-P`, `--stats` and `-v` ask for, as rsync's levels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Info {
@@ -395,6 +414,7 @@ fn read_list(file: &Path, from0: bool, option: &str) -> anyhow::Result<Vec<Vec<u
             .read_to_end(&mut data)
             .with_context(|| format!("cannot read the {option} list from standard input"))?;
     } else {
+        refuse_untrusted_symlink(file, option)?;
         data = std::fs::read(file).with_context(|| {
             format!(
                 "cannot read the {option} file {}: give a readable file, one entry per line",

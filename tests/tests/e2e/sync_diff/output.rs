@@ -307,3 +307,49 @@ fn progress2_is_one_whole_transfer_line_also_without_a_terminal() {
     };
     assert_eq!(last(&want), last(&got), "rsync: {want:?}\nopsync: {got:?}");
 }
+
+/// As rsync 3.5 (its `excludefrom-symlink` test): an `--exclude-from` file that is a symlink
+/// owned by another user is not followed; one of the caller's own is.
+#[test]
+fn exclude_from_refuses_a_symlink_of_another_user() {
+    let (tmp, src, _, b) = fixed_case();
+    std::fs::write(tmp.path().join("rules"), "- a\n").unwrap();
+    let planted = tmp.path().join("planted");
+    std::os::unix::fs::symlink("rules", &planted).unwrap();
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        &planted,
+        Some(rustix::process::Uid::from_raw(65534)),
+        None,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    let out = opsync()
+        .arg("sync")
+        .arg(format!("--exclude-from={}", planted.display()))
+        .arg(&src)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is a symlink owned by uid 65534"),
+        "{stderr}"
+    );
+    let own = tmp.path().join("own");
+    std::os::unix::fs::symlink("rules", &own).unwrap();
+    let out = opsync()
+        .arg("sync")
+        .arg(format!("--exclude-from={}", own.display()))
+        .arg(&src)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!b.join("a").exists() || std::fs::read(b.join("a")).unwrap() == b"HELLO\n");
+}
