@@ -338,21 +338,25 @@ fn from_option(include: bool) -> &'static str {
     }
 }
 
-/// As rsync 3.5 does for the files operators name: a list given as a symlink owned by a user
-/// other than root and the caller is not followed (someone else could point it anywhere).
+/// As rsync 3.5 does for the files operators name: a list whose path goes through a symlink
+/// (the file itself or a directory on the way) owned by a user other than root and the caller
+/// is not read (someone else could point it anywhere).
 fn refuse_untrusted_symlink(file: &Path, option: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
-    let Ok(m) = std::fs::symlink_metadata(file) else {
-        return Ok(());
-    };
     let me = rustix::process::geteuid().as_raw();
-    if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != me {
-        anyhow::bail!(
-            "the {option} file {} is a symlink owned by uid {}, not by root or you: refusing to \
-             follow it (as rsync 3.5); give the file it points to",
-            file.display(),
-            m.uid()
-        );
+    for p in file.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != me {
+            anyhow::bail!(
+                "the {option} file {} goes through the symlink {} owned by uid {}, not by root \
+                 or you: refusing to follow it (as rsync 3.5); give the real path",
+                file.display(),
+                p.display(),
+                m.uid()
+            );
+        }
     }
     Ok(())
 }
