@@ -333,10 +333,7 @@ fn exclude_from_refuses_a_symlink_of_another_user() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("is a symlink owned by uid 65534"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("owned by uid 65534"), "{stderr}");
     let own = tmp.path().join("own");
     std::os::unix::fs::symlink("rules", &own).unwrap();
     let out = opsync()
