@@ -12,7 +12,8 @@ pub struct RailsArgs {
     pub no_config: bool,
 
     /// Without a configured pair or --max-delete, allow deleting more than half of a non-empty
-    /// DST
+    /// DST (rsync's --force, deleting a non-empty directory that SRC replaces with another
+    /// type, is what opsync always does)
     #[arg(long, help_heading = "Safety")]
     pub force: bool,
 }

@@ -17,6 +17,7 @@ mod on_failure;
 mod setup;
 mod stack;
 mod sync_diff;
+mod sync_lock;
 mod sync_rails;
 mod sync_verify;
 mod verify;
