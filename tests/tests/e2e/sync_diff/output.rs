@@ -157,7 +157,13 @@ fn stats_and_summary_lines_have_rsyncs_layout() {
                 .arg(with_slash(&src))
                 .arg(with_slash(&a)),
         );
-        let got = out_of(opsync().arg("sync").args(opsync_args).arg(&src).arg(&b));
+        let got = out_of(
+            opsync()
+                .args(["sync", "--force"])
+                .args(opsync_args)
+                .arg(&src)
+                .arg(&b),
+        );
         assert_same(&format!("{rsync_args:?}"), &want, &got);
     }
 }
@@ -175,7 +181,7 @@ fn verbose_into_a_new_dst_says_it_created_it() {
     );
     let got = out_of(
         opsync()
-            .args(["sync", "-avh", "--delete"])
+            .args(["sync", "--force", "-avh", "--delete"])
             .arg(with_slash(&src))
             .arg(with_slash(&b)),
     );
@@ -204,7 +210,7 @@ fn h_alone_prints_help_and_refused_options_get_one_line() {
         ("--no-perms", Some("--no-perms")),
     ] {
         let out = opsync()
-            .arg("sync")
+            .args(["sync", "--force"])
             .arg(arg)
             .arg(&src)
             .arg(&b)
@@ -240,7 +246,7 @@ fn log_file_has_rsyncs_format() {
     );
     out_of(
         opsync()
-            .arg("sync")
+            .args(["sync", "--force"])
             .arg(format!("--log-file={}", lb.display()))
             .arg(&src)
             .arg(&b),
@@ -292,7 +298,7 @@ fn progress2_is_one_whole_transfer_line_also_without_a_terminal() {
     );
     let got = out_of(
         opsync()
-            .args(["sync", "--info=progress2"])
+            .args(["sync", "--force", "--info=progress2"])
             .arg(&src)
             .arg(&b),
     );
@@ -325,7 +331,7 @@ fn exclude_from_refuses_a_symlink_of_another_user() {
     )
     .unwrap();
     let out = opsync()
-        .arg("sync")
+        .args(["sync", "--force"])
         .arg(format!("--exclude-from={}", planted.display()))
         .arg(&src)
         .arg(&b)
@@ -337,7 +343,7 @@ fn exclude_from_refuses_a_symlink_of_another_user() {
     let own = tmp.path().join("own");
     std::os::unix::fs::symlink("rules", &own).unwrap();
     let out = opsync()
-        .arg("sync")
+        .args(["sync", "--force"])
         .arg(format!("--exclude-from={}", own.display()))
         .arg(&src)
         .arg(&b)
