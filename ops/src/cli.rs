@@ -80,6 +80,11 @@ pub enum Command {
     /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
     #[command(long_about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
+
+    /// The remote end of `opsync sync HOST:PATH`, started through ssh: speaks the protocol on
+    /// stdin and stdout
+    #[command(hide = true)]
+    Serve,
 }
 
 const STACK_ABOUT: &str = "\

@@ -160,16 +160,35 @@ impl SyncPrinter {
         stats: bool,
         verify: Option<VerifyCounts>,
     ) {
+        self.finish_wire(report, elapsed, exit_code, stats, verify, None);
+    }
+
+    /// [`SyncPrinter::finish`] of a remote run, with the bytes sent and received on the
+    /// connection (`sent N bytes  received M bytes`, as rsync prints them).
+    pub fn finish_wire(
+        &self,
+        report: &Report,
+        elapsed: Duration,
+        exit_code: u8,
+        stats: bool,
+        verify: Option<VerifyCounts>,
+        wire: Option<(u64, u64)>,
+    ) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         if self.mode.json {
             let mut s = summary(report, elapsed, exit_code);
             s.verify = verify;
+            s.sent_bytes = wire.map(|w| w.0);
+            s.received_bytes = wire.map(|w| w.1);
             self.line(&Event::Summary(s).to_line());
         } else if stats {
             for l in stats_lines(report, elapsed) {
                 self.line(&l);
+            }
+            if let Some((sent, received)) = wire {
+                self.line(&format!("sent {sent} bytes  received {received} bytes"));
             }
         }
         let _ = self.out.lock().map(|mut o| o.flush());
@@ -444,6 +463,8 @@ pub fn summary(r: &Report, elapsed: Duration, exit_code: u8) -> Summary {
         delete_limited: r.delete_limited,
         cancelled: r.cancelled,
         verify: None,
+        sent_bytes: None,
+        received_bytes: None,
         seconds: elapsed.as_secs_f64(),
     }
 }

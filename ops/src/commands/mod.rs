@@ -9,6 +9,7 @@ pub mod certs;
 pub mod config;
 pub mod daemon;
 pub mod nginx;
+pub mod remote;
 pub mod run;
 pub mod schedule;
 pub mod setup;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Nginx(cmd) => nginx::run(&global, cmd),
         Command::Verify(args) => verify::run(&global, args),
         Command::Stack(args) => stack::run(&global, args),
+        Command::Serve => remote::serve(),
     }
 }
 

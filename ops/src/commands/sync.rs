@@ -23,6 +23,11 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         Ok(v) => v,
         Err((exit, e)) => return fail(exit, &e),
     };
+    match super::remote::which(&src, &dst) {
+        Ok(Some(remote)) => return super::remote::run(&args, &src, &dst, remote, opts),
+        Ok(None) => {}
+        Err(e) => return fail(Exit::Usage, &e),
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while the first is being handled ends the process at once.

@@ -1,0 +1,98 @@
+//! `opsync sync` with one side on another host (`[USER@]HOST:PATH`), through `sync-remote`, and
+//! `opsync serve`, the remote end that the client's ssh starts.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use sync_engine::Options;
+use sync_remote::{Location, RemoteOptions};
+
+use crate::cli::SyncArgs;
+use crate::commands::fail;
+use crate::output::{SyncOutput, SyncPrinter};
+use opsync_core::exit::{Exit, ToExit};
+
+/// Which side is remote.
+pub enum Remote {
+    Push(Location),
+    Pull(Location),
+}
+
+/// `Some` when SRC or DST names another host; an error when both do.
+pub fn which(src: &Path, dst: &Path) -> Result<Option<Remote>, anyhow::Error> {
+    let s = sync_remote::parse_location(src.as_os_str());
+    let d = sync_remote::parse_location(dst.as_os_str());
+    match (s, d) {
+        (Some(_), Some(_)) => Err(anyhow!(
+            "both SRC and DST name a remote host: one of them must be a local path"
+        )),
+        (Some(s), None) => Ok(Some(Remote::Pull(s))),
+        (None, Some(d)) => Ok(Some(Remote::Push(d))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Runs a push or pull and prints its result like a local run, with the connection's bytes.
+pub fn run(args: &SyncArgs, src: &Path, dst: &Path, remote: Remote, opts: Options) -> Exit {
+    if args.verify.is_some() {
+        return fail(
+            Exit::Usage,
+            &anyhow!(
+                "--verify is not available for remote paths yet: run opsync verify on the destination host"
+            ),
+        );
+    }
+    let printer = SyncPrinter::new(SyncOutput {
+        itemize: args.itemize_changes,
+        verbose: args.verbose,
+        json: args.json,
+        progress: false,
+    });
+    let ro = RemoteOptions {
+        rsh: args.rsh.clone(),
+        remote_opsync: args.remote_opsync.clone(),
+        items: args.itemize_changes || args.verbose > 0 || args.json,
+        engine: opts,
+    };
+    let started = Instant::now();
+    let r = match &remote {
+        Remote::Push(to) => sync_remote::push(src, to, &ro, &printer),
+        Remote::Pull(from) => sync_remote::pull(from, dst, &ro, &printer),
+    };
+    let rr = match r {
+        Ok(rr) => rr,
+        Err(e) => {
+            let exit = e.exit();
+            printer.fatal_json(&e.to_string(), exit.code());
+            return fail(exit, &anyhow!(e));
+        }
+    };
+    let total = rr.report;
+    let exit = Exit::from(total.status());
+    printer.finish_wire(
+        &total,
+        started.elapsed(),
+        exit.code(),
+        args.stats,
+        None,
+        Some((rr.sent, rr.received)),
+    );
+    if total.deletions_disabled {
+        printer.note("opsync: errors reading the source: deletions were skipped for this run");
+    }
+    if total.delete_limited {
+        printer.note("opsync: --max-delete limit reached: some deletions were skipped");
+    }
+    exit
+}
+
+/// `opsync serve`: the remote end, on stdin and stdout. Its errors reach the client over the
+/// connection (which prints them), so nothing is printed here.
+pub fn serve() -> Exit {
+    let r = sync_remote::serve(Box::new(std::io::stdin()), Box::new(std::io::stdout()));
+    match r {
+        Ok(()) => Exit::Ok,
+        Err(e) => e.exit(),
+    }
+}

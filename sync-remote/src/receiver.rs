@@ -1,0 +1,355 @@
+//! The receiving end: scans DST, sends its listing, applies the sender's actions through
+//! [`Target`] (which checks every name and writes nothing outside DST), checks the BLAKE3 hash
+//! of every received file before its rename, answers signature requests for deltas, and sends
+//! the run's report.
+
+use std::io::Write;
+use std::path::Path;
+
+use sync_engine::remote::{self, Change, Kind, Side, Target};
+use sync_engine::{FileError, Item, Observer, Options, Report};
+
+use crate::session::{Out, RemoteError, flush, parse_fatal, send, send_fatal, stream};
+use crate::wire::{self, Dec, Enc, FrameReader, tag};
+
+/// The observer of the server's end: itemize lines and errors go to the client as frames.
+pub(crate) struct Forward {
+    pub out: Out,
+    pub items: bool,
+}
+
+impl Observer for Forward {
+    fn wants_items(&self) -> bool {
+        self.items
+    }
+    fn item(&self, item: &Item<'_>) {
+        let _ = send(&self.out, tag::ITEM, &wire::encode_item(item));
+    }
+    fn error(&self, err: &FileError) {
+        let _ = send(&self.out, tag::ERROR, &wire::encode_error(err));
+    }
+}
+
+/// Entries of the listing per frame.
+const BATCH: usize = 2048;
+
+/// Sends DST's listing: entries in pre-order as (parent, meta, name, link).
+fn send_listing(out: &Out, l: &remote::Listing) -> Result<(), RemoteError> {
+    let mut e = Enc::new();
+    let mut n = 0;
+    for i in 0..l.len() as u32 {
+        let ent = l.entry(i);
+        e.u32(ent.parent)
+            .meta(&ent.meta)
+            .bytes(l.name(i))
+            .bytes(l.link(i));
+        n += 1;
+        if n == BATCH {
+            send(out, tag::ENTRIES, &e.take())?;
+            n = 0;
+        }
+    }
+    if n > 0 {
+        send(out, tag::ENTRIES, &e.take())?;
+    }
+    send(out, tag::ENTRIES_END, &[])
+}
+
+/// A file being received.
+struct Incoming {
+    path: Vec<u8>,
+    meta: remote::Meta,
+    new: bool,
+    /// `None` after a failure: the rest of its data is read and dropped.
+    file: Option<remote::NewFile>,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+struct Apply<'a> {
+    dst: &'a Path,
+    target: Option<Target>,
+    dry_run: bool,
+    obs: &'a dyn Observer,
+    report: Report,
+    cur: Option<Incoming>,
+}
+
+impl Apply<'_> {
+    fn fail(&mut self, op: &'static str, path: &[u8], e: std::io::Error) {
+        self.report.errors += 1;
+        self.obs.error(&FileError {
+            op,
+            path: path.to_vec(),
+            side: Side::Dest,
+            source: e,
+        });
+    }
+
+    /// The target, DST being created on the first action when it did not exist.
+    fn target(&mut self) -> Result<&mut Target, RemoteError> {
+        if self.target.is_none() {
+            self.target = Some(Target::create(self.dst)?);
+        }
+        self.target
+            .as_mut()
+            .ok_or_else(|| stream(std::io::ErrorKind::NotFound.into()))
+    }
+
+    fn frame(&mut self, t: u8, p: &[u8]) -> Result<(), RemoteError> {
+        if self.dry_run {
+            return Err(RemoteError::Stream {
+                detail: format!("action frame {t} in a dry run"),
+            });
+        }
+        let m = stream;
+        match t {
+            tag::DELETE => {
+                let mut d = Dec::new(p, "delete");
+                let path = d.bytes().map_err(m)?;
+                let is_dir = d.bool().map_err(m)?;
+                match self.target()?.delete(path, is_dir) {
+                    Ok(()) => self.report.deleted += 1,
+                    Err(e) if e.raw_os_error() == Some(39) && is_dir => {
+                        // ENOTEMPTY: it still holds excluded entries, as in rsync.
+                        self.obs.warning(&sync_engine::Warning::NotEmpty { path });
+                    }
+                    Err(e) => self.fail("delete", path, e),
+                }
+            }
+            tag::MKDIR => {
+                let path = Dec::new(p, "mkdir").bytes().map_err(m)?;
+                match self.target()?.mkdir(path) {
+                    Ok(()) => self.report.created += 1,
+                    Err(e) => self.fail("create directory", path, e),
+                }
+            }
+            tag::FILE => {
+                let mut d = Dec::new(p, "file");
+                let path = d.bytes().map_err(m)?.to_vec();
+                let meta = d.meta().map_err(m)?;
+                let new = d.bool().map_err(m)?;
+                if meta.kind != Kind::File {
+                    return Err(stream(wire::malformed("file")));
+                }
+                let file = match self.target()?.begin_file(&path) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        self.fail("copy", &path, e);
+                        None
+                    }
+                };
+                self.cur = Some(Incoming {
+                    path,
+                    meta,
+                    new,
+                    file,
+                    hasher: blake3::Hasher::new(),
+                    len: 0,
+                });
+            }
+            tag::DATA => {
+                let Some(cur) = self.cur.as_mut() else {
+                    return Err(stream(wire::malformed("data")));
+                };
+                cur.hasher.update(p);
+                cur.len += p.len() as u64;
+                if let Some(f) = cur.file.as_mut() {
+                    if let Err(e) = f.file.write_all(p) {
+                        let path = cur.path.clone();
+                        cur.file = None;
+                        self.fail("copy", &path, e);
+                    }
+                }
+            }
+            tag::FILE_ABORT => {
+                self.cur = None;
+            }
+            tag::FILE_END => {
+                let Some(cur) = self.cur.take() else {
+                    return Err(stream(wire::malformed("file end")));
+                };
+                let want = Dec::new(p, "file end").rest();
+                let Some(f) = cur.file else { return Ok(()) };
+                if cur.hasher.finalize().as_bytes().as_slice() != want {
+                    self.fail(
+                        "check",
+                        &cur.path,
+                        std::io::Error::other("BLAKE3 of the received file differs from the sender's: old version kept"),
+                    );
+                    return Ok(());
+                }
+                let mut meta = cur.meta;
+                meta.size = cur.len;
+                match self.target()?.commit(f, &meta) {
+                    Ok(()) => {
+                        self.report.files_copied += 1;
+                        self.report.bytes_copied += cur.len;
+                        self.report.bytes_written += cur.len;
+                        self.report.created += u64::from(cur.new);
+                    }
+                    Err(e) => self.fail("copy", &cur.path, e),
+                }
+            }
+            tag::MAKE => {
+                let mut d = Dec::new(p, "make");
+                let path = d.bytes().map_err(m)?;
+                let meta = d.meta().map_err(m)?;
+                let link = d.bytes().map_err(m)?;
+                let new = d.bool().map_err(m)?;
+                match self.target()?.make(path, &meta, link) {
+                    Ok(()) => self.report.created += u64::from(new),
+                    Err(e) => self.fail("create", path, e),
+                }
+            }
+            tag::ATTRS => {
+                let mut d = Dec::new(p, "attrs");
+                let path = d.bytes().map_err(m)?;
+                let meta = d.meta().map_err(m)?;
+                let mut change = Change::NONE;
+                if d.bool().map_err(m)? {
+                    change |= Change::OWNER;
+                }
+                if d.bool().map_err(m)? {
+                    change |= Change::GROUP;
+                }
+                match self.target()?.set_attrs(path, &meta, change) {
+                    Ok(()) => self.report.attrs_fixed += 1,
+                    Err(e) => self.fail("set attributes of", path, e),
+                }
+            }
+            tag::DIR_ATTRS => {
+                let mut d = Dec::new(p, "dir attrs");
+                let path = d.bytes().map_err(m)?;
+                let meta = d.meta().map_err(m)?;
+                let counted = d.bool().map_err(m)?;
+                if meta.kind != Kind::Dir {
+                    return Err(stream(wire::malformed("dir attrs")));
+                }
+                match self.target()?.dir_attrs(path, &meta) {
+                    Ok(()) => self.report.attrs_fixed += u64::from(counted),
+                    Err(e) => self.fail("set attributes of", path, e),
+                }
+            }
+            _ => {
+                return Err(RemoteError::Stream {
+                    detail: format!("unexpected frame tag {t}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the receiving end for DST `dst`; returns the run's report (also sent to the sender).
+pub(crate) fn run(
+    dst: &Path,
+    mut reader: FrameReader,
+    out: Out,
+    opts: &Options,
+    obs: &dyn Observer,
+) -> Result<Report, RemoteError> {
+    let setup = (|| -> Result<(Option<Target>, remote::Tree, u64), RemoteError> {
+        let Some((fd, meta)) = remote::open_dest(dst, opts)? else {
+            return Ok((None, remote::Tree::default(), 0));
+        };
+        if !opts.dry_run {
+            remote::lock_dest(&fd, dst)?;
+        }
+        let total = match opts.max_delete {
+            Some(sync_engine::MaxDelete::Percent(_)) => remote::count_entries(fd.as_fd_ref()),
+            _ => 0,
+        };
+        let scan_fd = fd.try_clone().map_err(|e| sync_engine::Error::Io {
+            op: "open destination",
+            path: dst.to_owned(),
+            source: e,
+        })?;
+        let tree = remote::scan_dest(scan_fd, meta, dst, opts)?;
+        Ok((Some(Target::new(fd)), tree, total))
+    })();
+    let (target, tree, total) = match setup {
+        Ok(v) => v,
+        Err(e) => {
+            send_fatal(&out, &e);
+            return Err(e);
+        }
+    };
+    for e in &tree.errors {
+        obs.error(e);
+    }
+    let is_root = remote::euid() == 0;
+    let groups = if is_root {
+        Vec::new()
+    } else {
+        remote::own_groups()
+    };
+    let mut info = Enc::new();
+    info.bool(is_root)
+        .bool(target.is_some())
+        .u64(total)
+        .u32(groups.len() as u32);
+    for g in &groups {
+        info.u32(*g);
+    }
+    info.u64(tree.errors.len() as u64);
+    send(&out, tag::DST_INFO, &info.take())?;
+    send_listing(&out, &tree.listing)?;
+    flush(&out)?;
+    drop(tree);
+
+    let mut a = Apply {
+        dst,
+        target,
+        dry_run: opts.dry_run,
+        obs,
+        report: Report::default(),
+        cur: None,
+    };
+    let mut summary = None;
+    loop {
+        let (t, p) = reader.frame().map_err(stream)?;
+        match t {
+            tag::ITEM => {
+                let it = wire::decode_item(p).map_err(stream)?;
+                obs.item(&it.item());
+            }
+            tag::ERROR => {
+                let e = wire::decode_error(p).map_err(stream)?;
+                obs.error(&e);
+            }
+            tag::FATAL => return Err(parse_fatal(p)),
+            tag::SUMMARY => summary = Some(wire::decode_report(p).map_err(stream)?),
+            tag::END => break,
+            tag::SIG_REQUEST => crate::delta::answer(&mut a.target, p, &out)?,
+            _ => a.frame(t, p)?,
+        }
+    }
+    let mut r = summary.ok_or_else(|| RemoteError::Stream {
+        detail: "no summary before the end".into(),
+    })?;
+    let mine = &a.report;
+    r.files_copied += mine.files_copied;
+    r.bytes_copied += mine.bytes_copied;
+    r.bytes_written += mine.bytes_written;
+    r.created += mine.created;
+    r.deleted += mine.deleted;
+    r.attrs_fixed += mine.attrs_fixed;
+    r.errors += mine.errors;
+    r.verified += mine.verified;
+    send(&out, tag::REPORT, &wire::encode_report(&r))?;
+    flush(&out)?;
+    Ok(r)
+}
+
+/// Borrowing an owned descriptor (helper for readability above).
+trait FdRef {
+    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_>;
+}
+
+impl FdRef for std::os::fd::OwnedFd {
+    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.as_fd()
+    }
+}
