@@ -324,7 +324,13 @@ impl Client {
             .reader
             .as_mut()
             .ok_or_else(|| stream(io::ErrorKind::BrokenPipe.into()))?;
-        let (t, p) = reader.frame().map_err(stream)?;
+        let (t, p) = reader.frame().map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => RemoteError::NotOpsync {
+                what: e.to_string(),
+                program: self.program.clone(),
+            },
+            _ => stream(e),
+        })?;
         let hello = (t == tag::HELLO).then(|| wire::parse_hello(p)).flatten();
         let Some((proto, version)) = hello else {
             return Err(RemoteError::NotOpsync {

@@ -1,0 +1,314 @@
+//! `opsync sync` over real OpenSSH between two network namespaces ("prod" runs the client,
+//! "dev" runs sshd; see `opsync_tests::sshd`): push and pull against `rsync -a --delete -e ssh`
+//! on random hostile trees, a killed ssh in the middle of a transfer, and the clear errors of a
+//! missing remote parent, an unreachable host and a remote end that is not opsync.
+//!
+//! `OPSYNC_REMOTE_SEEDS=N` runs seeds `0..N` (default 6).
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use opsync_tests::opsync_bin;
+use opsync_tests::snapshot::{render, snapshot};
+use opsync_tests::sshd::Hosts;
+use opsync_tests::tree::{GenOptions, StaleOptions, Tree};
+
+fn show(out: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `opsync sync ARGS A B` in prod, with the test's ssh and the built binary on the remote end.
+fn opsync_remote(h: &Hosts, args: &[&str], a: &str, b: &str) -> Output {
+    h.in_prod(opsync_bin())
+        .arg("sync")
+        .args([
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            &opsync_bin().display().to_string(),
+        ])
+        .args(args)
+        .args([a, b])
+        .output()
+        .unwrap()
+}
+
+fn rsync_push(h: &Hosts, src: &Path, dst: &Path) {
+    let out = h
+        .in_prod("rsync")
+        .args(["-a", "--delete", "-e", &h.rsh()])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", h.remote(dst)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rsync over ssh failed: {}",
+        show(&out)
+    );
+}
+
+fn seeds() -> u64 {
+    std::env::var("OPSYNC_REMOTE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
+}
+
+#[test]
+fn remote_push_and_pull_give_rsyncs_result() {
+    let h = Hosts::start();
+    let mut failures = Vec::new();
+    for seed in 0..seeds() {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("opsync-remote-{seed}-"))
+            .tempdir()
+            .unwrap();
+        let t = tmp.path();
+        let opts = GenOptions::default();
+        let src_tree = Tree::random(seed, &opts);
+        src_tree.build(&t.join("src")).unwrap();
+        std::fs::create_dir(t.join("outside")).unwrap();
+        std::fs::write(t.join("outside/file"), b"must never change\n").unwrap();
+        let stale = src_tree.stale(
+            seed,
+            &StaleOptions {
+                change_percent: 30,
+                trap_percent: 10,
+                extraneous_percent: 25,
+                outside: t.join("outside").as_os_str().as_encoded_bytes().to_vec(),
+                outside_from_root: b"../outside".to_vec(),
+            },
+            &opts,
+        );
+        for d in ["a", "b", "c"] {
+            stale.tree.build(&t.join(d)).unwrap();
+        }
+        let outside_before = snapshot(&t.join("outside")).unwrap();
+        rsync_push(&h, &t.join("src"), &t.join("a"));
+        let src = t.join("src").display().to_string();
+        let push = opsync_remote(&h, &[], &src, &h.remote(&t.join("b")));
+        let pull = opsync_remote(
+            &h,
+            &[],
+            &h.remote(&t.join("src")),
+            &t.join("c").display().to_string(),
+        );
+        let mut msgs = Vec::new();
+        for (what, out) in [("push", &push), ("pull", &pull)] {
+            if !out.status.success() {
+                msgs.push(format!("opsync {what} failed: {}", show(out)));
+            }
+        }
+        let a = snapshot(&t.join("a")).unwrap();
+        for (what, d) in [("push", "b"), ("pull", "c")] {
+            let lines = a.diff("rsync", &snapshot(&t.join(d)).unwrap(), what);
+            if !lines.is_empty() {
+                msgs.push(render(
+                    &format!("opsync {what} differs from rsync -a --delete -e ssh"),
+                    &lines,
+                    25,
+                ));
+            }
+        }
+        let again = opsync_remote(&h, &["-i"], &src, &h.remote(&t.join("b")));
+        if !again.status.success() || !again.stdout.is_empty() {
+            msgs.push(format!(
+                "a second push -i should print nothing: {}",
+                show(&again)
+            ));
+        }
+        let lines = outside_before.diff("before", &snapshot(&t.join("outside")).unwrap(), "after");
+        if !lines.is_empty() {
+            msgs.push(render("a tree outside DST changed", &lines, 25));
+        }
+        if !msgs.is_empty() {
+            failures.push(format!("seed {seed}:\n{}", msgs.join("\n")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn remote_stats_and_json_count_the_connections_bytes() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("stats");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::write(t.join("src/f"), vec![7u8; 300_000]).unwrap();
+    let out = opsync_remote(
+        &h,
+        &["--json"],
+        &t.join("src").display().to_string(),
+        &h.remote(&t.join("dst")),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let sent = v["sent_bytes"].as_u64().unwrap();
+    assert!(
+        sent > 300_000 && sent < 310_000,
+        "sent {sent} for a 300,000-byte file: {last}"
+    );
+    assert!(v["received_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(std::fs::read(t.join("dst/f")).unwrap().len(), 300_000);
+    let out = opsync_remote(
+        &h,
+        &["--stats"],
+        &t.join("src").display().to_string(),
+        &h.remote(&t.join("dst")),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sent ") && text.contains(" bytes  received "),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn remote_errors_are_clear() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("errs");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::write(t.join("src/f"), b"x").unwrap();
+    let src = t.join("src").display().to_string();
+
+    let out = opsync_remote(&h, &[], &src, &h.remote(&t.join("missing/parent/dst")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        err.contains("parent") && err.contains("does not exist"),
+        "{}",
+        show(&out)
+    );
+    assert!(!t.join("missing").exists());
+
+    // Nothing answers at this address in prod's subnet: ssh fails, exit 255 as rsync.
+    let unreachable = format!(
+        "root@{}:/tmp/x",
+        h.dev_addr.trim_end_matches(".1").to_owned() + ".3"
+    );
+    let out = opsync_remote(&h, &[], &src, &unreachable);
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ssh"),
+        "{}",
+        show(&out)
+    );
+
+    // A remote end that is not opsync: a protocol stream error, 12.
+    let out = h
+        .in_prod(opsync_bin())
+        .args([
+            "sync",
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            "echo hello from a login script; cat >/dev/null; true",
+        ])
+        .args([&src, &h.remote(&t.join("dst"))])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not answer as opsync"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// The pid of the first child of `pid` (the ssh that opsync started).
+fn child_of(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn remote_killed_ssh_leaves_complete_old_or_new_files_and_a_rerun_finishes() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("kill");
+    let n = 40;
+    let size = 4 << 20;
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::create_dir_all(t.join("dst")).unwrap();
+    for i in 0..n {
+        std::fs::write(t.join(format!("src/f{i:02}")), vec![b'N'; size]).unwrap();
+        std::fs::write(t.join(format!("dst/f{i:02}")), vec![b'O'; size / 2]).unwrap();
+    }
+    let src = t.join("src").display().to_string();
+    let child = h
+        .in_prod(opsync_bin())
+        .arg("sync")
+        .args([
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            &opsync_bin().display().to_string(),
+        ])
+        .args([&src, &h.remote(&t.join("dst"))])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some new file is complete, then kill ssh.
+    let new_one = || {
+        (0..n).any(|i| std::fs::read(t.join(format!("dst/f{i:02}"))).is_ok_and(|d| d.len() == size))
+    };
+    assert!(
+        Hosts::wait_for(Duration::from_secs(60), new_one),
+        "no file arrived"
+    );
+    let ssh = child_of(child.id()).expect("opsync's ssh child");
+    Command::new("kill")
+        .arg("-9")
+        .arg(ssh.to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code();
+    let done = (0..n)
+        .filter(|i| std::fs::read(t.join(format!("dst/f{i:02}"))).unwrap().len() == size)
+        .count();
+    if done == n {
+        panic!("the transfer finished before ssh was killed: make the files larger");
+    }
+    assert!(
+        matches!(code, Some(12 | 255)),
+        "exit {code:?} after ssh was killed: {}",
+        show(&out)
+    );
+    // Every file is complete: all old or all new bytes.
+    for i in 0..n {
+        let d = std::fs::read(t.join(format!("dst/f{i:02}"))).unwrap();
+        let old = d.len() == size / 2 && d.iter().all(|&b| b == b'O');
+        let new = d.len() == size && d.iter().all(|&b| b == b'N');
+        assert!(
+            old || new,
+            "f{i:02} is neither the old nor the new file ({} bytes)",
+            d.len()
+        );
+    }
+    let rerun = opsync_remote(&h, &[], &src, &h.remote(&t.join("dst")));
+    assert!(rerun.status.success(), "{}", show(&rerun));
+    for i in 0..n {
+        assert_eq!(
+            std::fs::read(t.join(format!("dst/f{i:02}"))).unwrap().len(),
+            size
+        );
+    }
+    // No temporary files left behind by either run.
+    let names: Vec<_> = std::fs::read_dir(t.join("dst"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), n, "{names:?}");
+}
