@@ -101,7 +101,38 @@ fn read_dst(reader: &mut FrameReader) -> Result<(DstInfo, Listing), RemoteError>
 }
 
 /// The itemize lines of a plan in rsync's order (by output slot).
-fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer) {
+/// The changes rsync's itemize line shows for an attribute fix of an existing entry (as the
+/// local engine shows them): rsync compares after changing the owner, and when DST's entry had
+/// a setuid or setgid bit it reads the attributes again (the change of owner clears those
+/// bits), so it shows the mode the change left instead of the owner and group.
+fn shown_attrs(a: &remote::Action, src: &Listing, dst: &Listing) -> Change {
+    let (sm, dm) = (src.meta(a.src), dst.meta(a.dst));
+    let chown = a.change.contains(Change::OWNER) || a.change.contains(Change::GROUP);
+    if sm.kind == Kind::Dir || !chown || dm.perm & 0o6000 == 0 {
+        return a.change;
+    }
+    let cleared = if dm.perm & 0o010 != 0 { 0o6000 } else { 0o4000 };
+    let after = dm.perm & !cleared;
+    let mut c = Change::NONE;
+    for f in [
+        Change::CONTENT,
+        Change::SIZE,
+        Change::TIME,
+        Change::ACL,
+        Change::XATTR,
+    ] {
+        if a.change.contains(f) {
+            c |= f;
+        }
+    }
+    if after != sm.perm {
+        c |= Change::PERMS;
+    }
+    c
+}
+
+/// Reports the itemize lines; `push_side`: this end is the client of a push.
+fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_side: bool) {
     if !obs.wants_items() {
         return;
     }
@@ -128,8 +159,10 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer) {
             bytes,
         });
     };
-    for g in &plan.groups {
-        if !g.finish.is_empty() && !g.finish.contains(Change::NEW) {
+    for (gi, g) in plan.groups.iter().enumerate() {
+        if gi == 0 && plan.create_root {
+            push(g.slot, Update::Local, src, 0, Op::Mkdir, Change::NEW, 0);
+        } else if !g.finish.is_empty() && !g.finish.contains(Change::NEW) {
             push(g.slot, Update::Attrs, src, g.src, Op::SetAttrs, g.finish, 0);
         }
     }
@@ -141,13 +174,21 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer) {
                 let size = src.meta(a.src).size;
                 push(a.slot, Update::Transfer, src, a.src, a.op, a.change, size);
             }
-            Op::SetAttrs => push(a.slot, Update::Attrs, src, a.src, a.op, a.change, 0),
+            Op::SetAttrs => {
+                let c = shown_attrs(a, src, dst);
+                if !c.is_empty() {
+                    push(a.slot, Update::Attrs, src, a.src, a.op, c, 0);
+                }
+            }
             Op::Mknod
                 if ![Change::NEW, Change::TYPE, Change::CONTENT]
                     .iter()
                     .any(|&c| a.change.contains(c)) =>
             {
-                push(a.slot, Update::Attrs, src, a.src, a.op, a.change, 0);
+                let c = shown_attrs(a, src, dst);
+                if !c.is_empty() {
+                    push(a.slot, Update::Attrs, src, a.src, a.op, c, 0);
+                }
             }
             Op::Mkdir | Op::Symlink | Op::Mknod => {
                 push(a.slot, Update::Local, src, a.src, a.op, a.change, 0);
@@ -156,6 +197,12 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer) {
         }
     }
     lines.sort_by_key(|l| l.slot);
+    for l in &mut lines {
+        // rsync marks the files a push sends with `<`, the ones a pull receives with `>`.
+        if push_side && l.field[0] == b'>' {
+            l.field[0] = b'<';
+        }
+    }
     for l in &lines {
         obs.item(&Item {
             field: l.field,
@@ -237,6 +284,7 @@ pub(crate) fn run(
     out: Out,
     opts: &Options,
     obs: &dyn Observer,
+    push_side: bool,
 ) -> Result<Report, RemoteError> {
     let (info, dst) = read_dst(&mut reader)?;
     for e in &tree.errors {
@@ -271,7 +319,7 @@ pub(crate) fn run(
     };
     let plan = remote::plan_tree(s, &dst, &popts);
     obs.planned(&plan.counts);
-    items(&plan, s, &dst, obs);
+    items(&plan, s, &dst, obs, push_side);
 
     let mut r = Report {
         dry_run: opts.dry_run,

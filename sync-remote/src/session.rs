@@ -434,7 +434,7 @@ pub fn push(
             .reader
             .take()
             .ok_or_else(|| stream(io::ErrorKind::BrokenPipe.into()))?;
-        sender::run(src, tree, reader, c.out.clone(), &o.engine, obs)
+        sender::run(src, tree, reader, c.out.clone(), &o.engine, obs, true)
     });
     match r {
         Ok(report) => Ok(c.finish(report)),
@@ -502,7 +502,9 @@ pub fn serve(
     let r = match role {
         Role::Receiver => receiver::run(&path, reader, out.clone(), &o.engine, &fwd).map(|_| ()),
         Role::Sender => match sync_engine::remote::scan_source(&path, &o.engine) {
-            Ok(tree) => sender::run(&path, tree, reader, out.clone(), &o.engine, &fwd).map(|_| ()),
+            Ok(tree) => {
+                sender::run(&path, tree, reader, out.clone(), &o.engine, &fwd, false).map(|_| ())
+            }
             Err(e) => Err(RemoteError::from(e)),
         },
     };

@@ -39,10 +39,11 @@ fn opsync_remote(h: &Hosts, args: &[&str], a: &str, b: &str) -> Output {
         .unwrap()
 }
 
-fn rsync_push(h: &Hosts, src: &Path, dst: &Path) {
+/// `rsync -ai --delete -e ssh SRC/ DEV:DST/`; returns its itemize lines.
+fn rsync_push(h: &Hosts, src: &Path, dst: &Path) -> Vec<u8> {
     let out = h
         .in_prod("rsync")
-        .args(["-a", "--delete", "-e", &h.rsh()])
+        .args(["-ai", "--delete", "-e", &h.rsh()])
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", h.remote(dst)))
         .output()
@@ -52,6 +53,31 @@ fn rsync_push(h: &Hosts, src: &Path, dst: &Path) {
         "rsync over ssh failed: {}",
         show(&out)
     );
+    out.stdout
+}
+
+/// Itemize output compared as the local differential test does: the lines in order, except
+/// `*deleting` lines, compared as a set (rsync deletes in its own order).
+fn same_items(rsync: &[u8], opsync: &[u8]) -> Result<(), String> {
+    let split = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b).into_owned();
+        let (mut del, mut rest): (Vec<String>, Vec<String>) = text
+            .lines()
+            .map(str::to_string)
+            .partition(|l| l.starts_with("*deleting"));
+        del.sort();
+        rest.retain(|l| !l.is_empty());
+        (del, rest)
+    };
+    if split(rsync) == split(opsync) {
+        Ok(())
+    } else {
+        Err(format!(
+            "itemize lines differ:\nrsync -ai:\n{}\nopsync -i:\n{}",
+            String::from_utf8_lossy(rsync),
+            String::from_utf8_lossy(opsync)
+        ))
+    }
 }
 
 fn seeds() -> u64 {
@@ -91,12 +117,12 @@ fn remote_push_and_pull_give_rsyncs_result() {
             stale.tree.build(&t.join(d)).unwrap();
         }
         let outside_before = snapshot(&t.join("outside")).unwrap();
-        rsync_push(&h, &t.join("src"), &t.join("a"));
+        let rsync_items = rsync_push(&h, &t.join("src"), &t.join("a"));
         let src = t.join("src").display().to_string();
-        let push = opsync_remote(&h, &[], &src, &h.remote(&t.join("b")));
+        let push = opsync_remote(&h, &["-i"], &src, &h.remote(&t.join("b")));
         let pull = opsync_remote(
             &h,
-            &[],
+            &["-i"],
             &h.remote(&t.join("src")),
             &t.join("c").display().to_string(),
         );
@@ -104,6 +130,23 @@ fn remote_push_and_pull_give_rsyncs_result() {
         for (what, out) in [("push", &push), ("pull", &pull)] {
             if !out.status.success() {
                 msgs.push(format!("opsync {what} failed: {}", show(out)));
+            }
+        }
+        // rsync marks what a push sends `<f`, what a pull receives `>f`.
+        let rsync_pull_items: Vec<u8> = String::from_utf8_lossy(&rsync_items)
+            .lines()
+            .map(|l| match l.strip_prefix('<') {
+                Some(rest) => format!(">{rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect::<String>()
+            .into_bytes();
+        for (what, out, want) in [
+            ("push", &push, &rsync_items),
+            ("pull", &pull, &rsync_pull_items),
+        ] {
+            if let Err(e) = same_items(want, &out.stdout) {
+                msgs.push(format!("opsync {what}: {e}"));
             }
         }
         let a = snapshot(&t.join("a")).unwrap();
