@@ -261,6 +261,16 @@ impl Target {
         Ok(Target::new(fd))
     }
 
+    /// A second target on the same root (for a thread of its own).
+    pub fn try_clone(&self) -> io::Result<Target> {
+        Ok(Target {
+            root: self.root.try_clone()?,
+            owner: self.owner,
+            groups: self.groups.clone(),
+            last: None,
+        })
+    }
+
     /// The DST root's handle.
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()

@@ -64,15 +64,23 @@ struct Incoming {
     file: Option<remote::NewFile>,
     hasher: blake3::Hasher,
     len: u64,
+    /// A delta's base: the old file.
+    old: Option<std::fs::File>,
+    delta: bool,
 }
 
 struct Apply<'a> {
+    out: Out,
     dst: &'a Path,
     target: Option<Target>,
     dry_run: bool,
     obs: &'a dyn Observer,
     report: Report,
     cur: Option<Incoming>,
+    /// Delta files that must come again whole.
+    resend: Vec<Vec<u8>>,
+    base: Vec<u8>,
+    outbuf: Vec<u8>,
 }
 
 impl Apply<'_> {
@@ -146,7 +154,73 @@ impl Apply<'_> {
                     file,
                     hasher: blake3::Hasher::new(),
                     len: 0,
+                    old: None,
+                    delta: false,
                 });
+            }
+            tag::DELTA_FILE => {
+                let mut d = Dec::new(p, "delta file");
+                let path = d.bytes().map_err(m)?.to_vec();
+                let meta = d.meta().map_err(m)?;
+                if meta.kind != Kind::File {
+                    return Err(stream(wire::malformed("delta file")));
+                }
+                let t = self.target()?;
+                let old = t.open_old(&path).ok().flatten();
+                let file = match old.as_ref().map(|_| t.begin_file(&path)) {
+                    Some(Ok(f)) => Some(f),
+                    Some(Err(e)) => {
+                        self.fail("copy", &path, e);
+                        None
+                    }
+                    None => {
+                        // The old version is gone: the file comes again whole.
+                        self.resend.push(path.clone());
+                        None
+                    }
+                };
+                self.cur = Some(Incoming {
+                    path,
+                    meta,
+                    new: false,
+                    file,
+                    hasher: blake3::Hasher::new(),
+                    len: 0,
+                    old,
+                    delta: true,
+                });
+            }
+            tag::DELTA => {
+                let Some(cur) = self.cur.as_mut().filter(|c| c.delta) else {
+                    return Err(stream(wire::malformed("delta")));
+                };
+                if let (Some(f), Some(old)) = (cur.file.as_mut(), cur.old.as_ref()) {
+                    match crate::delta::apply_window(
+                        p,
+                        old,
+                        &mut self.base,
+                        &mut self.outbuf,
+                        &mut f.file,
+                        &mut cur.hasher,
+                    ) {
+                        Ok(n) => cur.len += n,
+                        Err(_) => {
+                            // A delta that does not apply: the file comes again whole.
+                            cur.file = None;
+                            self.resend.push(cur.path.clone());
+                        }
+                    }
+                }
+            }
+            tag::DELTAS_END => {
+                let mut e = Enc::new();
+                e.u32(self.resend.len() as u32);
+                for r in &self.resend {
+                    e.bytes(r);
+                }
+                self.resend.clear();
+                send(&self.out, tag::RESEND, &e.take())?;
+                flush(&self.out)?;
             }
             tag::DATA => {
                 let Some(cur) = self.cur.as_mut() else {
@@ -171,6 +245,11 @@ impl Apply<'_> {
                 };
                 let want = Dec::new(p, "file end").rest();
                 let Some(f) = cur.file else { return Ok(()) };
+                if cur.delta && cur.hasher.finalize().as_bytes().as_slice() != want {
+                    // BLAKE3 says the rebuilt file is not the sender's: drop it, ask again.
+                    self.resend.push(cur.path);
+                    return Ok(());
+                }
                 if cur.hasher.finalize().as_bytes().as_slice() != want {
                     self.fail(
                         "check",
@@ -299,6 +378,10 @@ pub(crate) fn run(
     drop(tree);
 
     let mut a = Apply {
+        out: out.clone(),
+        resend: Vec::new(),
+        base: Vec::new(),
+        outbuf: Vec::new(),
         dst,
         target,
         dry_run: opts.dry_run,
@@ -307,6 +390,7 @@ pub(crate) fn run(
         cur: None,
     };
     let mut summary = None;
+    let mut signers = Vec::new();
     loop {
         let (t, p) = reader.frame().map_err(stream)?;
         match t {
@@ -321,9 +405,32 @@ pub(crate) fn run(
             tag::FATAL => return Err(parse_fatal(p)),
             tag::SUMMARY => summary = Some(wire::decode_report(p).map_err(stream)?),
             tag::END => break,
-            tag::SIG_REQUEST => crate::delta::answer(&mut a.target, p, &out)?,
+            tag::SIG_REQUEST => {
+                let reqs = decode_requests(p).map_err(stream)?;
+                let target = match a.target.as_ref() {
+                    Some(t) => Some(t.try_clone().map_err(stream)?),
+                    None => None,
+                };
+                let out = out.clone();
+                signers.push(std::thread::spawn(move || {
+                    let mut t = target;
+                    crate::delta::sign_all(
+                        reqs,
+                        |path| match t.as_mut() {
+                            Some(t) => t.open_old(path),
+                            None => Ok(None),
+                        },
+                        &out,
+                    )
+                }));
+            }
             _ => a.frame(t, p)?,
         }
+    }
+    for s in signers {
+        s.join().map_err(|_| RemoteError::Stream {
+            detail: "the signature thread panicked".into(),
+        })??;
     }
     let mut r = summary.ok_or_else(|| RemoteError::Stream {
         detail: "no summary before the end".into(),
@@ -340,6 +447,18 @@ pub(crate) fn run(
     send(&out, tag::REPORT, &wire::encode_report(&r))?;
     flush(&out)?;
     Ok(r)
+}
+
+/// The paths of a signature request, with their ids.
+fn decode_requests(p: &[u8]) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
+    let mut d = Dec::new(p, "signature request");
+    let n = d.u32()?;
+    let mut v = Vec::with_capacity(n.min(1 << 16) as usize);
+    for _ in 0..n {
+        let id = d.u32()?;
+        v.push((id, d.bytes()?.to_vec()));
+    }
+    Ok(v)
 }
 
 /// Borrowing an owned descriptor (helper for readability above).

@@ -3,13 +3,16 @@
 //! contents with their BLAKE3 hash), the directories' attributes after everything else, and
 //! its counts; then waits for the receiver's report.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::mpsc;
 
 use sync_engine::itemize::{Update, field};
 use sync_engine::remote::{self, Change, Idx, Kind, Listing, NONE, Op, Plan, PlanOptions, Side};
 use sync_engine::{Error, FileError, Item, MaxDelete, Observer, Options, Report};
 
+use crate::delta;
 use crate::session::{Out, RemoteError, flush, parse_fatal, send, send_fatal, stream};
 use crate::wire::{self, DATA_CHUNK, Dec, Enc, FrameReader, tag};
 
@@ -215,66 +218,6 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_sid
     }
 }
 
-/// Sends one file whole: header, data frames, BLAKE3 of what was sent.
-#[allow(clippy::too_many_arguments)]
-fn send_file(
-    out: &Out,
-    source: &mut remote::Source,
-    path: &[u8],
-    meta: &remote::Meta,
-    new: bool,
-    buf: &mut [u8],
-    r: &mut Report,
-    obs: &dyn Observer,
-) -> Result<(), RemoteError> {
-    let mut f = match source.file(path) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            r.vanished += 1;
-            obs.warning(&sync_engine::Warning::Vanished { path });
-            return Ok(());
-        }
-        Err(e) => {
-            r.errors += 1;
-            obs.error(&FileError {
-                op: "read",
-                path: path.to_vec(),
-                side: Side::Source,
-                source: e,
-            });
-            return Ok(());
-        }
-    };
-    send(
-        out,
-        tag::FILE,
-        &Enc::new().bytes(path).meta(meta).bool(new).take(),
-    )?;
-    let mut h = blake3::Hasher::new();
-    loop {
-        let n = match f.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                send(out, tag::FILE_ABORT, &[])?;
-                r.errors += 1;
-                obs.error(&FileError {
-                    op: "read",
-                    path: path.to_vec(),
-                    side: Side::Source,
-                    source: e,
-                });
-                return Ok(());
-            }
-        };
-        h.update(&buf[..n]);
-        send(out, tag::DATA, &buf[..n])?;
-    }
-    send(out, tag::FILE_END, h.finalize().as_bytes())
-}
-
 /// Runs the sending end for SRC `src` (already scanned as `tree`); returns the receiver's
 /// report.
 pub(crate) fn run(
@@ -343,130 +286,361 @@ pub(crate) fn run(
         r.created = plan.counts.created;
         r.deleted = plan.counts.deletions;
         r.attrs_fixed = plan.counts.attr_fixes;
-    } else {
-        send_actions(src, &plan, s, &dst, !info.exists, &out, &mut r, obs)?;
     }
-    send(&out, tag::SUMMARY, &wire::encode_report(&r))?;
-    send(&out, tag::END, &[])?;
-    flush(&out)?;
+    // The replies (signatures, the resend list, the report, errors) are read by a thread of
+    // their own, so the receiver's signatures flow while the actions are sent.
+    let (tx, rx) = mpsc::channel();
+    let replies = std::thread::spawn(move || read_replies(reader, tx));
+    let mut st = Stream {
+        out: &out,
+        rx: &rx,
+        obs,
+        r: &mut r,
+        sigs: HashMap::new(),
+    };
+    let sent = if opts.dry_run {
+        Ok(())
+    } else {
+        st.actions(src, &plan, s, &dst, !info.exists)
+    };
+    let result = sent
+        .and_then(|()| {
+            send(&out, tag::SUMMARY, &wire::encode_report(st.r))?;
+            send(&out, tag::END, &[])?;
+            flush(&out)
+        })
+        .and_then(|()| match st.next()? {
+            Reply::Report(rep) => Ok(rep),
+            _ => Err(RemoteError::Stream {
+                detail: "expected the report".into(),
+            }),
+        });
+    if result.is_ok() {
+        let _ = replies.join();
+    }
+    result
+}
+
+/// What the receiver sent back.
+enum Reply {
+    Sig(u32, Vec<u8>),
+    SigEnd(u32, u64, bool),
+    Resend(Vec<Vec<u8>>),
+    Report(Report),
+    Error(FileError),
+    Failed(RemoteError),
+}
+
+fn read_replies(mut reader: FrameReader, tx: mpsc::Sender<Reply>) {
     loop {
-        let (t, p) = reader.frame().map_err(stream)?;
-        match t {
-            tag::REPORT => return wire::decode_report(p).map_err(stream),
-            tag::ERROR => obs.error(&wire::decode_error(p).map_err(stream)?),
-            tag::FATAL => return Err(parse_fatal(p)),
-            _ => {
-                return Err(RemoteError::Stream {
-                    detail: format!("expected the report, got frame tag {t}"),
-                });
+        let reply = match reader.frame() {
+            Err(e) => Reply::Failed(stream(e)),
+            Ok((t, p)) => {
+                let parsed = (|| -> io::Result<Reply> {
+                    let mut d = Dec::new(p, "reply");
+                    Ok(match t {
+                        tag::SIG => {
+                            let id = d.u32()?;
+                            Reply::Sig(id, d.rest().to_vec())
+                        }
+                        tag::SIG_END => Reply::SigEnd(d.u32()?, d.u64()?, d.bool()?),
+                        tag::RESEND => {
+                            let mut v = Vec::new();
+                            for _ in 0..d.u32()? {
+                                v.push(d.bytes()?.to_vec());
+                            }
+                            Reply::Resend(v)
+                        }
+                        tag::REPORT => Reply::Report(wire::decode_report(p)?),
+                        tag::ERROR => Reply::Error(wire::decode_error(p)?),
+                        tag::FATAL => Reply::Failed(parse_fatal(p)),
+                        _ => Reply::Failed(RemoteError::Stream {
+                            detail: format!("unexpected frame tag {t} from the receiver"),
+                        }),
+                    })
+                })();
+                parsed.unwrap_or_else(|e| Reply::Failed(stream(e)))
             }
+        };
+        let last = matches!(reply, Reply::Report(_) | Reply::Failed(_));
+        if tx.send(reply).is_err() || last {
+            return;
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn send_actions(
-    src: &Path,
-    plan: &Plan,
-    s: &Listing,
-    dst: &Listing,
-    create_root: bool,
-    out: &Out,
-    r: &mut Report,
-    obs: &dyn Observer,
-) -> Result<(), RemoteError> {
-    let mut source = remote::Source::open(src)?;
-    let mut buf = vec![0u8; DATA_CHUNK];
-    let mut e = Enc::new();
-    // Directories whose entries change get their attributes (mtime) set again afterwards.
-    let mut touched = vec![false; plan.groups.len()];
-    for (gi, g) in plan.groups.iter().enumerate() {
-        for a in plan.actions_of(gi) {
-            match a.op {
-                Op::Delete => {
-                    let m = dst.meta(a.dst);
-                    send(
-                        out,
-                        tag::DELETE,
-                        e.bytes(&dst.path(a.dst))
-                            .bool(m.kind == Kind::Dir)
-                            .take()
-                            .as_slice(),
-                    )?;
+/// The sending half of a run in progress.
+struct Stream<'a> {
+    out: &'a Out,
+    rx: &'a mpsc::Receiver<Reply>,
+    obs: &'a dyn Observer,
+    r: &'a mut Report,
+    /// Signatures received for files not sent yet.
+    sigs: HashMap<u32, delta::OldSig>,
+}
+
+impl Stream<'_> {
+    /// The next reply that is not an error on one entry (those are reported here).
+    fn next(&mut self) -> Result<Reply, RemoteError> {
+        loop {
+            let reply = self.rx.recv().map_err(|_| RemoteError::Stream {
+                detail: "the other end closed the connection".into(),
+            })?;
+            match reply {
+                Reply::Error(e) => self.obs.error(&e),
+                Reply::Failed(e) => return Err(e),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Waits for the whole signature of request `id`; `None` when the receiver could not read
+    /// the old file.
+    fn signature(&mut self, id: u32) -> Result<Option<delta::OldSig>, RemoteError> {
+        loop {
+            match self.next()? {
+                Reply::Sig(i, blocks) => self.sigs.entry(i).or_default().blocks.extend(blocks),
+                Reply::SigEnd(i, len, ok) => {
+                    let mut sig = self.sigs.remove(&i).unwrap_or_default();
+                    sig.len = len;
+                    if i == id {
+                        return Ok(ok.then_some(sig));
+                    }
                 }
-                Op::Mkdir => {
-                    send(out, tag::MKDIR, e.bytes(&s.path(a.src)).take().as_slice())?;
+                _ => {
+                    return Err(RemoteError::Stream {
+                        detail: "expected a signature".into(),
+                    });
                 }
-                Op::Copy => {
-                    let new = a.change.contains(Change::NEW);
-                    send_file(
-                        out,
-                        &mut source,
-                        &s.path(a.src),
-                        s.meta(a.src),
-                        new,
-                        &mut buf,
-                        r,
-                        obs,
-                    )?;
+            }
+        }
+    }
+
+    fn read_error(&mut self, path: &[u8], e: io::Error) {
+        self.r.errors += 1;
+        self.obs.error(&FileError {
+            op: "read",
+            path: path.to_vec(),
+            side: Side::Source,
+            source: e,
+        });
+    }
+
+    /// Opens SRC's file for sending; `None` (reported) when it cannot be read.
+    fn open(&mut self, source: &mut remote::Source, path: &[u8]) -> Option<std::fs::File> {
+        match source.file(path) {
+            Ok(Some(f)) => Some(f),
+            Ok(None) => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.r.vanished += 1;
+                self.obs.warning(&sync_engine::Warning::Vanished { path });
+                None
+            }
+            Err(e) => {
+                self.read_error(path, e);
+                None
+            }
+        }
+    }
+
+    /// Sends one file whole: header, data frames, BLAKE3 of what was sent.
+    fn file(
+        &mut self,
+        source: &mut remote::Source,
+        path: &[u8],
+        meta: &remote::Meta,
+        new: bool,
+        buf: &mut [u8],
+    ) -> Result<(), RemoteError> {
+        let Some(mut f) = self.open(source, path) else {
+            return Ok(());
+        };
+        let out = self.out;
+        send(
+            out,
+            tag::FILE,
+            &Enc::new().bytes(path).meta(meta).bool(new).take(),
+        )?;
+        let mut h = blake3::Hasher::new();
+        loop {
+            let n = match f.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    send(out, tag::FILE_ABORT, &[])?;
+                    self.read_error(path, e);
+                    return Ok(());
                 }
-                Op::Symlink | Op::Mknod => {
-                    let m = s.meta(a.src);
-                    let new = a.change.contains(Change::NEW);
-                    send(
-                        out,
-                        tag::MAKE,
+            };
+            h.update(&buf[..n]);
+            send(out, tag::DATA, &buf[..n])?;
+        }
+        send(out, tag::FILE_END, h.finalize().as_bytes())
+    }
+
+    /// Sends one changed file as deltas against the receiver's old version `old`.
+    fn delta_file(
+        &mut self,
+        source: &mut remote::Source,
+        path: &[u8],
+        meta: &remote::Meta,
+        old: &delta::OldSig,
+        bufs: &mut (Vec<u8>, Vec<u8>),
+    ) -> Result<(), RemoteError> {
+        let Some(mut f) = self.open(source, path) else {
+            return Ok(());
+        };
+        let out = self.out;
+        send(
+            out,
+            tag::DELTA_FILE,
+            &Enc::new().bytes(path).meta(meta).take(),
+        )?;
+        match delta::send_windows(out, &mut f, old, &mut bufs.0, &mut bufs.1)? {
+            Ok((hash, _len)) => send(out, tag::FILE_END, hash.as_bytes()),
+            Err(e) => {
+                send(out, tag::FILE_ABORT, &[])?;
+                self.read_error(path, e);
+                Ok(())
+            }
+        }
+    }
+
+    fn actions(
+        &mut self,
+        src: &Path,
+        plan: &Plan,
+        s: &Listing,
+        dst: &Listing,
+        create_root: bool,
+    ) -> Result<(), RemoteError> {
+        let out = self.out;
+        let mut source = remote::Source::open(src)?;
+        let mut buf = vec![0u8; DATA_CHUNK];
+        let mut e = Enc::new();
+        // Changed files that exist in DST go as deltas: their signatures are asked for first,
+        // in one request, and arrive while the other actions are sent.
+        let candidates: Vec<&remote::Action> = plan
+            .actions
+            .iter()
+            .filter(|a| {
+                a.op == Op::Copy
+                    && a.dst != NONE
+                    && dst.meta(a.dst).kind == Kind::File
+                    && dst.meta(a.dst).size >= delta::DELTA_MIN
+                    && s.meta(a.src).size >= delta::DELTA_MIN
+            })
+            .collect();
+        if !candidates.is_empty() {
+            e.u32(candidates.len() as u32);
+            for (id, a) in candidates.iter().enumerate() {
+                e.u32(id as u32).bytes(&dst.path(a.dst));
+            }
+            send(out, tag::SIG_REQUEST, &e.take())?;
+            flush(out)?;
+        }
+        let is_candidate = |a: &remote::Action| {
+            a.op == Op::Copy
+                && a.dst != NONE
+                && dst.meta(a.dst).kind == Kind::File
+                && dst.meta(a.dst).size >= delta::DELTA_MIN
+                && s.meta(a.src).size >= delta::DELTA_MIN
+        };
+        // Directories whose entries change get their attributes (mtime) set again afterwards.
+        let mut touched = vec![false; plan.groups.len()];
+        for (gi, touched) in touched.iter_mut().enumerate() {
+            for a in plan.actions_of(gi) {
+                match a.op {
+                    Op::Delete => {
+                        let m = dst.meta(a.dst);
+                        e.bytes(&dst.path(a.dst)).bool(m.kind == Kind::Dir);
+                        send(out, tag::DELETE, &e.take())?;
+                    }
+                    Op::Mkdir => {
+                        e.bytes(&s.path(a.src));
+                        send(out, tag::MKDIR, &e.take())?;
+                    }
+                    Op::Copy if is_candidate(a) => {}
+                    Op::Copy => {
+                        let new = a.change.contains(Change::NEW);
+                        self.file(&mut source, &s.path(a.src), s.meta(a.src), new, &mut buf)?;
+                    }
+                    Op::Symlink | Op::Mknod => {
+                        let m = s.meta(a.src);
+                        let new = a.change.contains(Change::NEW);
                         e.bytes(&s.path(a.src))
                             .meta(m)
                             .bytes(s.link(a.src))
-                            .bool(new)
-                            .take()
-                            .as_slice(),
-                    )?;
-                }
-                Op::SetAttrs => {
-                    send(
-                        out,
-                        tag::ATTRS,
+                            .bool(new);
+                        send(out, tag::MAKE, &e.take())?;
+                    }
+                    Op::SetAttrs => {
                         e.bytes(&s.path(a.src))
                             .meta(s.meta(a.src))
                             .bool(a.change.contains(Change::OWNER))
-                            .bool(a.change.contains(Change::GROUP))
-                            .take()
-                            .as_slice(),
-                    )?;
+                            .bool(a.change.contains(Change::GROUP));
+                        send(out, tag::ATTRS, &e.take())?;
+                    }
+                    Op::Link | Op::Stamp => {}
                 }
-                Op::Link | Op::Stamp => {}
-            }
-            if !matches!(a.op, Op::SetAttrs | Op::Stamp | Op::Link) {
-                touched[gi] = true;
+                if !matches!(a.op, Op::SetAttrs | Op::Stamp | Op::Link) {
+                    *touched = true;
+                }
             }
         }
-        let _ = g;
-    }
-    // Attributes of directories after all their contents, deepest first; the root of a DST
-    // created by this run too.
-    for (gi, g) in plan.groups.iter().enumerate().rev() {
-        let counted = !g.finish.is_empty() && !g.finish.contains(Change::NEW);
-        if g.finish.is_empty() && !touched[gi] && !(gi == 0 && create_root) {
-            continue;
+        if !candidates.is_empty() {
+            flush(out)?;
+            let mut bufs = (Vec::new(), Vec::new());
+            let mut whole = Vec::new();
+            for (id, a) in candidates.iter().enumerate() {
+                let path = s.path(a.src);
+                match self.signature(id as u32)? {
+                    Some(old) => {
+                        self.delta_file(&mut source, &path, s.meta(a.src), &old, &mut bufs)?
+                    }
+                    None => whole.push(a),
+                }
+            }
+            for a in whole {
+                self.file(&mut source, &s.path(a.src), s.meta(a.src), false, &mut buf)?;
+            }
+            send(out, tag::DELTAS_END, &[])?;
+            flush(out)?;
+            let resend = loop {
+                match self.next()? {
+                    Reply::Resend(v) => break v,
+                    Reply::Sig(..) | Reply::SigEnd(..) => {}
+                    _ => {
+                        return Err(RemoteError::Stream {
+                            detail: "expected the resend list".into(),
+                        });
+                    }
+                }
+            };
+            for path in resend {
+                let Some(a) = candidates.iter().find(|a| s.path(a.src) == path) else {
+                    return Err(RemoteError::Stream {
+                        detail: "resend of a file that was not sent as a delta".into(),
+                    });
+                };
+                self.file(&mut source, &path, s.meta(a.src), false, &mut buf)?;
+            }
         }
-        send(
-            out,
-            tag::DIR_ATTRS,
-            e.bytes(&s.path(g.src))
-                .meta(s.meta(g.src))
-                .bool(counted)
-                .take()
-                .as_slice(),
-        )?;
+        // Attributes of directories after all their contents, deepest first; the root of a
+        // DST created by this run too.
+        for (gi, g) in plan.groups.iter().enumerate().rev() {
+            let counted = !g.finish.is_empty() && !g.finish.contains(Change::NEW);
+            if g.finish.is_empty() && !touched[gi] && !(gi == 0 && create_root) {
+                continue;
+            }
+            e.bytes(&s.path(g.src)).meta(s.meta(g.src)).bool(counted);
+            send(out, tag::DIR_ATTRS, &e.take())?;
+        }
+        if plan.groups.is_empty() && create_root {
+            e.bytes(b"").meta(s.meta(0)).bool(false);
+            send(out, tag::DIR_ATTRS, &e.take())?;
+        }
+        Ok(())
     }
-    if plan.groups.is_empty() && create_root {
-        send(
-            out,
-            tag::DIR_ATTRS,
-            e.bytes(b"").meta(s.meta(0)).bool(false).take().as_slice(),
-        )?;
-    }
-    Ok(())
 }

@@ -48,6 +48,12 @@ pub mod tag {
     pub const DELTA_FILE: u8 = 29;
     /// Sender to receiver: a piece of delta (fast_rsync's format) for the current window.
     pub const DELTA: u8 = 30;
+    /// Sender to receiver: every delta was sent; the receiver answers with `RESEND`.
+    pub const DELTAS_END: u8 = 31;
+    /// Receiver to sender: the files whose delta did not rebuild the sender's content.
+    pub const RESEND: u8 = 52;
+    /// Receiver to sender: the end of one file's signature, with the old file's length.
+    pub const SIG_END: u8 = 53;
     /// Sender to receiver: the sender's counts, then the end of the actions.
     pub const SUMMARY: u8 = 40;
     pub const END: u8 = 41;

@@ -355,3 +355,84 @@ fn remote_killed_ssh_leaves_complete_old_or_new_files_and_a_rerun_finishes() {
         .collect();
     assert_eq!(names.len(), n, "{names:?}");
 }
+
+/// "sent N bytes  received M bytes" of rsync's --stats, or of opsync's.
+fn wire_bytes(stdout: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("sent ") && l.contains(" received "))
+        .unwrap_or_else(|| panic!("no sent/received line in:\n{text}"));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.replace(',', "").parse().ok())
+        .collect();
+    nums.iter().take(2).sum()
+}
+
+fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn remote_changed_large_files_go_as_deltas_with_no_more_bytes_than_rsync() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("delta");
+    let size = 8 << 20;
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    for i in 0..3u32 {
+        std::fs::write(t.join(format!("src/f{i}")), pseudo_random(size, i + 1)).unwrap();
+    }
+    let src = t.join("src").display().to_string();
+    for d in ["a", "b"] {
+        let out = opsync_remote(&h, &[], &src, &h.remote(&t.join(d)));
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    // 1% of the 4 KiB blocks changed in place, 64 KiB inserted in the middle, 1 MiB appended.
+    let mut f0 = std::fs::read(t.join("src/f0")).unwrap();
+    for b in (0..size / 4096).step_by(100) {
+        f0[b * 4096..b * 4096 + 4096].copy_from_slice(&pseudo_random(4096, b as u32 + 99));
+    }
+    std::fs::write(t.join("src/f0"), &f0).unwrap();
+    let f1 = std::fs::read(t.join("src/f1")).unwrap();
+    let mut g = f1[..size / 2].to_vec();
+    g.extend_from_slice(&pseudo_random(65536, 7));
+    g.extend_from_slice(&f1[size / 2..]);
+    std::fs::write(t.join("src/f1"), &g).unwrap();
+    let mut f2 = std::fs::read(t.join("src/f2")).unwrap();
+    f2.extend_from_slice(&pseudo_random(1 << 20, 8));
+    std::fs::write(t.join("src/f2"), &f2).unwrap();
+
+    let rsync = h
+        .in_prod("rsync")
+        .args(["-a", "--delete", "--stats", "-e", &h.rsh()])
+        .arg(format!("{src}/"))
+        .arg(format!("{}/", h.remote(&t.join("a"))))
+        .output()
+        .unwrap();
+    assert!(rsync.status.success(), "{}", show(&rsync));
+    let ours = opsync_remote(&h, &["--stats", "-i"], &src, &h.remote(&t.join("b")));
+    assert!(ours.status.success(), "{}", show(&ours));
+    for i in 0..3 {
+        assert_eq!(
+            std::fs::read(t.join(format!("b/f{i}"))).unwrap(),
+            std::fs::read(t.join(format!("src/f{i}"))).unwrap(),
+            "f{i} differs after the delta"
+        );
+    }
+    let (r, o) = (wire_bytes(&rsync.stdout), wire_bytes(&ours.stdout));
+    let whole = (3 * size + (1 << 20) + 65536) as u64;
+    println!("bytes on the wire: rsync {r}, opsync {o} (whole files: {whole})");
+    assert!(
+        o * 10 < whole,
+        "opsync moved {o} bytes: not deltas\n{}",
+        show(&ours)
+    );
+    assert!(o <= r, "opsync moved {o} bytes, rsync {r}\n{}", show(&ours));
+}
