@@ -472,3 +472,202 @@ impl FdRef for std::os::fd::OwnedFd {
         self.as_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::wire::{Counter, FrameWriter};
+
+    /// A writer whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn meta(kind: Kind, size: u64) -> remote::Meta {
+        remote::Meta {
+            kind,
+            perm: 0o644,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: remote::Time {
+                sec: 1_000_000,
+                nsec: 0,
+            },
+            racy: false,
+            protected: false,
+            mount: false,
+        }
+    }
+
+    type Frames = Vec<(u8, Vec<u8>)>;
+
+    /// Runs the receiver on DST `dst` with the sender's frames `frames`; returns the frames
+    /// it sent back and its result.
+    fn receive(dst: &Path, frames: &[(u8, Vec<u8>)]) -> (Frames, Result<Report, RemoteError>) {
+        let mut input = Vec::new();
+        for (t, p) in frames {
+            input.push(*t);
+            input.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            input.extend_from_slice(p);
+        }
+        let back = Shared::default();
+        let out: Out = Arc::new(Mutex::new(FrameWriter::new(
+            Box::new(back.clone()),
+            Counter::default(),
+        )));
+        let reader = FrameReader::new(Box::new(Cursor::new(input)), Counter::default());
+        let r = run(
+            dst,
+            reader,
+            out.clone(),
+            &Options::default(),
+            &sync_engine::NoObserver,
+        );
+        let _ = out.lock().unwrap().flush();
+        let bytes = back.0.lock().unwrap().clone();
+        let mut r2 = FrameReader::new(Box::new(Cursor::new(bytes)), Counter::default());
+        let mut got = Vec::new();
+        while let Ok((t, p)) = r2.frame() {
+            got.push((t, p.to_vec()));
+        }
+        (got, r)
+    }
+
+    fn summary() -> (u8, Vec<u8>) {
+        (tag::SUMMARY, wire::encode_report(&Report::default()))
+    }
+
+    #[test]
+    fn names_that_leave_dst_are_refused_and_nothing_is_written_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("dst");
+        std::fs::create_dir(&dst).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), dst.join("up")).unwrap();
+        let mut frames = Vec::new();
+        for bad in [&b"../evil"[..], b"/tmp/evil", b"up/evil", b"a/../../evil"] {
+            frames.push((
+                tag::FILE,
+                Enc::new()
+                    .bytes(bad)
+                    .meta(&meta(Kind::File, 1))
+                    .bool(true)
+                    .take(),
+            ));
+            frames.push((tag::DATA, b"x".to_vec()));
+            frames.push((tag::FILE_END, blake3::hash(b"x").as_bytes().to_vec()));
+            frames.push((tag::MKDIR, Enc::new().bytes(bad).take()));
+        }
+        frames.push(summary());
+        frames.push((tag::END, Vec::new()));
+        let (_, r) = receive(&dst, &frames);
+        let r = r.unwrap();
+        assert_eq!(r.errors, 8, "{r:?}");
+        assert_eq!(r.files_copied, 0);
+        assert!(!tmp.path().join("evil").exists());
+        let names: Vec<_> = std::fs::read_dir(&dst)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("up")]);
+    }
+
+    #[test]
+    fn a_file_whose_hash_differs_keeps_the_old_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("dst");
+        std::fs::create_dir(&dst).unwrap();
+        std::fs::write(dst.join("f"), b"old").unwrap();
+        let frames = vec![
+            (
+                tag::FILE,
+                Enc::new()
+                    .bytes(b"f")
+                    .meta(&meta(Kind::File, 3))
+                    .bool(false)
+                    .take(),
+            ),
+            (tag::DATA, b"new".to_vec()),
+            (tag::FILE_END, blake3::hash(b"other").as_bytes().to_vec()),
+            summary(),
+            (tag::END, Vec::new()),
+        ];
+        let (_, r) = receive(&dst, &frames);
+        assert_eq!(r.unwrap().errors, 1);
+        assert_eq!(std::fs::read(dst.join("f")).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read_dir(&dst).unwrap().count(),
+            1,
+            "temporary file left"
+        );
+    }
+
+    #[test]
+    fn a_delta_that_does_not_rebuild_the_file_is_asked_for_again_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("dst");
+        std::fs::create_dir(&dst).unwrap();
+        let old = vec![1u8; 100_000];
+        std::fs::write(dst.join("f"), &old).unwrap();
+        // A delta made against another base: it applies, but to the wrong result.
+        let other = vec![2u8; 100_000];
+        let sig = fast_rsync::Signature::calculate(
+            &other,
+            fast_rsync::SignatureOptions {
+                block_size: 4096,
+                crypto_hash_size: 8,
+            },
+        );
+        let new = vec![2u8; 100_000];
+        let mut delta = Vec::new();
+        fast_rsync::diff(&sig.index(), &new, &mut delta).unwrap();
+        let mut d = Enc::new();
+        d.u64(0).u64(100_000).u32(100_000);
+        d.0.extend_from_slice(&delta);
+        let frames = vec![
+            (
+                tag::DELTA_FILE,
+                Enc::new()
+                    .bytes(b"f")
+                    .meta(&meta(Kind::File, 100_000))
+                    .take(),
+            ),
+            (tag::DELTA, d.take()),
+            (tag::FILE_END, blake3::hash(&new).as_bytes().to_vec()),
+            (tag::DELTAS_END, Vec::new()),
+            summary(),
+            (tag::END, Vec::new()),
+        ];
+        let (back, r) = receive(&dst, &frames);
+        assert_eq!(r.unwrap().errors, 0);
+        let resend = back
+            .iter()
+            .find(|(t, _)| *t == tag::RESEND)
+            .expect("a resend list");
+        let mut dec = Dec::new(&resend.1, "t");
+        assert_eq!(dec.u32().unwrap(), 1);
+        assert_eq!(dec.bytes().unwrap(), b"f");
+        assert_eq!(
+            std::fs::read(dst.join("f")).unwrap(),
+            old,
+            "old version kept"
+        );
+        assert_eq!(
+            std::fs::read_dir(&dst).unwrap().count(),
+            1,
+            "temporary file left"
+        );
+    }
+}
