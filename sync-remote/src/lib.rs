@@ -29,5 +29,6 @@ mod session;
 pub mod wire;
 
 pub use session::{
-    Location, RemoteError, RemoteOptions, RemoteReport, parse_location, pull, push, serve,
+    Location, RemoteError, RemoteOptions, RemoteReport, parse_bwlimit, parse_location, pull, push,
+    serve,
 };

@@ -51,6 +51,33 @@ pub struct RemoteOptions {
     pub engine: Options,
     /// The client prints itemize lines: the remote sender sends them.
     pub items: bool,
+    /// Compress the stream with zstd after the hello (`-z`).
+    pub compress: bool,
+    /// Bytes per second each end writes at most (`--bwlimit`; 0: no limit).
+    pub bwlimit: u64,
+}
+
+/// Parses `--bwlimit=RATE` as rsync does: KiB per second, or with a suffix `K`, `M`, `G`
+/// (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000), `B` for bytes; 0 for no limit.
+/// Returns bytes per second.
+pub fn parse_bwlimit(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let mult = match unit.to_ascii_uppercase().as_str() {
+        "" | "K" | "KIB" => 1024.0,
+        "B" => 1.0,
+        "KB" => 1000.0,
+        "M" | "MIB" => 1024.0 * 1024.0,
+        "MB" => 1e6,
+        "G" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        "GB" => 1e9,
+        _ => return None,
+    };
+    (v >= 0.0).then_some((v * mult) as u64)
 }
 
 impl Default for RemoteOptions {
@@ -60,6 +87,8 @@ impl Default for RemoteOptions {
             remote_opsync: "opsync".into(),
             engine: Options::default(),
             items: false,
+            compress: false,
+            bwlimit: 0,
         }
     }
 }
@@ -192,7 +221,9 @@ fn encode_start(role: Role, path: &Path, o: &RemoteOptions) -> Vec<u8> {
     .bool(e.insecure_links)
     .u8(e.one_file_system)
     .u32(e.threads.map_or(0, |n| n as u32))
-    .bool(o.items);
+    .bool(o.items)
+    .bool(o.compress)
+    .u64(o.bwlimit);
     match e.max_delete {
         None => enc.u8(0).u64(0),
         Some(MaxDelete::Count(n)) => enc.u8(1).u64(n),
@@ -231,6 +262,8 @@ fn decode_start(p: &[u8]) -> io::Result<(Role, PathBuf, RemoteOptions)> {
         n => Some(n as usize),
     };
     let items = d.bool()?;
+    let compress = d.bool()?;
+    let bwlimit = d.u64()?;
     let (k, v) = (d.u8()?, d.u64()?);
     e.max_delete = match k {
         0 => None,
@@ -249,6 +282,8 @@ fn decode_start(p: &[u8]) -> io::Result<(Role, PathBuf, RemoteOptions)> {
         RemoteOptions {
             engine: e,
             items,
+            compress,
+            bwlimit,
             ..RemoteOptions::default()
         },
     ))
@@ -347,7 +382,14 @@ impl Client {
             });
         }
         send(&self.out, tag::START, &encode_start(role, path, o))?;
-        flush(&self.out)
+        flush(&self.out)?;
+        let mut w = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        w.limit(o.bwlimit);
+        if o.compress {
+            w.compress().map_err(stream)?;
+            reader.decompress().map_err(stream)?;
+        }
+        Ok(())
     }
 
     /// Turns a failed run into the error that explains it best: ssh's own failure (255),
@@ -495,6 +537,14 @@ pub fn serve(
         });
     }
     let (role, path, o) = decode_start(p).map_err(stream)?;
+    {
+        let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
+        w.limit(o.bwlimit);
+        if o.compress {
+            w.compress().map_err(stream)?;
+            reader.decompress().map_err(stream)?;
+        }
+    }
     let fwd = crate::receiver::Forward {
         out: out.clone(),
         items: o.items,
@@ -539,11 +589,22 @@ mod tests {
     }
 
     #[test]
+    fn bwlimit_as_rsync_reads_it() {
+        assert_eq!(parse_bwlimit("100"), Some(102_400));
+        assert_eq!(parse_bwlimit("1.5M"), Some(1_572_864));
+        assert_eq!(parse_bwlimit("2MB"), Some(2_000_000));
+        assert_eq!(parse_bwlimit("0"), Some(0));
+        assert_eq!(parse_bwlimit("fast"), None);
+    }
+
+    #[test]
     fn options_reach_the_server() {
         let mut o = RemoteOptions::default();
         o.engine.excludes = vec!["*.tmp".into()];
         o.engine.max_delete = Some(MaxDelete::Percent(5.0));
         o.engine.dry_run = true;
+        o.compress = true;
+        o.bwlimit = 5000;
         let p = encode_start(Role::Sender, Path::new("/srv/data"), &o);
         let (role, path, back) = decode_start(&p).unwrap();
         assert_eq!(role, Role::Sender);
@@ -551,5 +612,7 @@ mod tests {
         assert_eq!(back.engine.excludes, o.engine.excludes);
         assert_eq!(back.engine.max_delete, o.engine.max_delete);
         assert!(back.engine.dry_run);
+        assert!(back.compress);
+        assert_eq!(back.bwlimit, 5000);
     }
 }

@@ -84,16 +84,26 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// A writer that counts the bytes written through it.
+/// A writer that counts the bytes written through it and, with a limit, keeps their rate at
+/// most that many bytes per second (`--bwlimit`).
 pub struct CountedW<W> {
     inner: W,
     count: Counter,
+    limit: Option<(u64, std::time::Instant, u64)>,
 }
 
 impl<W: Write> Write for CountedW<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        // Writes of at most 64 KiB, so a limit is kept smoothly.
+        let n = self.inner.write(&buf[..buf.len().min(64 << 10)])?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some((rate, started, sent)) = &mut self.limit {
+            *sent += n as u64;
+            let due = std::time::Duration::from_secs_f64(*sent as f64 / *rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -101,18 +111,52 @@ impl<W: Write> Write for CountedW<W> {
     }
 }
 
+type RawReader = BufReader<Counted<Box<dyn Read + Send>>>;
+
+enum ReadSide {
+    Plain(RawReader),
+    Zstd(Box<zstd::stream::read::Decoder<'static, BufReader<ChainedReader>>>),
+    Gone,
+}
+
+/// What was buffered before compression started, then the rest of the stream.
+type ChainedReader = io::Chain<io::Cursor<Vec<u8>>, Counted<Box<dyn Read + Send>>>;
+
+impl Read for ReadSide {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ReadSide::Plain(r) => r.read(buf),
+            ReadSide::Zstd(r) => r.read(buf),
+            ReadSide::Gone => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+}
+
 /// Reads frames.
 pub struct FrameReader {
-    inner: BufReader<Counted<Box<dyn Read + Send>>>,
+    inner: ReadSide,
     buf: Vec<u8>,
 }
 
 impl FrameReader {
     pub fn new(r: Box<dyn Read + Send>, count: Counter) -> FrameReader {
         FrameReader {
-            inner: BufReader::with_capacity(256 << 10, Counted { inner: r, count }),
+            inner: ReadSide::Plain(BufReader::with_capacity(
+                256 << 10,
+                Counted { inner: r, count },
+            )),
             buf: Vec::new(),
         }
+    }
+
+    /// From here on the stream is zstd-compressed (`-z`).
+    pub fn decompress(&mut self) -> io::Result<()> {
+        if let ReadSide::Plain(r) = std::mem::replace(&mut self.inner, ReadSide::Gone) {
+            let left = r.buffer().to_vec();
+            let chained = io::Cursor::new(left).chain(r.into_inner());
+            self.inner = ReadSide::Zstd(Box::new(zstd::stream::read::Decoder::new(chained)?));
+        }
+        Ok(())
     }
 
     /// The next frame: its tag and payload; `UnexpectedEof` when the stream ended between
@@ -133,16 +177,66 @@ impl FrameReader {
     }
 }
 
+type RawWriter = BufWriter<CountedW<Box<dyn Write + Send>>>;
+
+enum WriteSide {
+    Plain(RawWriter),
+    Zstd(Box<zstd::stream::write::Encoder<'static, RawWriter>>),
+    Gone,
+}
+
+impl Write for WriteSide {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            WriteSide::Plain(w) => w.write(buf),
+            WriteSide::Zstd(w) => w.write(buf),
+            WriteSide::Gone => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WriteSide::Plain(w) => w.flush(),
+            WriteSide::Zstd(w) => w.flush(),
+            WriteSide::Gone => Ok(()),
+        }
+    }
+}
+
 /// Writes frames.
 pub struct FrameWriter {
-    inner: BufWriter<CountedW<Box<dyn Write + Send>>>,
+    inner: WriteSide,
 }
 
 impl FrameWriter {
     pub fn new(w: Box<dyn Write + Send>, count: Counter) -> FrameWriter {
         FrameWriter {
-            inner: BufWriter::with_capacity(256 << 10, CountedW { inner: w, count }),
+            inner: WriteSide::Plain(BufWriter::with_capacity(
+                256 << 10,
+                CountedW {
+                    inner: w,
+                    count,
+                    limit: None,
+                },
+            )),
         }
+    }
+
+    /// From here on the stream is zstd-compressed (`-z`).
+    pub fn compress(&mut self) -> io::Result<()> {
+        if let WriteSide::Plain(w) = std::mem::replace(&mut self.inner, WriteSide::Gone) {
+            self.inner = WriteSide::Zstd(Box::new(zstd::stream::write::Encoder::new(w, 3)?));
+        }
+        Ok(())
+    }
+
+    /// Writes at most `bytes_per_sec` bytes a second on the connection (`--bwlimit`).
+    pub fn limit(&mut self, bytes_per_sec: u64) {
+        let raw = match &mut self.inner {
+            WriteSide::Plain(w) => w.get_mut(),
+            WriteSide::Zstd(w) => w.get_mut().get_mut(),
+            WriteSide::Gone => return,
+        };
+        raw.limit = (bytes_per_sec > 0).then(|| (bytes_per_sec, std::time::Instant::now(), 0));
     }
 
     pub fn frame(&mut self, tag: u8, payload: &[u8]) -> io::Result<()> {

@@ -165,6 +165,21 @@ impl Hosts {
         c
     }
 
+    /// True while a process named `name` runs in the "dev" namespace (the remote opsync).
+    pub fn dev_runs(&self, name: &str) -> bool {
+        let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.dev_ns])
+            .output()
+        else {
+            return false;
+        };
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+            })
+    }
+
     /// Waits until `f` holds, for at most `limit`.
     pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         let end = Instant::now() + limit;

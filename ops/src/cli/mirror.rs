@@ -90,6 +90,15 @@ pub struct SyncArgs {
     )]
     pub remote_opsync: String,
 
+    /// Compress the data stream with zstd (remote paths)
+    #[arg(short = 'z', long, help_heading = "Remote")]
+    pub compress: bool,
+
+    /// Limit the bandwidth on the connection to RATE (KiB/s, or with a suffix K, M, G, KB, MB,
+    /// GB as rsync; 0 for no limit)
+    #[arg(long, value_name = "RATE", help_heading = "Remote")]
+    pub bwlimit: Option<String>,
+
     /// Accepted for rsync habits; opsync always archives (-rlptgoD)
     #[arg(short = 'a', long)]
     pub archive: bool,

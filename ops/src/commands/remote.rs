@@ -49,11 +49,23 @@ pub fn run(args: &SyncArgs, src: &Path, dst: &Path, remote: Remote, opts: Option
         json: args.json,
         progress: false,
     });
+    let bwlimit = match args.bwlimit.as_deref().map(sync_remote::parse_bwlimit) {
+        None => 0,
+        Some(Some(v)) => v,
+        Some(None) => {
+            return fail(
+                Exit::Usage,
+                &anyhow!("invalid --bwlimit value: write KiB per second like 500, or 10M, 2MB"),
+            );
+        }
+    };
     let ro = RemoteOptions {
         rsh: args.rsh.clone(),
         remote_opsync: args.remote_opsync.clone(),
         items: args.itemize_changes || args.verbose > 0 || args.json,
         engine: opts,
+        compress: args.compress,
+        bwlimit,
     };
     let started = Instant::now();
     let r = match &remote {

@@ -282,11 +282,13 @@ fn remote_killed_ssh_leaves_complete_old_or_new_files_and_a_rerun_finishes() {
     let t = h.dir.path().join("kill");
     let n = 40;
     let size = 4 << 20;
+    // Old versions below the delta threshold: the new files go whole, one after the other.
+    const OLD: usize = 16 << 10;
     std::fs::create_dir_all(t.join("src")).unwrap();
     std::fs::create_dir_all(t.join("dst")).unwrap();
     for i in 0..n {
         std::fs::write(t.join(format!("src/f{i:02}")), vec![b'N'; size]).unwrap();
-        std::fs::write(t.join(format!("dst/f{i:02}")), vec![b'O'; size / 2]).unwrap();
+        std::fs::write(t.join(format!("dst/f{i:02}")), vec![b'O'; OLD]).unwrap();
     }
     let src = t.join("src").display().to_string();
     let child = h
@@ -332,7 +334,7 @@ fn remote_killed_ssh_leaves_complete_old_or_new_files_and_a_rerun_finishes() {
     // Every file is complete: all old or all new bytes.
     for i in 0..n {
         let d = std::fs::read(t.join(format!("dst/f{i:02}"))).unwrap();
-        let old = d.len() == size / 2 && d.iter().all(|&b| b == b'O');
+        let old = d.len() == OLD && d.iter().all(|&b| b == b'O');
         let new = d.len() == size && d.iter().all(|&b| b == b'N');
         assert!(
             old || new,
@@ -340,6 +342,20 @@ fn remote_killed_ssh_leaves_complete_old_or_new_files_and_a_rerun_finishes() {
             d.len()
         );
     }
+    // The remote end notices the broken connection, removes its temporary file and exits.
+    assert!(
+        Hosts::wait_for(Duration::from_secs(20), || !h.dev_runs("opsync")),
+        "the remote opsync is still running 20 s after its ssh was killed"
+    );
+    let temps: Vec<_> = std::fs::read_dir(t.join("dst"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.as_encoded_bytes().starts_with(b"."))
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "temporary files left after the broken run: {temps:?}"
+    );
     let rerun = opsync_remote(&h, &[], &src, &h.remote(&t.join("dst")));
     assert!(rerun.status.success(), "{}", show(&rerun));
     for i in 0..n {
@@ -435,4 +451,44 @@ fn remote_changed_large_files_go_as_deltas_with_no_more_bytes_than_rsync() {
         show(&ours)
     );
     assert!(o <= r, "opsync moved {o} bytes, rsync {r}\n{}", show(&ours));
+}
+
+#[test]
+fn remote_compress_shrinks_the_stream_and_bwlimit_slows_it() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("z");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    let text: Vec<u8> = (0..40_000)
+        .flat_map(|i| format!("line {i} of a compressible log\n").into_bytes())
+        .collect();
+    std::fs::write(t.join("src/log"), &text).unwrap();
+    let src = t.join("src").display().to_string();
+    let out = opsync_remote(&h, &["-z", "--stats"], &src, &h.remote(&t.join("push")));
+    assert!(out.status.success(), "{}", show(&out));
+    let sent = wire_bytes(&out.stdout);
+    assert!(
+        sent * 10 < text.len() as u64,
+        "-z moved {sent} bytes for {}",
+        text.len()
+    );
+    let out = opsync_remote(
+        &h,
+        &["-z"],
+        &h.remote(&t.join("src")),
+        &t.join("pull").display().to_string(),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    for d in ["push", "pull"] {
+        assert_eq!(std::fs::read(t.join(d).join("log")).unwrap(), text);
+    }
+    // 1 MiB at 256 KiB/s takes at least about 4 s (a limit can only make it slower).
+    std::fs::write(t.join("src/log"), pseudo_random(1 << 20, 3)).unwrap();
+    let started = std::time::Instant::now();
+    let out = opsync_remote(&h, &["--bwlimit=256"], &src, &h.remote(&t.join("slow")));
+    assert!(out.status.success(), "{}", show(&out));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(3500),
+        "1 MiB at 256 KiB/s took {took:?}"
+    );
 }
