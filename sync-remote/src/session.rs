@@ -41,6 +41,12 @@ pub fn parse_location(arg: &OsStr) -> Option<Location> {
     Some(Location { host, path })
 }
 
+/// The words of a remote shell command line (`-e`), split like a shell would; `None` for
+/// unbalanced quotes.
+pub fn rsh_argv(rsh: &str) -> Option<Vec<String>> {
+    shlex::split(rsh).filter(|v| !v.is_empty())
+}
+
 /// How to reach the other end, and the run's options.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {

@@ -71,24 +71,14 @@ pub struct SyncArgs {
     pub dst: Option<PathBuf>,
 
     /// The remote shell for HOST:PATH, its whole command line (for example "ssh -p 2222 -i
-    /// key"), as rsync's -e
-    #[arg(
-        short = 'e',
-        long,
-        value_name = "COMMAND",
-        default_value = "ssh",
-        help_heading = "Remote"
-    )]
-    pub rsh: String,
+    /// key"), as rsync's -e [default: [sync] rsh, else ssh]
+    #[arg(short = 'e', long, value_name = "COMMAND", help_heading = "Remote")]
+    pub rsh: Option<String>,
 
-    /// The opsync program on the remote host, as rsync's --rsync-path
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "opsync",
-        help_heading = "Remote"
-    )]
-    pub remote_opsync: String,
+    /// The opsync program on the remote host, as rsync's --rsync-path [default: [sync]
+    /// remote-opsync, else opsync]
+    #[arg(long, value_name = "PATH", help_heading = "Remote")]
+    pub remote_opsync: Option<String>,
 
     /// Compress the data stream with zstd (remote paths)
     #[arg(short = 'z', long, help_heading = "Remote")]

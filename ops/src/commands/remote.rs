@@ -9,8 +9,9 @@ use sync_engine::Options;
 use sync_remote::{Location, RemoteOptions};
 
 use crate::cli::SyncArgs;
-use crate::commands::fail;
+use crate::commands::{Global, fail};
 use crate::output::{SyncOutput, SyncPrinter};
+use opsync_core::config::Config;
 use opsync_core::exit::{Exit, ToExit};
 
 /// Which side is remote.
@@ -34,8 +35,17 @@ pub fn which(src: &Path, dst: &Path) -> Result<Option<Remote>, anyhow::Error> {
 }
 
 /// Runs a push or pull and prints its result like a local run, with the connection's bytes.
-pub fn run(args: &SyncArgs, src: &Path, dst: &Path, remote: Remote, opts: Options) -> Exit {
-    if args.verify.is_some() {
+pub fn run(
+    global: &Global,
+    args: &SyncArgs,
+    src: &Path,
+    dst: &Path,
+    remote: Remote,
+    opts: Options,
+) -> Exit {
+    // --verify=written is what the receiver does anyway: every file's BLAKE3 is checked
+    // before its rename.
+    if args.verify == Some(crate::cli::VerifyScope::All) {
         return fail(
             Exit::Usage,
             &anyhow!(
@@ -59,9 +69,27 @@ pub fn run(args: &SyncArgs, src: &Path, dst: &Path, remote: Remote, opts: Option
             );
         }
     };
+    // Without SRC and DST the paths came from the config: so do its remote shell and program.
+    let cfg = if args.src.is_none() {
+        match Config::resolve(global.config.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(Exit::Config, &anyhow!(e)),
+        }
+    } else {
+        None
+    };
+    let sync = cfg.as_ref().map(|c| &c.sync);
     let ro = RemoteOptions {
-        rsh: args.rsh.clone(),
-        remote_opsync: args.remote_opsync.clone(),
+        rsh: args
+            .rsh
+            .clone()
+            .or_else(|| sync.and_then(|s| s.rsh.clone()))
+            .unwrap_or_else(|| "ssh".into()),
+        remote_opsync: args
+            .remote_opsync
+            .clone()
+            .or_else(|| sync.and_then(|s| s.remote_opsync.clone()))
+            .unwrap_or_else(|| "opsync".into()),
         items: args.itemize_changes || args.verbose > 0 || args.json,
         engine: opts,
         compress: args.compress,

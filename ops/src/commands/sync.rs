@@ -24,7 +24,7 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         Err((exit, e)) => return fail(exit, &e),
     };
     match super::remote::which(&src, &dst) {
-        Ok(Some(remote)) => return super::remote::run(&args, &src, &dst, remote, opts),
+        Ok(Some(remote)) => return super::remote::run(global, &args, &src, &dst, remote, opts),
         Ok(None) => {}
         Err(e) => return fail(Exit::Usage, &e),
     }

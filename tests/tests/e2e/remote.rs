@@ -492,3 +492,80 @@ fn remote_compress_shrinks_the_stream_and_bwlimit_slows_it() {
         "1 MiB at 256 KiB/s took {took:?}"
     );
 }
+
+#[test]
+fn remote_nightly_job_mirrors_to_the_dev_host_and_runs_its_dev_stack_steps_there() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("nightly");
+    std::fs::create_dir_all(t.join("data/db")).unwrap();
+    std::fs::write(t.join("data/db/base.dat"), b"production rows").unwrap();
+    std::fs::write(t.join("data/minio.bin"), vec![7u8; 100_000]).unwrap();
+    std::fs::create_dir_all(t.join("dev-data")).unwrap();
+    std::fs::write(t.join("dev-data/stale.txt"), b"old").unwrap();
+    // The remote shell: ssh, except that the dev stack's steps (which would need Docker on
+    // the dev host) are recorded instead of run.
+    let log = t.join("stack-steps");
+    let rsh = t.join("rsh");
+    std::fs::write(
+        &rsh,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *' stack '*) echo \"$*\" >> {log}; exit 0;; esac\nexec {ssh} \"$@\"\n",
+            log = log.display(),
+            ssh = h.rsh()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let target = h.remote(&t.join("dev-data"));
+    let host = target.split(':').next().unwrap().to_string();
+    let config = format!(
+        r#"[general]
+state-dir = "state"
+
+[sync]
+source = "data"
+target = "{target}"
+rsh = "{rsh}"
+remote-opsync = "{opsync}"
+
+[jobs.nightly]
+kind = "sync"
+schedule = "0 2 * * *"
+verify = false
+
+[jobs.nightly.dev]
+host = "{host}"
+
+[jobs.nightly.quiesce]
+mode = "none"
+"#,
+        rsh = rsh.display(),
+        opsync = opsync_bin().display(),
+    );
+    std::fs::write(t.join("opsync.toml"), config).unwrap();
+    let out = h
+        .in_prod(opsync_bin())
+        .current_dir(&t)
+        .arg("--config")
+        .arg(t.join("opsync.toml"))
+        .args(["run", "nightly"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        std::fs::read(t.join("dev-data/db/base.dat")).unwrap(),
+        b"production rows"
+    );
+    assert_eq!(
+        std::fs::read(t.join("dev-data/minio.bin")).unwrap(),
+        vec![7u8; 100_000]
+    );
+    assert!(!t.join("dev-data/stale.txt").exists());
+    let steps = std::fs::read_to_string(&log).unwrap();
+    let opsync = opsync_bin().display().to_string();
+    assert_eq!(
+        steps,
+        format!("{host} {opsync} stack stop dev\n{host} {opsync} stack start dev\n"),
+        "dev stack steps through the remote shell"
+    );
+}
