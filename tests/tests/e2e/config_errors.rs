@@ -353,6 +353,10 @@ fn a_remote_target_needs_verify_false() {
     let err = check(&format!("{JOB}target = \"dev-host:/srv/dev-data\"\n"));
     contains_all(
         &err,
-        &["dev-host:/srv/dev-data", "another host", "set verify = false"],
+        &[
+            "dev-host:/srv/dev-data",
+            "another host",
+            "set verify = false",
+        ],
     );
 }

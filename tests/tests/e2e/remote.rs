@@ -270,6 +270,36 @@ fn remote_errors_are_clear() {
     );
 }
 
+#[test]
+fn remote_protocol_versions_that_differ_give_one_error_naming_both() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("version");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    // A remote end that says it is opsync 9.9.9 speaking protocol 99 (0x63).
+    let fake = r"printf '\001\025\000\000\000OPSYNC\000\001c\000\000\000\005\000\000\0009.9.9'; cat >/dev/null";
+    let out = h
+        .in_prod(opsync_bin())
+        .args(["sync", "-e", &h.rsh(), "--remote-opsync", fake])
+        .arg(t.join("src"))
+        .arg(h.remote(&t.join("dst")))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{}", show(&out));
+    assert!(
+        err.contains("protocol version mismatch")
+            && err.contains(&format!(
+                "opsync {} speaks protocol 1",
+                env!("CARGO_PKG_VERSION")
+            ))
+            && err.contains("opsync 9.9.9 speaks protocol 99"),
+        "{}",
+        show(&out)
+    );
+    assert!(!t.join("dst").exists());
+}
+
 /// The pid of the first child of `pid` (the ssh that opsync started).
 fn child_of(pid: u32) -> Option<u32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
