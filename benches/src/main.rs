@@ -72,7 +72,7 @@ struct Args {
     /// Timed rounds per tool [default: 3, 5 for large]
     #[arg(long)]
     rounds: Option<usize>,
-    /// Only these workloads (1-6, v for verify, r for the remote ones over ssh, which run only
+    /// Only these workloads (1-7, v for verify, r for the remote ones over ssh, which run only
     /// when named); repeatable
     #[arg(long = "only", value_name = "W")]
     only: Vec<String>,

@@ -177,6 +177,8 @@ impl ToExit for sync_engine::Error {
         use sync_engine::Error;
         match self {
             Error::EmptySource { .. } => Exit::EmptySource,
+            // Another sync holds DST: as a job whose lock is held.
+            Error::Locked { .. } => Exit::Locked,
             Error::Io { .. } | Error::Threads(_) => Exit::FileIo,
             _ => Exit::Usage,
         }

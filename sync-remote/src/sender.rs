@@ -275,9 +275,18 @@ pub(crate) fn run(
     };
     for i in 1..s.len() as u32 {
         let m = s.meta(i);
-        if m.kind == Kind::File {
-            r.src_files += 1;
-            r.src_bytes += m.size;
+        match m.kind {
+            Kind::File => {
+                r.src_files += 1;
+                r.src_bytes += m.size;
+            }
+            Kind::Dir => r.src_dirs += 1,
+            Kind::Symlink => {
+                r.src_symlinks += 1;
+                r.src_link_bytes += m.size;
+            }
+            Kind::CharDev | Kind::BlockDev => r.src_devices += 1,
+            Kind::Fifo | Kind::Socket => r.src_specials += 1,
         }
     }
     if opts.dry_run {

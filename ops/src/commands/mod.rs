@@ -6,6 +6,7 @@
 //! not know better.
 
 pub mod certs;
+pub mod completions;
 pub mod config;
 pub mod daemon;
 pub mod nginx;
@@ -37,6 +38,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Nginx(cmd) => nginx::run(&global, cmd),
         Command::Verify(args) => verify::run(&global, args),
         Command::Stack(args) => stack::run(&global, args),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
         Command::Serve => remote::serve(),
     }
 }

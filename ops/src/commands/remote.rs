@@ -10,9 +10,10 @@ use sync_remote::{Location, RemoteOptions};
 
 use crate::cli::SyncArgs;
 use crate::commands::{Global, fail};
-use crate::output::{SyncOutput, SyncPrinter};
+use crate::output::SyncPrinter;
 use opsync_core::config::Config;
 use opsync_core::exit::{Exit, ToExit};
+use sync_engine::Observer as _;
 
 /// Which side is remote.
 pub enum Remote {
@@ -22,6 +23,17 @@ pub enum Remote {
 
 /// `Some` when SRC or DST names another host; an error when both do.
 pub fn which(src: &Path, dst: &Path) -> Result<Option<Remote>, anyhow::Error> {
+    for p in [src, dst] {
+        if let Some(l) = sync_remote::parse_location(p.as_os_str())
+            && l.path.as_os_str().as_encoded_bytes().starts_with(b":")
+        {
+            return Err(anyhow!(
+                "{} names an rsync daemon module (HOST::MODULE), which opsync does not speak: \
+                 give HOST:PATH, reached over ssh",
+                p.display()
+            ));
+        }
+    }
     let s = sync_remote::parse_location(src.as_os_str());
     let d = sync_remote::parse_location(dst.as_os_str());
     match (s, d) {
@@ -35,6 +47,7 @@ pub fn which(src: &Path, dst: &Path) -> Result<Option<Remote>, anyhow::Error> {
 }
 
 /// Runs a push or pull and prints its result like a local run, with the connection's bytes.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     global: &Global,
     args: &SyncArgs,
@@ -42,6 +55,7 @@ pub fn run(
     dst: &Path,
     remote: Remote,
     opts: Options,
+    printer: &SyncPrinter,
 ) -> Exit {
     // --verify=written is what the receiver does anyway: every file's BLAKE3 is checked
     // before its rename.
@@ -53,12 +67,6 @@ pub fn run(
             ),
         );
     }
-    let printer = SyncPrinter::new(SyncOutput {
-        itemize: args.itemize_changes,
-        verbose: args.verbose,
-        json: args.json,
-        progress: false,
-    });
     let bwlimit = match args.bwlimit.as_deref().map(sync_remote::parse_bwlimit) {
         None => 0,
         Some(Some(v)) => v,
@@ -90,15 +98,15 @@ pub fn run(
             .clone()
             .or_else(|| sync.and_then(|s| s.remote_opsync.clone()))
             .unwrap_or_else(|| "opsync".into()),
-        items: args.itemize_changes || args.verbose > 0 || args.json,
+        items: printer.wants_items(),
         engine: opts,
         compress: args.compress,
         bwlimit,
     };
     let started = Instant::now();
     let r = match &remote {
-        Remote::Push(to) => sync_remote::push(src, to, &ro, &printer),
-        Remote::Pull(from) => sync_remote::pull(from, dst, &ro, &printer),
+        Remote::Push(to) => sync_remote::push(src, to, &ro, printer),
+        Remote::Pull(from) => sync_remote::pull(from, dst, &ro, printer),
     };
     let rr = match r {
         Ok(rr) => rr,
@@ -114,7 +122,6 @@ pub fn run(
         &total,
         started.elapsed(),
         exit.code(),
-        args.stats,
         None,
         Some((rr.sent, rr.received)),
     );

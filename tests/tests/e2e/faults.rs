@@ -760,7 +760,7 @@ fn a_very_deep_tree_mirrors_within_a_small_descriptor_limit() {
     write(&bottom, b"bottom", Some(OLD_TIME));
     write(&middle, b"middle", Some(OLD_TIME));
     let limited = |extra: &str| {
-        let script = format!("ulimit -n 128 && exec \"$0\" sync {extra} \"$1\"/ \"$2\"/");
+        let script = format!("ulimit -n 128 && exec \"$0\" {extra} \"$1\"/ \"$2\"/");
         let out = Command::new("sh")
             .args(["-c", &script])
             .arg(opsync_bin())
@@ -776,15 +776,17 @@ fn a_very_deep_tree_mirrors_within_a_small_descriptor_limit() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    limited("");
+    limited("sync");
     assert_same("first run", &snapshot(&src), &snapshot(&dst));
     write(&bottom, b"new bottom", Some(OLD_TIME + 1));
     write(&middle, b"new middle", Some(OLD_TIME + 1));
-    let lines = limited("-i");
+    let lines = limited("sync -i");
     assert_eq!(
         lines.lines().filter(|l| l.starts_with(">f")).count(),
         2,
         "{lines}"
     );
     assert_same("second run", &snapshot(&src), &snapshot(&dst));
+    // `opsync verify` reads both whole trees under the same limit.
+    limited("verify");
 }

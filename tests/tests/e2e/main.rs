@@ -15,5 +15,6 @@ mod nightly;
 mod remote;
 mod stack;
 mod sync_diff;
+mod sync_lock;
 mod sync_verify;
 mod verify;
