@@ -336,7 +336,9 @@ pub(crate) fn run(
             remote::lock_dest(&fd, dst)?;
         }
         let total = match opts.max_delete {
-            Some(sync_engine::MaxDelete::Percent(_)) => remote::count_entries(fd.as_fd_ref()),
+            Some(sync_engine::MaxDelete::Percent(_)) => {
+                remote::count_entries(std::os::fd::AsFd::as_fd(&fd))
+            }
             _ => 0,
         };
         let scan_fd = fd.try_clone().map_err(|e| sync_engine::Error::Io {
@@ -459,18 +461,6 @@ fn decode_requests(p: &[u8]) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
         v.push((id, d.bytes()?.to_vec()));
     }
     Ok(v)
-}
-
-/// Borrowing an owned descriptor (helper for readability above).
-trait FdRef {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_>;
-}
-
-impl FdRef for std::os::fd::OwnedFd {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.as_fd()
-    }
 }
 
 #[cfg(test)]

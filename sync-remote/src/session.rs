@@ -14,6 +14,7 @@ use opsync_core::exit::{Exit, ToExit};
 use sync_engine::{MaxDelete, Observer, Options, Report};
 
 use crate::wire::{self, Counter, Dec, Enc, FrameReader, FrameWriter, tag};
+use crate::{receiver, sender};
 
 /// `[USER@]HOST:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -572,8 +573,6 @@ pub fn serve(
     let _ = flush(&out);
     r
 }
-
-use crate::{receiver, sender};
 
 #[cfg(test)]
 mod tests {
