@@ -275,8 +275,9 @@ fn remote_protocol_versions_that_differ_give_one_error_naming_both() {
     let h = Hosts::start();
     let t = h.dir.path().join("version");
     std::fs::create_dir_all(t.join("src")).unwrap();
-    // A remote end that says it is opsync 9.9.9 speaking protocol 99 (0x63).
-    let fake = r"printf '\001\025\000\000\000OPSYNC\000\001c\000\000\000\005\000\000\0009.9.9'; cat >/dev/null";
+    // A remote end that says it is opsync 9.9.9 speaking protocol 99 (0x63); the client
+    // appends " serve", which `true` takes.
+    let fake = r"printf '\001\025\000\000\000OPSYNC\000\001c\000\000\000\005\000\000\0009.9.9'; cat >/dev/null; true";
     let out = h
         .in_prod(opsync_bin())
         .args(["sync", "-e", &h.rsh(), "--remote-opsync", fake])
