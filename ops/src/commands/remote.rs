@@ -67,6 +67,14 @@ pub fn run(
             ),
         );
     }
+    if opts.hard_links || opts.acls || opts.xattrs {
+        return fail(
+            Exit::Usage,
+            &anyhow!(
+                "-H, -A and -X are not carried over the connection yet: drop them for a remote path"
+            ),
+        );
+    }
     let bwlimit = match args.bwlimit.as_deref().map(sync_remote::parse_bwlimit) {
         None => 0,
         Some(Some(v)) => v,
