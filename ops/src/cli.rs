@@ -98,6 +98,11 @@ pub enum Command {
     /// Run the configured [general] on-failure command for a systemd unit that failed (what
     /// the OnFailure= unit written by `setup systemd` calls)
     OnFailure(OnFailureArgs),
+
+    /// The remote end of `opsync sync HOST:PATH`, started through ssh: speaks the protocol on
+    /// stdin and stdout
+    #[command(hide = true)]
+    Serve,
 }
 
 const STACK_ABOUT: &str = "\

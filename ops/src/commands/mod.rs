@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod docs;
 pub mod nginx;
 pub mod rails;
+pub mod remote;
 pub mod run;
 pub mod schedule;
 pub mod setup;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man(args) => docs::man(args.dir.as_deref()),
         Command::OnFailure(args) => setup::on_failure(&global, &args),
+        Command::Serve => remote::serve(),
     }
 }
 

@@ -107,6 +107,16 @@ impl Default for General {
     }
 }
 
+/// True when `p` names a path on another host as rsync reads it: `[USER@]HOST:PATH`, a `:`
+/// before any `/` (such a target is passed to `opsync sync` as it is).
+pub fn is_remote(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let b = p.as_os_str().as_bytes();
+    b.iter()
+        .position(|&c| c == b':')
+        .is_some_and(|i| i > 0 && !b[..i].contains(&b'/'))
+}
+
 /// `[sync]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -117,6 +127,10 @@ pub struct SyncSection {
     /// `--max-delete` of `opsync sync` without arguments and of the sync jobs.
     #[serde(deserialize_with = "values::max_delete")]
     pub max_delete: Option<MaxDelete>,
+    /// The remote shell for a target on another host (`-e`; default `ssh`).
+    pub rsh: Option<String>,
+    /// The opsync program on that host (`--remote-opsync`; default `opsync`).
+    pub remote_opsync: Option<String>,
 }
 
 impl Default for SyncSection {
@@ -126,6 +140,8 @@ impl Default for SyncSection {
             target: PathBuf::from("./dev-data"),
             exclude: Vec::new(),
             max_delete: None,
+            rsh: None,
+            remote_opsync: None,
         }
     }
 }
@@ -269,7 +285,7 @@ impl Config {
     /// Resolves a path from the config file against the file's folder (for the built-in
     /// defaults: the working directory). `./data` becomes `BASE/data`.
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
+        if p.is_absolute() || is_remote(p) {
             return p.to_owned();
         }
         let rel = p.strip_prefix(".").unwrap_or(p);

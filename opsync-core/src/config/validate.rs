@@ -186,7 +186,20 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Vec<ConfigError
                 {
                     errors.push(err(&keys("target"), m));
                 }
+                if super::is_remote(dst) && job.verify != super::jobs::VerifyMode::Off {
+                    errors.push(err(
+                        &keys("target"),
+                        format!(
+                            "job {name}: target {} is on another host, where verify = {} cannot \
+                             compare the trees yet: set verify = false (each file's BLAKE3 is \
+                             still checked before its rename)",
+                            dst.display(),
+                            job.verify.as_str()
+                        ),
+                    ));
+                }
                 if job.dev.enabled
+                    && job.dev.host.is_none()
                     && (job.dev.stop_command.is_none() || job.dev.start_command.is_none())
                     && !cfg.stacks.contains_key(&job.dev.stack)
                 {
@@ -297,6 +310,9 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Vec<ConfigError
 
 /// A sync source and target must differ and neither may contain the other.
 fn check_pair(cfg: &Config, src: &Path, dst: &Path) -> Result<(), String> {
+    if super::is_remote(src) || super::is_remote(dst) {
+        return Ok(());
+    }
     let s = normalize(&cfg.path(src));
     let d = normalize(&cfg.path(dst));
     if s == d {
@@ -415,6 +431,10 @@ pub(super) fn paths(cfg: &Config) -> Vec<ConfigError> {
         let src_keys: Vec<&str> = src_keys.iter().map(String::as_str).collect();
         let dst_keys: Vec<&str> = dst_keys.iter().map(String::as_str).collect();
         let s = cfg.path(src);
+        if super::is_remote(dst) || super::is_remote(src) {
+            // Checked on the other host by the run itself.
+            continue;
+        }
         if !s.is_dir() {
             errors.push(place(
                 &src_keys,

@@ -480,3 +480,16 @@ fn state_belongs_to_one_configuration() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("\"ok\""), "{out}");
 }
+
+#[test]
+fn a_remote_target_needs_verify_false() {
+    let err = check(&format!("{JOB}target = \"dev-host:/srv/dev-data\"\n"));
+    contains_all(
+        &err,
+        &[
+            "dev-host:/srv/dev-data",
+            "another host",
+            "set verify = false",
+        ],
+    );
+}

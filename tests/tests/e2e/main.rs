@@ -14,6 +14,7 @@ mod live_pg;
 mod nginx;
 mod nightly;
 mod on_failure;
+mod remote;
 mod setup;
 mod stack;
 mod sync_diff;
