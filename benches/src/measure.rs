@@ -247,14 +247,69 @@ fn parse_strace_total(text: &str) -> Option<u64> {
 /// file (`openat` with `O_CREAT|O_EXCL`, `copy_file_range` until it returns 0, `close`), on
 /// rayon's default pool (one thread per core, as opsync), one task per directory and per file.
 /// No metadata (owners, modes, times), no symlinks, no temporary names, no rename.
+///
+/// For the explanation of the gap to opsync, `BENCHES_FLOOR_ADD` (comma-separated) adds what
+/// opsync does per file on top: `lstat` (the scan's `lstat` of SRC's file), `temp` (create
+/// under a temporary name and `renameat` it into place), `fstat` (SRC's `fstat` after the copy,
+/// opsync's change detection), `utime` (`futimens` of the mtime).
 pub fn create_floor(src: &Path, dst: &Path) -> Result<u64> {
+    let add = std::env::var("BENCHES_FLOOR_ADD").unwrap_or_default();
+    let steps = Steps {
+        lstat: add.contains("lstat"),
+        temp: add.contains("temp"),
+        fstat: add.contains("fstat"),
+        utime: add.contains("utime"),
+    };
     let s = rfs::open(src, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
     fs::create_dir(dst).with_context(|| format!("create {}", dst.display()))?;
     let d = rfs::open(dst, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
-    create_dir(s, d)
+    create_dir(s, d, steps)
 }
 
-fn create_dir(src: OwnedFd, dst: OwnedFd) -> Result<u64> {
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    lstat: bool,
+    temp: bool,
+    fstat: bool,
+    utime: bool,
+}
+
+fn create_file(src: &OwnedFd, dst: &OwnedFd, n: &std::ffi::CStr, steps: Steps) -> Result<()> {
+    if steps.lstat {
+        rfs::statat(src, n, AtFlags::SYMLINK_NOFOLLOW)?;
+    }
+    let from = rfs::openat(src, n, OFlags::RDONLY, Mode::empty())?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+    let mut tmp = b".".to_vec();
+    tmp.extend_from_slice(n.to_bytes());
+    tmp.extend_from_slice(b".tmp");
+    let tmp = CString::new(tmp)?;
+    let target = if steps.temp { tmp.as_c_str() } else { n };
+    let to = rfs::openat(dst, target, flags, Mode::from_raw_mode(0o644))?;
+    while rfs::copy_file_range(&from, None, &to, None, 1 << 30)? > 0 {}
+    if steps.fstat {
+        rfs::fstat(&from)?;
+    }
+    if steps.utime {
+        let t = rfs::Timespec {
+            tv_sec: 1_704_067_200,
+            tv_nsec: 0,
+        };
+        rfs::futimens(
+            &to,
+            &rfs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+        )?;
+    }
+    if steps.temp {
+        rfs::renameat(dst, tmp.as_c_str(), dst, n)?;
+    }
+    Ok(())
+}
+
+fn create_dir(src: OwnedFd, dst: OwnedFd, steps: Steps) -> Result<u64> {
     let mut names: Vec<(CString, FileType)> = Vec::new();
     for e in rfs::Dir::read_from(&src)? {
         let e = e?;
@@ -273,13 +328,10 @@ fn create_dir(src: OwnedFd, dst: OwnedFd) -> Result<u64> {
                     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
                     let s = rfs::openat(&src, n, flags, Mode::empty())?;
                     let d = rfs::openat(&dst, n, flags, Mode::empty())?;
-                    Ok(1 + create_dir(s, d)?)
+                    Ok(1 + create_dir(s, d, steps)?)
                 }
                 FileType::RegularFile => {
-                    let from = rfs::openat(&src, n, OFlags::RDONLY, Mode::empty())?;
-                    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
-                    let to = rfs::openat(&dst, n, flags, Mode::from_raw_mode(0o644))?;
-                    while rfs::copy_file_range(&from, None, &to, None, 1 << 30)? > 0 {}
+                    create_file(&src, &dst, n, steps)?;
                     Ok(1)
                 }
                 _ => Ok(0),
