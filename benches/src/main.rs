@@ -75,7 +75,7 @@ struct Args {
     /// Timed rounds per tool [default: 3, 5 for large]
     #[arg(long)]
     rounds: Option<usize>,
-    /// Only these workloads (1-6, v for verify, m for memory); repeatable
+    /// Only these workloads (1-7, v for verify, m for memory); repeatable
     #[arg(long = "only", value_name = "W")]
     only: Vec<String>,
     /// Where the scratch filesystems are made

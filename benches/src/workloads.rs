@@ -13,6 +13,8 @@ use crate::area::{Area, FsKind};
 use crate::measure::{self, Sample};
 use crate::trees;
 
+mod dblike;
+
 /// The timed runs of one tool on one workload.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -138,6 +140,9 @@ impl Bench {
         }
         if self.wants("6") {
             self.deep_wide()?;
+        }
+        if self.wants("7") {
+            self.database_like()?;
         }
         if self.wants("m") {
             for n in self.mem_files.clone() {

@@ -135,6 +135,7 @@ impl ToExit for sync_engine::Error {
         use sync_engine::Error;
         match self {
             Error::EmptySource { .. } => Exit::EmptySource,
+            Error::Locked { .. } => Exit::Locked,
             Error::Io { .. } | Error::Threads(_) => Exit::FileIo,
             _ => Exit::Usage,
         }

@@ -143,7 +143,15 @@ pub fn scan(root: OwnedFd, root_meta: Meta, o: &ScanOpts<'_>) -> Scan {
         Ok(Vec::new())
     };
     let ctx = Ctx::new(root.as_fd(), o);
-    let node = scan_dir(root, Vec::new(), &ctx, above);
+    // The root stays open for the whole scan: directories deeper than [`OPEN_DEPTH`] are
+    // opened again from it.
+    let node = match sys::open_dir_beneath(root.as_fd(), b"") {
+        Ok(top) => scan_dir(top, Vec::new(), 0, root.as_fd(), &ctx, above),
+        Err(e) => {
+            ctx.error("open directory", Vec::new(), e);
+            DirNode::default()
+        }
+    };
     let (entries, bytes) = node.totals();
     let mut listing = Listing::with_root_capacity(root_meta, entries, bytes);
     match root_xattrs {
@@ -171,7 +179,20 @@ fn join(path: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>, parent_rules: &DirRules) -> DirNode {
+/// Directories at this depth or deeper do not stay open while their subdirectories are
+/// scanned: those are opened from the root, component by component and following no symlink,
+/// so that a chain of nested directories does not hold one descriptor per level (EMFILE under a
+/// small limit). The same rule as the sync's walk.
+const OPEN_DEPTH: u32 = 32;
+
+fn scan_dir(
+    fd: OwnedFd,
+    path: Vec<u8>,
+    depth: u32,
+    root: BorrowedFd<'_>,
+    ctx: &Ctx<'_>,
+    parent_rules: &DirRules,
+) -> DirNode {
     let mut node = DirNode::default();
     let mut dir = match sys::DirHandle::new(fd) {
         Ok(d) => d,
@@ -209,13 +230,23 @@ fn scan_dir(fd: OwnedFd, path: Vec<u8>, ctx: &Ctx<'_>, parent_rules: &DirRules) 
         .iter()
         .filter(|i| i.meta.kind == Kind::Dir && !i.skip)
         .collect();
+    let parent = if depth + 1 >= OPEN_DEPTH {
+        drop(dir);
+        None
+    } else {
+        Some(dfd)
+    };
     node.subdirs = subdirs
         .par_iter()
         .map(|item| {
             let name = item_name(&node.arena, item);
             let child_path = join(&path, name);
-            match sys::open_dir_at(dfd, name) {
-                Ok(fd) => scan_dir(fd, child_path, ctx, &rules),
+            let opened = match parent {
+                Some(dfd) => sys::open_dir_at(dfd, name),
+                None => sys::open_dir_beneath(root, &child_path),
+            };
+            match opened {
+                Ok(fd) => scan_dir(fd, child_path, depth + 1, root, ctx, &rules),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     ctx.vanished.fetch_add(1, Ordering::Relaxed);
                     DirNode::default()

@@ -770,54 +770,14 @@ pub fn xattrs_at(
     name: &[u8],
     keep: &dyn Fn(&[u8]) -> bool,
 ) -> io::Result<Xattrs> {
-    use std::os::unix::ffi::OsStrExt;
     let path = proc_path(dir, name);
-    let list = loop {
-        let n = match rfs::llistxattr_query(&path) {
-            Ok(n) => n,
-            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; n];
-        match rfs::llistxattr(&path, &mut buf[..]) {
-            Ok(len) => {
-                buf.truncate(len);
-                break buf;
-            }
-            // Grew meanwhile: ask again.
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut out = Vec::new();
-    for attr in list.split(|b| *b == 0).filter(|n| !n.is_empty() && keep(n)) {
-        let name = std::ffi::OsStr::from_bytes(attr);
-        let value = loop {
-            let n = match rfs::lgetxattr_query(&path, name) {
-                Ok(n) => n,
-                Err(Errno::NODATA) => break None,
-                Err(e) => return Err(e.into()),
-            };
-            let mut v = vec![0u8; n];
-            match rfs::lgetxattr(&path, name, &mut v[..]) {
-                Ok(len) => {
-                    v.truncate(len);
-                    break Some(v);
-                }
-                Err(Errno::RANGE) => continue,
-                Err(Errno::NODATA) => break None,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        if let Some(v) = value {
-            out.push((attr.to_vec(), v));
-        }
-    }
-    out.sort();
-    Ok(out)
+    read_xattrs(
+        &|| rfs::llistxattr_query(&path),
+        &|buf| rfs::llistxattr(&path, buf),
+        &|n| rfs::lgetxattr_query(&path, n),
+        &|n, buf| rfs::lgetxattr(&path, n, buf),
+        keep,
+    )
 }
 
 /// Where [`set_xattrs`] writes: an open file or directory, or `name` in `dir` (symlinks and
@@ -830,43 +790,68 @@ pub enum XattrTarget<'a> {
 
 /// The extended attributes of `target` that `keep` accepts (see [`xattrs_at`]).
 pub fn xattrs_of(target: XattrTarget<'_>, keep: &dyn Fn(&[u8]) -> bool) -> io::Result<Xattrs> {
-    use std::os::unix::ffi::OsStrExt;
-    let fd = match target {
-        XattrTarget::At(dir, name) => return xattrs_at(dir, name, keep),
-        XattrTarget::Fd(fd) => fd,
-    };
-    let list = loop {
-        let n = match rfs::flistxattr_query(fd) {
-            Ok(0) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
+    match target {
+        XattrTarget::At(dir, name) => xattrs_at(dir, name, keep),
+        XattrTarget::Fd(fd) => read_xattrs(
+            &|| rfs::flistxattr_query(fd),
+            &|buf| rfs::flistxattr(fd, buf),
+            &|n| rfs::fgetxattr_query(fd, n),
+            &|n, buf| rfs::fgetxattr(fd, n, buf),
+            keep,
+        ),
+    }
+}
+
+type SizeQuery<'a> = &'a dyn Fn() -> rustix::io::Result<usize>;
+type Fill<'a> = &'a dyn Fn(&mut [u8]) -> rustix::io::Result<usize>;
+type NameSized<'a> = &'a dyn Fn(&std::ffi::OsStr) -> rustix::io::Result<usize>;
+type NameFill<'a> = &'a dyn Fn(&std::ffi::OsStr, &mut [u8]) -> rustix::io::Result<usize>;
+
+/// Reads a value whose size the kernel tells first (`query`), asking again when it grew
+/// between the two calls (ERANGE). `Ok(None)`: ENODATA (the attribute went away meanwhile).
+fn read_sized(query: SizeQuery<'_>, fill: Fill<'_>) -> rustix::io::Result<Option<Vec<u8>>> {
+    loop {
+        let n = match query() {
             Ok(n) => n,
-            Err(e) => return Err(e.into()),
+            Err(Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(e),
         };
         let mut buf = vec![0u8; n];
-        match rfs::flistxattr(fd, &mut buf[..]) {
+        match fill(&mut buf[..]) {
             Ok(len) => {
                 buf.truncate(len);
-                break buf;
+                return Ok(Some(buf));
             }
             Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
+            Err(Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// The attribute list through `list_query`/`list`, then each value that `keep` accepts,
+/// sorted by name. Unsupported by the filesystem: none.
+fn read_xattrs(
+    list_query: SizeQuery<'_>,
+    list: Fill<'_>,
+    get_query: NameSized<'_>,
+    get: NameFill<'_>,
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> io::Result<Xattrs> {
+    use std::os::unix::ffi::OsStrExt;
+    let names = match read_sized(list_query, list) {
+        Ok(Some(names)) => names,
+        Ok(None) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
-    for attr in list.split(|b| *b == 0).filter(|n| !n.is_empty() && keep(n)) {
+    for attr in names
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty() && keep(n))
+    {
         let name = std::ffi::OsStr::from_bytes(attr);
-        let n = match rfs::fgetxattr_query(fd, name) {
-            Ok(n) => n,
-            Err(Errno::NODATA) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let mut v = vec![0u8; n];
-        match rfs::fgetxattr(fd, name, &mut v[..]) {
-            Ok(len) => {
-                v.truncate(len);
-                out.push((attr.to_vec(), v));
-            }
-            Err(Errno::NODATA) => {}
-            Err(e) => return Err(e.into()),
+        if let Some(v) = read_sized(&|| get_query(name), &|buf| get(name, buf))? {
+            out.push((attr.to_vec(), v));
         }
     }
     out.sort();

@@ -51,6 +51,10 @@ pub struct Tally<'a> {
     recheck: Option<Box<dyn Write + 'a>>,
     pub recheck_count: u64,
     pub recheck_error: Option<std::io::Error>,
+    /// Check: the paths whose mtime differs. Verify reports a file's attributes before its
+    /// content, so a content difference on one of these is one the quick check of pass 2 sees
+    /// by itself (memory follows the differences, not the tree).
+    mtime_differs: std::collections::HashSet<Vec<u8>>,
 }
 
 impl<'a> Tally<'a> {
@@ -74,6 +78,7 @@ impl<'a> Tally<'a> {
             recheck: None,
             recheck_count: 0,
             recheck_error: None,
+            mtime_differs: std::collections::HashSet::new(),
         }
     }
 
@@ -162,6 +167,12 @@ impl<'a> Tally<'a> {
     fn difference(&mut self, kind: &str, what: &str, raw: &EventPath, path: &str) {
         let (job, step) = (self.job, self.step);
         match self.role {
+            Role::Check if kind == "content" && self.mtime_differs.contains(&raw.to_bytes()) => {
+                tracing::info!(job, step, path = %path, kind,
+                    "{what}, and so does the mtime (expected on live data for files being \
+                     written; pass 2 copies it)");
+                self.differences.add(kind, path);
+            }
             Role::Check if kind == "content" => {
                 tracing::warn!(
                     job,
@@ -174,6 +185,9 @@ impl<'a> Tally<'a> {
                 self.add_recheck(raw);
             }
             Role::Check => {
+                if kind == "mtime" {
+                    self.mtime_differs.insert(raw.to_bytes());
+                }
                 tracing::info!(job, step, path = %path, kind,
                     "{what} (expected on live data for files being written; pass 2 copies them)");
                 self.differences.add(kind, path);
@@ -312,6 +326,24 @@ mod tests {
         assert_eq!(diffs.kinds["content"], 2);
         assert_eq!(diffs.paths, ["db/base.dat", "log", "bad\\#377"]);
         assert_eq!(d.files, None);
+    }
+
+    #[test]
+    fn a_content_difference_with_another_mtime_is_left_to_the_quick_check() {
+        let mut list = Vec::new();
+        let mut t = Tally::new("n", "check", Role::Check).with_recheck_list(Box::new(&mut list));
+        for e in parse(&[
+            r#"{"type":"difference","path":"db/live","kind":"mtime","what":"mtime 1 != 2"}"#,
+            r#"{"type":"difference","path":"db/live","kind":"content","what":"content differs"}"#,
+            r#"{"type":"difference","path":"db/stale","kind":"content","what":"content differs"}"#,
+        ]) {
+            t.event(e);
+        }
+        let d = t.finish();
+        assert_eq!(t.recheck_count, 1);
+        drop(t);
+        assert_eq!(list, b"db/stale\0");
+        assert_eq!(d.differences.unwrap().kinds["content"], 2);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(crate) struct Deferred {
 }
 
 /// The directory part and the name of `path`.
-fn split(path: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|b| *b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&[], path),
@@ -97,6 +97,16 @@ pub(crate) fn run_deferred(sh: &Shared<'_>, dst_root: BorrowedFd<'_>, mut items:
     if sh.dry_run {
         return;
     }
+    restore_dirs(sh, dst_root, touched);
+}
+
+/// Puts back the attributes (mtime first of all) of the directories whose entries a run after
+/// the walk changed, and fsyncs them with `--fsync`.
+pub(crate) fn restore_dirs(
+    sh: &Shared<'_>,
+    dst_root: BorrowedFd<'_>,
+    touched: impl IntoIterator<Item = (Vec<u8>, Meta)>,
+) {
     for (dir, m) in touched {
         let r = sys::open_dir_beneath(dst_root, &dir).and_then(|fd| {
             sys::set_attrs_fd(fd.as_fd(), &m, sh.owners.for_meta(&m), None)?;

@@ -7,6 +7,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 
+use super::delete::split;
 use super::{Applier, Shared};
 use crate::error::Side;
 use crate::itemize::{Change, Update, field};
@@ -58,13 +59,6 @@ pub(crate) fn enlist(ap: &Applier<'_>, a: Idx, b: Idx) {
         });
 }
 
-fn split(path: &[u8]) -> (&[u8], &[u8]) {
-    match path.iter().rposition(|b| *b == b'/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&[], path),
-    }
-}
-
 /// A directory's listing holding only the entry `m` (with attributes `meta` and `xattrs`) of a
 /// directory with attributes `parent`: what [`plan_dir`] plans one file from.
 fn single(parent: Meta, name: &[u8], meta: Meta, xattrs: &Xattrs) -> Listing {
@@ -109,18 +103,7 @@ pub(crate) fn run_links(
     }
     touched.sort_by(|a, b| a.0.cmp(&b.0));
     touched.dedup_by(|a, b| a.0 == b.0);
-    for (dir, m) in touched {
-        let r = sys::open_dir_beneath(dst_root, &dir).and_then(|fd| {
-            sys::set_attrs_fd(fd.as_fd(), &m, sh.owners.for_meta(&m), None)?;
-            if sh.fsync {
-                sys::fsync(fd.as_fd())?;
-            }
-            Ok(())
-        });
-        if let Err(e) = r {
-            sh.fail_at("set attributes of", Side::Dest, dir, e);
-        }
-    }
+    super::delete::restore_dirs(sh, dst_root, touched);
 }
 
 type Failed = (Vec<u8>, std::io::Error);

@@ -244,6 +244,27 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
             message = s.message.clone();
         }
     }
+    // Without quiesce, files that changed while pass 2 copied them mean the copy of a database
+    // may be torn although every file was copied: say so instead of reporting success.
+    let live_changes = r
+        .steps
+        .iter()
+        .find(|s| s.name == "pass-2")
+        .and_then(|s| s.detail.warnings.as_ref())
+        .map_or(0, |w| w.count);
+    if q.mode == QuiesceMode::None && live_changes > 0 && exit == Exit::Ok {
+        let m = format!(
+            "{live_changes} {} changed while pass 2 copied {} (quiesce mode \"none\"): a database \
+             or MinIO in the dev copy may be torn; set [jobs.{name}.quiesce] mode = \"pause\" for \
+             a consistent copy",
+            if live_changes == 1 { "file" } else { "files" },
+            if live_changes == 1 { "it" } else { "them" },
+        );
+        tracing::warn!(job = name, step = "pass-2", "{m}");
+        exit = Exit::Attention;
+        failed_step = Some("pass-2".into());
+        message = Some(m);
+    }
     if cancel.is_cancelled() {
         exit = exit.worst(Exit::Signal);
         failed_step = failed_step.or_else(|| Some("cancelled".into()));

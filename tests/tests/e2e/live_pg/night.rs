@@ -90,6 +90,15 @@ impl Night {
             .join("; ")
     }
 
+    /// The warnings (changed or vanished while copied) of the pass-2 step in the state.
+    pub fn pass2_warnings(&self) -> u64 {
+        self.state_json()
+            .as_ref()
+            .and_then(pass2_step)
+            .and_then(|s| s.get("warnings")?.get("count")?.as_u64())
+            .unwrap_or(0)
+    }
+
     /// What pass 2 repaired: files whose dev copy had production's size and mtime but other
     /// content (`repaired` of the pass-2 step in the state).
     fn pass2_repaired(&self) -> Option<u64> {
