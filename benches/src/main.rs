@@ -17,6 +17,7 @@
 mod area;
 mod chart;
 mod measure;
+mod remote;
 mod report;
 mod trees;
 mod workloads;
@@ -75,7 +76,8 @@ struct Args {
     /// Timed rounds per tool [default: 3, 5 for large]
     #[arg(long)]
     rounds: Option<usize>,
-    /// Only these workloads (1-7, v for verify, m for memory); repeatable
+    /// Only these workloads (1-7, v for verify, m for memory, r for the remote ones over ssh,
+    /// which run only when named); repeatable
     #[arg(long = "only", value_name = "W")]
     only: Vec<String>,
     /// Where the scratch filesystems are made

@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod mirror;
+mod refused;
+pub use mirror::{RuleArg, SyncArgs, VerifyArgs, VerifyScope, pattern_rule};
 use mirror::{SYNC_ABOUT, SYNC_EXAMPLES, VERIFY_ABOUT};
-pub use mirror::{SyncArgs, VerifyArgs, VerifyScope};
 
 /// opsync mirrors production data into the development copy (like `rsync -a --delete`, faster and
 /// safer) and runs the server's operations: certificates, nginx, compose stacks and a scheduler.
@@ -41,9 +42,14 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing would only obscure the matches
 pub enum Command {
     /// Mirror SRC into DST: the result of `rsync -a --delete SRC/ DST/`
-    #[command(long_about = SYNC_ABOUT, after_long_help = SYNC_EXAMPLES)]
+    #[command(
+        long_about = SYNC_ABOUT,
+        after_long_help = SYNC_EXAMPLES,
+        disable_help_flag = true
+    )]
     Sync(SyncArgs),
     /// TLS certificates: status, issuance and renewal through certbot, the deploy hook
     #[command(subcommand)]
@@ -80,6 +86,21 @@ pub enum Command {
     /// Compare two trees: contents (BLAKE3) and every attribute sync preserves
     #[command(long_about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page of opsync (roff) on stdout
+    Man,
+
+    /// The remote end of `opsync sync HOST:PATH`, started through ssh: speaks the protocol on
+    /// stdin and stdout
+    #[command(hide = true)]
+    Serve,
 }
 
 const STACK_ABOUT: &str = "\
@@ -240,20 +261,142 @@ pub enum NginxCommand {
 }
 
 /// Parses the process arguments. On `--help`/`--version` prints and returns exit 0; on a usage
-/// error prints clap's message and returns exit 1 (rsync's usage code).
+/// error prints clap's message and returns exit 1 (rsync's usage code). An option clap does not
+/// know gets one line: what to use instead of a refused rsync option, or that it is unknown.
 pub fn parse() -> Result<Cli, ExitCode> {
-    match Cli::try_parse() {
+    parse_from(std::env::args_os().collect())
+}
+
+fn parse_from(mut args: Vec<std::ffi::OsString>) -> Result<Cli, ExitCode> {
+    // rsync's `-h` is --human-readable, except alone, where it asks for help.
+    if let Some(i) = args.iter().position(|a| a == "sync") {
+        if args.len() == i + 2 && args[i + 1] == "-h" {
+            args[i + 1] = "--help".into();
+        }
+    }
+    let result = Cli::command().try_get_matches_from(&args).and_then(|m| {
+        let mut cli = Cli::from_arg_matches(&m)?;
+        if let (Command::Sync(s), Some(("sync", sm))) = (&mut cli.command, m.subcommand()) {
+            s.rules = mirror::ordered_rules(sm);
+        }
+        Ok(cli)
+    });
+    match result {
         Ok(cli) => Ok(cli),
         Err(e) => {
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
             let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
                 _ => 1,
             };
+            if e.kind() == ErrorKind::UnknownArgument {
+                if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
+                    crate::output::error(&refused::message(arg));
+                    return Err(ExitCode::from(1));
+                }
+            }
             let _ = e.print();
             Err(ExitCode::from(code))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync(args: &[&str]) -> Result<SyncArgs, ExitCode> {
+        let mut all = vec!["opsync", "sync"];
+        all.extend_from_slice(args);
+        match parse_from(all.into_iter().map(Into::into).collect())?.command {
+            Command::Sync(s) => Ok(s),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn h_is_human_readable_with_other_arguments() {
+        let s = sync(&["-avh", "--delete", "a/", "b/"]).unwrap();
+        assert_eq!((s.human_readable, s.verbose), (1, 1));
+        assert_eq!(s.src, Some(PathBuf::from("a/")));
+        assert!(sync(&["-rlptgoD", "--devices", "--specials", "--del", "a", "b"]).is_ok());
+        for d in [
+            "--delete-before",
+            "--delete-during",
+            "--delete-after",
+            "--delete-delay",
+        ] {
+            assert!(sync(&[d, "a", "b"]).unwrap().delete);
+        }
+    }
+
+    #[test]
+    fn completions_and_man_page_list_the_sync_options() {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "opsync",
+            &mut out,
+        );
+        assert!(String::from_utf8_lossy(&out).contains("--delete-excluded"));
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .unwrap();
+        assert!(String::from_utf8_lossy(&man).contains(".TH opsync 1"));
+    }
+
+    #[test]
+    fn every_refused_option_is_refused() {
+        for r in refused::REFUSED {
+            for l in r.long {
+                assert!(
+                    sync(&[&format!("--{l}"), "a", "b"]).is_err(),
+                    "--{l} was accepted"
+                );
+            }
+            if let Some(c) = r.short {
+                assert!(
+                    sync(&[&format!("-a{c}"), "a", "b"]).is_err(),
+                    "-{c} was accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn filter_options_keep_their_command_line_order() {
+        let s = sync(&[
+            "--exclude=*.o",
+            "-F",
+            "--include=keep.o",
+            "-f",
+            "- tmp/",
+            "--exclude-from=x",
+            "-FF",
+            "a",
+            "b",
+        ])
+        .unwrap();
+        let rule = |r: &str| RuleArg::Rule(r.into());
+        assert_eq!(
+            s.rules,
+            vec![
+                rule("- *.o"),
+                rule("dir-merge /.rsync-filter"),
+                rule("+ keep.o"),
+                rule("- tmp/"),
+                RuleArg::From {
+                    file: "x".into(),
+                    include: false
+                },
+                rule("- .rsync-filter"),
+                rule("- .rsync-filter"),
+            ]
+        );
     }
 }
 

@@ -8,10 +8,13 @@
 
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+mod rsync;
+use rsync::Extra;
 
 use sync_engine::itemize::escape_name;
-use sync_engine::{FileError, Item, Kind, Observer, Op, PlanCounts, Report, Warning};
+use sync_engine::{FileError, Item, Kind, Observer, Op, Report, Warning};
 
 use crate::cli::LogFormat;
 use crate::events::{
@@ -85,42 +88,162 @@ pub fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
 }
 
 /// How `opsync sync` reports.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct SyncOutput {
     pub itemize: bool,
+    /// rsync's name level: 1 changed names (`-v`), 2 unchanged too.
     pub verbose: u8,
     pub json: bool,
-    pub progress: bool,
+    /// rsync's progress level: 1 a line per file (`--progress`), 2 one line for the whole
+    /// transfer (`--info=progress2`).
+    pub progress: u8,
+    /// rsync's stats level: 1 the summary lines (`-v`), 2 and 3 `--stats`.
+    pub stats: u8,
+    /// rsync's number format: 0 digits, 1 thousands separators, 2 `-h`, 3 `-hh`.
+    pub human: u8,
+    /// `--log-file`: the file opened for appending.
+    pub log: Option<std::fs::File>,
+}
+
+/// Progress state: what was copied and scanned, for rates over the last seconds.
+struct Progress {
+    started: Instant,
+    /// Bytes copied, bytes to copy as far as SRC was read (its regular files' sizes, an upper
+    /// bound of what is copied), entries seen, entries done.
+    copied: u64,
+    total: u64,
+    entries: u64,
+    checked: u64,
+    files: u64,
+    /// (time, bytes copied) of recent samples, oldest first, for the current rate.
+    samples: std::collections::VecDeque<(Instant, u64)>,
+    last_draw: Option<Instant>,
+    /// When the previous per-file line was printed (the rate of a file is over its interval).
+    last_file: Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let now = Instant::now();
+        Progress {
+            started: now,
+            copied: 0,
+            total: 0,
+            entries: 0,
+            checked: 0,
+            files: 0,
+            samples: std::collections::VecDeque::new(),
+            last_draw: None,
+            last_file: now,
+        }
+    }
+
+    /// The rate over the last 5 seconds of samples (not the run's average).
+    fn rate(&mut self, now: Instant) -> f64 {
+        self.samples.push_back((now, self.copied));
+        while self.samples.len() > 2
+            && now.duration_since(self.samples[0].0) > Duration::from_secs(5)
+        {
+            self.samples.pop_front();
+        }
+        let (t0, b0) = self.samples[0];
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt <= 0.0 {
+            0.0
+        } else {
+            (self.copied - b0) as f64 / dt
+        }
+    }
 }
 
 /// The observer of a sync run: prints items, errors and warnings as they happen.
 pub struct SyncPrinter {
     mode: SyncOutput,
     out: Mutex<BufWriter<Stdout>>,
-    bar: Option<indicatif::ProgressBar>,
+    extra: Mutex<Extra>,
+    progress: Mutex<Progress>,
+    log: Option<Mutex<std::fs::File>>,
 }
 
 impl SyncPrinter {
-    pub fn new(mode: SyncOutput) -> SyncPrinter {
-        let bar = (mode.progress && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::with_draw_target(
-                None,
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        SyncPrinter {
+    pub fn new(mut mode: SyncOutput) -> SyncPrinter {
+        let log = mode.log.take().map(Mutex::new);
+        let printer = SyncPrinter {
             mode,
             out: Mutex::new(BufWriter::new(std::io::stdout())),
-            bar,
+            extra: Mutex::new(Extra::default()),
+            progress: Mutex::new(Progress::new()),
+            log,
+        };
+        printer.log_line("building file list");
+        printer
+    }
+
+    /// Appends `text` to the `--log-file` with rsync's prefix.
+    fn log_line(&self, text: &str) {
+        if let Some(log) = &self.log {
+            let line = format!(
+                "{}{text}\n",
+                rsync::log_prefix(chrono::Local::now(), std::process::id())
+            );
+            let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = f.write_all(line.as_bytes());
         }
+    }
+
+    /// Prints rsync's `-v` header lines (`sending incremental file list`, `created directory
+    /// DST`) before the run.
+    pub fn header(&self, created_root: Option<&std::path::Path>) {
+        if !self.mode.json && self.mode.verbose > 0 {
+            self.line("sending incremental file list");
+        }
+        if let Some(d) = created_root {
+            self.extra
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .created_root = true;
+            let shown = d.display().to_string();
+            let shown = shown.trim_end_matches('/');
+            if !self.mode.json && (self.mode.verbose > 0 || self.mode.itemize) {
+                self.line(&format!("created directory {shown}"));
+            }
+        }
+    }
+
+    /// Draws the progress2 line (at most every 200 ms, or `force`).
+    fn draw_total(&self, p: &mut Progress, force: bool) {
+        let now = Instant::now();
+        if !force
+            && p.last_draw
+                .is_some_and(|t| now.duration_since(t) < Duration::from_millis(200))
+        {
+            return;
+        }
+        p.last_draw = Some(now);
+        let rate = p.rate(now);
+        let size = p.total.max(p.copied);
+        let eta = if force {
+            now.duration_since(p.started)
+        } else if rate > 0.0 {
+            Duration::from_secs_f64((size - p.copied) as f64 / rate)
+        } else {
+            Duration::ZERO
+        };
+        let left = p.entries.saturating_sub(p.checked);
+        let l = rsync::progress_line(
+            p.copied,
+            size,
+            rate,
+            eta,
+            self.mode.human,
+            Some((p.files, left, p.entries + 1, force)),
+        );
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = write!(out, "\r{l}");
+        if force {
+            let _ = writeln!(out);
+        }
+        let _ = out.flush();
     }
 
     fn line(&self, s: &str) {
@@ -130,9 +253,27 @@ impl SyncPrinter {
 
     fn stderr(&self, s: &str) {
         let _ = self.out.lock().map(|mut o| o.flush());
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{s}")),
-            None => eprintln!("{s}"),
+        eprintln!("{s}");
+    }
+
+    /// Prints an item: its JSON event, `-i` line, or `-v` name.
+    fn print_item(&self, item: &Item<'_>, path: &str, field: &str, link: &str) {
+        if self.mode.json {
+            let e = Event::Item(ItemEvent {
+                itemize: field.to_string(),
+                op: op_str(item.op).to_string(),
+                path: EventPath::from_bytes(item.path),
+                bytes: item.bytes,
+                link: item.link.map(|l| String::from_utf8_lossy(l).into_owned()),
+            });
+            self.line(&e.to_line());
+        } else if self.mode.itemize {
+            self.line(&format!("{field} {path}{link}"));
+        } else if self.mode.verbose == 0 {
+        } else if item.op == Op::Delete {
+            self.line(&format!("deleting {path}"));
+        } else {
+            self.line(&format!("{path}{link}"));
         }
     }
 
@@ -151,26 +292,58 @@ impl SyncPrinter {
         self.stderr(s);
     }
 
-    /// Prints the final summary (JSON line or `--stats`) and flushes.
+    /// Prints the final summary (JSON line, or rsync's `--stats` and summary lines) and
+    /// flushes.
     pub fn finish(
         &self,
         report: &Report,
         elapsed: Duration,
         exit_code: u8,
-        stats: bool,
         verify: Option<VerifyCounts>,
     ) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        self.finish_wire(report, elapsed, exit_code, verify, None);
+    }
+
+    /// [`SyncPrinter::finish`] of a remote run, with the bytes sent and received on the
+    /// connection (rsync's `sent N bytes  received M bytes`).
+    pub fn finish_wire(
+        &self,
+        report: &Report,
+        elapsed: Duration,
+        exit_code: u8,
+        verify: Option<VerifyCounts>,
+        wire: Option<(u64, u64)>,
+    ) {
+        if self.mode.progress == 2 && !self.mode.json {
+            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            p.checked = p.entries;
+            self.draw_total(&mut p, true);
+        }
+        let mut extra = *self.extra.lock().unwrap_or_else(|p| p.into_inner());
+        if extra.created_root && !report.dry_run {
+            extra.created.add(Kind::Dir);
         }
         if self.mode.json {
             let mut s = summary(report, elapsed, exit_code);
             s.verify = verify;
+            s.sent_bytes = wire.map(|w| w.0);
+            s.received_bytes = wire.map(|w| w.1);
             self.line(&Event::Summary(s).to_line());
-        } else if stats {
-            for l in stats_lines(report, elapsed) {
+        } else if self.mode.stats > 0 {
+            let lines = rsync::summary(
+                report,
+                &extra,
+                elapsed,
+                self.mode.stats,
+                self.mode.human,
+                wire,
+            );
+            for l in lines {
                 self.line(&l);
             }
+        }
+        if self.log.is_some() {
+            self.log_line(&rsync::log_summary(report));
         }
         let _ = self.out.lock().map(|mut o| o.flush());
     }
@@ -215,35 +388,75 @@ fn display_path(item: &Item<'_>) -> String {
 
 impl Observer for SyncPrinter {
     fn wants_items(&self) -> bool {
-        self.mode.itemize || self.mode.verbose > 0 || self.mode.json
+        self.mode.itemize
+            || self.mode.verbose > 0
+            || self.mode.json
+            || self.mode.stats >= 2
+            || self.mode.progress > 0
+            || self.log.is_some()
     }
 
     fn item(&self, item: &Item<'_>) {
         let path = display_path(item);
         let field = String::from_utf8_lossy(&item.field);
-        if self.mode.json {
-            let e = Event::Item(ItemEvent {
-                itemize: field.into_owned(),
-                op: op_str(item.op).to_string(),
-                path: EventPath::from_bytes(item.path),
-                bytes: item.bytes,
-                link: item.link.map(|l| String::from_utf8_lossy(l).into_owned()),
-            });
-            self.line(&e.to_line());
-            return;
+        let new = item.field[2..].iter().all(|&b| b == b'+');
+        {
+            let mut x = self.extra.lock().unwrap_or_else(|p| p.into_inner());
+            if item.op == Op::Delete {
+                x.deleted.add(item.kind);
+            } else if new && !item.path.is_empty() {
+                x.created.add(item.kind);
+            }
         }
         let arrow = if item.op == Op::Link { "=>" } else { "->" };
         let link = item
             .link
             .map(|l| format!(" {arrow} {}", escape_name(l)))
             .unwrap_or_default();
-        if self.mode.itemize {
-            self.line(&format!("{field} {path}{link}"));
-        } else if item.op == Op::Delete {
-            self.line(&format!("deleting {path}"));
-        } else {
-            self.line(&format!("{path}{link}"));
+        if self.log.is_some() {
+            let name = if item.op == Op::Delete {
+                format!("*deleting   {path}")
+            } else {
+                format!("{field} {path}{link}")
+            };
+            self.log_line(&name);
         }
+        if item.op == Op::Copy {
+            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            p.files += 1;
+            p.checked += 1;
+            if self.mode.progress == 1 && !self.mode.json {
+                // rsync: the name (unless -v or -i print it), then the file's last line.
+                if !self.mode.itemize && self.mode.verbose == 0 {
+                    self.line(&path);
+                }
+                let now = Instant::now();
+                let dt = now.duration_since(p.last_file);
+                p.last_file = now;
+                let rate = item.bytes as f64 / dt.as_secs_f64().max(1e-3);
+                let left = p.entries.saturating_sub(p.checked);
+                let files = p.files;
+                let total = p.entries + 1;
+                drop(p);
+                let l = rsync::progress_line(
+                    item.bytes,
+                    item.bytes,
+                    rate,
+                    dt,
+                    self.mode.human,
+                    Some((files, left, total, false)),
+                );
+                self.print_item(item, &path, &field, &link);
+                self.line(&l);
+                return;
+            }
+        } else if item.op != Op::Delete {
+            self.progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .checked += 1;
+        }
+        self.print_item(item, &path, &field, &link);
     }
 
     fn error(&self, err: &FileError) {
@@ -299,17 +512,18 @@ impl Observer for SyncPrinter {
         self.stderr(&format!("opsync: warning: {msg}"));
     }
 
-    fn planned(&self, counts: &PlanCounts) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(counts.copy_bytes);
-            bar.set_message(format!("{} files to copy", counts.copies));
+    fn progress(&self, bytes: u64) {
+        let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        p.copied += bytes;
+        if self.mode.progress == 2 && !self.mode.json {
+            self.draw_total(&mut p, false);
         }
     }
 
-    fn progress(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(bytes);
-        }
+    fn scanned(&self, entries: u64, bytes: u64) {
+        let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        p.entries += entries;
+        p.total += bytes;
     }
 }
 
@@ -444,33 +658,8 @@ pub fn summary(r: &Report, elapsed: Duration, exit_code: u8) -> Summary {
         delete_limited: r.delete_limited,
         cancelled: r.cancelled,
         verify: None,
+        sent_bytes: None,
+        received_bytes: None,
         seconds: elapsed.as_secs_f64(),
     }
-}
-
-fn stats_lines(r: &Report, elapsed: Duration) -> Vec<String> {
-    let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        r.bytes_copied as f64 / secs
-    } else {
-        0.0
-    };
-    vec![
-        String::new(),
-        format!(
-            "Number of files: {} (regular: {})",
-            r.src_entries, r.src_files
-        ),
-        format!("Number of created files: {}", r.created),
-        format!("Number of deleted files: {}", r.deleted),
-        format!("Number of regular files transferred: {}", r.files_copied),
-        format!(
-            "Number of entries with attributes updated: {}",
-            r.attrs_fixed
-        ),
-        format!("Total file size: {} bytes", r.src_bytes),
-        format!("Total transferred file size: {} bytes", r.bytes_copied),
-        format!("Errors: {}, vanished: {}", r.errors, r.vanished),
-        format!("Elapsed: {secs:.3} s ({:.1} MB/s)", rate / 1e6),
-    ]
 }

@@ -48,6 +48,9 @@ pub trait Observer: Sync {
     fn planned(&self, _counts: &PlanCounts) {}
     /// `bytes` more were copied.
     fn progress(&self, _bytes: u64) {}
+    /// A directory of SRC was read: `entries` more entries, `bytes` more in regular files and
+    /// symlink targets (rsync's total size).
+    fn scanned(&self, _entries: u64, _bytes: u64) {}
     /// [`crate::verify::verify`] found a difference.
     fn difference(&self, _d: &crate::verify::Difference) {}
 }
@@ -79,6 +82,14 @@ pub struct Report {
     pub src_entries: u64,
     pub src_files: u64,
     pub src_bytes: u64,
+    /// Directories (root excluded), symlinks, devices and special files (FIFOs, sockets) among
+    /// SRC's entries (rsync's `--stats` breakdown).
+    pub src_dirs: u64,
+    pub src_symlinks: u64,
+    pub src_devices: u64,
+    pub src_specials: u64,
+    /// The lengths of SRC's symlink targets (rsync counts them in the total size).
+    pub src_link_bytes: u64,
     /// Entries in DST before the run (root excluded).
     pub dst_entries: u64,
     pub files_copied: u64,
@@ -135,6 +146,11 @@ pub(crate) struct Counters {
     pub src_entries: AtomicU64,
     pub src_files: AtomicU64,
     pub src_bytes: AtomicU64,
+    pub src_dirs: AtomicU64,
+    pub src_symlinks: AtomicU64,
+    pub src_devices: AtomicU64,
+    pub src_specials: AtomicU64,
+    pub src_link_bytes: AtomicU64,
     pub dst_entries: AtomicU64,
     pub rechecked: AtomicU64,
     pub created: AtomicU64,
@@ -160,6 +176,11 @@ impl Counters {
         r.src_entries = g(&self.src_entries);
         r.src_files = g(&self.src_files);
         r.src_bytes = g(&self.src_bytes);
+        r.src_dirs = g(&self.src_dirs);
+        r.src_symlinks = g(&self.src_symlinks);
+        r.src_devices = g(&self.src_devices);
+        r.src_specials = g(&self.src_specials);
+        r.src_link_bytes = g(&self.src_link_bytes);
         r.dst_entries = g(&self.dst_entries);
         r.rechecked = g(&self.rechecked);
         r.created = g(&self.created);

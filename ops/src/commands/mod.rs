@@ -6,9 +6,11 @@
 //! not know better.
 
 pub mod certs;
+pub mod completions;
 pub mod config;
 pub mod daemon;
 pub mod nginx;
+pub mod remote;
 pub mod run;
 pub mod schedule;
 pub mod setup;
@@ -36,6 +38,9 @@ pub fn run(cli: Cli) -> Exit {
         Command::Nginx(cmd) => nginx::run(&global, cmd),
         Command::Verify(args) => verify::run(&global, args),
         Command::Stack(args) => stack::run(&global, args),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
+        Command::Serve => remote::serve(),
     }
 }
 

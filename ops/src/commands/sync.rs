@@ -11,7 +11,7 @@ use anyhow::anyhow;
 use sync_engine::verify::VerifyOptions;
 use sync_engine::{Error, MaxDelete, Options};
 
-use crate::cli::{SyncArgs, VerifyScope};
+use crate::cli::{RuleArg, SyncArgs, VerifyScope, pattern_rule};
 use crate::commands::{Global, fail};
 use crate::events::VerifyCounts;
 use crate::output::{SyncOutput, SyncPrinter};
@@ -19,9 +19,13 @@ use opsync_core::config::Config;
 use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(global: &Global, args: SyncArgs) -> Exit {
-    let (src, dst, opts) = match resolve(global, &args) {
+    let (src, dst, opts, info) = match resolve(global, &args) {
         Ok(v) => v,
         Err((exit, e)) => return fail(exit, &e),
+    };
+    let remote = match super::remote::which(&src, &dst) {
+        Ok(r) => r,
+        Err(e) => return fail(Exit::Usage, &e),
     };
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -31,12 +35,52 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
     }
     let opts = opts.cancel(Some(cancel));
 
-    let printer = SyncPrinter::new(SyncOutput {
-        itemize: args.itemize_changes,
-        verbose: args.verbose,
-        json: args.json,
-        progress: args.progress,
+    let log = match &args.log_file {
+        Some(f) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                return fail(
+                    Exit::Usage,
+                    &anyhow!(
+                        "cannot open the --log-file {}: {e}; give a file in a writable directory",
+                        f.display()
+                    ),
+                );
+            }
+        },
+        None => None,
+    };
+    let quiet = args.quiet;
+    let name = info
+        .name
+        .unwrap_or(if quiet { 0 } else { args.verbose.min(2) });
+    let stats = info.stats.unwrap_or(if args.stats {
+        2
+    } else if name > 0 {
+        1
+    } else {
+        0
     });
+    let progress = info
+        .progress
+        .unwrap_or(u8::from((args.progress || args.partial_progress) && !quiet));
+    let printer = SyncPrinter::new(SyncOutput {
+        itemize: args.itemize_changes > 0,
+        verbose: name,
+        json: args.json,
+        progress,
+        stats,
+        human: 1 + args.human_readable.min(2),
+        log,
+    });
+    if let Some(remote) = remote {
+        return super::remote::run(global, &args, &src, &dst, remote, opts, &printer);
+    }
+    printer.header((!dst.exists()).then_some(dst.as_path()));
     let started = Instant::now();
     let report = match sync_engine::sync(&src, &dst, &opts, &printer) {
         Ok(r) => r,
@@ -67,7 +111,7 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
             }
         }
     }
-    printer.finish(&total, started.elapsed(), exit.code(), args.stats, counts);
+    printer.finish(&total, started.elapsed(), exit.code(), counts);
     if total.deletions_disabled {
         printer.note("opsync: errors reading the source: deletions were skipped for this run");
     }
@@ -106,7 +150,10 @@ fn verify_and_repair(
     total: &mut sync_engine::Report,
 ) -> Result<VerifyCounts, Error> {
     let vopts = VerifyOptions::default()
+        .filters(opts.filters.clone())
         .excludes(opts.excludes.clone())
+        .xattrs(opts.xattrs)
+        .acls(opts.acls)
         .threads(opts.threads)
         .modify_window(opts.modify_window);
     let found = Collect::new(printer, false);
@@ -188,7 +235,11 @@ fn add_counts(total: &mut sync_engine::Report, r: &sync_engine::Report) {
     total.cancelled |= r.cancelled;
 }
 
-type Resolved = (PathBuf, PathBuf, Options);
+type Resolved = (PathBuf, PathBuf, Options, Info);
+
+/// More worker threads than this are refused: each has a large stack, and the disks are the
+/// limit long before.
+const MAX_THREADS: usize = 256;
 
 /// Turns the command line (and, for what it leaves out, the config file) into engine options.
 fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::Error)> {
@@ -218,15 +269,43 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
         })?),
         None => cfg.as_ref().and_then(|c| c.sync.max_delete),
     };
-    if args.threads == Some(0) {
-        return Err(usage("--threads must be at least 1".into()));
+    match args.threads {
+        Some(0) => return Err(usage("--threads must be at least 1".into())),
+        Some(n) if n > MAX_THREADS => {
+            return Err(usage(format!(
+                "--threads={n} is more than opsync uses ({MAX_THREADS}): give at most \
+                 {MAX_THREADS}, or leave it out to use every core"
+            )));
+        }
+        _ => {}
     }
-    let mut excludes = args.exclude.clone();
-    if let Some(c) = &cfg {
-        excludes.extend(c.sync.exclude.iter().cloned());
+    let mut filters = Vec::new();
+    for r in &args.rules {
+        match r {
+            RuleArg::Rule(r) => filters.push(r.clone()),
+            RuleArg::From { file, include } => {
+                let text = read_list(file, args.from0, from_option(*include))
+                    .map_err(|e| (Exit::Usage, e))?;
+                filters.extend(
+                    text.into_iter()
+                        .map(|l| String::from_utf8_lossy(&l).into_owned())
+                        .filter(|l| !l.starts_with('#') && !l.starts_with(';'))
+                        .map(|l| pattern_rule(&l, *include)),
+                );
+            }
+        }
     }
+    let excludes = cfg
+        .as_ref()
+        .map(|c| c.sync.exclude.clone())
+        .unwrap_or_default();
+    let info = Info::parse(&args.info).map_err(usage)?;
     let recheck = match &args.recheck_from {
-        Some(f) => read_list(f, args.from0).map_err(|e| (Exit::Usage, e))?,
+        Some(f) => read_list(f, args.from0, "--recheck-from")
+            .map_err(|e| (Exit::Usage, e))?
+            .into_iter()
+            .map(|p| p.strip_prefix(b"./").map(<[u8]>::to_vec).unwrap_or(p))
+            .collect(),
         None => Vec::new(),
     };
     let opts = Options::default()
@@ -235,31 +314,121 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
         .dry_run(args.dry_run)
         .max_delete(max_delete)
         .modify_window(args.modify_window)
+        .filters(filters)
         .excludes(excludes)
+        .delete_excluded(args.delete_excluded)
         .threads(args.threads)
         .allow_empty_source(args.allow_empty_source)
-        .delta(args.delta.into())
+        .delta(if args.whole_file {
+            sync_engine::Delta::Never
+        } else {
+            args.delta.into()
+        })
+        .hard_links(args.hard_links)
+        .acls(args.acls)
+        .xattrs(args.xattrs)
+        .one_file_system(args.one_file_system)
+        .fsync(args.fsync)
+        .insecure_links(args.insecure_links)
         .inplace(args.inplace)
         .recheck(recheck)
         .verify_written(args.verify == Some(VerifyScope::Written));
 
-    Ok((src, dst, opts))
+    Ok((src, dst, opts, info))
 }
 
-/// The paths listed in `file` (`-` for standard input): one per line, or NUL-separated with
-/// `from0`; empty entries and a leading `./` are dropped.
-fn read_list(file: &Path, from0: bool) -> anyhow::Result<Vec<Vec<u8>>> {
+fn from_option(include: bool) -> &'static str {
+    if include {
+        "--include-from"
+    } else {
+        "--exclude-from"
+    }
+}
+
+/// As rsync 3.5 does for the files operators name: a list whose path goes through a symlink
+/// (the file itself or a directory on the way) owned by a user other than root and the caller
+/// is not read (someone else could point it anywhere).
+fn refuse_untrusted_symlink(file: &Path, option: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
+    for p in file.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != me {
+            anyhow::bail!(
+                "the {option} file {} goes through the symlink {} owned by uid {}, not by root \
+                 or you: refusing to follow it (as rsync 3.5); give the real path",
+                file.display(),
+                p.display(),
+                m.uid()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `--info`, `--progress`, `-P`, `--stats` and `-v` ask for, as rsync's levels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Info {
+    /// 0 none, 1 a line per file (--progress), 2 one line for the whole transfer.
+    pub progress: Option<u8>,
+    /// 0 none, 1 the two summary lines (-v), 2 and 3 the full statistics (--stats).
+    pub stats: Option<u8>,
+    /// 0 no names, 1 changed items (-v), 2 unchanged ones too (-vv).
+    pub name: Option<u8>,
+}
+
+impl Info {
+    /// Parses `--info` flags (`progress2`, `stats`, `name0`, ...; a missing level is 1).
+    fn parse(flags: &[String]) -> Result<Info, String> {
+        let mut info = Info::default();
+        for f in flags.iter().filter(|f| !f.is_empty()) {
+            let f = f.to_ascii_lowercase();
+            let split = f.find(|c: char| c.is_ascii_digit()).unwrap_or(f.len());
+            let (name, level) = f.split_at(split);
+            let level: u8 = if level.is_empty() {
+                1
+            } else {
+                level.parse().map_err(|_| bad_info(&f))?
+            };
+            let (slot, max) = match name {
+                "progress" => (&mut info.progress, 2),
+                "stats" => (&mut info.stats, 3),
+                "name" => (&mut info.name, 2),
+                _ => return Err(bad_info(&f)),
+            };
+            if level > max {
+                return Err(bad_info(&f));
+            }
+            *slot = Some(level);
+        }
+        Ok(info)
+    }
+}
+
+fn bad_info(flag: &str) -> String {
+    format!(
+        "--info={flag} is not supported: use progress0..progress2, stats0..stats3 or \
+         name0..name2 (comma-separated)"
+    )
+}
+
+/// The entries listed in `file` (`-` for standard input) for `option`: one per line, or
+/// NUL-separated with `from0`; empty entries and a leading `./` are dropped.
+fn read_list(file: &Path, from0: bool, option: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     use anyhow::Context as _;
     use std::io::Read as _;
     let mut data = Vec::new();
     if file == Path::new("-") {
         std::io::stdin()
             .read_to_end(&mut data)
-            .context("cannot read the --recheck-from list from standard input")?;
+            .with_context(|| format!("cannot read the {option} list from standard input"))?;
     } else {
+        refuse_untrusted_symlink(file, option)?;
         data = std::fs::read(file).with_context(|| {
             format!(
-                "cannot read the --recheck-from list {}: give a file of paths relative to SRC",
+                "cannot read the {option} file {}: give a readable file, one entry per line",
                 file.display()
             )
         })?;
@@ -267,7 +436,7 @@ fn read_list(file: &Path, from0: bool) -> anyhow::Result<Vec<Vec<u8>>> {
     let sep = if from0 { b'\0' } else { b'\n' };
     Ok(data
         .split(|b| *b == sep)
-        .map(|p| p.strip_prefix(b"./").unwrap_or(p))
+        .map(|p| p.strip_suffix(b"\r").unwrap_or(p))
         .filter(|p| !p.is_empty())
         .map(<[u8]>::to_vec)
         .collect())

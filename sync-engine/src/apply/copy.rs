@@ -47,7 +47,7 @@ impl Applier<'_> {
                 Err(e) => return self.copy_failed(&src, "update in place", a, e),
             }
         }
-        let created = self.creation_mode(d, before.perm);
+        let (created, exact) = self.creation_mode(d, before.perm);
         let made = sys::with_temp_name(name, |t| sys::create_file_mode_at(d, t, created));
         let (tmpf, tmp) = match made {
             Ok(v) => v,
@@ -62,7 +62,9 @@ impl Applier<'_> {
             .unwrap_or_else(|| self.copy_checked(&src, before, &tmpf, a.src))
             .and_then(|c| {
                 let owner = self.new_file_owner(tmpf.as_fd(), &c.meta)?;
-                let chmod = c.meta.perm != created;
+                // Not exact: the umask or a default ACL may have changed the mode the file was
+                // created with, even when it is the one wanted.
+                let chmod = !exact || c.meta.perm != created;
                 sys::set_attrs_fd_with(tmpf.as_fd(), &c.meta, owner, chmod, Some(c.read_at))?;
                 self.put_xattrs(sys::XattrTarget::Fd(tmpf.as_fd()), None, a.src)?;
                 if self.fsync {
@@ -102,8 +104,9 @@ impl Applier<'_> {
     /// The mode a temporary file for a file with permissions `perm` is created with: `perm`
     /// itself when the kernel will give it exactly that (no setuid/setgid/sticky bit, readable
     /// and writable by its owner, nothing the umask clears, no default ACL in the directory,
-    /// no `-A`), so no `fchmod` follows; else 0600 until the content is complete.
-    fn creation_mode(&self, d: BorrowedFd<'_>, perm: u32) -> u32 {
+    /// no `-A`), so no `fchmod` follows; else 0600 until the content is complete, and then an
+    /// `fchmod` (the second value: whether the mode is exact).
+    fn creation_mode(&self, d: BorrowedFd<'_>, perm: u32) -> (u32, bool) {
         let exact = perm & 0o7000 == 0
             && perm & 0o600 == 0o600
             && !self.xattrs.acls
@@ -112,7 +115,7 @@ impl Applier<'_> {
                 .new_files
                 .default_acl
                 .get_or_init(|| sys::may_have_default_acl(d));
-        if exact { perm } else { 0o600 }
+        if exact { (perm, true) } else { (0o600, false) }
     }
 
     /// The owner and group to set on a new file created in this directory: only what differs

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use super::{Shared, join};
 use crate::error::Side;
-use crate::filter::{Side as FSide, Verdict};
+use crate::filter::{DirRules, Side as FSide, Verdict};
 use crate::itemize::{Change, Update, field};
 use crate::listing::{Kind, Meta};
 use crate::plan::Op;
@@ -26,6 +26,9 @@ pub(crate) struct Deferred {
     pub is_dir: bool,
     /// SRC's attributes of the entry's directory, set back on DST's after the deletion.
     pub parent: Meta,
+    /// The filter rules of DST's directory of the entry (its per-directory files protect
+    /// entries inside a directory that is deleted too, as in rsync).
+    pub rules: DirRules,
 }
 
 /// The directory part and the name of `path`.
@@ -65,12 +68,12 @@ pub(crate) fn run_deferred(sh: &Shared<'_>, dst_root: BorrowedFd<'_>, mut items:
         let Some((_, dfd)) = &open else { continue };
         let r = if sh.dry_run {
             if it.is_dir {
-                simulate_contents(sh, dfd.as_fd(), name, &it.path);
+                simulate_contents(sh, dfd.as_fd(), name, &it.path, &it.rules);
             }
             deleted(sh, &it.path, if it.is_dir { Kind::Dir } else { Kind::File });
             Ok(true)
         } else if it.is_dir {
-            remove_tree(sh, dfd.as_fd(), name, &it.path, true)
+            remove_tree(sh, dfd.as_fd(), name, &it.path, true, &it.rules)
         } else if sh.take_budget(1) {
             match sys::unlink_at(dfd.as_fd(), name, false) {
                 Ok(()) => {
@@ -136,23 +139,62 @@ fn deleted(sh: &Shared<'_>, path: &[u8], kind: Kind) {
     }
 }
 
-/// True when the entry `name` of the directory at `path` must stay: a filter rule protects it,
-/// or (`-x`) it is a directory on another filesystem.
-fn keep(sh: &Shared<'_>, path: &[u8], name: &[u8], st: &sys::Stat, is_dir: bool) -> bool {
+/// True when the entry `name` of the directory at `path` (whose filter rules are `rules`) must
+/// stay: a filter rule protects it, or (`-x`) it is a directory on another filesystem.
+fn keep(
+    sh: &Shared<'_>,
+    rules: &DirRules,
+    path: &[u8],
+    name: &[u8],
+    st: &sys::Stat,
+    is_dir: bool,
+) -> bool {
     if is_dir && sh.dst_dev != 0 && st.st_dev != sh.dst_dev {
         return true;
     }
     !sh.filter.is_empty()
         && matches!(
-            sh.filter.decide(
-                &crate::filter::DirRules::default(),
-                &join(path, name),
-                name,
-                is_dir,
-                FSide::Receiver,
-            ),
+            sh.filter
+                .decide(rules, &join(path, name), name, is_dir, FSide::Receiver),
             Verdict::Exclude { .. }
         )
+}
+
+/// The filter rules inside DST's directory `dir` at `path` (with entries `names` in `arena`),
+/// given its parent's `rules`: the per-directory files it holds are read, as the walk does.
+fn rules_in(
+    sh: &Shared<'_>,
+    dir: BorrowedFd<'_>,
+    path: &[u8],
+    arena: &[u8],
+    names: &[(u32, u16)],
+    rules: &DirRules,
+) -> DirRules {
+    if sh.filter.merge_names().next().is_none() {
+        return rules.clone();
+    }
+    let mut read = |wanted: &[u8]| {
+        let present = names
+            .iter()
+            .any(|&(o, l)| &arena[o as usize..o as usize + l as usize] == wanted);
+        if present {
+            sys::read_small_file_at(dir, wanted)
+        } else {
+            Ok(None)
+        }
+    };
+    match sh.filter.enter(rules, path, &mut read) {
+        Ok(r) => r,
+        Err(e) => {
+            sh.fail_at(
+                "read filter rules in",
+                Side::Dest,
+                path.to_vec(),
+                io::Error::other(e.to_string()),
+            );
+            rules.clone()
+        }
+    }
 }
 
 /// Removes directory `name` of `parent` (at `path`) with everything in it, contents first; each
@@ -165,11 +207,13 @@ pub(crate) fn remove_tree(
     name: &[u8],
     path: &[u8],
     announce: bool,
+    rules: &DirRules,
 ) -> io::Result<bool> {
     let dir = sys::open_dir_at(parent, name)?;
     let mut arena = Vec::new();
     let mut names = Vec::new();
     sys::read_names_at(dir.as_fd(), &mut arena, &mut names)?;
+    let inner = rules_in(sh, dir.as_fd(), path, &arena, &names, rules);
     names.sort_by(|&(a, la), &(b, lb)| {
         arena[a as usize..a as usize + la as usize]
             .cmp(&arena[b as usize..b as usize + lb as usize])
@@ -186,13 +230,13 @@ pub(crate) fn remove_tree(
             Err(e) => return Err(e),
         };
         let is_dir = st.st_mode & 0o170000 == 0o040000;
-        if keep(sh, path, child, &st, is_dir) {
+        if keep(sh, &inner, path, child, &st, is_dir) {
             complete = false;
             continue;
         }
         let child_path = join(path, child);
         if is_dir {
-            match remove_tree(sh, dir.as_fd(), child, &child_path, true) {
+            match remove_tree(sh, dir.as_fd(), child, &child_path, true, &inner) {
                 Ok(true) => {}
                 Ok(false) => complete = false,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -236,7 +280,13 @@ pub(crate) fn remove_tree(
 
 /// A dry run of [`remove_tree`]: reports the contents of directory `name` of `parent` as
 /// deleted (the directory itself is reported by the caller).
-pub(crate) fn simulate_contents(sh: &Shared<'_>, parent: BorrowedFd<'_>, name: &[u8], path: &[u8]) {
+pub(crate) fn simulate_contents(
+    sh: &Shared<'_>,
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    path: &[u8],
+    rules: &DirRules,
+) {
     let Ok(dir) = sys::open_dir_at(parent, name) else {
         return;
     };
@@ -245,6 +295,7 @@ pub(crate) fn simulate_contents(sh: &Shared<'_>, parent: BorrowedFd<'_>, name: &
     if sys::read_names_at(dir.as_fd(), &mut arena, &mut names).is_err() {
         return;
     }
+    let inner = rules_in(sh, dir.as_fd(), path, &arena, &names, rules);
     names.sort_by(|&(a, la), &(b, lb)| {
         arena[a as usize..a as usize + la as usize]
             .cmp(&arena[b as usize..b as usize + lb as usize])
@@ -255,12 +306,12 @@ pub(crate) fn simulate_contents(sh: &Shared<'_>, parent: BorrowedFd<'_>, name: &
             continue;
         };
         let kind = sys::meta_of(&st).map_or(Kind::File, |m| m.kind);
-        if keep(sh, path, child, &st, kind == Kind::Dir) {
+        if keep(sh, &inner, path, child, &st, kind == Kind::Dir) {
             continue;
         }
         let child_path = join(path, child);
         if kind == Kind::Dir {
-            simulate_contents(sh, dir.as_fd(), child, &child_path);
+            simulate_contents(sh, dir.as_fd(), child, &child_path, &inner);
         }
         deleted(sh, &child_path, kind);
     }

@@ -1,7 +1,7 @@
 //! `-H`: files that are hard links of each other in SRC become hard links of each other in DST.
 //! The links of a file may sit in any directory, so the walk only notes each file with several
 //! links; once every directory is done, each group (same device and inode in SRC) gets its
-//! first member in walk order (its leader) copied or fixed like any file, and every other
+//! first member in rsync's file-list order (its leader) copied or fixed like any file, and every other
 //! member made a link of it in DST (under a temporary name renamed over the name) unless it
 //! already is one. Memory: one entry per file with several links.
 
@@ -83,7 +83,7 @@ pub(crate) fn run_links(
     for m in members {
         groups.entry(m.ino).or_default().push(m);
     }
-    let order = |a: &[u8], b: &[u8]| a.split(|c| *c == b'/').cmp(b.split(|c| *c == b'/'));
+    let order = rsync_order;
     let mut groups: Vec<Vec<Member>> = groups.into_values().collect();
     for g in &mut groups {
         g.sort_by(|a, b| order(&a.path, &b.path));
@@ -106,7 +106,39 @@ pub(crate) fn run_links(
     super::delete::restore_dirs(sh, dst_root, touched);
 }
 
+/// rsync's file-list order of two paths (relative to the roots), which decides the leader of a
+/// group (rsync keeps the DST file of the first name it meets): in a directory its files come
+/// before the contents of its subdirectories, and subdirectories compare as `NAME/`.
+fn rsync_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut ia, mut ib) = (
+        a.split(|c| *c == b'/').peekable(),
+        b.split(|c| *c == b'/').peekable(),
+    );
+    loop {
+        match (ia.next(), ib.next()) {
+            (Some(x), Some(y)) => {
+                let (x_dir, y_dir) = (ia.peek().is_some(), ib.peek().is_some());
+                if x == y && x_dir == y_dir {
+                    continue;
+                }
+                return match (x_dir, y_dir) {
+                    (false, true) => Ordering::Less,
+                    (true, false) => Ordering::Greater,
+                    (false, false) => x.cmp(y),
+                    (true, true) => x.iter().chain(b"/").cmp(y.iter().chain(b"/")),
+                };
+            }
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+        }
+    }
+}
+
 type Failed = (Vec<u8>, std::io::Error);
+
+static NO_RULES: crate::filter::DirRules = crate::filter::DirRules::EMPTY;
 
 /// One group: its leader like any file, then the links.
 fn group(
@@ -155,6 +187,9 @@ fn group(
         subdirs: &[],
         hashed_at: None,
         new_files: Default::default(),
+        // A member's name holds no directory to delete with filter rules inside: the walk
+        // replaced any such directory before the links are made.
+        drules: &NO_RULES,
     };
     sh.order.done(node, 0, None, sh.obs);
     let rewritten = plan.actions.iter().any(|a| a.op == Op::Copy);
@@ -247,4 +282,21 @@ fn link(
         return Err(e);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::rsync_order;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn files_of_a_directory_come_before_its_subdirectories_contents() {
+        assert_eq!(rsync_order(b"Q", b"7C/x"), Less);
+        assert_eq!(rsync_order(b"7C/x", b"Q"), Greater);
+        assert_eq!(rsync_order(b"a/b", b"a/c"), Less);
+        assert_eq!(rsync_order(b"a/z", b"a/b/c"), Less);
+        // Directories compare as NAME/: "a.b/" < "a/" because '.' < '/'.
+        assert_eq!(rsync_order(b"a.b/x", b"a/x"), Less);
+        assert_eq!(rsync_order(b"a/x", b"a/x"), Equal);
+    }
 }

@@ -130,6 +130,8 @@ pub(crate) struct Applier<'a> {
     /// When the contents compared by hash were read (the stamp of racy files found equal).
     pub hashed_at: Option<Time>,
     pub new_files: NewFiles,
+    /// The filter rules of DST's directory (for what a deletion inside it must keep).
+    pub drules: &'a crate::filter::DirRules,
 }
 
 impl<'a> Deref for Applier<'a> {
@@ -421,6 +423,7 @@ impl Applier<'_> {
                 path: self.full(self.dst, a.dst),
                 is_dir: m.kind == Kind::Dir,
                 parent: *self.src.meta(0),
+                rules: self.drules.clone(),
             });
         self.skip(a.slot);
     }
@@ -433,7 +436,7 @@ impl Applier<'_> {
         if self.dry_run {
             if is_dir {
                 let path = self.full(self.dst, a.dst);
-                delete::simulate_contents(self, dfd, name, &path);
+                delete::simulate_contents(self, dfd, name, &path, self.drules);
             }
             self.count(a, 0);
             self.emit_action(a, 0);
@@ -441,7 +444,7 @@ impl Applier<'_> {
         }
         let r = if is_dir {
             let path = self.full(self.dst, a.dst);
-            delete::remove_tree(self, dfd, name, &path, false)
+            delete::remove_tree(self, dfd, name, &path, false, self.drules)
         } else if self.take_budget(1) {
             sys::unlink_at(dfd, name, false).map(|()| true)
         } else {

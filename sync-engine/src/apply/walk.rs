@@ -175,6 +175,7 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
         subdirs: &plan.subdirs,
         hashed_at,
         new_files: Default::default(),
+        drules: &d.rules,
     };
     ap.dir_line(plan.finish);
     for &(a, b) in &plan.linked {
@@ -398,15 +399,31 @@ fn count_entries(sh: &Shared<'_>, src: &Listing, dst: &Listing) {
     let n = src.len().saturating_sub(1) as u64;
     Counters::add(&c.src_entries, n);
     let (mut files, mut bytes) = (0, 0);
+    let [mut dirs, mut links, mut devs, mut specials, mut link_bytes] = [0u64; 5];
     for i in 1..src.len() as Idx {
         let m = src.meta(i);
-        if m.kind == Kind::File {
-            files += 1;
-            bytes += m.size;
+        match m.kind {
+            Kind::File => {
+                files += 1;
+                bytes += m.size;
+            }
+            Kind::Dir => dirs += 1,
+            Kind::Symlink => {
+                links += 1;
+                link_bytes += m.size;
+            }
+            Kind::CharDev | Kind::BlockDev => devs += 1,
+            Kind::Fifo | Kind::Socket => specials += 1,
         }
     }
     Counters::add(&c.src_files, files);
     Counters::add(&c.src_bytes, bytes);
+    Counters::add(&c.src_dirs, dirs);
+    Counters::add(&c.src_symlinks, links);
+    Counters::add(&c.src_devices, devs);
+    Counters::add(&c.src_specials, specials);
+    Counters::add(&c.src_link_bytes, link_bytes);
+    sh.obs.scanned(n, bytes + link_bytes);
     let dst_entries = (1..dst.len() as Idx)
         .filter(|&i| !dst.meta(i).protected)
         .count() as u64;

@@ -85,6 +85,11 @@ pub struct DirRules {
     chains: Vec<Option<Arc<Node>>>,
 }
 
+impl DirRules {
+    /// No per-directory rules.
+    pub const EMPTY: DirRules = DirRules { chains: Vec::new() };
+}
+
 #[derive(Debug)]
 struct Node {
     /// The directory of the file, relative to the transfer root; for files read from the

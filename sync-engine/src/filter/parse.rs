@@ -205,14 +205,14 @@ fn split_short(head: &str) -> (&str, &str) {
 }
 
 /// The rules in the text of a merge file: one per line (blank lines and lines starting with
-/// `#` ignored), or one per whitespace-separated word with `w`.
+/// `#` or `;` ignored, as rsync does), or one per whitespace-separated word with `w`.
 pub fn file_rules(text: &str, opts: &MergeOpts) -> Vec<String> {
     if opts.words {
         return text.split_whitespace().map(str::to_string).collect();
     }
     text.lines()
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
         .map(str::to_string)
         .collect()
 }

@@ -20,6 +20,9 @@ use opsync_tests::snapshot::{Snapshot, render, show, snapshot};
 use opsync_tests::tree::{GenOptions, Kind, Stale, StaleOptions, Stamp, Tree};
 use opsync_tests::{opsync, require_program};
 
+mod options;
+mod output;
+
 const DEFAULT_SEEDS: u64 = 256;
 /// The random-tree seeds are split over this many tests, which cargo runs in parallel.
 const PARTS: u64 = 4;
