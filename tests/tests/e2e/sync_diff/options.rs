@@ -171,7 +171,26 @@ fn compare_once(
         .env("LC_ALL", "C.UTF-8")
         .arg(with_slash(&src))
         .arg(with_slash(&a));
-    let (code, want) = run(&mut cmd, &[0, 23])?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start rsync: {e}"))?;
+    let (mut code, want) = match out.status.code() {
+        Some(c @ (0 | 23)) => (c, out.stdout),
+        _ => {
+            return Err(format!(
+                "{cmd:?} failed with {}\nstderr:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    };
+    // rsync 3.5 with -HA can fail to read the default ACL of a DST directory that its
+    // receiver is replacing by a hard link at the same moment (EACCES on a path that is no
+    // longer a directory; it does not happen under strace): an error of rsync's own, not a
+    // file it could not transfer. opsync has no such race and exits 0.
+    if code == 23 && rsync_acl_race_only(&out.stderr) {
+        code = 0;
+    }
     let args: Vec<&str> = opsync_args.iter().map(String::as_str).collect();
     let got = opsync_sync(
         &[&args[..], &["-i"]].concat(),
@@ -200,7 +219,19 @@ fn compare_once(
     }
     no_diff(&shown, snap_a.diff("rsync", &snap_b, "opsync"))?;
     extra(&a, &b)?;
-    let ((want_del, want_rest), (del, rest)) = (split_itemize(&want), split_itemize(&got));
+    let ((want_del, mut want_rest), (del, mut rest)) = (split_itemize(&want), split_itemize(&got));
+    if rsync_args.iter().any(|a| a == "-A") {
+        // The `a` of a transfer line is not stable in rsync when DST's file has another name
+        // in another directory (the random DST has hard links across directories): seed 9713
+        // gave `>f.stp.g.a.` in one of four parallel runs and `>f.stp.g...` in six runs alone,
+        // on a file whose ACLs are minimal on both sides. The attribute lines (`.f...`), which
+        // the -A fixes are about, stay compared in full.
+        for l in want_rest.iter_mut().chain(rest.iter_mut()) {
+            if l.starts_with(">f") && l.len() > 9 && l.is_char_boundary(10) {
+                l.replace_range(9..10, "?");
+            }
+        }
+    }
     if itemize && (&del, &rest) != (&want_del, &want_rest) {
         let diff: Vec<String> = diff_lines(&want_rest, &rest)
             .into_iter()
@@ -209,6 +240,20 @@ fn compare_once(
         return Err(render(&format!("{shown}: -i lines"), &diff, MAX_LINES));
     }
     Ok(())
+}
+
+/// True when every error rsync printed is its `get_acl` race (see [`compare_once`]).
+fn rsync_acl_race_only(stderr: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(stderr);
+    let mut errors = text
+        .lines()
+        .filter(|l| !l.starts_with("rsync error: some files/attrs were not transferred"))
+        .peekable();
+    errors.peek().is_some()
+        && errors.all(|l| {
+            l.starts_with("rsync: [generator] get_acl: sys_acl_get_file(")
+                && l.ends_with("ACL_TYPE_DEFAULT): Permission denied (13)")
+        })
 }
 
 fn no_extra(_: &Path, _: &Path) -> Result<(), String> {
@@ -450,13 +495,11 @@ fn xattrs_match_rsync_ax() {
 }
 
 #[test]
-#[ignore = "open engine bugs (issue 12 note): -A leaves some directories' ACL group:: entry at the mode's group bits where rsync gives SRC's; -i shows p with a where rsync shows only a"]
 fn acls_match_rsync_aa() {
-    attrs_match_rsync("acls_match_rsync_aa", &["-A"], 9700..9716, false);
+    attrs_match_rsync("acls_match_rsync_aa", &["-A"], 9700..9716, true);
 }
 
 #[test]
-#[ignore = "open engine bugs: see acls_match_rsync_aa"]
 fn hard_links_acls_and_xattrs_match_rsync_ahax() {
     attrs_match_rsync(
         "hard_links_acls_and_xattrs_match_rsync_ahax",
