@@ -446,7 +446,7 @@ impl Applier<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .push(delete::Deferred {
                 path: self.full(self.dst, a.dst),
-                is_dir: m.kind == Kind::Dir,
+                kind: m.kind,
                 parent: *self.src.meta(0),
                 rules: self.drules.clone(),
             });
