@@ -251,6 +251,13 @@ pub fn plan_dir(
             Paired::Both(a, b) => p.both(a, b, &mut subdirs),
         }
     }
+    // rsync's file list orders directories as `NAME/`: `a-b/` comes before `a/`.
+    if subdirs.len() > 1 {
+        subdirs.sort_by(|&(x, _), &(y, _)| {
+            let (x, y) = (src.name(x), src.name(y));
+            x.iter().chain(b"/").cmp(y.iter().chain(b"/"))
+        });
+    }
     let mut next = 1;
     for a in p.deletes.iter_mut().chain(p.others.iter_mut()) {
         a.slot = next;

@@ -508,3 +508,117 @@ fn hard_links_acls_and_xattrs_match_rsync_ahax() {
         false,
     );
 }
+
+/// rsync's ACL results that are not SRC's ACL, on a fixed tree: when a directory's sticky bit
+/// goes on (a new directory too) or setuid/setgid of a file goes off, rsync sets the ACL with
+/// the mode's group bits cleared and an ACL whose `group::` entry equals them ends
+/// `group::---`, unless `-X` changes the entry's xattrs too. And `-i` shows `p` only for what
+/// setting the ACL did not set. Trees (modes, ACLs, xattrs) and `-i` lines must be rsync's.
+#[test]
+fn acl_masking_cases_match_rsync() {
+    require_program("setfacl", "acl");
+    require_program("setfattr", "attr");
+    // name, SRC mode, DST mode (None: not in DST), directory, with a user xattr in SRC.
+    let cases: &[(&str, u32, Option<u32>, bool, bool)] = &[
+        ("new-sticky", 0o1777, None, true, false),
+        ("sticky-on", 0o1777, Some(0o777), true, false),
+        ("sticky-kept", 0o1777, Some(0o1777), true, false),
+        ("sticky-on-x", 0o1777, Some(0o777), true, true),
+        ("setuid-off", 0o777, Some(0o4777), false, false),
+        ("setuid-kept", 0o4777, Some(0o4777), false, false),
+        ("plain", 0o775, Some(0o644), false, false),
+        ("setgid-off", 0o775, Some(0o2775), false, false),
+        ("setuid-off-x", 0o777, Some(0o4777), false, true),
+    ];
+    for flags in [&["-A"][..], &["-A", "-X"]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, stale) = (tmp.path().join("src"), tmp.path().join("stale"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&stale).unwrap();
+        let chmod = |p: &Path, mode: u32| {
+            rustix::fs::chmod(p, rustix::fs::Mode::from_raw_mode(mode)).unwrap();
+        };
+        for &(name, smode, dmode, dir, xattr) in cases {
+            let (s, d) = (src.join(name), stale.join(name));
+            let make = |p: &Path| {
+                if dir {
+                    std::fs::create_dir(p).unwrap();
+                } else {
+                    std::fs::write(p, b"x\n").unwrap();
+                }
+            };
+            make(&s);
+            run(
+                Command::new("setfacl")
+                    .args(["-m", "u:1001:r-x,g:100:rw-"])
+                    .arg(&s),
+                &[0],
+            )
+            .unwrap();
+            chmod(&s, smode);
+            // The owning group's entry equal to the mode's group bits (rsync does not send it).
+            run(Command::new("setfacl").args(["-m", "g::rwx"]).arg(&s), &[0]).unwrap();
+            if xattr {
+                run(
+                    Command::new("setfattr")
+                        .args(["-n", "user.k", "-v", "1"])
+                        .arg(&s),
+                    &[0],
+                )
+                .unwrap();
+            }
+            if let Some(m) = dmode {
+                make(&d);
+                chmod(&d, m);
+            }
+        }
+        for root in [&src, &stale] {
+            run(
+                Command::new("find").arg(root).args([
+                    "-exec",
+                    "touch",
+                    "-h",
+                    "-d",
+                    "@1500000000",
+                    "{}",
+                    "+",
+                ]),
+                &[0],
+            )
+            .unwrap();
+        }
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        for d in [&a, &b] {
+            run(Command::new("cp").arg("-a").arg(&stale).arg(d), &[0]).unwrap();
+        }
+        let (_, want) = run(
+            Command::new("rsync")
+                .args(["-ai", "--delete"])
+                .args(flags)
+                .arg(with_slash(&src))
+                .arg(with_slash(&a)),
+            &[0],
+        )
+        .unwrap();
+        let got = opsync_sync(&[flags, &["-i"]].concat(), &src, &b, 3, 0).unwrap();
+        let shown = format!("opsync sync -i {flags:?}");
+        let (want_lines, got_lines) = (split_itemize(&want).1, split_itemize(&got).1);
+        no_diff(
+            &format!("{shown}: -i lines"),
+            diff_lines(&want_lines, &got_lines),
+        )
+        .unwrap();
+        no_diff(
+            &format!("{shown}: trees"),
+            snap(&a)
+                .unwrap()
+                .diff("rsync", &snap(&b).unwrap(), "opsync"),
+        )
+        .unwrap();
+        no_diff(
+            &format!("{shown}: xattrs or ACLs"),
+            diff_lines(&attr_dump(&a).unwrap(), &attr_dump(&b).unwrap()),
+        )
+        .unwrap();
+    }
+}
