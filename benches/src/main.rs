@@ -13,6 +13,7 @@
 mod area;
 mod chart;
 mod measure;
+mod remote;
 mod report;
 mod trees;
 mod workloads;
@@ -71,7 +72,8 @@ struct Args {
     /// Timed rounds per tool [default: 3, 5 for large]
     #[arg(long)]
     rounds: Option<usize>,
-    /// Only these workloads (1-7, v for verify); repeatable
+    /// Only these workloads (1-7, v for verify, r for the remote ones over ssh, which run only
+    /// when named); repeatable
     #[arg(long = "only", value_name = "W")]
     only: Vec<String>,
     /// Where the scratch filesystems are made

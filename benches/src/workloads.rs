@@ -43,6 +43,10 @@ enum Tool {
     Rsync(&'static [&'static str]),
     Cp,
     Floor,
+    /// `opsync sync -e SSH SRC root@127.0.0.1:DST` (the remote workloads).
+    OpsyncSsh,
+    /// `rsync -a --delete -e SSH SRC/ root@127.0.0.1:DST/`.
+    RsyncSsh,
 }
 
 impl Tool {
@@ -54,13 +58,15 @@ impl Tool {
             Tool::Rsync(a) => format!("rsync -a {}", a.join(" ")),
             Tool::Cp => "cp -a".into(),
             Tool::Floor => "lstat floor".into(),
+            Tool::OpsyncSsh => "opsync over ssh".into(),
+            Tool::RsyncSsh => "rsync -a --delete -e ssh".into(),
         }
     }
 
     fn short(&self) -> &'static str {
         match self {
-            Tool::Opsync(_) | Tool::OpsyncVerify => "opsync",
-            Tool::Rsync(_) => "rsync",
+            Tool::Opsync(_) | Tool::OpsyncVerify | Tool::OpsyncSsh => "opsync",
+            Tool::Rsync(_) | Tool::RsyncSsh => "rsync",
             Tool::Cp => "cp",
             Tool::Floor => "floor",
         }
@@ -68,6 +74,24 @@ impl Tool {
 
     fn command(&self, opsync: &str, src: &Path, dst: &Path) -> Vec<String> {
         let (s, d) = (src.display().to_string(), dst.display().to_string());
+        let rsh = crate::remote::RSH.get().cloned().unwrap_or_default();
+        match self {
+            Tool::OpsyncSsh => {
+                return [opsync, "sync", "-e", &rsh, "--remote-opsync", opsync, &s]
+                    .iter()
+                    .map(|x| x.to_string())
+                    .chain([crate::remote::remote(dst)])
+                    .collect();
+            }
+            Tool::RsyncSsh => {
+                return ["rsync", "-a", "--delete", "-e", &rsh, &format!("{s}/")]
+                    .iter()
+                    .map(|x| x.to_string())
+                    .chain([format!("{}/", crate::remote::remote(dst))])
+                    .collect();
+            }
+            _ => {}
+        }
         let mut v: Vec<String> = match self {
             Tool::Opsync(a) => [opsync, "sync"]
                 .iter()
@@ -81,7 +105,7 @@ impl Tool {
                 .map(|x| x.to_string())
                 .collect(),
             Tool::Cp => vec!["cp".into(), "-a".into()],
-            Tool::Floor => Vec::new(),
+            Tool::Floor | Tool::OpsyncSsh | Tool::RsyncSsh => Vec::new(),
         };
         if matches!(self, Tool::Rsync(_)) {
             v.push(format!("{s}/"));
@@ -120,6 +144,106 @@ impl Bench {
         }
         if self.wants("7") {
             self.database_like()?;
+        }
+        // Only when asked for (`--only r`): they need sshd.
+        if self.only.iter().any(|o| o == "r") {
+            self.remote()?;
+        }
+        Ok(())
+    }
+
+    /// The remote workloads: first copy and no-change run of the small-files tree, the
+    /// large-file delta of workload 4, over ssh to 127.0.0.1 (see `remote`).
+    fn remote(&mut self) -> Result<()> {
+        let _sshd = crate::remote::Sshd::start()?;
+        let s = self.sizes;
+        let tools = [Tool::OpsyncSsh, Tool::RsyncSsh];
+        let copies = (2 * s.rounds + 2) as u64;
+        let entries = (s.files + s.dirs + s.dirs / 32 + 2) as u64;
+        let area = Area::new(
+            &self.work,
+            "remote-small",
+            FsKind::Ext4,
+            copies * s.files as u64 * 8192,
+            copies * entries * 11 / 10,
+        )?;
+        self.notes
+            .push(format!("remote workloads R1, R2: {}", area.label));
+        let root = area.dir.clone();
+        let src = root.join("src");
+        trees::small_files(&src, s.files, s.dirs, 1)?;
+        self.rounds(
+            &format!("R1 remote first copy ({} files)", s.files),
+            &area,
+            &src,
+            &tools,
+            s.rounds,
+            None,
+            |r, t| Ok(root.join(format!("r1-r{r}-{}", t.short()))),
+            |_| Ok(()),
+        )?;
+        let same = root.join("same");
+        measure::prepare_copy(&src, &same, false)?;
+        for t in &tools {
+            measure::run(&t.command(&self.opsync, &src, &same), &self.work)?;
+        }
+        self.rounds(
+            "R2 remote no-change",
+            &area,
+            &src,
+            &tools,
+            s.rounds,
+            None,
+            |_, _| Ok(same.clone()),
+            |_| Ok(()),
+        )?;
+        for t in &tools {
+            let b = crate::remote::bytes_of(&t.command(&self.opsync, &src, &same))?;
+            self.notes
+                .push(format!("R2 bytes on the wire, {}: {b}", t.name()));
+        }
+        drop(area);
+
+        let total = (s.big.size as u64) * (s.big.in_place as u64 + 2) + (2 << 20);
+        let area = Area::new(&self.work, "remote-big", FsKind::Ext4, total * 5, 1000)?;
+        self.notes
+            .push(format!("remote workload R4: {}", area.label));
+        let root = area.dir.clone();
+        let (src, old) = (root.join("src"), root.join("old"));
+        let (_, changed) = trees::big_files(
+            &old.join("inplace"),
+            &src.join("inplace"),
+            &old.join("shifted"),
+            &src.join("shifted"),
+            s.big,
+            4,
+        )?;
+        let w = format!(
+            "R4 remote large files ({}x{} MiB)",
+            s.big.in_place + 2,
+            s.big.size >> 20
+        );
+        self.rounds(
+            &w,
+            &area,
+            &src,
+            &tools,
+            s.big_rounds,
+            Some(changed),
+            |r, t| {
+                let d = root.join(format!("r4-r{r}-{}", t.short()));
+                measure::prepare_copy(&old, &d, false)?;
+                Ok(d)
+            },
+            |d| Ok(std::fs::remove_dir_all(d)?),
+        )?;
+        for t in &tools {
+            let d = root.join(format!("r4-bytes-{}", t.short()));
+            measure::prepare_copy(&old, &d, false)?;
+            let b = crate::remote::bytes_of(&t.command(&self.opsync, &src, &d))?;
+            self.notes
+                .push(format!("R4 bytes on the wire, {}: {b}", t.name()));
+            std::fs::remove_dir_all(&d)?;
         }
         Ok(())
     }

@@ -96,6 +96,11 @@ pub enum Command {
 
     /// Print the man page of opsync (roff) on stdout
     Man,
+
+    /// The remote end of `opsync sync HOST:PATH`, started through ssh: speaks the protocol on
+    /// stdin and stdout
+    #[command(hide = true)]
+    Serve,
 }
 
 const STACK_ABOUT: &str = "\

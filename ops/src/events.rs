@@ -168,6 +168,11 @@ pub struct Summary {
     /// With `--verify`: differences found, files repaired, differences left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyCounts>,
+    /// Remote runs: bytes written to and read from the connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_bytes: Option<u64>,
     pub seconds: f64,
 }
 

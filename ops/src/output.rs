@@ -301,6 +301,19 @@ impl SyncPrinter {
         exit_code: u8,
         verify: Option<VerifyCounts>,
     ) {
+        self.finish_wire(report, elapsed, exit_code, verify, None);
+    }
+
+    /// [`SyncPrinter::finish`] of a remote run, with the bytes sent and received on the
+    /// connection (rsync's `sent N bytes  received M bytes`).
+    pub fn finish_wire(
+        &self,
+        report: &Report,
+        elapsed: Duration,
+        exit_code: u8,
+        verify: Option<VerifyCounts>,
+        wire: Option<(u64, u64)>,
+    ) {
         if self.mode.progress == 2 && !self.mode.json {
             let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
             p.checked = p.entries;
@@ -313,9 +326,19 @@ impl SyncPrinter {
         if self.mode.json {
             let mut s = summary(report, elapsed, exit_code);
             s.verify = verify;
+            s.sent_bytes = wire.map(|w| w.0);
+            s.received_bytes = wire.map(|w| w.1);
             self.line(&Event::Summary(s).to_line());
         } else if self.mode.stats > 0 {
-            for l in rsync::summary(report, &extra, elapsed, self.mode.stats, self.mode.human) {
+            let lines = rsync::summary(
+                report,
+                &extra,
+                elapsed,
+                self.mode.stats,
+                self.mode.human,
+                wire,
+            );
+            for l in lines {
                 self.line(&l);
             }
         }
@@ -635,6 +658,8 @@ pub fn summary(r: &Report, elapsed: Duration, exit_code: u8) -> Summary {
         delete_limited: r.delete_limited,
         cancelled: r.cancelled,
         verify: None,
+        sent_bytes: None,
+        received_bytes: None,
         seconds: elapsed.as_secs_f64(),
     }
 }

@@ -20,6 +20,11 @@ pub enum Exit {
     Failed = 10,
     /// Error in file I/O on the top-level paths (rsync: error in file I/O).
     FileIo = 11,
+    /// The data stream between the two ends of a remote sync broke or is not opsync's (rsync:
+    /// error in rsync protocol data stream).
+    Protocol = 12,
+    /// The remote shell could not be started (rsync: error in IPC code).
+    Ipc = 14,
     /// Stopped by SIGINT or SIGTERM (rsync: received SIGUSR1 or SIGINT).
     Signal = 20,
     /// Some files or attributes were not transferred (rsync: partial transfer due to error).
@@ -34,6 +39,8 @@ pub enum Exit {
     Locked = 27,
     /// Something needs attention (for example a certificate close to expiry) (opsync only).
     Attention = 28,
+    /// The remote shell (ssh) failed: could not connect or log in (rsync: 255, ssh's own code).
+    RemoteShell = 255,
 }
 
 impl Exit {
@@ -57,7 +64,13 @@ impl Exit {
             Exit::Differences => 5,
             Exit::EmptySource => 6,
             Exit::Locked => 7,
-            Exit::Usage | Exit::Config | Exit::FileIo | Exit::Failed => 8,
+            Exit::Usage
+            | Exit::Config
+            | Exit::FileIo
+            | Exit::Failed
+            | Exit::Protocol
+            | Exit::Ipc
+            | Exit::RemoteShell => 8,
             Exit::Signal => 9,
         }
     }
@@ -84,6 +97,8 @@ impl Exit {
             Exit::Signal => "cancelled",
             Exit::Differences => "differences",
             Exit::Config => "config",
+            Exit::Protocol => "protocol",
+            Exit::Ipc | Exit::RemoteShell => "remote-shell",
             Exit::Usage | Exit::FileIo | Exit::Failed => "failed",
         }
     }
@@ -104,6 +119,33 @@ impl Exit {
         }
     }
 }
+
+impl Exit {
+    /// The exit with process code `code`, if opsync has one.
+    pub fn from_code(code: u8) -> Option<Exit> {
+        ALL_EXITS.iter().copied().find(|e| e.code() == code)
+    }
+}
+
+/// Every exit.
+const ALL_EXITS: [Exit; 16] = [
+    Exit::Ok,
+    Exit::Usage,
+    Exit::Config,
+    Exit::Differences,
+    Exit::Failed,
+    Exit::FileIo,
+    Exit::Protocol,
+    Exit::Ipc,
+    Exit::Signal,
+    Exit::Partial,
+    Exit::Vanished,
+    Exit::MaxDelete,
+    Exit::EmptySource,
+    Exit::Locked,
+    Exit::Attention,
+    Exit::RemoteShell,
+];
 
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {

@@ -48,6 +48,8 @@ pub mod plan;
 #[cfg(not(feature = "internals"))]
 mod plan;
 pub mod racy;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod report;
 mod run;
 mod scan;

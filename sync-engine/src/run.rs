@@ -248,7 +248,7 @@ fn root_line(obs: &dyn Observer) -> Option<apply::Line> {
 /// The entries of the tree under `root` (root excluded), counted by reading its directories
 /// (no `lstat` unless the directory entry does not say its type): the base of
 /// `--max-delete=P%`.
-fn count_tree(root: BorrowedFd<'_>) -> u64 {
+pub(crate) fn count_tree(root: BorrowedFd<'_>) -> u64 {
     use rayon::prelude::*;
     let mut names = Vec::new();
     if sys::read_dir_types_at(root, &mut names).is_err() {
@@ -273,7 +273,7 @@ fn io_err(op: &'static str, path: &Path, source: io::Error) -> Error {
     }
 }
 
-fn open_source(src: &Path) -> Result<(OwnedFd, Meta), Error> {
+pub(crate) fn open_source(src: &Path) -> Result<(OwnedFd, Meta), Error> {
     let fd = sys::open_dir_path(src).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::SourceMissing {
             path: src.to_owned(),
@@ -380,7 +380,7 @@ pub(crate) fn above_root(filter: &Filter, root: &Path) -> Result<DirRules, Error
 /// owned by root or by the user running the sync; one owned by anybody else could redirect the
 /// mirror anywhere that user wants (`dest/sub -> /etc` made by `nobody`). Parts of the path that
 /// do not exist yet end the walk.
-fn trusted_path(dst: &Path) -> Result<(), Error> {
+pub(crate) fn trusted_path(dst: &Path) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
     let me = sys::euid();
     let start = if dst.is_absolute() {
@@ -447,7 +447,7 @@ fn trusted_path(dst: &Path) -> Result<(), Error> {
 
 /// Locks DST for this run: two syncs into one tree would trip over each other's temporary
 /// files and deletions.
-fn lock(fd: &OwnedFd, dst: &Path) -> Result<(), Error> {
+pub(crate) fn lock(fd: &OwnedFd, dst: &Path) -> Result<(), Error> {
     match sys::try_lock(fd.as_fd()) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::Locked {

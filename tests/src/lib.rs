@@ -60,4 +60,5 @@ pub mod pg;
 pub mod pki;
 pub mod run;
 pub mod snapshot;
+pub mod sshd;
 pub mod tree;

@@ -37,9 +37,12 @@ Examples:
   opsync sync -n -i data dev-data            what would change, in rsync's itemize format
   opsync sync --max-delete=5% data dev-data  stop deleting after 5% of dev-data's entries
   opsync sync --json data dev-data           JSON lines for scripts, with a final summary
+  opsync sync data dev-host:/srv/dev-data    push to another host over ssh
+  opsync sync -e 'ssh -p 2222' prod:/srv/data dev-data   pull from another host
 
 Exit codes: 0 ok, 1 bad options or paths, 20 signal, 23 some entries failed, 24 source files \
-vanished, 25 --max-delete reached, 26 empty source refused, 8 --verify found differences.";
+vanished, 25 --max-delete reached, 26 empty source refused, 8 --verify found differences; \
+remote: 12 protocol data stream error, 14 the remote shell could not be started, 255 ssh failed.";
 
 pub(super) const SYNC_ABOUT: &str = "\
 Mirror SRC into DST: afterwards DST holds exactly what `rsync -a --delete SRC/ DST/` would give \
@@ -59,13 +62,32 @@ With no SRC and DST, the configured [sync] source and target are used (default .
 /// Options of `opsync sync`.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Source directory (its contents are mirrored)
+    /// Source directory (its contents are mirrored), or [USER@]HOST:SRC on another host
     #[arg(value_name = "SRC")]
     pub src: Option<PathBuf>,
 
-    /// Destination directory (created if missing; its parent must exist)
+    /// Destination directory (created if missing; its parent must exist), or [USER@]HOST:DST
     #[arg(value_name = "DST")]
     pub dst: Option<PathBuf>,
+
+    /// The remote shell for HOST:PATH, its whole command line (for example "ssh -p 2222 -i
+    /// key"), as rsync's -e [default: [sync] rsh, else ssh]
+    #[arg(short = 'e', long, value_name = "COMMAND", help_heading = "Remote")]
+    pub rsh: Option<String>,
+
+    /// The opsync program on the remote host, as rsync's --rsync-path [default: [sync]
+    /// remote-opsync, else opsync]
+    #[arg(long, value_name = "PATH", help_heading = "Remote")]
+    pub remote_opsync: Option<String>,
+
+    /// Compress the data stream with zstd (remote paths)
+    #[arg(short = 'z', long, help_heading = "Remote")]
+    pub compress: bool,
+
+    /// Limit the bandwidth on the connection to RATE (KiB/s, or with a suffix K, M, G, KB, MB,
+    /// GB as rsync; 0 for no limit)
+    #[arg(long, value_name = "RATE", help_heading = "Remote")]
+    pub bwlimit: Option<String>,
 
     /// Accepted for rsync habits; opsync always archives (-rlptgoD)
     #[arg(short = 'a', long)]

@@ -153,9 +153,9 @@ pub const REFUSED: &[Refused] = &[
         "drop it: deltas use 4 KiB blocks",
     ),
     r(
-        &["rsh", "rsync-path"],
-        Some('e'),
-        "remote paths are not supported: run opsync on the host that has both trees",
+        &["rsync-path"],
+        None,
+        "use --remote-opsync PATH: the opsync program on the remote host",
     ),
     r(
         &["existing", "ignore-non-existing", "ignore-existing"],
@@ -212,12 +212,12 @@ pub const REFUSED: &[Refused] = &[
             "blocking-io",
             "password-file",
             "early-input",
-            "bwlimit",
             "ipv4",
             "ipv6",
         ],
         None,
-        "remote transfers are not supported: run opsync on the host that has both trees",
+        "drop it: opsync reaches another host only through the remote shell (-e, for example \
+         -e 'ssh -o ConnectTimeout=10')",
     ),
     r(
         &["ignore-times"],
@@ -242,7 +242,6 @@ pub const REFUSED: &[Refused] = &[
     ),
     r(
         &[
-            "compress",
             "compress-choice",
             "zc",
             "compress-level",
@@ -251,8 +250,8 @@ pub const REFUSED: &[Refused] = &[
             "zt",
             "skip-compress",
         ],
-        Some('z'),
-        "drop it: a local copy does not compress",
+        None,
+        "drop it: -z compresses the remote stream with zstd at its default level",
     ),
     r(
         &["cvs-exclude"],
@@ -262,7 +261,7 @@ pub const REFUSED: &[Refused] = &[
     r(
         &["old-args", "secluded-args", "protect-args", "trust-sender"],
         Some('s'),
-        "drop it: there is no remote side",
+        "drop it: the remote path and options travel inside opsync's protocol, never through the remote shell",
     ),
     r(&["outbuf"], None, "drop it: output is line-buffered"),
     r(
@@ -273,7 +272,7 @@ pub const REFUSED: &[Refused] = &[
     r(
         &["remote-option"],
         Some('M'),
-        "drop it: there is no remote side",
+        "drop it: the remote opsync gets the run's options inside the protocol",
     ),
     r(
         &["out-format", "log-file-format"],
@@ -291,7 +290,11 @@ pub const REFUSED: &[Refused] = &[
         None,
         "drop it: batch files are not supported",
     ),
-    r(&["protocol"], None, "drop it: there is no remote side"),
+    r(
+        &["protocol"],
+        None,
+        "drop it: both ends check opsync's protocol version at the start",
+    ),
     r(&["iconv"], None, "drop it: names are copied byte for byte"),
     r(
         &["daemon", "no-detach", "dparam"],
@@ -352,11 +355,11 @@ mod tests {
     #[test]
     fn refused_options_name_what_to_use_instead() {
         assert_eq!(
-            message("-z"),
-            "the rsync option -z (--compress) is not supported: drop it: a local copy does not \
-             compress"
+            message("-R"),
+            "the rsync option -R (--relative) is not supported: give the full directories as SRC \
+             and DST"
         );
-        assert!(message("--bwlimit=100").starts_with("the rsync option --bwlimit is not"));
+        assert!(message("--timeout=100").starts_with("the rsync option --timeout is not"));
         assert!(message("--frobnicate").starts_with("unknown option --frobnicate"));
     }
 

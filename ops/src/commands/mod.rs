@@ -10,6 +10,7 @@ pub mod completions;
 pub mod config;
 pub mod daemon;
 pub mod nginx;
+pub mod remote;
 pub mod run;
 pub mod schedule;
 pub mod setup;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Stack(args) => stack::run(&global, args),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
+        Command::Serve => remote::serve(),
     }
 }
 

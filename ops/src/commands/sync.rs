@@ -23,6 +23,10 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         Ok(v) => v,
         Err((exit, e)) => return fail(exit, &e),
     };
+    let remote = match super::remote::which(&src, &dst) {
+        Ok(r) => r,
+        Err(e) => return fail(Exit::Usage, &e),
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while the first is being handled ends the process at once.
@@ -73,6 +77,9 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         human: 1 + args.human_readable.min(2),
         log,
     });
+    if let Some(remote) = remote {
+        return super::remote::run(global, &args, &src, &dst, remote, opts, &printer);
+    }
     printer.header((!dst.exists()).then_some(dst.as_path()));
     let started = Instant::now();
     let report = match sync_engine::sync(&src, &dst, &opts, &printer) {

@@ -109,11 +109,19 @@ fn sent(r: &Report) -> u64 {
 }
 
 /// `--stats` (`level` 2 and 3) and the two summary lines (`-v`, `level` 1), as rsync prints
-/// them; `h` as for [`human`].
-pub fn summary(r: &Report, x: &Extra, elapsed: Duration, level: u8, h: u8) -> Vec<String> {
+/// them; `h` as for [`human`]. `wire`: a remote run's bytes sent and received on the
+/// connection, which then stand for rsync's.
+pub fn summary(
+    r: &Report,
+    x: &Extra,
+    elapsed: Duration,
+    level: u8,
+    h: u8,
+    wire: Option<(u64, u64)>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let total = total_size(r);
-    let (sent, received) = (sent(r), 0u64);
+    let (sent, received) = wire.unwrap_or((sent(r), 0));
     if level >= 2 {
         let mut files = TypeCounts([
             r.src_files,

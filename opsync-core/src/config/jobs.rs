@@ -182,6 +182,9 @@ pub struct DevStep {
     pub stop_command: Option<Vec<String>>,
     /// Command that replaces `compose start` of the stack.
     pub start_command: Option<Vec<String>>,
+    /// The host the dev stack runs on: stopped and started there through the remote shell
+    /// of `[sync]` (`ssh HOST opsync stack stop STACK`).
+    pub host: Option<String>,
 }
 
 impl Default for DevStep {
@@ -191,6 +194,7 @@ impl Default for DevStep {
             stack: "dev".into(),
             stop_command: None,
             start_command: None,
+            host: None,
         }
     }
 }

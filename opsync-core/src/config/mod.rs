@@ -82,6 +82,16 @@ impl Default for General {
     }
 }
 
+/// True when `p` names a path on another host as rsync reads it: `[USER@]HOST:PATH`, a `:`
+/// before any `/` (such a target is passed to `opsync sync` as it is).
+pub fn is_remote(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let b = p.as_os_str().as_bytes();
+    b.iter()
+        .position(|&c| c == b':')
+        .is_some_and(|i| i > 0 && !b[..i].contains(&b'/'))
+}
+
 /// `[sync]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -92,6 +102,10 @@ pub struct SyncSection {
     /// `--max-delete` of `opsync sync` without arguments and of the sync jobs.
     #[serde(deserialize_with = "values::max_delete")]
     pub max_delete: Option<MaxDelete>,
+    /// The remote shell for a target on another host (`-e`; default `ssh`).
+    pub rsh: Option<String>,
+    /// The opsync program on that host (`--remote-opsync`; default `opsync`).
+    pub remote_opsync: Option<String>,
 }
 
 impl Default for SyncSection {
@@ -101,6 +115,8 @@ impl Default for SyncSection {
             target: PathBuf::from("./dev-data"),
             exclude: Vec::new(),
             max_delete: None,
+            rsh: None,
+            remote_opsync: None,
         }
     }
 }
@@ -195,7 +211,7 @@ impl Config {
 
     /// Resolves a path from the config file against the file's folder.
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() || self.base_dir == Path::new(".") {
+        if p.is_absolute() || self.base_dir == Path::new(".") || is_remote(p) {
             p.to_owned()
         } else {
             self.base_dir.join(p)

@@ -144,7 +144,18 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
                 let src = job.source.as_ref().unwrap_or(&cfg.sync.source);
                 let dst = job.target.as_ref().unwrap_or(&cfg.sync.target);
                 check_pair(cfg, src, dst).map_err(|m| err(&keys("target"), m))?;
+                if super::is_remote(dst) && job.verify != super::jobs::VerifyMode::Off {
+                    return Err(err(
+                        &keys("target"),
+                        format!(
+                            "job {name}: target {} is on another host, where verify = {} cannot                              compare the trees yet: set verify = false (each file's BLAKE3 is                              still checked before its rename)",
+                            dst.display(),
+                            job.verify.as_str()
+                        ),
+                    ));
+                }
                 if job.dev.enabled
+                    && job.dev.host.is_none()
                     && (job.dev.stop_command.is_none() || job.dev.start_command.is_none())
                     && !cfg.stacks.contains_key(&job.dev.stack)
                 {
@@ -255,6 +266,9 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Result<(), Conf
 
 /// A sync source and target must differ and neither may contain the other.
 fn check_pair(cfg: &Config, src: &Path, dst: &Path) -> Result<(), String> {
+    if super::is_remote(src) || super::is_remote(dst) {
+        return Ok(());
+    }
     let s = normalize(&cfg.path(src));
     let d = normalize(&cfg.path(dst));
     if s == d {
@@ -373,6 +387,10 @@ pub(super) fn paths(cfg: &Config) -> Vec<ConfigError> {
         let src_keys: Vec<&str> = src_keys.iter().map(String::as_str).collect();
         let dst_keys: Vec<&str> = dst_keys.iter().map(String::as_str).collect();
         let s = cfg.path(src);
+        if super::is_remote(dst) || super::is_remote(src) {
+            // Checked on the other host by the run itself.
+            continue;
+        }
         if !s.is_dir() {
             errors.push(place(
                 &src_keys,

@@ -347,3 +347,16 @@ fn verify_modes_and_inplace_are_accepted() {
         assert_exit(&out, 0);
     }
 }
+
+#[test]
+fn a_remote_target_needs_verify_false() {
+    let err = check(&format!("{JOB}target = \"dev-host:/srv/dev-data\"\n"));
+    contains_all(
+        &err,
+        &[
+            "dev-host:/srv/dev-data",
+            "another host",
+            "set verify = false",
+        ],
+    );
+}

@@ -232,47 +232,6 @@ fn sigint_and_sigterm_remove_temp_files_and_exit_20() {
     }
 }
 
-/// A second sync into a DST that another run holds is refused with 27 and changes nothing.
-#[test]
-fn a_sync_into_a_destination_another_run_holds_is_refused_with_27() {
-    let t = tempfile::tempdir().unwrap();
-    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-    fs::create_dir_all(&src).unwrap();
-    fs::create_dir_all(&dst).unwrap();
-    write(&src.join("new"), b"new", Some(1_600_000_000));
-    write(&dst.join("old"), b"old", Some(1_600_000_000));
-    // What a running `opsync sync` holds: an exclusive flock on DST's directory.
-    let held = fs::File::open(&dst).unwrap();
-    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
-    let out = opsync()
-        .arg("sync")
-        .arg(format!("{}/", src.display()))
-        .arg(format!("{}/", dst.display()))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(27), "stderr: {err}");
-    assert!(
-        err.contains("being written by another opsync sync"),
-        "stderr: {err}"
-    );
-    assert_eq!(
-        err.lines().filter(|l| !l.trim().is_empty()).count(),
-        1,
-        "one line: {err}"
-    );
-    assert!(dst.join("old").exists() && !dst.join("new").exists());
-    drop(held);
-    let out = opsync()
-        .arg("sync")
-        .arg(format!("{}/", src.display()))
-        .arg(format!("{}/", dst.display()))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(!dst.join("old").exists() && dst.join("new").exists());
-}
-
 /// DST on a 1 MiB tmpfs; one new file does not fit.
 #[test]
 fn dst_full_fails_naming_the_file_and_keeps_old_versions() {

@@ -12,6 +12,7 @@ mod hostile;
 mod live_pg;
 mod nginx;
 mod nightly;
+mod remote;
 mod stack;
 mod sync_diff;
 mod sync_lock;

@@ -100,6 +100,14 @@ impl Run<'_> {
             argv.push(m.to_string());
         }
         argv.extend(self.exclude_args());
+        if opsync_core::config::is_remote(dst) || opsync_core::config::is_remote(src) {
+            if let Some(rsh) = &self.cfg.sync.rsh {
+                argv.extend(["--rsh".into(), rsh.clone()]);
+            }
+            if let Some(p) = &self.cfg.sync.remote_opsync {
+                argv.extend(["--remote-opsync".into(), p.clone()]);
+            }
+        }
         if pass == Pass::Two {
             if self.job.inplace {
                 argv.push("--inplace".into());

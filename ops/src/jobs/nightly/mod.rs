@@ -436,9 +436,25 @@ impl Run<'_> {
         }
     }
 
-    /// Stops (`start == false`) or starts the dev stack.
+    /// Stops (`start == false`) or starts the dev stack (on `dev.host` through the remote
+    /// shell, when set and no command replaces the step).
     fn dev_action(&self, start: bool) -> StepEnd {
         let (cfg, dev) = (self.cfg, &self.job.dev);
+        let replaced = if start {
+            dev.start_command.is_some()
+        } else {
+            dev.stop_command.is_some()
+        };
+        if let (Some(host), false) = (&dev.host, replaced) {
+            let step = if start { "dev-start" } else { "dev-stop" };
+            return match remote_stack_argv(cfg, host, &dev.stack, start) {
+                Some(argv) => self.command(step, &argv, start),
+                None => StepEnd::failed(format!(
+                    "[sync] rsh {:?} has unbalanced quotes",
+                    cfg.sync.rsh.as_deref().unwrap_or("ssh")
+                )),
+            };
+        }
         if start {
             self.command_or("dev-start", dev.start_command.as_ref(), true, || {
                 opsync_stacks::start(cfg, &dev.stack)
@@ -467,6 +483,16 @@ impl Run<'_> {
             (QuiesceMode::Snapshot | QuiesceMode::None, _) => Ok(()),
         })
     }
+}
+
+/// `RSH HOST OPSYNC stack stop|start STACK`: the dev stack's step on its own host.
+fn remote_stack_argv(cfg: &Config, host: &str, stack: &str, start: bool) -> Option<Vec<String>> {
+    let mut argv = sync_remote::rsh_argv(cfg.sync.rsh.as_deref().unwrap_or("ssh"))?;
+    let program = cfg.sync.remote_opsync.as_deref().unwrap_or("opsync");
+    let op = if start { "start" } else { "stop" };
+    argv.push(host.to_string());
+    argv.push(format!("{program} stack {op} {stack}"));
+    Some(argv)
 }
 
 /// The path of the running binary. After an upgrade replaced the file under a running daemon,

@@ -208,8 +208,11 @@ fn h_alone_prints_help_and_refused_options_get_one_line() {
     let (_tmp, src, _, b) = fixed_case();
     for (arg, names) in [
         ("-avP", None),
-        ("-avz", Some("-z (--compress)")),
-        ("--bwlimit=100", Some("--bwlimit")),
+        // -z and --bwlimit are opsync's own now (remote paths); a local run ignores them, as rsync.
+        ("-avz", None),
+        ("--bwlimit=100", None),
+        ("-avR", Some("-R (--relative)")),
+        ("--timeout=5", Some("--timeout")),
         ("-u", Some("-u (--update)")),
         ("--no-perms", Some("--no-perms")),
     ] {

@@ -1,0 +1,153 @@
+//! `opsync sync` with one side on another host (`[USER@]HOST:PATH`), through `sync-remote`, and
+//! `opsync serve`, the remote end that the client's ssh starts.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use sync_engine::Options;
+use sync_remote::{Location, RemoteOptions};
+
+use crate::cli::SyncArgs;
+use crate::commands::{Global, fail};
+use crate::output::SyncPrinter;
+use opsync_core::config::Config;
+use opsync_core::exit::{Exit, ToExit};
+use sync_engine::Observer as _;
+
+/// Which side is remote.
+pub enum Remote {
+    Push(Location),
+    Pull(Location),
+}
+
+/// `Some` when SRC or DST names another host; an error when both do.
+pub fn which(src: &Path, dst: &Path) -> Result<Option<Remote>, anyhow::Error> {
+    for p in [src, dst] {
+        if let Some(l) = sync_remote::parse_location(p.as_os_str())
+            && l.path.as_os_str().as_encoded_bytes().starts_with(b":")
+        {
+            return Err(anyhow!(
+                "{} names an rsync daemon module (HOST::MODULE), which opsync does not speak: \
+                 give HOST:PATH, reached over ssh",
+                p.display()
+            ));
+        }
+    }
+    let s = sync_remote::parse_location(src.as_os_str());
+    let d = sync_remote::parse_location(dst.as_os_str());
+    match (s, d) {
+        (Some(_), Some(_)) => Err(anyhow!(
+            "both SRC and DST name a remote host: one of them must be a local path"
+        )),
+        (Some(s), None) => Ok(Some(Remote::Pull(s))),
+        (None, Some(d)) => Ok(Some(Remote::Push(d))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Runs a push or pull and prints its result like a local run, with the connection's bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    global: &Global,
+    args: &SyncArgs,
+    src: &Path,
+    dst: &Path,
+    remote: Remote,
+    opts: Options,
+    printer: &SyncPrinter,
+) -> Exit {
+    // --verify=written is what the receiver does anyway: every file's BLAKE3 is checked
+    // before its rename.
+    if args.verify == Some(crate::cli::VerifyScope::All) {
+        return fail(
+            Exit::Usage,
+            &anyhow!(
+                "--verify is not available for remote paths yet: run opsync verify on the destination host"
+            ),
+        );
+    }
+    if opts.hard_links || opts.acls || opts.xattrs {
+        return fail(
+            Exit::Usage,
+            &anyhow!(
+                "-H, -A and -X are not carried over the connection yet: drop them for a remote path"
+            ),
+        );
+    }
+    let bwlimit = match args.bwlimit.as_deref().map(sync_remote::parse_bwlimit) {
+        None => 0,
+        Some(Some(v)) => v,
+        Some(None) => {
+            return fail(
+                Exit::Usage,
+                &anyhow!("invalid --bwlimit value: write KiB per second like 500, or 10M, 2MB"),
+            );
+        }
+    };
+    // Without SRC and DST the paths came from the config: so do its remote shell and program.
+    let cfg = if args.src.is_none() {
+        match Config::resolve(global.config.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(Exit::Config, &anyhow!(e)),
+        }
+    } else {
+        None
+    };
+    let sync = cfg.as_ref().map(|c| &c.sync);
+    let ro = RemoteOptions {
+        rsh: args
+            .rsh
+            .clone()
+            .or_else(|| sync.and_then(|s| s.rsh.clone()))
+            .unwrap_or_else(|| "ssh".into()),
+        remote_opsync: args
+            .remote_opsync
+            .clone()
+            .or_else(|| sync.and_then(|s| s.remote_opsync.clone()))
+            .unwrap_or_else(|| "opsync".into()),
+        items: printer.wants_items(),
+        engine: opts,
+        compress: args.compress,
+        bwlimit,
+    };
+    let started = Instant::now();
+    let r = match &remote {
+        Remote::Push(to) => sync_remote::push(src, to, &ro, printer),
+        Remote::Pull(from) => sync_remote::pull(from, dst, &ro, printer),
+    };
+    let rr = match r {
+        Ok(rr) => rr,
+        Err(e) => {
+            let exit = e.exit();
+            printer.fatal_json(&e.to_string(), exit.code());
+            return fail(exit, &anyhow!(e));
+        }
+    };
+    let total = rr.report;
+    let exit = Exit::from(total.status());
+    printer.finish_wire(
+        &total,
+        started.elapsed(),
+        exit.code(),
+        None,
+        Some((rr.sent, rr.received)),
+    );
+    if total.deletions_disabled {
+        printer.note("opsync: errors reading the source: deletions were skipped for this run");
+    }
+    if total.delete_limited {
+        printer.note("opsync: --max-delete limit reached: some deletions were skipped");
+    }
+    exit
+}
+
+/// `opsync serve`: the remote end, on stdin and stdout. Its errors reach the client over the
+/// connection (which prints them), so nothing is printed here.
+pub fn serve() -> Exit {
+    let r = sync_remote::serve(Box::new(std::io::stdin()), Box::new(std::io::stdout()));
+    match r {
+        Ok(()) => Exit::Ok,
+        Err(e) => e.exit(),
+    }
+}

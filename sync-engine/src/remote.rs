@@ -1,0 +1,448 @@
+//! The engine's pieces for a mirror between two hosts (the `sync-remote` crate owns the wire):
+//! a whole-tree [`scan_tree`] of one side, [`plan_tree`] (the one pure planner, applied to two
+//! whole listings) and a [`Target`] that applies one received action at a time under DST's
+//! root with the same rules as a local run: every name is checked (one path component, not
+//! `.` or `..`, no `/` or NUL), directories are reached from the root's handle without
+//! following any symlink, files and symlinks are made under a temporary name and renamed over
+//! the final one.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+pub use crate::error::{Error, FileError, Side};
+pub use crate::itemize::Change;
+pub use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time};
+use crate::options::Options;
+pub use crate::plan::{Action, Group, Op, Plan, PlanOptions};
+use crate::sys;
+
+/// One side of a remote run, scanned.
+#[derive(Debug, Default)]
+pub struct Tree {
+    /// Empty (no root) when DST does not exist yet.
+    pub listing: Listing,
+    /// Entries that could not be read.
+    pub errors: Vec<FileError>,
+}
+
+fn io_err(op: &'static str, path: &Path, source: io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Scans SRC (which must be a directory) with the excludes and filter rules of `opts`.
+pub fn scan_source(src: &Path, opts: &Options) -> Result<Tree, Error> {
+    let (fd, meta) = crate::run::open_source(src)?;
+    scan_open(fd, meta, Side::Source, src, opts)
+}
+
+/// Opens DST for a run: `Ok(None)` when it does not exist (its parent must), an error when it
+/// is not a directory or a symlink in its path is not trusted (see `--insecure-links`).
+pub fn open_dest(dst: &Path, opts: &Options) -> Result<Option<(OwnedFd, Meta)>, Error> {
+    if !opts.insecure_links {
+        crate::run::trusted_path(dst)?;
+    }
+    match sys::open_dir_path(dst) {
+        Ok(fd) => {
+            let st = sys::fstat(fd.as_fd()).map_err(|e| io_err("stat destination", dst, e))?;
+            let meta = sys::meta_of(&st).ok_or_else(|| Error::DestNotDir {
+                path: dst.to_owned(),
+            })?;
+            Ok(Some((fd, meta)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = match dst.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if parent.is_dir() {
+                Ok(None)
+            } else {
+                Err(Error::DestParentMissing {
+                    path: dst.to_owned(),
+                })
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            if dst.symlink_metadata().is_ok() {
+                Err(Error::DestNotDir {
+                    path: dst.to_owned(),
+                })
+            } else {
+                Err(Error::DestParentMissing {
+                    path: dst.to_owned(),
+                })
+            }
+        }
+        Err(e) => Err(io_err("open destination", dst, e)),
+    }
+}
+
+/// Takes the lock on DST against a second run.
+pub fn lock_dest(fd: &OwnedFd, dst: &Path) -> Result<(), Error> {
+    crate::run::lock(fd, dst)
+}
+
+/// The number of entries below the open directory (for `--max-delete=P%`).
+pub fn count_entries(fd: BorrowedFd<'_>) -> u64 {
+    crate::run::count_tree(fd)
+}
+
+/// Scans DST opened with [`open_dest`] (excluded entries are listed as protected).
+pub fn scan_dest(fd: OwnedFd, meta: Meta, dst: &Path, opts: &Options) -> Result<Tree, Error> {
+    scan_open(fd, meta, Side::Dest, dst, opts)
+}
+
+fn scan_open(
+    fd: OwnedFd,
+    meta: Meta,
+    side: Side,
+    root: &Path,
+    opts: &Options,
+) -> Result<Tree, Error> {
+    let filter = crate::filter::Filter::new(
+        &opts.filters,
+        &opts.excludes,
+        opts.delete_excluded,
+        &|p: &str| std::fs::read_to_string(p),
+    )?;
+    let above = crate::run::above_root(&filter, root)?;
+    let is_root = sys::euid() == 0;
+    let so = crate::scan::ScanOpts {
+        side,
+        filter: &filter,
+        above: &above,
+        hard_links: false,
+        xattrs: crate::xattr::Policy {
+            xattrs: false,
+            acls: false,
+            root: is_root,
+        },
+        one_fs: opts.one_file_system,
+    };
+    let pool = crate::worker_pool(opts.threads)?;
+    let scan = pool.install(|| crate::scan::scan(fd, meta, &so));
+    Ok(Tree {
+        listing: scan.listing,
+        errors: scan.errors,
+    })
+}
+
+/// The plan of the mirror of `src` onto `dst` (an empty `dst`: DST is created).
+pub fn plan_tree(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
+    crate::plan::plan(src, dst, opts)
+}
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    sys::euid()
+}
+
+/// The groups this process may give files (when not root).
+pub fn own_groups() -> Vec<u32> {
+    sys::own_groups()
+}
+
+/// Why a received path was refused.
+fn bad_name(path: &[u8]) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "refused path {:?}: not a plain relative path below the destination",
+            String::from_utf8_lossy(path)
+        ),
+    )
+}
+
+/// Splits a received path into its parent directory and its last name, refusing anything that
+/// could leave DST: empty components, `.`, `..`, NUL bytes, a leading `/`.
+pub fn split_path(path: &[u8]) -> io::Result<(&[u8], &[u8])> {
+    if path.is_empty() || path.len() > 4096 {
+        return Err(bad_name(path));
+    }
+    for part in path.split(|b| *b == b'/') {
+        if part.is_empty() || part == b"." || part == b".." || part.contains(&0) || part.len() > 255
+        {
+            return Err(bad_name(path));
+        }
+    }
+    Ok(match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&b""[..], path),
+    })
+}
+
+/// Reads SRC's files by their path relative to SRC's root, following no symlink on the way.
+pub struct Source {
+    root: OwnedFd,
+    last: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl Source {
+    /// Opens SRC's root.
+    pub fn open(src: &Path) -> Result<Source, Error> {
+        let (root, _) = crate::run::open_source(src)?;
+        Ok(Source { root, last: None })
+    }
+
+    /// Opens the regular file at `path` for reading; `None` when it is not one any more.
+    pub fn file(&mut self, path: &[u8]) -> io::Result<Option<std::fs::File>> {
+        let (parent, name) = split_path(path)?;
+        let hit = matches!(&self.last, Some((p, _)) if p == parent);
+        if !hit {
+            let fd = sys::open_dir_beneath(self.root.as_fd(), parent)?;
+            self.last = Some((parent.to_vec(), fd));
+        }
+        let Some((_, d)) = &self.last else {
+            return Err(io::Error::other("no directory"));
+        };
+        let fd = sys::open_read_at(d.as_fd(), name)?;
+        let st = sys::fstat(fd.as_fd())?;
+        Ok(
+            (sys::meta_of(&st).map(|m| m.kind) == Some(Kind::File))
+                .then(|| std::fs::File::from(fd)),
+        )
+    }
+}
+
+/// Applies received actions below DST's root (see the module documentation).
+pub struct Target {
+    root: OwnedFd,
+    owner: bool,
+    /// `None`: every group may be set (root); otherwise only these.
+    groups: Option<Vec<u32>>,
+    /// The last directory opened, with its path: consecutive entries of one directory reuse it.
+    last: Option<(Vec<u8>, OwnedFd)>,
+}
+
+/// A file being received: written under a temporary name, renamed by [`Target::commit`].
+pub struct NewFile {
+    dir: OwnedFd,
+    name: Vec<u8>,
+    tmp: sys::TempName,
+    /// The temporary file, for writing and reading back.
+    pub file: std::fs::File,
+    done: bool,
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = sys::unlink_at(self.dir.as_fd(), self.tmp.as_bytes(), false);
+        }
+    }
+}
+
+impl Target {
+    /// The target whose root is the open directory `root`; ownership is set when running as
+    /// root (as rsync -a).
+    pub fn new(root: OwnedFd) -> Target {
+        let is_root = sys::euid() == 0;
+        Target {
+            root,
+            owner: is_root,
+            groups: if is_root {
+                None
+            } else {
+                Some(sys::own_groups())
+            },
+            last: None,
+        }
+    }
+
+    /// Creates DST (mode 0700 until its attributes are set at the end) and returns its target.
+    pub fn create(dst: &Path) -> Result<Target, Error> {
+        sys::mkdir_path(dst).map_err(|e| io_err("create destination", dst, e))?;
+        let fd = sys::open_dir_path(dst).map_err(|e| io_err("open destination", dst, e))?;
+        Ok(Target::new(fd))
+    }
+
+    /// A second target on the same root (for a thread of its own).
+    pub fn try_clone(&self) -> io::Result<Target> {
+        Ok(Target {
+            root: self.root.try_clone()?,
+            owner: self.owner,
+            groups: self.groups.clone(),
+            last: None,
+        })
+    }
+
+    /// The DST root's handle.
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    fn owner_for(&self, m: &Meta) -> sys::Owner {
+        let gid = match &self.groups {
+            None => Some(m.gid),
+            Some(list) if list.contains(&m.gid) => Some(m.gid),
+            _ => None,
+        };
+        sys::Owner {
+            uid: self.owner.then_some(m.uid),
+            gid,
+        }
+    }
+
+    /// The directory `parent` (relative to the root), opened without following symlinks.
+    fn dir(&mut self, parent: &[u8]) -> io::Result<BorrowedFd<'_>> {
+        let hit = matches!(&self.last, Some((p, _)) if p == parent);
+        if !hit {
+            let fd = sys::open_dir_beneath(self.root.as_fd(), parent)?;
+            self.last = Some((parent.to_vec(), fd));
+        }
+        match &self.last {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => Err(io::Error::other("no directory")),
+        }
+    }
+
+    /// Forgets the cached directory handle (after the directory may have been replaced).
+    fn forget(&mut self) {
+        self.last = None;
+    }
+
+    /// Removes the entry at `path` (a directory must be empty).
+    pub fn delete(&mut self, path: &[u8], is_dir: bool) -> io::Result<()> {
+        let (parent, name) = split_path(path)?;
+        let name = name.to_vec();
+        let d = self.dir(parent)?;
+        let r = sys::unlink_at(d, &name, is_dir);
+        if is_dir {
+            self.forget();
+        }
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Creates the directory at `path` (mode 0700 until [`Target::dir_attrs`]).
+    pub fn mkdir(&mut self, path: &[u8]) -> io::Result<()> {
+        let (parent, name) = split_path(path)?;
+        let name = name.to_vec();
+        let d = self.dir(parent)?;
+        sys::mkdir_at(d, &name)
+    }
+
+    /// Starts receiving the regular file at `path`: an empty temporary file next to it.
+    pub fn begin_file(&mut self, path: &[u8]) -> io::Result<NewFile> {
+        let (parent, name) = split_path(path)?;
+        let name = name.to_vec();
+        let d = self.dir(parent)?;
+        let dir = d.try_clone_to_owned()?;
+        let (fd, tmp) =
+            sys::with_temp_name(&name, |t| sys::create_file_mode_at(dir.as_fd(), t, 0o600))?;
+        Ok(NewFile {
+            dir,
+            name,
+            tmp,
+            file: std::fs::File::from(fd),
+            done: false,
+        })
+    }
+
+    /// Opens the current file at `path` for reading (the base of a delta); `None` when it is
+    /// not a regular file any more.
+    pub fn open_old(&mut self, path: &[u8]) -> io::Result<Option<std::fs::File>> {
+        let (parent, name) = split_path(path)?;
+        let name = name.to_vec();
+        let d = self.dir(parent)?;
+        let fd = sys::open_read_at(d, &name)?;
+        let st = sys::fstat(fd.as_fd())?;
+        Ok(
+            (sys::meta_of(&st).map(|m| m.kind) == Some(Kind::File))
+                .then(|| std::fs::File::from(fd)),
+        )
+    }
+
+    /// Gives the received file its attributes and renames it over its name.
+    pub fn commit(&self, mut f: NewFile, meta: &Meta) -> io::Result<()> {
+        sys::set_attrs_fd(f.file.as_fd(), meta, self.owner_for(meta), None)?;
+        sys::rename_at(f.dir.as_fd(), f.tmp.as_bytes(), &f.name)?;
+        f.done = true;
+        Ok(())
+    }
+
+    /// Makes the symlink or special file at `path` under a temporary name, with its
+    /// attributes, and renames it over the name.
+    pub fn make(&mut self, path: &[u8], meta: &Meta, link: &[u8]) -> io::Result<()> {
+        let (parent, name) = split_path(path)?;
+        let name = name.to_vec();
+        let owner = self.owner_for(meta);
+        let d = self.dir(parent)?;
+        let ((), tmp) = sys::with_temp_name(&name, |t| match meta.kind {
+            Kind::Symlink => sys::symlink_at(link, d, t),
+            k if k.is_special() => sys::mknod_at(d, t, meta),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a symlink or special file",
+            )),
+        })?;
+        let perm = (meta.kind != Kind::Symlink).then_some(meta.perm);
+        let r = sys::set_attrs_at(d, tmp.as_bytes(), meta, owner, perm)
+            .and_then(|()| sys::rename_at(d, tmp.as_bytes(), &name));
+        if r.is_err() {
+            let _ = sys::unlink_at(d, tmp.as_bytes(), false);
+        }
+        r
+    }
+
+    /// Fixes the attributes of the existing non-directory at `path` (what `change` names).
+    pub fn set_attrs(&mut self, path: &[u8], meta: &Meta, change: Change) -> io::Result<()> {
+        let (parent, name) = split_path(path)?;
+        let name = name.to_vec();
+        let owner = self.owner_for(meta);
+        let owner = sys::Owner {
+            uid: owner.uid.filter(|_| change.contains(Change::OWNER)),
+            gid: owner.gid.filter(|_| change.contains(Change::GROUP)),
+        };
+        let d = self.dir(parent)?;
+        if meta.kind == Kind::File {
+            let fd = sys::open_attrs_at(d, &name)?;
+            let st = sys::fstat(fd.as_fd())?;
+            if sys::meta_of(&st).map(|x| x.kind) != Some(Kind::File) {
+                return Err(io::Error::other("changed type during the run"));
+            }
+            sys::set_attrs_fd(fd.as_fd(), meta, owner, None)
+        } else {
+            sys::set_attrs_at(d, &name, meta, owner, None)
+        }
+    }
+
+    /// Sets the attributes of the directory at `path` (empty: the root), after its contents.
+    pub fn dir_attrs(&mut self, path: &[u8], meta: &Meta) -> io::Result<()> {
+        if !path.is_empty() {
+            split_path(path)?;
+        }
+        let fd = sys::open_dir_beneath(self.root.as_fd(), path)?;
+        sys::set_attrs_fd(fd.as_fd(), meta, self.owner_for(meta), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_path;
+
+    #[test]
+    fn names_that_leave_dst_are_refused() {
+        for bad in [
+            &b""[..],
+            b"/etc/passwd",
+            b"..",
+            b"a/../../x",
+            b"a//b",
+            b"./a",
+            b"a/",
+            b"a\0b",
+        ] {
+            assert!(split_path(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(split_path(b"a/b/c").unwrap(), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split_path(b"..a").unwrap(), (&b""[..], &b"..a"[..]));
+    }
+}

@@ -1,0 +1,253 @@
+//! Changed regular files as `fast_rsync` deltas against the receiver's old version, in bounded
+//! memory whatever the file's size.
+//!
+//! - The receiver computes the signature of the old file in [`SIG_CHUNK`] pieces (blocks of
+//!   [`BLOCK`] bytes: a 4-byte rolling checksum and an 8-byte MD4 prefix each, as fast_rsync
+//!   makes them) and streams it (`SIG` frames, then `SIG_END` with the old length), for every
+//!   requested file in turn, in a thread of its own while it applies other actions.
+//! - The sender reads the new file in windows of [`WINDOW`] bytes. Window `[a, a+W)` is diffed
+//!   against the signature of the old range `[a-MARGIN, a+W+MARGIN)` (block-aligned, so its
+//!   signature is a slice of the file's), which finds data moved by up to [`MARGIN`] bytes
+//!   (an insertion, a removal); each window's delta goes in one `DELTA` frame naming its base
+//!   range.
+//! - The receiver reads that base range of the old file (at most `W + 2 MARGIN` bytes), applies
+//!   the delta with a limit of `W` bytes of output, writes the result into the temporary file
+//!   and hashes it; at the end the BLAKE3 of the result must equal the sender's hash of the new
+//!   file, or the temporary file is dropped and the file is asked for again whole (once per
+//!   run, after every delta: one round trip, not one per file).
+//!
+//! Memory: the sender holds one window and the signatures of the files whose deltas are under
+//! way (12 bytes per 4 KiB of old file: 0.3% of its size); the receiver one base range and one
+//! window of output.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+
+use fast_rsync::{Signature, SignatureOptions};
+
+use crate::session::{Out, RemoteError, send};
+use crate::wire::{Dec, Enc, tag};
+
+/// Block size of signatures.
+pub const BLOCK: usize = 4096;
+/// Bytes of MD4 kept per block.
+const HASH_LEN: usize = 8;
+/// Bytes of one block's signature.
+const BLOCK_SIG: usize = 4 + HASH_LEN;
+/// The old file is read and signed in pieces of this size.
+const SIG_CHUNK: usize = 1 << 20;
+/// The new file is diffed in windows of this size.
+pub const WINDOW: usize = 8 << 20;
+/// Each window's base reaches this far on both sides.
+pub const MARGIN: usize = 2 << 20;
+/// Smaller changed files go whole: a signature costs a round of reading on both ends.
+pub const DELTA_MIN: u64 = 32 << 10;
+
+fn sig_options() -> SignatureOptions {
+    SignatureOptions {
+        block_size: BLOCK as u32,
+        crypto_hash_size: HASH_LEN as u32,
+    }
+}
+
+/// The 12-byte header fast_rsync puts before the blocks (MD4 magic, block size, hash size).
+fn sig_header() -> Vec<u8> {
+    let mut h = Vec::with_capacity(12);
+    h.extend_from_slice(&0x7273_0136u32.to_be_bytes());
+    h.extend_from_slice(&(BLOCK as u32).to_be_bytes());
+    h.extend_from_slice(&(HASH_LEN as u32).to_be_bytes());
+    h
+}
+
+/// The receiver's answer to one signature request: signs each requested old file in turn.
+/// `open(path)` opens the old file (`None`: not a regular file any more).
+pub(crate) fn sign_all(
+    requests: Vec<(u32, Vec<u8>)>,
+    mut open: impl FnMut(&[u8]) -> io::Result<Option<std::fs::File>>,
+    out: &Out,
+) -> Result<(), RemoteError> {
+    let mut buf = vec![0u8; SIG_CHUNK];
+    for (id, path) in requests {
+        let mut len = 0u64;
+        let ok = match open(&path) {
+            Ok(Some(mut f)) => loop {
+                let n = match read_full(&mut f, &mut buf) {
+                    Ok(n) => n,
+                    Err(_) => break false,
+                };
+                if n == 0 {
+                    break true;
+                }
+                len += n as u64;
+                let sig = Signature::calculate(&buf[..n], sig_options());
+                let mut e = Enc::new();
+                e.u32(id);
+                e.0.extend_from_slice(&sig.serialized()[12..]);
+                send(out, tag::SIG, &e.take())?;
+                if n < buf.len() {
+                    break true;
+                }
+            },
+            _ => false,
+        };
+        send(
+            out,
+            tag::SIG_END,
+            &Enc::new().u32(id).u64(len).bool(ok).take(),
+        )?;
+    }
+    crate::session::flush(out)
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The signature of one old file, as the sender collects it.
+#[derive(Default)]
+pub(crate) struct OldSig {
+    pub blocks: Vec<u8>,
+    pub len: u64,
+}
+
+/// The base range of the window at `a` (of `len` bytes) in an old file of `old_len` bytes.
+fn base_range(a: u64, old_len: u64) -> (u64, u64) {
+    let start = a.saturating_sub(MARGIN as u64).min(old_len);
+    let end = (a + (WINDOW + MARGIN) as u64).min(old_len);
+    (start, end)
+}
+
+/// Sends the new file `f` as deltas against `old`, one `DELTA` frame per window; returns the
+/// BLAKE3 of the new content and its length.
+pub(crate) fn send_windows(
+    out: &Out,
+    f: &mut std::fs::File,
+    old: &OldSig,
+    window: &mut Vec<u8>,
+    delta: &mut Vec<u8>,
+) -> Result<Result<(blake3::Hash, u64), io::Error>, RemoteError> {
+    window.resize(WINDOW, 0);
+    let mut h = blake3::Hasher::new();
+    let mut a = 0u64;
+    let header = sig_header();
+    loop {
+        let n = match read_full(f, window) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        if n == 0 {
+            break;
+        }
+        let data = &window[..n];
+        h.update(data);
+        let (bs, be) = base_range(a, old.len);
+        let (b0, b1) = ((bs as usize) / BLOCK, (be as usize).div_ceil(BLOCK));
+        let slice = old
+            .blocks
+            .get(b0 * BLOCK_SIG..b1 * BLOCK_SIG)
+            .unwrap_or_default();
+        let mut sig = header.clone();
+        sig.extend_from_slice(slice);
+        delta.clear();
+        let made = Signature::deserialize(sig)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+            .and_then(|s| {
+                fast_rsync::diff(&s.index(), data, &mut *delta)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+            });
+        if let Err(e) = made {
+            return Ok(Err(e));
+        }
+        let mut e = Enc::new();
+        e.u64(bs).u64(be - bs).u32(n as u32);
+        e.0.extend_from_slice(delta);
+        send(out, tag::DELTA, &e.take())?;
+        a += n as u64;
+        if n < WINDOW {
+            break;
+        }
+    }
+    Ok(Ok((h.finalize(), a)))
+}
+
+/// The receiver's side of one `DELTA` frame: reads the base range of `old`, applies the delta
+/// and writes the result into `tmp`; returns the bytes written.
+pub(crate) fn apply_window(
+    p: &[u8],
+    old: &std::fs::File,
+    base: &mut Vec<u8>,
+    outbuf: &mut Vec<u8>,
+    tmp: &mut std::fs::File,
+    hasher: &mut blake3::Hasher,
+) -> io::Result<u64> {
+    let mut d = Dec::new(p, "delta");
+    let start = d.u64()?;
+    let len = d.u64()? as usize;
+    let want = d.u32()? as usize;
+    if len > WINDOW + 2 * MARGIN || want > WINDOW {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "delta window larger than the protocol allows",
+        ));
+    }
+    base.resize(len, 0);
+    old.read_exact_at(base, start)?;
+    outbuf.clear();
+    fast_rsync::apply_limited(base, d.rest(), outbuf, want)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    hasher.update(outbuf);
+    tmp.write_all(outbuf)?;
+    Ok(outbuf.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A window's base signature sliced from per-chunk signatures equals fast_rsync's
+    /// signature of that base range, and the delta rebuilds an insertion.
+    #[test]
+    fn sliced_signatures_rebuild_shifted_data() {
+        let mut old = vec![0u8; 3 * SIG_CHUNK + 1234];
+        let mut x = 7u32;
+        for b in &mut old {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *b = (x >> 16) as u8;
+        }
+        let mut blocks = Vec::new();
+        for c in old.chunks(SIG_CHUNK) {
+            blocks.extend_from_slice(&Signature::calculate(c, sig_options()).serialized()[12..]);
+        }
+        let whole = Signature::calculate(&old, sig_options());
+        assert_eq!(&whole.serialized()[12..], &blocks[..]);
+        let mut new = old[..100_000].to_vec();
+        new.extend_from_slice(&[9u8; 65536]);
+        new.extend_from_slice(&old[100_000..]);
+        let (bs, be) = base_range(0, old.len() as u64);
+        let mut sig = sig_header();
+        sig.extend_from_slice(
+            &blocks[(bs as usize / BLOCK) * BLOCK_SIG..(be as usize).div_ceil(BLOCK) * BLOCK_SIG],
+        );
+        let s = Signature::deserialize(sig).unwrap();
+        let mut delta = Vec::new();
+        fast_rsync::diff(&s.index(), &new, &mut delta).unwrap();
+        assert!(
+            delta.len() < 70_000 + 4096,
+            "delta of {} bytes",
+            delta.len()
+        );
+        let mut out = Vec::new();
+        fast_rsync::apply(&old[bs as usize..be as usize], &delta, &mut out).unwrap();
+        assert_eq!(out, new);
+    }
+}

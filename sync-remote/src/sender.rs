@@ -1,0 +1,655 @@
+//! The sending end: receives DST's listing, plans with sync-engine's pure planner (the same
+//! as a local run), reports the itemize lines in rsync's order, streams the actions (file
+//! contents with their BLAKE3 hash), the directories' attributes after everything else, and
+//! its counts; then waits for the receiver's report.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::mpsc;
+
+use sync_engine::itemize::{Update, field};
+use sync_engine::remote::{self, Change, Idx, Kind, Listing, NONE, Op, Plan, PlanOptions, Side};
+use sync_engine::{Error, FileError, Item, MaxDelete, Observer, Options, Report};
+
+use crate::delta;
+use crate::session::{Out, RemoteError, flush, parse_fatal, send, send_fatal, stream};
+use crate::wire::{self, DATA_CHUNK, Dec, Enc, FrameReader, tag};
+
+/// What the receiver said about DST.
+struct DstInfo {
+    is_root: bool,
+    exists: bool,
+    /// Entries below DST (counted for `--max-delete=P%`).
+    total: u64,
+    groups: Vec<u32>,
+    scan_errors: u64,
+}
+
+fn read_dst(reader: &mut FrameReader) -> Result<(DstInfo, Listing), RemoteError> {
+    let (t, p) = reader.frame().map_err(stream)?;
+    match t {
+        tag::DST_INFO => {}
+        tag::FATAL => return Err(parse_fatal(p)),
+        _ => {
+            return Err(RemoteError::Stream {
+                detail: format!("expected DST's description, got frame tag {t}"),
+            });
+        }
+    }
+    let mut d = Dec::new(p, "dst info");
+    let is_root = d.bool().map_err(stream)?;
+    let exists = d.bool().map_err(stream)?;
+    let total = d.u64().map_err(stream)?;
+    let mut groups = Vec::new();
+    for _ in 0..d.u32().map_err(stream)? {
+        groups.push(d.u32().map_err(stream)?);
+    }
+    let scan_errors = d.u64().map_err(stream)?;
+    let info = DstInfo {
+        is_root,
+        exists,
+        total,
+        groups,
+        scan_errors,
+    };
+    let mut listing = Listing::default();
+    // Directories whose subtree is still open, innermost last.
+    let mut open: Vec<Idx> = Vec::new();
+    loop {
+        let (t, p) = reader.frame().map_err(stream)?;
+        match t {
+            tag::ENTRIES => {}
+            tag::ENTRIES_END => break,
+            tag::FATAL => return Err(parse_fatal(p)),
+            _ => {
+                return Err(RemoteError::Stream {
+                    detail: format!("expected DST's listing, got frame tag {t}"),
+                });
+            }
+        }
+        let mut d = Dec::new(p, "entries");
+        while !d.rest_is_empty() {
+            let parent = d.u32().map_err(stream)?;
+            let meta = d.meta().map_err(stream)?;
+            let name = d.bytes().map_err(stream)?;
+            let link = d.bytes().map_err(stream)?;
+            if listing.is_empty() {
+                if parent != NONE || meta.kind != Kind::Dir {
+                    return Err(stream(wire::malformed("entries")));
+                }
+                listing = Listing::with_root_capacity(meta, 0, 0);
+                open.push(0);
+                continue;
+            }
+            while open.last().is_some_and(|&o| o != parent) {
+                if let Some(o) = open.pop() {
+                    listing.close(o);
+                }
+            }
+            if open.is_empty() || name.is_empty() || name.len() > 255 || link.len() > 4096 {
+                return Err(stream(wire::malformed("entries")));
+            }
+            let link = (meta.kind == Kind::Symlink).then_some(link);
+            let i = listing.push(name, link, meta, parent);
+            if meta.kind == Kind::Dir {
+                open.push(i);
+            }
+        }
+    }
+    while let Some(o) = open.pop() {
+        listing.close(o);
+    }
+    Ok((info, listing))
+}
+
+/// The itemize lines of a plan in rsync's order (by output slot).
+/// The changes rsync's itemize line shows for an attribute fix of an existing entry (as the
+/// local engine shows them): rsync compares after changing the owner, and when DST's entry had
+/// a setuid or setgid bit it reads the attributes again (the change of owner clears those
+/// bits), so it shows the mode the change left instead of the owner and group.
+fn shown_attrs(a: &remote::Action, src: &Listing, dst: &Listing) -> Change {
+    let (sm, dm) = (src.meta(a.src), dst.meta(a.dst));
+    let chown = a.change.contains(Change::OWNER) || a.change.contains(Change::GROUP);
+    if sm.kind == Kind::Dir || !chown || dm.perm & 0o6000 == 0 {
+        return a.change;
+    }
+    let cleared = if dm.perm & 0o010 != 0 { 0o6000 } else { 0o4000 };
+    let after = dm.perm & !cleared;
+    let mut c = Change::NONE;
+    for f in [
+        Change::CONTENT,
+        Change::SIZE,
+        Change::TIME,
+        Change::ACL,
+        Change::XATTR,
+    ] {
+        if a.change.contains(f) {
+            c |= f;
+        }
+    }
+    if after != sm.perm {
+        c |= Change::PERMS;
+    }
+    c
+}
+
+/// Reports the itemize lines; `push_side`: this end is the client of a push.
+fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_side: bool) {
+    if !obs.wants_items() {
+        return;
+    }
+    struct Line {
+        slot: u32,
+        field: [u8; 11],
+        op: Op,
+        kind: Kind,
+        path: Vec<u8>,
+        link: Option<Vec<u8>>,
+        bytes: u64,
+    }
+    let mut lines = Vec::new();
+    let mut push = |slot, update, list: &Listing, idx: Idx, op, change: Change, bytes| {
+        let m = list.meta(idx);
+        let link = (m.kind == Kind::Symlink && op != Op::Delete).then(|| list.link(idx).to_vec());
+        lines.push(Line {
+            slot,
+            field: field(update, m.kind, change),
+            op,
+            kind: m.kind,
+            path: list.path(idx),
+            link,
+            bytes,
+        });
+    };
+    for (gi, g) in plan.groups.iter().enumerate() {
+        if gi == 0 && plan.create_root {
+            push(g.slot, Update::Local, src, 0, Op::Mkdir, Change::NEW, 0);
+        } else if !g.finish.is_empty() && !g.finish.contains(Change::NEW) {
+            push(g.slot, Update::Attrs, src, g.src, Op::SetAttrs, g.finish, 0);
+        }
+    }
+    for a in &plan.actions {
+        match a.op {
+            Op::Delete if a.change.contains(Change::TYPE) => {}
+            Op::Delete => push(a.slot, Update::Delete, dst, a.dst, a.op, a.change, 0),
+            Op::Copy => {
+                let size = src.meta(a.src).size;
+                push(a.slot, Update::Transfer, src, a.src, a.op, a.change, size);
+            }
+            Op::SetAttrs => {
+                let c = shown_attrs(a, src, dst);
+                if !c.is_empty() {
+                    push(a.slot, Update::Attrs, src, a.src, a.op, c, 0);
+                }
+            }
+            Op::Mknod
+                if ![Change::NEW, Change::TYPE, Change::CONTENT]
+                    .iter()
+                    .any(|&c| a.change.contains(c)) =>
+            {
+                let c = shown_attrs(a, src, dst);
+                if !c.is_empty() {
+                    push(a.slot, Update::Attrs, src, a.src, a.op, c, 0);
+                }
+            }
+            Op::Mkdir | Op::Symlink | Op::Mknod => {
+                push(a.slot, Update::Local, src, a.src, a.op, a.change, 0);
+            }
+            Op::Link | Op::Stamp => {}
+        }
+    }
+    lines.sort_by_key(|l| l.slot);
+    for l in &mut lines {
+        // rsync marks the files a push sends with `<`, the ones a pull receives with `>`.
+        if push_side && l.field[0] == b'>' {
+            l.field[0] = b'<';
+        }
+    }
+    for l in &lines {
+        obs.item(&Item {
+            field: l.field,
+            op: l.op,
+            kind: l.kind,
+            path: &l.path,
+            link: l.link.as_deref(),
+            bytes: l.bytes,
+        });
+    }
+}
+
+/// Runs the sending end for SRC `src` (already scanned as `tree`); returns the receiver's
+/// report.
+pub(crate) fn run(
+    src: &Path,
+    tree: remote::Tree,
+    mut reader: FrameReader,
+    out: Out,
+    opts: &Options,
+    obs: &dyn Observer,
+    push_side: bool,
+) -> Result<Report, RemoteError> {
+    let (info, dst) = read_dst(&mut reader)?;
+    for e in &tree.errors {
+        obs.error(e);
+    }
+    let s = &tree.listing;
+    if opts.delete && !opts.allow_empty_source && s.len() == 1 && dst.len() > 1 {
+        let e = RemoteError::Engine(Error::EmptySource {
+            src: src.to_owned(),
+            dst: "the remote destination".into(),
+        });
+        send_fatal(&out, &e);
+        return Err(e);
+    }
+    let max_delete = opts.max_delete.map(|m| match m {
+        MaxDelete::Count(n) => n,
+        p => p.limit(info.total),
+    });
+    let popts = PlanOptions {
+        delete: opts.delete && tree.errors.is_empty() && info.scan_errors == 0,
+        max_delete,
+        modify_window: opts.modify_window,
+        checksum: opts.checksum,
+        owner: opts.preserve_owner.unwrap_or(info.is_root),
+        groups: Some(if info.is_root {
+            None
+        } else {
+            Some(info.groups.clone())
+        }),
+        hashed_at: None,
+        hard_links: false,
+    };
+    let plan = remote::plan_tree(s, &dst, &popts);
+    obs.planned(&plan.counts);
+    items(&plan, s, &dst, obs, push_side);
+
+    let mut r = Report {
+        dry_run: opts.dry_run,
+        src_entries: s.len().saturating_sub(1) as u64,
+        dst_entries: dst.len().saturating_sub(1) as u64,
+        deletions_disabled: opts.delete && !popts.delete,
+        delete_limited: plan.delete_limited,
+        errors: tree.errors.len() as u64,
+        ..Report::default()
+    };
+    for i in 1..s.len() as u32 {
+        let m = s.meta(i);
+        match m.kind {
+            Kind::File => {
+                r.src_files += 1;
+                r.src_bytes += m.size;
+            }
+            Kind::Dir => r.src_dirs += 1,
+            Kind::Symlink => {
+                r.src_symlinks += 1;
+                r.src_link_bytes += m.size;
+            }
+            Kind::CharDev | Kind::BlockDev => r.src_devices += 1,
+            Kind::Fifo | Kind::Socket => r.src_specials += 1,
+        }
+    }
+    if opts.dry_run {
+        r.files_copied = plan.counts.copies;
+        r.bytes_copied = plan.counts.copy_bytes;
+        r.created = plan.counts.created;
+        r.deleted = plan.counts.deletions;
+        r.attrs_fixed = plan.counts.attr_fixes;
+    }
+    // The replies (signatures, the resend list, the report, errors) are read by a thread of
+    // their own, so the receiver's signatures flow while the actions are sent.
+    let (tx, rx) = mpsc::channel();
+    let replies = std::thread::spawn(move || read_replies(reader, tx));
+    let mut st = Stream {
+        out: &out,
+        rx: &rx,
+        obs,
+        r: &mut r,
+        sigs: HashMap::new(),
+    };
+    let sent = if opts.dry_run {
+        Ok(())
+    } else {
+        st.actions(src, &plan, s, &dst, !info.exists)
+    };
+    let result = sent
+        .and_then(|()| {
+            send(&out, tag::SUMMARY, &wire::encode_report(st.r))?;
+            send(&out, tag::END, &[])?;
+            flush(&out)
+        })
+        .and_then(|()| match st.next()? {
+            Reply::Report(rep) => Ok(rep),
+            _ => Err(RemoteError::Stream {
+                detail: "expected the report".into(),
+            }),
+        });
+    if result.is_ok() {
+        let _ = replies.join();
+    }
+    result
+}
+
+/// What the receiver sent back.
+enum Reply {
+    Sig(u32, Vec<u8>),
+    SigEnd(u32, u64, bool),
+    Resend(Vec<Vec<u8>>),
+    Report(Report),
+    Error(FileError),
+    Failed(RemoteError),
+}
+
+fn read_replies(mut reader: FrameReader, tx: mpsc::Sender<Reply>) {
+    loop {
+        let reply = match reader.frame() {
+            Err(e) => Reply::Failed(stream(e)),
+            Ok((t, p)) => {
+                let parsed = (|| -> io::Result<Reply> {
+                    let mut d = Dec::new(p, "reply");
+                    Ok(match t {
+                        tag::SIG => {
+                            let id = d.u32()?;
+                            Reply::Sig(id, d.rest().to_vec())
+                        }
+                        tag::SIG_END => Reply::SigEnd(d.u32()?, d.u64()?, d.bool()?),
+                        tag::RESEND => {
+                            let mut v = Vec::new();
+                            for _ in 0..d.u32()? {
+                                v.push(d.bytes()?.to_vec());
+                            }
+                            Reply::Resend(v)
+                        }
+                        tag::REPORT => Reply::Report(wire::decode_report(p)?),
+                        tag::ERROR => Reply::Error(wire::decode_error(p)?),
+                        tag::FATAL => Reply::Failed(parse_fatal(p)),
+                        _ => Reply::Failed(RemoteError::Stream {
+                            detail: format!("unexpected frame tag {t} from the receiver"),
+                        }),
+                    })
+                })();
+                parsed.unwrap_or_else(|e| Reply::Failed(stream(e)))
+            }
+        };
+        let last = matches!(reply, Reply::Report(_) | Reply::Failed(_));
+        if tx.send(reply).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The sending half of a run in progress.
+struct Stream<'a> {
+    out: &'a Out,
+    rx: &'a mpsc::Receiver<Reply>,
+    obs: &'a dyn Observer,
+    r: &'a mut Report,
+    /// Signatures received for files not sent yet.
+    sigs: HashMap<u32, delta::OldSig>,
+}
+
+impl Stream<'_> {
+    /// The next reply that is not an error on one entry (those are reported here).
+    fn next(&mut self) -> Result<Reply, RemoteError> {
+        loop {
+            let reply = self.rx.recv().map_err(|_| RemoteError::Stream {
+                detail: "the other end closed the connection".into(),
+            })?;
+            match reply {
+                Reply::Error(e) => self.obs.error(&e),
+                Reply::Failed(e) => return Err(e),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Waits for the whole signature of request `id`; `None` when the receiver could not read
+    /// the old file.
+    fn signature(&mut self, id: u32) -> Result<Option<delta::OldSig>, RemoteError> {
+        loop {
+            match self.next()? {
+                Reply::Sig(i, blocks) => self.sigs.entry(i).or_default().blocks.extend(blocks),
+                Reply::SigEnd(i, len, ok) => {
+                    let mut sig = self.sigs.remove(&i).unwrap_or_default();
+                    sig.len = len;
+                    if i == id {
+                        return Ok(ok.then_some(sig));
+                    }
+                }
+                _ => {
+                    return Err(RemoteError::Stream {
+                        detail: "expected a signature".into(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn read_error(&mut self, path: &[u8], e: io::Error) {
+        self.r.errors += 1;
+        self.obs.error(&FileError {
+            op: "read",
+            path: path.to_vec(),
+            side: Side::Source,
+            source: e,
+        });
+    }
+
+    /// Opens SRC's file for sending; `None` (reported) when it cannot be read.
+    fn open(&mut self, source: &mut remote::Source, path: &[u8]) -> Option<std::fs::File> {
+        match source.file(path) {
+            Ok(Some(f)) => Some(f),
+            Ok(None) => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.r.vanished += 1;
+                self.obs.warning(&sync_engine::Warning::Vanished { path });
+                None
+            }
+            Err(e) => {
+                self.read_error(path, e);
+                None
+            }
+        }
+    }
+
+    /// Sends one file whole: header, data frames, BLAKE3 of what was sent.
+    fn file(
+        &mut self,
+        source: &mut remote::Source,
+        path: &[u8],
+        meta: &remote::Meta,
+        new: bool,
+        buf: &mut [u8],
+    ) -> Result<(), RemoteError> {
+        let Some(mut f) = self.open(source, path) else {
+            return Ok(());
+        };
+        let out = self.out;
+        send(
+            out,
+            tag::FILE,
+            &Enc::new().bytes(path).meta(meta).bool(new).take(),
+        )?;
+        let mut h = blake3::Hasher::new();
+        loop {
+            let n = match f.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    send(out, tag::FILE_ABORT, &[])?;
+                    self.read_error(path, e);
+                    return Ok(());
+                }
+            };
+            h.update(&buf[..n]);
+            send(out, tag::DATA, &buf[..n])?;
+        }
+        send(out, tag::FILE_END, h.finalize().as_bytes())
+    }
+
+    /// Sends one changed file as deltas against the receiver's old version `old`.
+    fn delta_file(
+        &mut self,
+        source: &mut remote::Source,
+        path: &[u8],
+        meta: &remote::Meta,
+        old: &delta::OldSig,
+        bufs: &mut (Vec<u8>, Vec<u8>),
+    ) -> Result<(), RemoteError> {
+        let Some(mut f) = self.open(source, path) else {
+            return Ok(());
+        };
+        let out = self.out;
+        send(
+            out,
+            tag::DELTA_FILE,
+            &Enc::new().bytes(path).meta(meta).take(),
+        )?;
+        match delta::send_windows(out, &mut f, old, &mut bufs.0, &mut bufs.1)? {
+            Ok((hash, _len)) => send(out, tag::FILE_END, hash.as_bytes()),
+            Err(e) => {
+                send(out, tag::FILE_ABORT, &[])?;
+                self.read_error(path, e);
+                Ok(())
+            }
+        }
+    }
+
+    fn actions(
+        &mut self,
+        src: &Path,
+        plan: &Plan,
+        s: &Listing,
+        dst: &Listing,
+        create_root: bool,
+    ) -> Result<(), RemoteError> {
+        let out = self.out;
+        let mut source = remote::Source::open(src)?;
+        let mut buf = vec![0u8; DATA_CHUNK];
+        let mut e = Enc::new();
+        // Changed files that exist in DST go as deltas: their signatures are asked for first,
+        // in one request, and arrive while the other actions are sent.
+        let candidates: Vec<&remote::Action> = plan
+            .actions
+            .iter()
+            .filter(|a| {
+                a.op == Op::Copy
+                    && a.dst != NONE
+                    && dst.meta(a.dst).kind == Kind::File
+                    && dst.meta(a.dst).size >= delta::DELTA_MIN
+                    && s.meta(a.src).size >= delta::DELTA_MIN
+            })
+            .collect();
+        if !candidates.is_empty() {
+            e.u32(candidates.len() as u32);
+            for (id, a) in candidates.iter().enumerate() {
+                e.u32(id as u32).bytes(&dst.path(a.dst));
+            }
+            send(out, tag::SIG_REQUEST, &e.take())?;
+            flush(out)?;
+        }
+        let is_candidate = |a: &remote::Action| {
+            a.op == Op::Copy
+                && a.dst != NONE
+                && dst.meta(a.dst).kind == Kind::File
+                && dst.meta(a.dst).size >= delta::DELTA_MIN
+                && s.meta(a.src).size >= delta::DELTA_MIN
+        };
+        // Directories whose entries change get their attributes (mtime) set again afterwards.
+        let mut touched = vec![false; plan.groups.len()];
+        for (gi, touched) in touched.iter_mut().enumerate() {
+            for a in plan.actions_of(gi) {
+                match a.op {
+                    Op::Delete => {
+                        let m = dst.meta(a.dst);
+                        e.bytes(&dst.path(a.dst)).bool(m.kind == Kind::Dir);
+                        send(out, tag::DELETE, &e.take())?;
+                    }
+                    Op::Mkdir => {
+                        e.bytes(&s.path(a.src));
+                        send(out, tag::MKDIR, &e.take())?;
+                    }
+                    Op::Copy if is_candidate(a) => {}
+                    Op::Copy => {
+                        let new = a.change.contains(Change::NEW);
+                        self.file(&mut source, &s.path(a.src), s.meta(a.src), new, &mut buf)?;
+                    }
+                    Op::Symlink | Op::Mknod => {
+                        let m = s.meta(a.src);
+                        let new = a.change.contains(Change::NEW);
+                        e.bytes(&s.path(a.src))
+                            .meta(m)
+                            .bytes(s.link(a.src))
+                            .bool(new);
+                        send(out, tag::MAKE, &e.take())?;
+                    }
+                    Op::SetAttrs => {
+                        e.bytes(&s.path(a.src))
+                            .meta(s.meta(a.src))
+                            .bool(a.change.contains(Change::OWNER))
+                            .bool(a.change.contains(Change::GROUP));
+                        send(out, tag::ATTRS, &e.take())?;
+                    }
+                    Op::Link | Op::Stamp => {}
+                }
+                if !matches!(a.op, Op::SetAttrs | Op::Stamp | Op::Link) {
+                    *touched = true;
+                }
+            }
+        }
+        if !candidates.is_empty() {
+            flush(out)?;
+            let mut bufs = (Vec::new(), Vec::new());
+            let mut whole = Vec::new();
+            for (id, a) in candidates.iter().enumerate() {
+                let path = s.path(a.src);
+                match self.signature(id as u32)? {
+                    Some(old) => {
+                        self.delta_file(&mut source, &path, s.meta(a.src), &old, &mut bufs)?
+                    }
+                    None => whole.push(a),
+                }
+            }
+            for a in whole {
+                self.file(&mut source, &s.path(a.src), s.meta(a.src), false, &mut buf)?;
+            }
+            send(out, tag::DELTAS_END, &[])?;
+            flush(out)?;
+            let resend = loop {
+                match self.next()? {
+                    Reply::Resend(v) => break v,
+                    Reply::Sig(..) | Reply::SigEnd(..) => {}
+                    _ => {
+                        return Err(RemoteError::Stream {
+                            detail: "expected the resend list".into(),
+                        });
+                    }
+                }
+            };
+            for path in resend {
+                let Some(a) = candidates.iter().find(|a| s.path(a.src) == path) else {
+                    return Err(RemoteError::Stream {
+                        detail: "resend of a file that was not sent as a delta".into(),
+                    });
+                };
+                self.file(&mut source, &path, s.meta(a.src), false, &mut buf)?;
+            }
+        }
+        // Attributes of directories after all their contents, deepest first; the root of a
+        // DST created by this run too.
+        for (gi, g) in plan.groups.iter().enumerate().rev() {
+            let counted = !g.finish.is_empty() && !g.finish.contains(Change::NEW);
+            if g.finish.is_empty() && !touched[gi] && !(gi == 0 && create_root) {
+                continue;
+            }
+            e.bytes(&s.path(g.src)).meta(s.meta(g.src)).bool(counted);
+            send(out, tag::DIR_ATTRS, &e.take())?;
+        }
+        if plan.groups.is_empty() && create_root {
+            e.bytes(b"").meta(s.meta(0)).bool(false);
+            send(out, tag::DIR_ATTRS, &e.take())?;
+        }
+        Ok(())
+    }
+}

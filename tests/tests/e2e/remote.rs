@@ -1,0 +1,602 @@
+//! `opsync sync` over real OpenSSH between two network namespaces ("prod" runs the client,
+//! "dev" runs sshd; see `opsync_tests::sshd`): push and pull against `rsync -a --delete -e ssh`
+//! on random hostile trees, a killed ssh in the middle of a transfer, and the clear errors of a
+//! missing remote parent, an unreachable host and a remote end that is not opsync.
+//!
+//! `OPSYNC_REMOTE_SEEDS=N` runs seeds `0..N` (default 6).
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use opsync_tests::opsync_bin;
+use opsync_tests::snapshot::{render, snapshot};
+use opsync_tests::sshd::Hosts;
+use opsync_tests::tree::{GenOptions, StaleOptions, Tree};
+
+fn show(out: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `opsync sync ARGS A B` in prod, with the test's ssh and the built binary on the remote end.
+fn opsync_remote(h: &Hosts, args: &[&str], a: &str, b: &str) -> Output {
+    h.in_prod(opsync_bin())
+        .arg("sync")
+        .args([
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            &opsync_bin().display().to_string(),
+        ])
+        .args(args)
+        .args([a, b])
+        .output()
+        .unwrap()
+}
+
+/// `rsync -ai --delete -e ssh SRC/ DEV:DST/`; returns its itemize lines.
+fn rsync_push(h: &Hosts, src: &Path, dst: &Path) -> Vec<u8> {
+    let out = h
+        .in_prod("rsync")
+        .args(["-ai", "--delete", "-e", &h.rsh()])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", h.remote(dst)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rsync over ssh failed: {}",
+        show(&out)
+    );
+    out.stdout
+}
+
+/// Itemize output compared as the local differential test does: the lines in order, except
+/// `*deleting` lines, compared as a set (rsync deletes in its own order).
+fn same_items(rsync: &[u8], opsync: &[u8]) -> Result<(), String> {
+    let split = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b).into_owned();
+        let (mut del, mut rest): (Vec<String>, Vec<String>) = text
+            .lines()
+            .map(str::to_string)
+            .partition(|l| l.starts_with("*deleting"));
+        del.sort();
+        rest.retain(|l| !l.is_empty());
+        (del, rest)
+    };
+    if split(rsync) == split(opsync) {
+        Ok(())
+    } else {
+        Err(format!(
+            "itemize lines differ:\nrsync -ai:\n{}\nopsync -i:\n{}",
+            String::from_utf8_lossy(rsync),
+            String::from_utf8_lossy(opsync)
+        ))
+    }
+}
+
+fn seeds() -> u64 {
+    std::env::var("OPSYNC_REMOTE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
+}
+
+#[test]
+fn remote_push_and_pull_give_rsyncs_result() {
+    let h = Hosts::start();
+    let mut failures = Vec::new();
+    for seed in 0..seeds() {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("opsync-remote-{seed}-"))
+            .tempdir()
+            .unwrap();
+        let t = tmp.path();
+        let opts = GenOptions::default();
+        let src_tree = Tree::random(seed, &opts);
+        src_tree.build(&t.join("src")).unwrap();
+        std::fs::create_dir(t.join("outside")).unwrap();
+        std::fs::write(t.join("outside/file"), b"must never change\n").unwrap();
+        let stale = src_tree.stale(
+            seed,
+            &StaleOptions {
+                change_percent: 30,
+                trap_percent: 10,
+                extraneous_percent: 25,
+                outside: t.join("outside").as_os_str().as_encoded_bytes().to_vec(),
+                outside_from_root: b"../outside".to_vec(),
+            },
+            &opts,
+        );
+        for d in ["a", "b", "c"] {
+            stale.tree.build(&t.join(d)).unwrap();
+        }
+        let outside_before = snapshot(&t.join("outside")).unwrap();
+        let rsync_items = rsync_push(&h, &t.join("src"), &t.join("a"));
+        let src = t.join("src").display().to_string();
+        let push = opsync_remote(&h, &["-i"], &src, &h.remote(&t.join("b")));
+        let pull = opsync_remote(
+            &h,
+            &["-i"],
+            &h.remote(&t.join("src")),
+            &t.join("c").display().to_string(),
+        );
+        let mut msgs = Vec::new();
+        for (what, out) in [("push", &push), ("pull", &pull)] {
+            if !out.status.success() {
+                msgs.push(format!("opsync {what} failed: {}", show(out)));
+            }
+        }
+        // rsync marks what a push sends `<f`, what a pull receives `>f`.
+        let rsync_pull_items: Vec<u8> = String::from_utf8_lossy(&rsync_items)
+            .lines()
+            .map(|l| match l.strip_prefix('<') {
+                Some(rest) => format!(">{rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect::<String>()
+            .into_bytes();
+        for (what, out, want) in [
+            ("push", &push, &rsync_items),
+            ("pull", &pull, &rsync_pull_items),
+        ] {
+            if let Err(e) = same_items(want, &out.stdout) {
+                msgs.push(format!("opsync {what}: {e}"));
+            }
+        }
+        let a = snapshot(&t.join("a")).unwrap();
+        for (what, d) in [("push", "b"), ("pull", "c")] {
+            let lines = a.diff("rsync", &snapshot(&t.join(d)).unwrap(), what);
+            if !lines.is_empty() {
+                msgs.push(render(
+                    &format!("opsync {what} differs from rsync -a --delete -e ssh"),
+                    &lines,
+                    25,
+                ));
+            }
+        }
+        let again = opsync_remote(&h, &["-i"], &src, &h.remote(&t.join("b")));
+        if !again.status.success() || !again.stdout.is_empty() {
+            msgs.push(format!(
+                "a second push -i should print nothing: {}",
+                show(&again)
+            ));
+        }
+        let lines = outside_before.diff("before", &snapshot(&t.join("outside")).unwrap(), "after");
+        if !lines.is_empty() {
+            msgs.push(render("a tree outside DST changed", &lines, 25));
+        }
+        if !msgs.is_empty() {
+            failures.push(format!("seed {seed}:\n{}", msgs.join("\n")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn remote_stats_and_json_count_the_connections_bytes() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("stats");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::write(t.join("src/f"), vec![7u8; 300_000]).unwrap();
+    let out = opsync_remote(
+        &h,
+        &["--json"],
+        &t.join("src").display().to_string(),
+        &h.remote(&t.join("dst")),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let sent = v["sent_bytes"].as_u64().unwrap();
+    assert!(
+        sent > 300_000 && sent < 310_000,
+        "sent {sent} for a 300,000-byte file: {last}"
+    );
+    assert!(v["received_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(std::fs::read(t.join("dst/f")).unwrap().len(), 300_000);
+    let out = opsync_remote(
+        &h,
+        &["--stats"],
+        &t.join("src").display().to_string(),
+        &h.remote(&t.join("dst")),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sent ") && text.contains(" bytes  received "),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn remote_errors_are_clear() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("errs");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::write(t.join("src/f"), b"x").unwrap();
+    let src = t.join("src").display().to_string();
+
+    let out = opsync_remote(&h, &[], &src, &h.remote(&t.join("missing/parent/dst")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        err.contains("parent") && err.contains("does not exist"),
+        "{}",
+        show(&out)
+    );
+    assert!(!t.join("missing").exists());
+
+    // Nothing answers at this address in prod's subnet: ssh fails, exit 255 as rsync.
+    let unreachable = format!(
+        "root@{}:/tmp/x",
+        h.dev_addr.trim_end_matches(".1").to_owned() + ".3"
+    );
+    let out = opsync_remote(&h, &[], &src, &unreachable);
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ssh"),
+        "{}",
+        show(&out)
+    );
+
+    // A remote end that is not opsync: a protocol stream error, 12.
+    let out = h
+        .in_prod(opsync_bin())
+        .args([
+            "sync",
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            "echo hello from a login script; cat >/dev/null; true",
+        ])
+        .args([&src, &h.remote(&t.join("dst"))])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not answer as opsync"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn remote_protocol_versions_that_differ_give_one_error_naming_both() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("version");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    // A remote end that says it is opsync 9.9.9 speaking protocol 99 (0x63); the client
+    // appends " serve", which `true` takes.
+    let fake = r"printf '\001\025\000\000\000OPSYNC\000\001c\000\000\000\005\000\000\0009.9.9'; cat >/dev/null; true";
+    let out = h
+        .in_prod(opsync_bin())
+        .args(["sync", "-e", &h.rsh(), "--remote-opsync", fake])
+        .arg(t.join("src"))
+        .arg(h.remote(&t.join("dst")))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{}", show(&out));
+    assert!(
+        err.contains("protocol version mismatch")
+            && err.contains(&format!(
+                "opsync {} speaks protocol 1",
+                env!("CARGO_PKG_VERSION")
+            ))
+            && err.contains("opsync 9.9.9 speaks protocol 99"),
+        "{}",
+        show(&out)
+    );
+    assert!(!t.join("dst").exists());
+}
+
+/// The pid of the first child of `pid` (the ssh that opsync started).
+fn child_of(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn remote_killed_ssh_leaves_complete_old_or_new_files_and_a_rerun_finishes() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("kill");
+    let n = 40;
+    let size = 4 << 20;
+    // Old versions below the delta threshold: the new files go whole, one after the other.
+    const OLD: usize = 16 << 10;
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::create_dir_all(t.join("dst")).unwrap();
+    for i in 0..n {
+        std::fs::write(t.join(format!("src/f{i:02}")), vec![b'N'; size]).unwrap();
+        std::fs::write(t.join(format!("dst/f{i:02}")), vec![b'O'; OLD]).unwrap();
+    }
+    let src = t.join("src").display().to_string();
+    let child = h
+        .in_prod(opsync_bin())
+        .arg("sync")
+        .args([
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            &opsync_bin().display().to_string(),
+        ])
+        .args([&src, &h.remote(&t.join("dst"))])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some new file is complete, then kill ssh.
+    let new_one = || {
+        (0..n).any(|i| std::fs::read(t.join(format!("dst/f{i:02}"))).is_ok_and(|d| d.len() == size))
+    };
+    assert!(
+        Hosts::wait_for(Duration::from_secs(60), new_one),
+        "no file arrived"
+    );
+    let ssh = child_of(child.id()).expect("opsync's ssh child");
+    Command::new("kill")
+        .arg("-9")
+        .arg(ssh.to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code();
+    let done = (0..n)
+        .filter(|i| std::fs::read(t.join(format!("dst/f{i:02}"))).unwrap().len() == size)
+        .count();
+    if done == n {
+        panic!("the transfer finished before ssh was killed: make the files larger");
+    }
+    assert!(
+        matches!(code, Some(12 | 255)),
+        "exit {code:?} after ssh was killed: {}",
+        show(&out)
+    );
+    // Every file is complete: all old or all new bytes.
+    for i in 0..n {
+        let d = std::fs::read(t.join(format!("dst/f{i:02}"))).unwrap();
+        let old = d.len() == OLD && d.iter().all(|&b| b == b'O');
+        let new = d.len() == size && d.iter().all(|&b| b == b'N');
+        assert!(
+            old || new,
+            "f{i:02} is neither the old nor the new file ({} bytes)",
+            d.len()
+        );
+    }
+    // The remote end notices the broken connection, removes its temporary file and exits.
+    assert!(
+        Hosts::wait_for(Duration::from_secs(20), || !h.dev_runs("opsync")),
+        "the remote opsync is still running 20 s after its ssh was killed"
+    );
+    let temps: Vec<_> = std::fs::read_dir(t.join("dst"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.as_encoded_bytes().starts_with(b"."))
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "temporary files left after the broken run: {temps:?}"
+    );
+    let rerun = opsync_remote(&h, &[], &src, &h.remote(&t.join("dst")));
+    assert!(rerun.status.success(), "{}", show(&rerun));
+    for i in 0..n {
+        assert_eq!(
+            std::fs::read(t.join(format!("dst/f{i:02}"))).unwrap().len(),
+            size
+        );
+    }
+    // No temporary files left behind by either run.
+    let names: Vec<_> = std::fs::read_dir(t.join("dst"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), n, "{names:?}");
+}
+
+/// "sent N bytes  received M bytes" of rsync's --stats, or of opsync's.
+fn wire_bytes(stdout: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("sent ") && l.contains(" received "))
+        .unwrap_or_else(|| panic!("no sent/received line in:\n{text}"));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.replace(',', "").parse().ok())
+        .collect();
+    nums.iter().take(2).sum()
+}
+
+fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn remote_changed_large_files_go_as_deltas_with_no_more_bytes_than_rsync() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("delta");
+    let size = 8 << 20;
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    for i in 0..3u32 {
+        std::fs::write(t.join(format!("src/f{i}")), pseudo_random(size, i + 1)).unwrap();
+    }
+    let src = t.join("src").display().to_string();
+    for d in ["a", "b"] {
+        let out = opsync_remote(&h, &[], &src, &h.remote(&t.join(d)));
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    // 1% of the 4 KiB blocks changed in place, 64 KiB inserted in the middle, 1 MiB appended.
+    let mut f0 = std::fs::read(t.join("src/f0")).unwrap();
+    for b in (0..size / 4096).step_by(100) {
+        f0[b * 4096..b * 4096 + 4096].copy_from_slice(&pseudo_random(4096, b as u32 + 99));
+    }
+    std::fs::write(t.join("src/f0"), &f0).unwrap();
+    let f1 = std::fs::read(t.join("src/f1")).unwrap();
+    let mut g = f1[..size / 2].to_vec();
+    g.extend_from_slice(&pseudo_random(65536, 7));
+    g.extend_from_slice(&f1[size / 2..]);
+    std::fs::write(t.join("src/f1"), &g).unwrap();
+    let mut f2 = std::fs::read(t.join("src/f2")).unwrap();
+    f2.extend_from_slice(&pseudo_random(1 << 20, 8));
+    std::fs::write(t.join("src/f2"), &f2).unwrap();
+
+    let rsync = h
+        .in_prod("rsync")
+        .args(["-a", "--delete", "--stats", "-e", &h.rsh()])
+        .arg(format!("{src}/"))
+        .arg(format!("{}/", h.remote(&t.join("a"))))
+        .output()
+        .unwrap();
+    assert!(rsync.status.success(), "{}", show(&rsync));
+    let ours = opsync_remote(&h, &["--stats", "-i"], &src, &h.remote(&t.join("b")));
+    assert!(ours.status.success(), "{}", show(&ours));
+    for i in 0..3 {
+        assert_eq!(
+            std::fs::read(t.join(format!("b/f{i}"))).unwrap(),
+            std::fs::read(t.join(format!("src/f{i}"))).unwrap(),
+            "f{i} differs after the delta"
+        );
+    }
+    let (r, o) = (wire_bytes(&rsync.stdout), wire_bytes(&ours.stdout));
+    let whole = (3 * size + (1 << 20) + 65536) as u64;
+    println!("bytes on the wire: rsync {r}, opsync {o} (whole files: {whole})");
+    assert!(
+        o * 10 < whole,
+        "opsync moved {o} bytes: not deltas\n{}",
+        show(&ours)
+    );
+    assert!(o <= r, "opsync moved {o} bytes, rsync {r}\n{}", show(&ours));
+}
+
+#[test]
+fn remote_compress_shrinks_the_stream_and_bwlimit_slows_it() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("z");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    let text: Vec<u8> = (0..40_000)
+        .flat_map(|i| format!("line {i} of a compressible log\n").into_bytes())
+        .collect();
+    std::fs::write(t.join("src/log"), &text).unwrap();
+    let src = t.join("src").display().to_string();
+    let out = opsync_remote(&h, &["-z", "--stats"], &src, &h.remote(&t.join("push")));
+    assert!(out.status.success(), "{}", show(&out));
+    let sent = wire_bytes(&out.stdout);
+    assert!(
+        sent * 10 < text.len() as u64,
+        "-z moved {sent} bytes for {}",
+        text.len()
+    );
+    let out = opsync_remote(
+        &h,
+        &["-z"],
+        &h.remote(&t.join("src")),
+        &t.join("pull").display().to_string(),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    for d in ["push", "pull"] {
+        assert_eq!(std::fs::read(t.join(d).join("log")).unwrap(), text);
+    }
+    // 1 MiB at 256 KiB/s takes at least about 4 s (a limit can only make it slower).
+    std::fs::write(t.join("src/log"), pseudo_random(1 << 20, 3)).unwrap();
+    let started = std::time::Instant::now();
+    let out = opsync_remote(&h, &["--bwlimit=256"], &src, &h.remote(&t.join("slow")));
+    assert!(out.status.success(), "{}", show(&out));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(3500),
+        "1 MiB at 256 KiB/s took {took:?}"
+    );
+}
+
+#[test]
+fn remote_nightly_job_mirrors_to_the_dev_host_and_runs_its_dev_stack_steps_there() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("nightly");
+    std::fs::create_dir_all(t.join("data/db")).unwrap();
+    std::fs::write(t.join("data/db/base.dat"), b"production rows").unwrap();
+    std::fs::write(t.join("data/minio.bin"), vec![7u8; 100_000]).unwrap();
+    std::fs::create_dir_all(t.join("dev-data")).unwrap();
+    std::fs::write(t.join("dev-data/stale.txt"), b"old").unwrap();
+    // The remote shell: ssh, except that the dev stack's steps (which would need Docker on
+    // the dev host) are recorded instead of run.
+    let log = t.join("stack-steps");
+    let rsh = t.join("rsh");
+    std::fs::write(
+        &rsh,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *' stack '*) echo \"$*\" >> {log}; exit 0;; esac\nexec {ssh} \"$@\"\n",
+            log = log.display(),
+            ssh = h.rsh()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let target = h.remote(&t.join("dev-data"));
+    let host = target.split(':').next().unwrap().to_string();
+    let config = format!(
+        r#"[general]
+state-dir = "state"
+
+[sync]
+source = "data"
+target = "{target}"
+rsh = "{rsh}"
+remote-opsync = "{opsync}"
+
+[jobs.nightly]
+kind = "sync"
+schedule = "0 2 * * *"
+verify = false
+
+[jobs.nightly.dev]
+host = "{host}"
+
+[jobs.nightly.quiesce]
+mode = "none"
+"#,
+        rsh = rsh.display(),
+        opsync = opsync_bin().display(),
+    );
+    std::fs::write(t.join("opsync.toml"), config).unwrap();
+    let out = h
+        .in_prod(opsync_bin())
+        .current_dir(&t)
+        .arg("--config")
+        .arg(t.join("opsync.toml"))
+        .args(["run", "nightly"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        std::fs::read(t.join("dev-data/db/base.dat")).unwrap(),
+        b"production rows"
+    );
+    assert_eq!(
+        std::fs::read(t.join("dev-data/minio.bin")).unwrap(),
+        vec![7u8; 100_000]
+    );
+    assert!(!t.join("dev-data/stale.txt").exists());
+    let steps = std::fs::read_to_string(&log).unwrap();
+    let opsync = opsync_bin().display().to_string();
+    assert_eq!(
+        steps,
+        format!("{host} {opsync} stack stop dev\n{host} {opsync} stack start dev\n"),
+        "dev stack steps through the remote shell"
+    );
+}
