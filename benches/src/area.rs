@@ -58,8 +58,7 @@ impl Area {
     pub fn new(work: &Path, name: &str, kind: FsKind, bytes: u64, inodes: u64) -> Result<Area> {
         let dir = work.join(name);
         let image = work.join(format!("{name}.img"));
-        let _ = Command::new("umount").arg(&dir).output();
-        let _ = fs::remove_file(&image);
+        Self::clean_leftovers(&dir, &image);
         fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         match Self::mount(&dir, &image, kind, bytes, inodes) {
             Ok(device) => Ok(Area {
@@ -83,8 +82,53 @@ impl Area {
         }
     }
 
+    /// What a killed earlier run left at `dir` and `image`: every mount on `dir` unmounted,
+    /// every loop device still attached to the image detached, the image and the directory's
+    /// contents (when it is no mount point any more) removed.
+    fn clean_leftovers(dir: &Path, image: &Path) {
+        for _ in 0..8 {
+            let mounted = Command::new("mountpoint")
+                .arg("-q")
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !mounted {
+                break;
+            }
+            if !Command::new("umount")
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                // Busy: detach it lazily so the image can go.
+                let _ = Command::new("umount").arg("-l").arg(dir).status();
+            }
+        }
+        if image.exists() {
+            if let Ok(list) = run(Command::new("losetup").arg("-j").arg(image)) {
+                for dev in list.lines().filter_map(|l| l.split(':').next()) {
+                    let _ = Command::new("losetup").args(["-d", dev.trim()]).status();
+                }
+            }
+            let _ = fs::remove_file(image);
+        }
+        let mounted = Command::new("mountpoint")
+            .arg("-q")
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+
     fn mount(dir: &Path, image: &Path, kind: FsKind, bytes: u64, inodes: u64) -> Result<String> {
-        let size = (bytes + bytes / 3 + (1 << 30)).div_ceil(1 << 20);
+        // ext4 holds at most one inode per 4 KiB block: the image is big enough for `inodes`
+        // (sparse, so only the inode tables and what is written take space).
+        let for_inodes = inodes.max(100_000) * 4096 * 21 / 20 + (256 << 20);
+        let size = (bytes + bytes / 3 + (1 << 30))
+            .max(for_inodes)
+            .div_ceil(1 << 20);
         fs::File::create(image)?.set_len(size << 20)?;
         match kind {
             // Inode tables written now, not by the lazy-init thread during the measurements.

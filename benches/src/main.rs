@@ -1,9 +1,13 @@
 //! Benchmark harness: `opsync sync` against `rsync -a --delete` (and `cp -a` for first copies)
-//! on generated workloads; see `docs/benchmarks.md` for the method and the results.
+//! on generated workloads; the README's section "Benchmarks" gives the method and the results.
 //!
 //! ```text
-//! cargo build --release -p ops && cargo run --release -p benches -- --scale small
+//! cargo build --release -p ops -p benches && target/release/benches --scale small
+//! target/release/benches --only m --mem-files 1000000,4000000
 //! ```
+//!
+//! Two internal modes run as children of the harness: `benches create-floor SRC DST` (the
+//! creation floor of workload 1) and `benches busy` (a busy loop for workload 5's second half).
 //!
 //! A command-line harness: it prints its tables and may unwrap, so the workspace's print and
 //! unwrap lints are allowed for the whole crate.
@@ -72,8 +76,8 @@ struct Args {
     /// Timed rounds per tool [default: 3, 5 for large]
     #[arg(long)]
     rounds: Option<usize>,
-    /// Only these workloads (1-7, v for verify, r for the remote ones over ssh, which run only
-    /// when named); repeatable
+    /// Only these workloads (1-7, v for verify, m for memory, r for the remote ones over ssh,
+    /// which run only when named); repeatable
     #[arg(long = "only", value_name = "W")]
     only: Vec<String>,
     /// Where the scratch filesystems are made
@@ -82,12 +86,24 @@ struct Args {
     /// Where the Markdown table and the PNG chart go
     #[arg(long, default_value = "target/bench-report")]
     out: PathBuf,
+    /// Files of the memory workload `m` (empty files, 1,000 per directory); comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1000000")]
+    mem_files: Vec<usize>,
     /// The opsync binary
     #[arg(long, default_value = "target/release/opsync")]
     opsync: PathBuf,
 }
 
 fn main() -> Result<()> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match argv.get(1).and_then(|a| a.to_str()) {
+        Some("create-floor") if argv.len() == 4 => {
+            measure::create_floor(argv[2].as_ref(), argv[3].as_ref())?;
+            return Ok(());
+        }
+        Some("busy") => measure::busy(),
+        _ => {}
+    }
     let args = Args::parse();
     if !args.opsync.is_file() {
         bail!(
@@ -95,9 +111,9 @@ fn main() -> Result<()> {
             args.opsync.display()
         );
     }
-    for tool in ["rsync", "cp", "/usr/bin/time"] {
+    for tool in ["rsync", "cp", "strace", "/usr/bin/time"] {
         which(tool).with_context(|| {
-            format!("{tool} is needed: install it (Debian packages rsync, coreutils, time)")
+            format!("{tool} is needed: install it (Debian packages rsync, coreutils, strace, time)")
         })?;
     }
     let opsync = std::fs::canonicalize(&args.opsync)?;
@@ -108,6 +124,14 @@ fn main() -> Result<()> {
     let started = std::time::Instant::now();
     let mut bench = workloads::Bench {
         opsync: opsync.display().to_string(),
+        me: std::env::current_exe()?.display().to_string(),
+        mem_files: args.mem_files,
+        command: argv
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
+        syscalls: Vec::new(),
         work,
         sizes,
         only: args.only,

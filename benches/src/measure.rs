@@ -25,6 +25,10 @@ pub struct Sample {
     pub flush: f64,
     /// Bytes the DST filesystem wrote to its device during the run and its `syncfs`.
     pub dev_written: Option<u64>,
+    /// The peak RSS of every process of the run summed (sampled from `/proc`), if sampled.
+    pub sum_rss_kib: Option<u64>,
+    /// The processes seen while sampling.
+    pub procs: usize,
 }
 
 /// Flushes the dirty pages of the filesystem holding `path` (`syncfs`), so the next run does
@@ -83,7 +87,11 @@ pub fn run(cmd: &[String], scratch: &Path) -> Result<Sample> {
     if !status.success() {
         bail!("{} exited with {status}", cmd.join(" "));
     }
-    let text = fs::read_to_string(&out)?;
+    Ok(parse_time(&fs::read_to_string(&out)?, seconds))
+}
+
+/// A sample from GNU time's `%M %O` line and the wall time.
+fn parse_time(text: &str, seconds: f64) -> Sample {
     let mut it = text
         .lines()
         .last()
@@ -92,13 +100,12 @@ pub fn run(cmd: &[String], scratch: &Path) -> Result<Sample> {
         .map(|x| x.parse::<u64>().unwrap_or(0));
     let max_rss_kib = it.next().unwrap_or(0);
     let written = it.next().unwrap_or(0) * 512;
-    Ok(Sample {
+    Sample {
         seconds,
         max_rss_kib,
         written,
-        flush: 0.0,
-        dev_written: None,
-    })
+        ..Sample::default()
+    }
 }
 
 /// The metadata floor: a parallel walk of both trees that reads every directory and `lstat`s
@@ -139,6 +146,209 @@ fn walk(dir: OwnedFd) -> Result<u64> {
         .sum()
 }
 
+/// Runs `cmd` once like [`run`], and while it runs samples `/proc` every few milliseconds for
+/// the peak RSS (`VmHWM`) of every process under it (the GNU time process excluded): their sum
+/// (each process's last seen peak, summed) and their count go into the sample. The max per
+/// process stays the exact `ru_maxrss` of `wait4`.
+pub fn run_sampled(cmd: &[String], scratch: &Path) -> Result<Sample> {
+    let out = scratch.join("time.out");
+    let started = Instant::now();
+    let mut child = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M %O")
+        .arg("-o")
+        .arg(&out)
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start /usr/bin/time (Debian package `time`)")?;
+    let mut peaks: std::collections::BTreeMap<u32, u64> = Default::default();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        for pid in descendants(child.id()) {
+            if let Some(hwm) = vm_hwm_kib(pid) {
+                let e = peaks.entry(pid).or_default();
+                *e = (*e).max(hwm);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("{} exited with {status}", cmd.join(" "));
+    }
+    let mut s = parse_time(&fs::read_to_string(&out)?, seconds);
+    s.sum_rss_kib = Some(peaks.values().sum());
+    s.procs = peaks.len();
+    Ok(s)
+}
+
+/// Every process below `pid` (`/proc/PID/task/TID/children`), not `pid` itself.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(text) = fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            for c in text.split_whitespace().filter_map(|x| x.parse().ok()) {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `cmd` once under `strace -f -c` (all threads and processes) and returns the total
+/// number of system calls it made.
+pub fn syscalls(cmd: &[String], scratch: &Path) -> Result<u64> {
+    let out = scratch.join("strace.out");
+    let status = Command::new("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(&out)
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .context("start strace (Debian package strace)")?;
+    if !status.success() {
+        bail!("strace -f -c {} exited with {status}", cmd.join(" "));
+    }
+    let text = fs::read_to_string(&out)?;
+    parse_strace_total(&text)
+        .with_context(|| format!("no total line in strace -c's output:\n{text}"))
+}
+
+/// The calls column of `strace -c`'s `total` line.
+fn parse_strace_total(text: &str) -> Option<u64> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_end().ends_with("total"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The creation floor (`benches create-floor SRC DST`, run as a child like the tools): the
+/// directories of SRC made again under DST and every regular file's data copied into a new
+/// file (`openat` with `O_CREAT|O_EXCL`, `copy_file_range` until it returns 0, `close`), on
+/// rayon's default pool (one thread per core, as opsync), one task per directory and per file.
+/// No metadata (owners, modes, times), no symlinks, no temporary names, no rename.
+///
+/// For the explanation of the gap to opsync, `BENCHES_FLOOR_ADD` (comma-separated) adds what
+/// opsync does per file on top: `lstat` (the scan's `lstat` of SRC's file), `temp` (create
+/// under a temporary name and `renameat` it into place), `fstat` (SRC's `fstat` after the copy,
+/// opsync's change detection), `utime` (`futimens` of the mtime).
+pub fn create_floor(src: &Path, dst: &Path) -> Result<u64> {
+    let add = std::env::var("BENCHES_FLOOR_ADD").unwrap_or_default();
+    let steps = Steps {
+        lstat: add.contains("lstat"),
+        temp: add.contains("temp"),
+        fstat: add.contains("fstat"),
+        utime: add.contains("utime"),
+    };
+    let s = rfs::open(src, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+    fs::create_dir(dst).with_context(|| format!("create {}", dst.display()))?;
+    let d = rfs::open(dst, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+    create_dir(s, d, steps)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    lstat: bool,
+    temp: bool,
+    fstat: bool,
+    utime: bool,
+}
+
+fn create_file(src: &OwnedFd, dst: &OwnedFd, n: &std::ffi::CStr, steps: Steps) -> Result<()> {
+    if steps.lstat {
+        rfs::statat(src, n, AtFlags::SYMLINK_NOFOLLOW)?;
+    }
+    let from = rfs::openat(src, n, OFlags::RDONLY, Mode::empty())?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+    let mut tmp = b".".to_vec();
+    tmp.extend_from_slice(n.to_bytes());
+    tmp.extend_from_slice(b".tmp");
+    let tmp = CString::new(tmp)?;
+    let target = if steps.temp { tmp.as_c_str() } else { n };
+    let to = rfs::openat(dst, target, flags, Mode::from_raw_mode(0o644))?;
+    while rfs::copy_file_range(&from, None, &to, None, 1 << 30)? > 0 {}
+    if steps.fstat {
+        rfs::fstat(&from)?;
+    }
+    if steps.utime {
+        let t = rfs::Timespec {
+            tv_sec: 1_704_067_200,
+            tv_nsec: 0,
+        };
+        rfs::futimens(
+            &to,
+            &rfs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+        )?;
+    }
+    if steps.temp {
+        rfs::renameat(dst, tmp.as_c_str(), dst, n)?;
+    }
+    Ok(())
+}
+
+fn create_dir(src: OwnedFd, dst: OwnedFd, steps: Steps) -> Result<u64> {
+    let mut names: Vec<(CString, FileType)> = Vec::new();
+    for e in rfs::Dir::read_from(&src)? {
+        let e = e?;
+        let n = e.file_name();
+        if n != c"." && n != c".." {
+            names.push((n.to_owned(), e.file_type()));
+        }
+    }
+    names
+        .par_iter()
+        .map(|(n, ft)| -> Result<u64> {
+            let n = n.as_c_str();
+            match ft {
+                FileType::Directory => {
+                    rfs::mkdirat(&dst, n, Mode::from_raw_mode(0o755))?;
+                    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
+                    let s = rfs::openat(&src, n, flags, Mode::empty())?;
+                    let d = rfs::openat(&dst, n, flags, Mode::empty())?;
+                    Ok(1 + create_dir(s, d, steps)?)
+                }
+                FileType::RegularFile => {
+                    create_file(&src, &dst, n, steps)?;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        })
+        .sum()
+}
+
+/// A busy loop on one core until killed (`benches busy`): the load of workload 5's
+/// second half.
+pub fn busy() -> ! {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+    }
+}
+
 /// The median of `v` (mean of the middle two for an even count).
 pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
@@ -167,7 +377,18 @@ pub fn prepare_copy(from: &Path, to: &Path, reflink: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, parse_strace_total};
+
+    #[test]
+    fn strace_total_line() {
+        let text = "% time     seconds  usecs/call     calls    errors syscall\n\
+            ------ ----------- ----------- --------- --------- ----------------\n\
+             60.00    0.000600           3       200         5 newfstatat\n\
+            ------ ----------- ----------- --------- --------- ----------------\n\
+            100.00    0.001000           2       345         5 total\n";
+        assert_eq!(parse_strace_total(text), Some(345));
+        assert_eq!(parse_strace_total("100.00 0.1 1 77 total\n"), Some(77));
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

@@ -1,5 +1,5 @@
-//! The Markdown report: machine, load, method notes, the table of medians and the targets of
-//! issue 3 checked against it.
+//! The Markdown report: machine, load, method notes, the table of medians, system calls per
+//! file, the memory workload, and the targets of issues 3 and 14 checked against them.
 
 use std::fmt::Write;
 
@@ -48,8 +48,8 @@ pub fn markdown(b: &Bench, scale: Scale, total: f64) -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(
         o,
-        "Command: `cargo run --release -p benches -- --scale {}` ({} rounds, {} for workload 4; \
-         {total:.0} s in all)\n",
+        "Command: `{}` (scale {}, {} rounds, {} for workload 4; {total:.0} s in all)\n",
+        b.command,
         format!("{scale:?}").to_lowercase(),
         b.sizes.rounds,
         b.sizes.big_rounds
@@ -112,8 +112,12 @@ pub fn markdown(b: &Bench, scale: Scale, total: f64) -> String {
             r.workload, r.tool
         );
     }
+    syscalls(b, &mut o);
+    memory(&b.rows, &mut o);
     o.push_str("\nTargets of issue 3 (opsync's median as a fraction of rsync's):\n\n");
     targets(&b.rows, &mut o);
+    o.push_str("\nTargets of issue 14:\n\n");
+    targets14(b, &mut o);
     if let Some(r) = b
         .rows
         .iter()
@@ -131,6 +135,134 @@ pub fn markdown(b: &Bench, scale: Scale, total: f64) -> String {
         );
     }
     o
+}
+
+/// System calls per new file and per unchanged entry, from `strace -f -c`.
+fn syscalls(b: &Bench, o: &mut String) {
+    if b.syscalls.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nSystem calls (`strace -f -c`, one untimed run each; first copy: per new file, \
+         no-change: per entry of SRC below its root):\n"
+    );
+    let _ = writeln!(o, "| case | tool | calls | units | per unit | command |");
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---|");
+    for s in &b.syscalls {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.2} | `{}` |",
+            s.case,
+            s.tool,
+            s.calls,
+            s.units,
+            s.calls as f64 / s.units as f64,
+            s.command
+        );
+    }
+}
+
+fn mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+/// The memory workload: peak RSS per tool and tree size.
+fn memory(rows: &[Row], o: &mut String) {
+    let mem: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.workload.starts_with("m ") && !r.samples.is_empty())
+        .collect();
+    if mem.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nMemory, no-change runs (MB = 10^6 bytes; max per process: `wait4`'s `ru_maxrss`, the \
+         largest of the rounds; summed: every process's `VmHWM`, sampled from `/proc` every 2 ms, \
+         added up):\n"
+    );
+    let _ = writeln!(
+        o,
+        "| workload | tool | median s | peak RSS, max per process MB | summed over processes MB | processes |"
+    );
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|");
+    for r in mem {
+        let rss = r.samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
+        let sum = r
+            .samples
+            .iter()
+            .filter_map(|s| s.sum_rss_kib)
+            .max()
+            .unwrap_or(0);
+        let procs = r.samples.iter().map(|s| s.procs).max().unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {:.3} | {:.1} | {:.1} | {procs} |",
+            r.workload,
+            r.tool,
+            median(&seconds(r)),
+            mb(rss),
+            mb(sum)
+        );
+    }
+}
+
+fn per_unit(b: &Bench, case: &str, tool: &str) -> Option<f64> {
+    b.syscalls
+        .iter()
+        .find(|s| s.case == case && s.tool == tool)
+        .map(|s| s.calls as f64 / s.units as f64)
+}
+
+fn targets14(b: &Bench, o: &mut String) {
+    let rows = &b.rows;
+    let frac = |wl: &str, tool: &str, base: &str| Some(med(rows, wl, tool)? / med(rows, wl, base)?);
+    check(
+        o,
+        "1 first copy vs create floor",
+        frac("1 ", "opsync", "create floor"),
+        1.2,
+    );
+    check(
+        o,
+        "syscalls per new file (first copy)",
+        per_unit(b, "first copy", "opsync"),
+        10.0,
+    );
+    check(
+        o,
+        "syscalls per unchanged entry (no-change)",
+        per_unit(b, "no-change", "opsync"),
+        2.0,
+    );
+    let peaks: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| r.workload.starts_with("m ") && r.tool == "opsync" && !r.samples.is_empty())
+        .map(|r| {
+            let rss = r.samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
+            (r.workload.clone(), mb(rss))
+        })
+        .collect();
+    for (w, p) in &peaks {
+        check(o, &format!("peak RSS MB, {w}"), Some(*p), 32.0);
+    }
+    if peaks.len() > 1 {
+        let lo = peaks.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+        let hi = peaks.iter().map(|p| p.1).fold(0f64, f64::max);
+        check(
+            o,
+            "peak RSS flat: largest / smallest over the tree sizes",
+            Some(hi / lo),
+            1.1,
+        );
+    }
+    check(
+        o,
+        "5 --checksum no-change vs rsync -c, other core busy",
+        frac("5b ", "opsync -c", "rsync -a --delete -c"),
+        0.5,
+    );
 }
 
 /// The median of the bytes written to DST's device, when known.

@@ -41,6 +41,17 @@ fn dir_of(root: &Path, d: usize) -> PathBuf {
 
 /// Workload 1's tree: `files` files of 0 to 8 KiB spread over `dirs` leaf directories.
 pub fn small_files(root: &Path, files: usize, dirs: usize, seed: u64) -> Result<()> {
+    small_files_sized(root, files, dirs, seed, 8192)
+}
+
+/// Like [`small_files`], with files of 0 to `max_len` bytes (0: all empty).
+pub fn small_files_sized(
+    root: &Path,
+    files: usize,
+    dirs: usize,
+    seed: u64,
+    max_len: usize,
+) -> Result<()> {
     for d in 0..dirs {
         fs::create_dir_all(dir_of(root, d))?;
     }
@@ -48,7 +59,7 @@ pub fn small_files(root: &Path, files: usize, dirs: usize, seed: u64) -> Result<
         let mut rng = fastrand::Rng::with_seed(seed ^ (d as u64).wrapping_mul(0x9e37_79b9));
         let dir = dir_of(root, d);
         for i in (d..files).step_by(dirs) {
-            let len = rng.usize(0..=8192);
+            let len = rng.usize(0..=max_len);
             write_file(
                 &dir.join(format!("f{i:06}")),
                 &random_bytes(&mut rng, len),

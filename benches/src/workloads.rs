@@ -1,4 +1,4 @@
-//! The workloads of issue 3 and the order of their runs. Every timed run gets the same
+//! The workloads of issues 3 and 14 and the order of their runs. Every timed run gets the same
 //! preparation: `syncfs` of the scratch filesystem (no writeback of an earlier run is pending),
 //! then both trees read once (a warm page cache, the same for every tool). Tools alternate:
 //! odd rounds run them in reverse order.
@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::Sizes;
 use crate::area::{Area, FsKind};
@@ -25,8 +25,26 @@ pub struct Row {
     pub changed_bytes: Option<u64>,
 }
 
+/// One `strace -f -c` run: the system calls of a tool on a case, and what they are divided by.
+#[derive(Debug, Clone)]
+pub struct Syscalls {
+    /// `first copy` (per new file) or `no-change` (per unchanged entry of SRC).
+    pub case: &'static str,
+    pub tool: String,
+    pub calls: u64,
+    /// New files (first copy) or SRC's entries below its root (no-change).
+    pub units: u64,
+    pub command: String,
+}
+
 pub struct Bench {
     pub opsync: String,
+    /// The harness itself, for its child modes (`create-floor`, `busy`).
+    pub me: String,
+    pub mem_files: Vec<usize>,
+    /// The harness's command line, for the report.
+    pub command: String,
+    pub syscalls: Vec<Syscalls>,
     pub work: PathBuf,
     pub sizes: Sizes,
     pub only: Vec<String>,
@@ -43,6 +61,7 @@ enum Tool {
     Rsync(&'static [&'static str]),
     Cp,
     Floor,
+    CreateFloor,
     /// `opsync sync -e SSH SRC root@127.0.0.1:DST` (the remote workloads).
     OpsyncSsh,
     /// `rsync -a --delete -e SSH SRC/ root@127.0.0.1:DST/`.
@@ -58,6 +77,7 @@ impl Tool {
             Tool::Rsync(a) => format!("rsync -a {}", a.join(" ")),
             Tool::Cp => "cp -a".into(),
             Tool::Floor => "lstat floor".into(),
+            Tool::CreateFloor => "create floor".into(),
             Tool::OpsyncSsh => "opsync over ssh".into(),
             Tool::RsyncSsh => "rsync -a --delete -e ssh".into(),
         }
@@ -69,10 +89,12 @@ impl Tool {
             Tool::Rsync(_) | Tool::RsyncSsh => "rsync",
             Tool::Cp => "cp",
             Tool::Floor => "floor",
+            Tool::CreateFloor => "create",
         }
     }
 
-    fn command(&self, opsync: &str, src: &Path, dst: &Path) -> Vec<String> {
+    fn command(&self, b: &Bench, src: &Path, dst: &Path) -> Vec<String> {
+        let opsync = b.opsync.as_str();
         let (s, d) = (src.display().to_string(), dst.display().to_string());
         let rsh = crate::remote::RSH.get().cloned().unwrap_or_default();
         match self {
@@ -106,6 +128,7 @@ impl Tool {
                 .collect(),
             Tool::Cp => vec!["cp".into(), "-a".into()],
             Tool::Floor | Tool::OpsyncSsh | Tool::RsyncSsh => Vec::new(),
+            Tool::CreateFloor => vec![b.me.clone(), "create-floor".into()],
         };
         if matches!(self, Tool::Rsync(_)) {
             v.push(format!("{s}/"));
@@ -144,6 +167,11 @@ impl Bench {
         }
         if self.wants("7") {
             self.database_like()?;
+        }
+        if self.wants("m") {
+            for n in self.mem_files.clone() {
+                self.memory(n)?;
+            }
         }
         // Only when asked for (`--only r`): they need sshd.
         if self.only.iter().any(|o| o == "r") {
@@ -185,7 +213,7 @@ impl Bench {
         let same = root.join("same");
         measure::prepare_copy(&src, &same, false)?;
         for t in &tools {
-            measure::run(&t.command(&self.opsync, &src, &same), &self.work)?;
+            measure::run(&t.command(self, &src, &same), &self.work)?;
         }
         self.rounds(
             "R2 remote no-change",
@@ -198,7 +226,7 @@ impl Bench {
             |_| Ok(()),
         )?;
         for t in &tools {
-            let b = crate::remote::bytes_of(&t.command(&self.opsync, &src, &same))?;
+            let b = crate::remote::bytes_of(&t.command(self, &src, &same))?;
             self.notes
                 .push(format!("R2 bytes on the wire, {}: {b}", t.name()));
         }
@@ -240,7 +268,7 @@ impl Bench {
         for t in &tools {
             let d = root.join(format!("r4-bytes-{}", t.short()));
             measure::prepare_copy(&old, &d, false)?;
-            let b = crate::remote::bytes_of(&t.command(&self.opsync, &src, &d))?;
+            let b = crate::remote::bytes_of(&t.command(self, &src, &d))?;
             self.notes
                 .push(format!("R4 bytes on the wire, {}: {b}", t.name()));
             std::fs::remove_dir_all(&d)?;
@@ -280,7 +308,10 @@ impl Bench {
                 let tool = &tools[i];
                 let dst = dst_for(r, tool)?;
                 measure::syncfs(&area.dir)?;
-                measure::warm(&[src, &dst])?;
+                // The memory workload's trees are warmed once (they are millions of entries).
+                if !workload.starts_with("m ") {
+                    measure::warm(&[src, &dst])?;
+                }
                 let dev_before = area.sectors_written();
                 let mut sample = if let Tool::Floor = tool {
                     let t = Instant::now();
@@ -289,8 +320,10 @@ impl Bench {
                         seconds: t.elapsed().as_secs_f64(),
                         ..Sample::default()
                     }
+                } else if workload.starts_with("m ") {
+                    measure::run_sampled(&tool.command(self, src, &dst), &self.work)?
                 } else {
-                    measure::run(&tool.command(&self.opsync, src, &dst), &self.work)?
+                    measure::run(&tool.command(self, src, &dst), &self.work)?
                 };
                 let t = Instant::now();
                 measure::syncfs(&area.dir)?;
@@ -314,7 +347,8 @@ impl Bench {
     /// Workloads 1, 2, 3, 5 and verify, on one fresh filesystem.
     fn small_files(&mut self) -> Result<()> {
         let s = self.sizes;
-        let copies = (3 * s.rounds + 2 * s.rounds + 3) as u64;
+        // Workload 1: four tools a round; 3: two; the no-change copy, src3, two strace copies.
+        let copies = (4 * s.rounds + 2 * s.rounds + 5) as u64;
         let entries = (s.files + s.dirs + s.dirs / 32 + 2) as u64;
         let area = Area::new(
             &self.work,
@@ -329,7 +363,7 @@ impl Bench {
         let src = root.join("src");
         trees::small_files(&src, s.files, s.dirs, 1)?;
         let w1 = format!("1 first copy ({} files)", s.files);
-        let tools = [OPSYNC, RSYNC, Tool::Cp];
+        let tools = [OPSYNC, RSYNC, Tool::Cp, Tool::CreateFloor];
         let name = |r: usize, t: &Tool| root.join(format!("w1-r{r}-{}", t.short()));
         if self.wants("1") {
             self.rounds(
@@ -342,6 +376,10 @@ impl Bench {
                 |r, t| Ok(name(r, t)),
                 |_| Ok(()),
             )?;
+            for t in [OPSYNC, RSYNC, Tool::CreateFloor] {
+                let dst = root.join(format!("w1-strace-{}", t.short()));
+                self.count_syscalls("first copy", &t, &src, &dst, s.files as u64)?;
+            }
         }
         if self.wants("3") {
             let src3 = root.join("src3");
@@ -368,10 +406,14 @@ impl Bench {
         let same = root.join("same");
         measure::prepare_copy(&src, &same, false)?;
         for t in [OPSYNC, RSYNC] {
-            measure::run(&t.command(&self.opsync, &src, &same), &self.work)?;
+            measure::run(&t.command(self, &src, &same), &self.work)?;
         }
         let fixed = |_: usize, _: &Tool| Ok(same.clone());
         if self.wants("2") {
+            let entries = measure::lstat_walk(&[&src])?;
+            for t in [OPSYNC, RSYNC] {
+                self.count_syscalls("no-change", &t, &src, &same, entries)?;
+            }
             let tools = [OPSYNC, RSYNC, Tool::Floor];
             self.rounds(
                 "2 no-change resync",
@@ -396,6 +438,24 @@ impl Bench {
                 fixed,
                 |_| Ok(()),
             )?;
+            // The same with one core taken by a busy loop of normal priority.
+            let mut busy = std::process::Command::new(&self.me)
+                .arg("busy")
+                .spawn()
+                .context("start the busy loop")?;
+            let res = self.rounds(
+                "5b --checksum no-change, other core busy",
+                &area,
+                &src,
+                &tools,
+                s.rounds,
+                None,
+                fixed,
+                |_| Ok(()),
+            );
+            let _ = busy.kill();
+            let _ = busy.wait();
+            res?;
         }
         if self.wants("v") {
             let tools = [Tool::OpsyncVerify, Tool::Rsync(&["-c", "-n", "--delete"])];
@@ -487,6 +547,72 @@ impl Bench {
         Ok(())
     }
 
+    /// One untimed run of `tool` under `strace -f -c`, recorded per `units`.
+    fn count_syscalls(
+        &mut self,
+        case: &'static str,
+        tool: &Tool,
+        src: &Path,
+        dst: &Path,
+        units: u64,
+    ) -> Result<()> {
+        let cmd = tool.command(self, src, dst);
+        let calls = measure::syscalls(&cmd, &self.work)?;
+        eprintln!(
+            "benches: strace -f -c {case:<12} {:<20} {calls} calls, {:.2} per unit",
+            tool.name(),
+            calls as f64 / units as f64
+        );
+        self.syscalls.push(Syscalls {
+            case,
+            tool: tool.name(),
+            calls,
+            units,
+            command: format!("strace -f -c {}", cmd.join(" ")),
+        });
+        Ok(())
+    }
+
+    /// Workload m: peak RSS of a no-change run over `files` empty files in directories of
+    /// 1,000 (two levels, 32 wide at the top), on a filesystem with inodes for both trees.
+    /// DST is made by an untimed opsync run; the trees are warmed once, not before every round.
+    fn memory(&mut self, files: usize) -> Result<()> {
+        let dirs = files.div_ceil(1000).max(1);
+        let inodes = (2 * (files + dirs + dirs / 32 + 2) as u64) * 11 / 10;
+        let dir_bytes = 2 * dirs as u64 * (64 << 10);
+        let area = Area::new(&self.work, "memory", FsKind::Ext4, dir_bytes, inodes)?;
+        self.notes
+            .push(format!("workload m ({files} files): {}", area.label));
+        let src = area.dir.join("src");
+        let dst = area.dir.join("dst");
+        let t = Instant::now();
+        trees::small_files_sized(&src, files, dirs, 7, 0)?;
+        eprintln!(
+            "benches: m: {files} files made in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let t = Instant::now();
+        measure::run(&OPSYNC.command(self, &src, &dst), &self.work)?;
+        eprintln!(
+            "benches: m: DST made by opsync in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        measure::syncfs(&area.dir)?;
+        measure::warm(&[&src, &dst])?;
+        let rounds = self.sizes.rounds.min(3);
+        self.rounds(
+            &format!("m no-change ({files} files)"),
+            &area,
+            &src,
+            &[OPSYNC, RSYNC],
+            rounds,
+            None,
+            |_, _| Ok(dst.clone()),
+            |_| Ok(()),
+        )?;
+        Ok(())
+    }
+
     /// Workload 6: a deep and wide tree, first copy and no-change resync.
     fn deep_wide(&mut self) -> Result<()> {
         let s = self.sizes;
@@ -517,7 +643,7 @@ impl Bench {
         )?;
         let same = root.join("w6-r0-cp");
         for t in [OPSYNC, RSYNC] {
-            measure::run(&t.command(&self.opsync, &src, &same), &self.work)?;
+            measure::run(&t.command(self, &src, &same), &self.work)?;
         }
         let tools = [OPSYNC, RSYNC, Tool::Floor];
         self.rounds(

@@ -251,6 +251,13 @@ pub fn plan_dir(
             Paired::Both(a, b) => p.both(a, b, &mut subdirs),
         }
     }
+    // rsync's file list orders directories as `NAME/`: `a-b/` comes before `a/`.
+    if subdirs.len() > 1 {
+        subdirs.sort_by(|&(x, _), &(y, _)| {
+            let (x, y) = (src.name(x), src.name(y));
+            x.iter().chain(b"/").cmp(y.iter().chain(b"/"))
+        });
+    }
     let mut next = 1;
     for a in p.deletes.iter_mut().chain(p.others.iter_mut()) {
         a.slot = next;
@@ -621,17 +628,14 @@ impl Planner<'_> {
         if x == y {
             return Change::NONE;
         }
-        let part = |v: &[(Vec<u8>, Vec<u8>)], acl: bool| {
-            v.iter()
-                .filter(|(n, _)| crate::xattr::is_acl(n) == acl)
-                .cloned()
-                .collect::<Vec<_>>()
-        };
+
         let mut c = Change::NONE;
-        if part(x, true) != part(y, true) {
+        // rsync compares access ACLs without the entries the mode holds (those are `p`).
+        use crate::xattr::{access_acl, access_acls_equal, default_acl};
+        if !access_acls_equal(access_acl(x), access_acl(y)) || default_acl(x) != default_acl(y) {
             c |= Change::ACL;
         }
-        if part(x, false) != part(y, false) {
+        if crate::xattr::others_differ(x, y) {
             c |= Change::XATTR;
         }
         c

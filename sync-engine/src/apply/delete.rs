@@ -23,7 +23,8 @@ use crate::sys;
 pub(crate) struct Deferred {
     /// Relative to DST's root.
     pub path: Vec<u8>,
-    pub is_dir: bool,
+    /// DST's type of the entry, as scanned (the `--stats` breakdown of deleted files).
+    pub kind: Kind,
     /// SRC's attributes of the entry's directory, set back on DST's after the deletion.
     pub parent: Meta,
     /// The filter rules of DST's directory of the entry (its per-directory files protect
@@ -67,17 +68,17 @@ pub(crate) fn run_deferred(sh: &Shared<'_>, dst_root: BorrowedFd<'_>, mut items:
         }
         let Some((_, dfd)) = &open else { continue };
         let r = if sh.dry_run {
-            if it.is_dir {
+            if it.kind == Kind::Dir {
                 simulate_contents(sh, dfd.as_fd(), name, &it.path, &it.rules);
             }
-            deleted(sh, &it.path, if it.is_dir { Kind::Dir } else { Kind::File });
+            deleted(sh, &it.path, it.kind);
             Ok(true)
-        } else if it.is_dir {
+        } else if it.kind == Kind::Dir {
             remove_tree(sh, dfd.as_fd(), name, &it.path, true, &it.rules)
         } else if sh.take_budget(1) {
             match sys::unlink_at(dfd.as_fd(), name, false) {
                 Ok(()) => {
-                    deleted(sh, &it.path, Kind::File);
+                    deleted(sh, &it.path, it.kind);
                     Ok(true)
                 }
                 Err(e) => Err(e),

@@ -282,19 +282,44 @@ impl Applier<'_> {
         self.order.done(self.node, a.slot, line, self.obs);
     }
 
-    /// The changes rsync's itemize line shows for an attribute fix of an existing entry: rsync
-    /// compares after changing the owner, and when DST's entry had a setuid or setgid bit it
-    /// reads the attributes again (the change of owner clears those bits), so it shows the
-    /// mode the change left instead of the owner and group.
+    /// The changes rsync's itemize line shows for an attribute fix of an existing entry
+    /// (rsync sets the attributes first, then compares with what it read, updated on the way):
+    /// - when the owner changes and DST's entry had a setuid or setgid bit, rsync reads the
+    ///   attributes again (the change of owner clears those bits), so it shows the mode the
+    ///   change left instead of the owner and group;
+    /// - with `-A`, setting a changed ACL sets the mode's permission bits (masked as
+    ///   [`crate::xattr::acl_set_masked`] says), so `p` only stays for what the ACL left.
     fn shown_attrs(&self, a: &Action) -> Change {
         let (sm, dm) = (self.src.meta(a.src), self.dst.meta(a.dst));
         let chown = a.change.contains(Change::OWNER) || a.change.contains(Change::GROUP);
-        if sm.kind == Kind::Dir || !chown || dm.perm & 0o6000 == 0 {
+        let restat = chown && dm.perm & 0o6000 != 0;
+        let acl = a.change.contains(Change::ACL);
+        if sm.kind == Kind::Dir || !(restat || acl) {
             return a.change;
         }
-        let cleared = if dm.perm & 0o010 != 0 { 0o6000 } else { 0o4000 };
-        let after = dm.perm & !cleared;
+        let mut after = dm.perm;
         let mut c = Change::NONE;
+        if restat {
+            after &= if dm.perm & 0o010 != 0 {
+                !0o6000
+            } else {
+                !0o4000
+            };
+        } else {
+            for f in [Change::OWNER, Change::GROUP] {
+                if a.change.contains(f) {
+                    c |= f;
+                }
+            }
+        }
+        if acl {
+            let set = if crate::xattr::acl_set_masked(after, sm.perm, false) {
+                sm.perm & !0o077
+            } else {
+                sm.perm
+            };
+            after = (after & !0o777) | (set & 0o777);
+        }
         for f in [
             Change::CONTENT,
             Change::SIZE,
@@ -421,7 +446,7 @@ impl Applier<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .push(delete::Deferred {
                 path: self.full(self.dst, a.dst),
-                is_dir: m.kind == Kind::Dir,
+                kind: m.kind,
                 parent: *self.src.meta(0),
                 rules: self.drules.clone(),
             });
@@ -552,6 +577,21 @@ impl Applier<'_> {
         let name = self.src.name(a.src);
         let m = self.src.meta(a.src);
         let owner = self.owners.for_meta(m);
+        // rsync sets a changed ACL with the mode's group and other bits cleared when setuid
+        // or setgid goes off (after the change of owner cleared what it clears).
+        let masked = {
+            let dm = self.dst.meta(a.dst);
+            let chown = a.change.contains(Change::OWNER) || a.change.contains(Change::GROUP);
+            let mut old = dm.perm;
+            if chown && m.kind == Kind::File && old & 0o6000 != 0 {
+                old &= if old & 0o010 != 0 { !0o6000 } else { !0o4000 };
+            }
+            let xattrs_change = self.xattrs.xattrs && a.change.contains(Change::XATTR);
+            (a.change.contains(Change::ACL)
+                && !xattrs_change
+                && crate::xattr::acl_set_masked(old, m.perm, false))
+            .then_some(m.perm)
+        };
         if m.kind == Kind::File {
             let fd = sys::open_attrs_at(d, name)?;
             let st = sys::fstat(fd.as_fd())?;
@@ -559,10 +599,12 @@ impl Applier<'_> {
                 return Err(io::Error::other("changed type during the run"));
             }
             sys::set_attrs_fd(fd.as_fd(), m, owner, None)?;
-            self.put_xattrs(
+            put_xattrs(
+                self.sh,
                 sys::XattrTarget::Fd(fd.as_fd()),
                 self.dst_xattrs(a.dst),
-                a.src,
+                self.src.xattrs_of(a.src),
+                masked,
             )
         } else {
             // Only chown when owner or group differ: chown clears setuid/setgid bits, which
@@ -572,7 +614,13 @@ impl Applier<'_> {
                 gid: owner.gid.filter(|_| a.change.contains(Change::GROUP)),
             };
             sys::set_attrs_at(d, name, m, owner, None)?;
-            self.put_xattrs(sys::XattrTarget::At(d, name), self.dst_xattrs(a.dst), a.src)
+            put_xattrs(
+                self.sh,
+                sys::XattrTarget::At(d, name),
+                self.dst_xattrs(a.dst),
+                self.src.xattrs_of(a.src),
+                masked,
+            )
         }
     }
 
@@ -595,7 +643,7 @@ impl Applier<'_> {
         have: Option<&[(Vec<u8>, Vec<u8>)]>,
         src: Idx,
     ) -> io::Result<()> {
-        put_xattrs(self.sh, target, have, self.src.xattrs_of(src))
+        put_xattrs(self.sh, target, have, self.src.xattrs_of(src), None)
     }
 
     /// The attributes DST's entry `d` has, as scanned (NONE: none).
@@ -604,12 +652,15 @@ impl Applier<'_> {
     }
 }
 
-/// See [`Applier::put_xattrs`]; `want` are SRC's attributes.
+/// See [`Applier::put_xattrs`]; `want` are SRC's attributes. `masked`: SRC's mode when rsync
+/// would set a changed access ACL masked (see [`crate::xattr::acl_set_masked`]): the ACL is
+/// then set as rsync leaves it ([`crate::xattr::masked_access_acl`]).
 pub(crate) fn put_xattrs(
     sh: &Shared<'_>,
     target: sys::XattrTarget<'_>,
     have: Option<&[(Vec<u8>, Vec<u8>)]>,
     want: &[(Vec<u8>, Vec<u8>)],
+    masked: Option<u32>,
 ) -> io::Result<()> {
     if !sh.xattrs.any() {
         return Ok(());
@@ -624,6 +675,13 @@ pub(crate) fn put_xattrs(
     };
     if have == want {
         return Ok(());
+    }
+    use crate::xattr::{access_acl, access_acls_equal, rsync_masked};
+    if let Some(perm) = masked
+        && !access_acls_equal(access_acl(have), access_acl(want))
+        && let Some(w) = rsync_masked(want, perm)
+    {
+        return sys::set_xattrs(target, have, &w);
     }
     sys::set_xattrs(target, have, want)
 }

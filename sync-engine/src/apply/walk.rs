@@ -233,6 +233,13 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
     } else {
         Some(d.listing.xattrs_of(0).to_vec())
     };
+    // rsync sets a changed ACL with the mode's group and other bits cleared when the sticky
+    // bit goes on (a directory it creates has none yet), unless xattrs change too.
+    let dperm = if created { 0 } else { d.listing.meta(0).perm };
+    let xattrs_change = sh.xattrs.xattrs
+        && crate::xattr::others_differ(&sfinal.1, dxattrs.as_deref().unwrap_or_default());
+    let masked = (!xattrs_change && crate::xattr::acl_set_masked(dperm, sfinal.0.perm, true))
+        .then_some(sfinal.0.perm);
     // The listings are not needed below: free them before the subtree is walked.
     drop((s, d));
 
@@ -287,7 +294,7 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
         let r = sys::set_attrs_fd(dfd, m, sh.owners.for_meta(m), None)
             .and_then(|()| {
                 let target = sys::XattrTarget::Fd(dfd);
-                super::put_xattrs(sh, target, dxattrs.as_deref(), &sfinal.1)
+                super::put_xattrs(sh, target, dxattrs.as_deref(), &sfinal.1, masked)
             })
             .and_then(|()| {
                 if sh.fsync && touched {

@@ -361,3 +361,24 @@ fn groups_are_pruned_and_ordered() {
     assert_eq!(p.child_groups(0).collect::<Vec<_>>(), vec![1]);
     assert_eq!(p.counts.copies, 1);
 }
+
+#[test]
+fn subdirectories_come_in_rsyncs_order() {
+    // rsync lists directories as `NAME/`: `a-b/` (and its contents) before `a/`.
+    let src = dir(
+        b"",
+        vec![
+            dir(b"a", vec![file(b"x", 1, 1)]),
+            dir(b"a-b", vec![file(b"y", 1, 1)]),
+            file(b"a-c", 1, 1),
+        ],
+    );
+    let s = build::listing(src);
+    let p = plan(&s, &Listing::default(), &opts());
+    let order: Vec<String> = p
+        .groups
+        .iter()
+        .map(|g| String::from_utf8_lossy(&s.path(g.src)).into_owned())
+        .collect();
+    assert_eq!(order, vec!["", "a-b", "a"]);
+}

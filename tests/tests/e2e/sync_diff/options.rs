@@ -171,7 +171,26 @@ fn compare_once(
         .env("LC_ALL", "C.UTF-8")
         .arg(with_slash(&src))
         .arg(with_slash(&a));
-    let (code, want) = run(&mut cmd, &[0, 23])?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start rsync: {e}"))?;
+    let (mut code, want) = match out.status.code() {
+        Some(c @ (0 | 23)) => (c, out.stdout),
+        _ => {
+            return Err(format!(
+                "{cmd:?} failed with {}\nstderr:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    };
+    // rsync 3.5 with -HA can fail to read the default ACL of a DST directory that its
+    // receiver is replacing by a hard link at the same moment (EACCES on a path that is no
+    // longer a directory; it does not happen under strace): an error of rsync's own, not a
+    // file it could not transfer. opsync has no such race and exits 0.
+    if code == 23 && rsync_acl_race_only(&out.stderr) {
+        code = 0;
+    }
     let args: Vec<&str> = opsync_args.iter().map(String::as_str).collect();
     let got = opsync_sync(
         &[&args[..], &["-i"]].concat(),
@@ -200,7 +219,19 @@ fn compare_once(
     }
     no_diff(&shown, snap_a.diff("rsync", &snap_b, "opsync"))?;
     extra(&a, &b)?;
-    let ((want_del, want_rest), (del, rest)) = (split_itemize(&want), split_itemize(&got));
+    let ((want_del, mut want_rest), (del, mut rest)) = (split_itemize(&want), split_itemize(&got));
+    if rsync_args.iter().any(|a| a == "-A") {
+        // The `a` of a transfer line is not stable in rsync when DST's file has another name
+        // in another directory (the random DST has hard links across directories): seed 9713
+        // gave `>f.stp.g.a.` in one of four parallel runs and `>f.stp.g...` in six runs alone,
+        // on a file whose ACLs are minimal on both sides. The attribute lines (`.f...`), which
+        // the -A fixes are about, stay compared in full.
+        for l in want_rest.iter_mut().chain(rest.iter_mut()) {
+            if l.starts_with(">f") && l.len() > 9 && l.is_char_boundary(10) {
+                l.replace_range(9..10, "?");
+            }
+        }
+    }
     if itemize && (&del, &rest) != (&want_del, &want_rest) {
         let diff: Vec<String> = diff_lines(&want_rest, &rest)
             .into_iter()
@@ -209,6 +240,20 @@ fn compare_once(
         return Err(render(&format!("{shown}: -i lines"), &diff, MAX_LINES));
     }
     Ok(())
+}
+
+/// True when every error rsync printed is its `get_acl` race (see [`compare_once`]).
+fn rsync_acl_race_only(stderr: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(stderr);
+    let mut errors = text
+        .lines()
+        .filter(|l| !l.starts_with("rsync error: some files/attrs were not transferred"))
+        .peekable();
+    errors.peek().is_some()
+        && errors.all(|l| {
+            l.starts_with("rsync: [generator] get_acl: sys_acl_get_file(")
+                && l.ends_with("ACL_TYPE_DEFAULT): Permission denied (13)")
+        })
 }
 
 fn no_extra(_: &Path, _: &Path) -> Result<(), String> {
@@ -450,13 +495,11 @@ fn xattrs_match_rsync_ax() {
 }
 
 #[test]
-#[ignore = "open engine bugs (issue 12 note): -A leaves some directories' ACL group:: entry at the mode's group bits where rsync gives SRC's; -i shows p with a where rsync shows only a"]
 fn acls_match_rsync_aa() {
-    attrs_match_rsync("acls_match_rsync_aa", &["-A"], 9700..9716, false);
+    attrs_match_rsync("acls_match_rsync_aa", &["-A"], 9700..9716, true);
 }
 
 #[test]
-#[ignore = "open engine bugs: see acls_match_rsync_aa"]
 fn hard_links_acls_and_xattrs_match_rsync_ahax() {
     attrs_match_rsync(
         "hard_links_acls_and_xattrs_match_rsync_ahax",
@@ -464,4 +507,118 @@ fn hard_links_acls_and_xattrs_match_rsync_ahax() {
         9800..9816,
         false,
     );
+}
+
+/// rsync's ACL results that are not SRC's ACL, on a fixed tree: when a directory's sticky bit
+/// goes on (a new directory too) or setuid/setgid of a file goes off, rsync sets the ACL with
+/// the mode's group bits cleared and an ACL whose `group::` entry equals them ends
+/// `group::---`, unless `-X` changes the entry's xattrs too. And `-i` shows `p` only for what
+/// setting the ACL did not set. Trees (modes, ACLs, xattrs) and `-i` lines must be rsync's.
+#[test]
+fn acl_masking_cases_match_rsync() {
+    require_program("setfacl", "acl");
+    require_program("setfattr", "attr");
+    // name, SRC mode, DST mode (None: not in DST), directory, with a user xattr in SRC.
+    let cases: &[(&str, u32, Option<u32>, bool, bool)] = &[
+        ("new-sticky", 0o1777, None, true, false),
+        ("sticky-on", 0o1777, Some(0o777), true, false),
+        ("sticky-kept", 0o1777, Some(0o1777), true, false),
+        ("sticky-on-x", 0o1777, Some(0o777), true, true),
+        ("setuid-off", 0o777, Some(0o4777), false, false),
+        ("setuid-kept", 0o4777, Some(0o4777), false, false),
+        ("plain", 0o775, Some(0o644), false, false),
+        ("setgid-off", 0o775, Some(0o2775), false, false),
+        ("setuid-off-x", 0o777, Some(0o4777), false, true),
+    ];
+    for flags in [&["-A"][..], &["-A", "-X"]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, stale) = (tmp.path().join("src"), tmp.path().join("stale"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&stale).unwrap();
+        let chmod = |p: &Path, mode: u32| {
+            rustix::fs::chmod(p, rustix::fs::Mode::from_raw_mode(mode)).unwrap();
+        };
+        for &(name, smode, dmode, dir, xattr) in cases {
+            let (s, d) = (src.join(name), stale.join(name));
+            let make = |p: &Path| {
+                if dir {
+                    std::fs::create_dir(p).unwrap();
+                } else {
+                    std::fs::write(p, b"x\n").unwrap();
+                }
+            };
+            make(&s);
+            run(
+                Command::new("setfacl")
+                    .args(["-m", "u:1001:r-x,g:100:rw-"])
+                    .arg(&s),
+                &[0],
+            )
+            .unwrap();
+            chmod(&s, smode);
+            // The owning group's entry equal to the mode's group bits (rsync does not send it).
+            run(Command::new("setfacl").args(["-m", "g::rwx"]).arg(&s), &[0]).unwrap();
+            if xattr {
+                run(
+                    Command::new("setfattr")
+                        .args(["-n", "user.k", "-v", "1"])
+                        .arg(&s),
+                    &[0],
+                )
+                .unwrap();
+            }
+            if let Some(m) = dmode {
+                make(&d);
+                chmod(&d, m);
+            }
+        }
+        for root in [&src, &stale] {
+            run(
+                Command::new("find").arg(root).args([
+                    "-exec",
+                    "touch",
+                    "-h",
+                    "-d",
+                    "@1500000000",
+                    "{}",
+                    "+",
+                ]),
+                &[0],
+            )
+            .unwrap();
+        }
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        for d in [&a, &b] {
+            run(Command::new("cp").arg("-a").arg(&stale).arg(d), &[0]).unwrap();
+        }
+        let (_, want) = run(
+            Command::new("rsync")
+                .args(["-ai", "--delete"])
+                .args(flags)
+                .arg(with_slash(&src))
+                .arg(with_slash(&a)),
+            &[0],
+        )
+        .unwrap();
+        let got = opsync_sync(&[flags, &["-i"]].concat(), &src, &b, 3, 0).unwrap();
+        let shown = format!("opsync sync -i {flags:?}");
+        let (want_lines, got_lines) = (split_itemize(&want).1, split_itemize(&got).1);
+        no_diff(
+            &format!("{shown}: -i lines"),
+            diff_lines(&want_lines, &got_lines),
+        )
+        .unwrap();
+        no_diff(
+            &format!("{shown}: trees"),
+            snap(&a)
+                .unwrap()
+                .diff("rsync", &snap(&b).unwrap(), "opsync"),
+        )
+        .unwrap();
+        no_diff(
+            &format!("{shown}: xattrs or ACLs"),
+            diff_lines(&attr_dump(&a).unwrap(), &attr_dump(&b).unwrap()),
+        )
+        .unwrap();
+    }
 }

@@ -101,6 +101,16 @@ fn fixed_case() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     std::fs::write(stale.join("x/y/old"), b"old").unwrap();
     std::fs::write(stale.join("gone"), b"gone").unwrap();
     std::fs::write(stale.join("a"), b"HELLO\n").unwrap();
+    // DST-only entries of other types, for the per-type count of deleted files.
+    std::os::unix::fs::symlink("gone", stale.join("gone-link")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        stale.join("gone-fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
     run(
         Command::new("find").arg(&stale).args([
             "-exec",
