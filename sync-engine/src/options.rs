@@ -130,6 +130,11 @@ pub struct Options {
     pub dry_run: bool,
     /// Stop deleting past this limit (rsync `--max-delete`).
     pub max_delete: Option<MaxDelete>,
+    /// With `max_delete`: when the extraneous entries queued for deletion (with everything in
+    /// the directories among them) are more than the limit leaves, delete none of them instead
+    /// of deleting up to the limit (rsync deletes up to it). Deletions that make room for a
+    /// type change still take their share first.
+    pub max_delete_all_or_nothing: bool,
     /// Mtimes within this many seconds count as equal (rsync `--modify-window`); 0 compares
     /// nanoseconds where both sides keep them.
     pub modify_window: u32,
@@ -188,6 +193,7 @@ impl Default for Options {
             checksum: false,
             dry_run: false,
             max_delete: None,
+            max_delete_all_or_nothing: false,
             modify_window: 0,
             filters: Vec::new(),
             excludes: Vec::new(),
@@ -215,6 +221,7 @@ setters!(Options {
     checksum: bool,
     dry_run: bool,
     max_delete: Option<MaxDelete>,
+    max_delete_all_or_nothing: bool,
     modify_window: u32,
     filters: Vec<String>,
     excludes: Vec<String>,

@@ -651,3 +651,49 @@ fn max_delete_percent_sees_the_whole_dst_root() {
     assert_eq!(r.deleted, 4);
     assert!(dst.join("d/new").is_file());
 }
+
+/// `max_delete_all_or_nothing`: queued deletions past the limit, the contents of a queued
+/// directory counted, delete nothing; within the limit all of them go.
+#[test]
+fn all_or_nothing_max_delete_deletes_none_past_the_limit() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("keep"), b"keep").unwrap();
+    fs::create_dir_all(dst.join("old-dir")).unwrap();
+    for i in 0..3 {
+        fs::write(dst.join(format!("old-dir/f{i}")), b"old").unwrap();
+    }
+    fs::write(dst.join("old-file"), b"old").unwrap();
+    // Five entries would go (old-dir with its three files, old-file): a limit of 4 keeps all.
+    let o = Options {
+        max_delete: Some(crate::MaxDelete::Count(4)),
+        max_delete_all_or_nothing: true,
+        ..opts()
+    };
+    let r = sync(&src, &dst, &o, &NoObserver).unwrap();
+    assert!(r.delete_limited);
+    assert_eq!(r.deleted, 0);
+    assert!(dst.join("old-dir/f2").is_file() && dst.join("old-file").is_file());
+    assert!(dst.join("keep").is_file(), "the copies are still made");
+    // Without all-or-nothing the same limit deletes up to it, as rsync does.
+    let partial = Options {
+        max_delete_all_or_nothing: false,
+        ..o.clone()
+    };
+    let r = sync(&src, &dst, &partial, &NoObserver).unwrap();
+    assert!(r.delete_limited && r.deleted > 0 && r.deleted <= 4);
+    // Within the limit everything goes.
+    let r = sync(
+        &src,
+        &dst,
+        &Options {
+            max_delete: Some(crate::MaxDelete::Count(5)),
+            ..o
+        },
+        &NoObserver,
+    )
+    .unwrap();
+    assert!(!r.delete_limited);
+    assert!(!dst.join("old-dir").exists() && !dst.join("old-file").exists());
+}

@@ -224,7 +224,15 @@ impl<'a> Run<'a> {
             && !deferred.is_empty()
             && let Some(d) = &dst_keep
         {
-            apply::delete::run_deferred(&sh, d.as_fd(), deferred);
+            let left = sh.budget.lock().unwrap_or_else(|p| p.into_inner()).left;
+            let refused = o.max_delete_all_or_nothing
+                && left
+                    .is_some_and(|left| apply::delete::queued_entries(d.as_fd(), &deferred) > left);
+            if refused {
+                sh.budget.lock().unwrap_or_else(|p| p.into_inner()).limited = true;
+            } else {
+                apply::delete::run_deferred(&sh, d.as_fd(), deferred);
+            }
         }
         sh.order.abandon(node, self.obs);
         let mut report = Report {

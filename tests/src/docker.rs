@@ -114,7 +114,10 @@ pub fn build_image(tag: &str, spec: ImageSpec<'_>) -> String {
     .unwrap();
     let ctx_path = ctx.path().to_str().unwrap();
     let _building = building();
-    docker_ok(&["build", "-q", "-t", tag, ctx_path]);
+    // No layer cache: images built from the same first step would share that layer as their
+    // parent, and a test removing the last image on it (its cleanup, a rollback, a prune)
+    // would delete it while another build uses it ("unknown parent image ID").
+    docker_ok(&["build", "--no-cache", "-q", "-t", tag, ctx_path]);
     image_id(tag).expect("built image")
 }
 

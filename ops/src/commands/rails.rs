@@ -100,9 +100,13 @@ pub fn for_pair(
 pub fn guard_message(dst: &Path, deleted: u64) -> String {
     format!(
         "deleting more than half of {} needs --max-delete N (or P%) or --force: no configured \
-         pair names it; stopped after {deleted} deletion(s), check SRC and DST, then rerun with \
-         one of them",
-        dst.display()
+         pair names it; {}, check SRC and DST, then rerun with one of them",
+        dst.display(),
+        if deleted == 0 {
+            "nothing was deleted".to_string()
+        } else {
+            format!("only the {deleted} deletion(s) a type change needed were made")
+        }
     )
 }
 

@@ -294,6 +294,9 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
             })?
         }
     };
+    // The half guard refuses every deletion of a run that would pass it (a limit given on the
+    // command line or in the configuration deletes up to it, as rsync's --max-delete).
+    let guard_only = max_delete.is_none() && rails.max_delete.is_none() && rails.half_guard;
     let max_delete = max_delete.or(rails.max_delete).or(rails
         .half_guard
         .then_some(MaxDelete::Percent(rails::UNCONFIGURED_LIMIT_PERCENT)));
@@ -343,6 +346,7 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
         .checksum(args.checksum)
         .dry_run(args.dry_run)
         .max_delete(max_delete)
+        .max_delete_all_or_nothing(guard_only)
         .modify_window(args.modify_window)
         .filters(filters)
         .excludes(excludes)

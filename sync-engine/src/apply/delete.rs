@@ -45,6 +45,22 @@ fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.split(|c| *c == b'/').cmp(b.split(|c| *c == b'/'))
 }
 
+/// The entries the queued deletions would remove: each queued entry, and everything in the
+/// directories among them (counted by reading them, see `count_tree`).
+pub(crate) fn queued_entries(dst_root: BorrowedFd<'_>, items: &[Deferred]) -> u64 {
+    items
+        .iter()
+        .map(|it| {
+            1 + if it.kind == Kind::Dir {
+                sys::open_dir_beneath(dst_root, &it.path)
+                    .map_or(0, |fd| crate::run::count_tree(fd.as_fd()))
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
 /// Removes the queued entries in path order (`--max-delete` taking its share of each), then
 /// sets the mtime of the directories that changed back.
 pub(crate) fn run_deferred(sh: &Shared<'_>, dst_root: BorrowedFd<'_>, mut items: Vec<Deferred>) {

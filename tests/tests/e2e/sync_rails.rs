@@ -105,7 +105,12 @@ fn without_configuration_deleting_more_than_half_needs_max_delete_or_force() {
         ),
         "{r}"
     );
-    assert!(count_old(dir) > 0, "{r}");
+    // All or nothing: not one of the extraneous entries is deleted (a run stopped at half
+    // would have removed some), and the copies were still made.
+    assert_eq!(count_old(dir), 10, "{r}");
+    assert!(dir.join("dev-data/cache/local.bin").exists(), "{r}");
+    assert!(dir.join("dev-data/keep.txt").exists(), "{r}");
+    assert!(errors[0].contains("nothing was deleted"), "{r}");
     opsync_in(Some(dir), &["sync", "--force", "data", "dev-data"]).expect_code(0);
     assert_eq!(count_old(dir), 0);
     // An explicit --max-delete is the limit instead.

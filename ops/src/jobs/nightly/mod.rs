@@ -252,7 +252,7 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
         .find(|s| s.name == "pass-2")
         .and_then(|s| s.detail.warnings.as_ref())
         .map_or(0, |w| w.count);
-    if q.mode == QuiesceMode::None && live_changes > 0 && exit == Exit::Ok {
+    if q.mode == QuiesceMode::None && live_changes > 0 {
         let m = format!(
             "{live_changes} {} changed while pass 2 copied {} (quiesce mode \"none\"): a database \
              or MinIO in the dev copy may be torn; set [jobs.{name}.quiesce] mode = \"pause\" for \
@@ -261,9 +261,11 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
             if live_changes == 1 { "it" } else { "them" },
         );
         tracing::warn!(job = name, step = "pass-2", "{m}");
-        exit = Exit::Attention;
-        failed_step = Some("pass-2".into());
-        message = Some(m);
+        if exit == Exit::Ok {
+            exit = Exit::Attention;
+            failed_step = Some("pass-2".into());
+            message = Some(m);
+        }
     }
     if cancel.is_cancelled() {
         exit = exit.worst(Exit::Signal);
