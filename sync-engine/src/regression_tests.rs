@@ -69,16 +69,19 @@ fn temp_size(dir: &Path, name: &str) -> Option<u64> {
 /// Issue 10: a source file that changed during both copy attempts kept the content of the last
 /// read but got the size and mtime of the stat taken after it. When the writer stopped during
 /// that read, the stale copy carried the source's exact size and mtime, so every later quick
-/// check skipped it. A writer thread rewrites page 0 of a 256 MiB file until the retry's
+/// check skipped it. A writer thread rewrites page 0 of a 1 GiB file until the retry's
 /// temporary file has grown past 1 MiB (page 0 is read by then), writes once more and stops.
 #[test]
 fn a_copy_of_a_file_that_kept_changing_is_copied_again_by_the_next_run() {
     use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicBool, Ordering};
-    const SIZE: usize = 256 << 20;
-    // SRC on tmpfs, DST elsewhere: the copy goes through the read/write fallback in small
-    // steps, so the writer sees the temporary file grow (an in-kernel copy within one
-    // filesystem can hold the file for a whole chunk).
+    // Large enough that the retry's copy takes a few hundred milliseconds: the writer must
+    // get the CPU once between seeing the retry past 1 MiB and the retry's end, which a busy
+    // machine (other tests in parallel) did not give it within the ~60 ms a 256 MiB copy took.
+    const SIZE: usize = 1 << 30;
+    // SRC on tmpfs, DST elsewhere: the copy crosses filesystems (sendfile, in steps), so the
+    // writer sees the temporary file grow (an in-kernel copy within one filesystem can hold
+    // the file for a whole chunk).
     let (ts, td) = (
         tempfile::tempdir_in("/dev/shm").unwrap(),
         tempfile::tempdir().unwrap(),

@@ -251,7 +251,12 @@ pub fn run(cfg: &Config, name: &str, job: &JobConfig, cancel: &Cancel) -> Report
         .iter()
         .find(|s| s.name == "pass-2")
         .and_then(|s| s.detail.warnings.as_ref())
-        .map_or(0, |w| w.count);
+        .map_or(0, |w| {
+            ["changed-during-copy", "vanished"]
+                .iter()
+                .filter_map(|k| w.kinds.get(*k))
+                .sum::<u64>()
+        });
     if q.mode == QuiesceMode::None && live_changes > 0 {
         let m = format!(
             "{live_changes} {} changed while pass 2 copied {} (quiesce mode \"none\"): a database \
