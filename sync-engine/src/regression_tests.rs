@@ -54,104 +54,55 @@ impl crate::Observer for Warnings {
     }
 }
 
-/// The size of the temporary file `.NAME.XXXXXX` in `dir`, if there is one.
-fn temp_size(dir: &Path, name: &str) -> Option<u64> {
-    let prefix = format!(".{name}.");
-    fs::read_dir(dir).ok()?.flatten().find_map(|e| {
-        let n = e.file_name();
-        n.to_str()?
-            .starts_with(&prefix)
-            .then(|| e.metadata().ok().map(|m| m.len()))
-            .flatten()
-    })
-}
-
 /// Issue 10: a source file that changed during both copy attempts kept the content of the last
 /// read but got the size and mtime of the stat taken after it. When the writer stopped during
 /// that read, the stale copy carried the source's exact size and mtime, so every later quick
-/// check skipped it. A writer thread rewrites page 0 of a 1 GiB file until the retry's
-/// temporary file has grown past 1 MiB (page 0 is read by then), writes once more and stops.
+/// check skipped it. Deterministic: a hook in the copy rewrites the source's first bytes (and
+/// gives it a new mtime) right after each read of both attempts, before the stat that checks
+/// the read, and then the writer stops.
 #[test]
 fn a_copy_of_a_file_that_kept_changing_is_copied_again_by_the_next_run() {
     use std::os::unix::fs::FileExt;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    // Large enough that the retry's copy takes a few hundred milliseconds: the writer must
-    // get the CPU once between seeing the retry past 1 MiB and the retry's end, which a busy
-    // machine (other tests in parallel) did not give it within the ~60 ms a 256 MiB copy took.
-    const SIZE: usize = 1 << 30;
-    // SRC on tmpfs, DST elsewhere: the copy crosses filesystems (sendfile, in steps), so the
-    // writer sees the temporary file grow (an in-kernel copy within one filesystem can hold
-    // the file for a whole chunk).
-    let (ts, td) = (
-        tempfile::tempdir_in("/dev/shm").unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let (src, dst) = (ts.path().join("src"), td.path().join("dst"));
+    const NAME: &[u8] = b"kept-changing-big";
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
     fs::create_dir_all(&src).unwrap();
-    // Rounds until the writer hit the retry (it can lose the race when the copy is faster
-    // than its polling); each round is a fresh file.
-    for round in 0..20 {
-        let _ = fs::remove_dir_all(&dst);
-        let big = src.join("big");
-        fs::write(&big, vec![b'x'; SIZE]).unwrap();
-        let stop = AtomicBool::new(false);
-        let warned = Warnings::default();
-        let in_retry = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| {
-                let f = fs::OpenOptions::new().write(true).open(&big).unwrap();
-                let (mut n, mut shrunk, mut last) = (0u64, false, 0u64);
-                loop {
-                    n += 1;
-                    f.write_all_at(format!("{n:>20}").as_bytes(), 0).unwrap();
-                    if stop.load(Ordering::Relaxed) {
-                        return false;
-                    }
-                    match temp_size(&dst, "big") {
-                        Some(s) if s < last => shrunk = true,
-                        Some(s) if shrunk && s > 1 << 20 => {
-                            // The retry has read page 0: one more write, then stop. It counts
-                            // only if the retry was still reading (its stat after the read
-                            // then sees this write).
-                            n += 1;
-                            f.write_all_at(format!("{n:>20}").as_bytes(), 0).unwrap();
-                            return temp_size(&dst, "big").is_some_and(|s| s < SIZE as u64);
-                        }
-                        Some(s) => last = last.max(s),
-                        None => {}
-                    }
-                }
-            });
-            sync(&src, &dst, &opts(), &warned).unwrap();
-            stop.store(true, Ordering::Relaxed);
-            writer.join().unwrap()
-        });
-        let hit = warned.0.lock().unwrap().iter().any(|p| p == b"big");
-        if !(hit && in_retry) {
-            eprintln!(
-                "round {round}: the writer missed the retry, again (warned {hit}, during the retry {in_retry})"
-            );
-            continue;
-        }
-        let src_now = fs::read(&big).unwrap();
-        assert!(
-            fs::read(dst.join("big")).unwrap() != src_now,
-            "the copy is stale (the writer wrote after the retry read page 0)"
-        );
-        // The copy is also racy (its source was written while it was read), but that marker is
-        // its access time, which a reader ten seconds later moves on a relatime mount: the
-        // attributes alone must make the next run copy it.
-        let m = fs::metadata(dst.join("big")).unwrap();
-        let later = FileTime::from_unix_time(m.mtime() + 10, 0);
-        filetime::set_file_atime(dst.join("big"), later).unwrap();
-        let again = sync(&src, &dst, &opts(), &NoObserver).unwrap();
-        assert_eq!(
-            again.files_copied, 1,
-            "the next quick check copies the stale copy again"
-        );
-        assert!(fs::read(dst.join("big")).unwrap() == src_now);
-        return;
-    }
-    panic!("in 20 rounds the writer never changed the file during the retry");
+    let big = src.join("kept-changing-big");
+    fs::write(&big, vec![b'x'; 4 << 20]).unwrap();
+    filetime::set_file_mtime(&big, FileTime::from_unix_time(1_600_000_000, 0)).unwrap();
+    let writer = big.clone();
+    *crate::apply::copy::test_hook::AFTER_READ.lock().unwrap() =
+        Some(Box::new(move |path: &[u8], attempt: u32| {
+            if path != NAME {
+                return;
+            }
+            let f = fs::OpenOptions::new().write(true).open(&writer).unwrap();
+            f.write_all_at(format!("write {attempt:>4}").as_bytes(), 0)
+                .unwrap();
+            let m = FileTime::from_unix_time(1_600_000_100 + i64::from(attempt), 0);
+            filetime::set_file_mtime(&writer, m).unwrap();
+        }));
+    let warned = Warnings::default();
+    let first = sync(&src, &dst, &opts(), &warned);
+    *crate::apply::copy::test_hook::AFTER_READ.lock().unwrap() = None;
+    first.unwrap();
+    assert!(
+        warned.0.lock().unwrap().iter().any(|p| p == NAME),
+        "the copy was not reported as kept changing"
+    );
+    let src_now = fs::read(&big).unwrap();
+    assert!(
+        fs::read(dst.join("kept-changing-big")).unwrap() != src_now,
+        "the copy is stale by construction (the source changed after the last read)"
+    );
+    // The writer has stopped: the source now has its final size and mtime. The attributes
+    // alone must make the next run copy the stale copy again.
+    let again = sync(&src, &dst, &opts(), &NoObserver).unwrap();
+    assert_eq!(
+        again.files_copied, 1,
+        "the next quick check copies the stale copy again"
+    );
+    assert!(fs::read(dst.join("kept-changing-big")).unwrap() == src_now);
 }
 
 /// Mounts a ramfs (coarse timestamps on any kernel) at a new temporary directory; unmounted on

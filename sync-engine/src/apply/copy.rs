@@ -294,6 +294,8 @@ impl Applier<'_> {
             let read_at = sys::now();
             let (n, w) = transfer(attempt, before.size)?;
             written += w;
+            #[cfg(test)]
+            test_hook::after_read(&self.full(self.src, idx), attempt);
             let after = sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st))?;
             let Some(after) = after.filter(|m| m.kind == Kind::File) else {
                 return Err(io::Error::other("source changed type"));
@@ -402,5 +404,26 @@ fn unstable_meta(before: Meta, after: Meta, n: u64, window: u32) -> Meta {
         size: n,
         mtime,
         ..after
+    }
+}
+
+/// Tests only: a function called with the path and the attempt after each read of a copy and
+/// before the stat that checks it, so a test can change the source exactly there.
+#[cfg(test)]
+pub(crate) mod test_hook {
+    use std::sync::Mutex;
+
+    type Hook = Box<dyn Fn(&[u8], u32) + Send>;
+
+    pub(crate) static AFTER_READ: Mutex<Option<Hook>> = Mutex::new(None);
+
+    pub(crate) fn after_read(path: &[u8], attempt: u32) {
+        if let Some(h) = AFTER_READ
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            h(path, attempt);
+        }
     }
 }

@@ -25,7 +25,7 @@ use crate::plan::{Action, DeleteBudget, Op, PlanOptions};
 use crate::report::{Counters, Observer, Warning};
 use crate::sys::{self, Owner};
 
-mod copy;
+pub(crate) mod copy;
 pub(crate) mod delete;
 pub(crate) mod links;
 mod order;
