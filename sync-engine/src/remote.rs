@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+pub use crate::apply::shown_attrs;
 pub use crate::error::{Error, FileError, Side};
 pub use crate::itemize::Change;
 pub use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time};

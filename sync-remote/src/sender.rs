@@ -103,38 +103,8 @@ fn read_dst(reader: &mut FrameReader) -> Result<(DstInfo, Listing), RemoteError>
     Ok((info, listing))
 }
 
-/// The itemize lines of a plan in rsync's order (by output slot).
-/// The changes rsync's itemize line shows for an attribute fix of an existing entry (as the
-/// local engine shows them): rsync compares after changing the owner, and when DST's entry had
-/// a setuid or setgid bit it reads the attributes again (the change of owner clears those
-/// bits), so it shows the mode the change left instead of the owner and group.
-fn shown_attrs(a: &remote::Action, src: &Listing, dst: &Listing) -> Change {
-    let (sm, dm) = (src.meta(a.src), dst.meta(a.dst));
-    let chown = a.change.contains(Change::OWNER) || a.change.contains(Change::GROUP);
-    if sm.kind == Kind::Dir || !chown || dm.perm & 0o6000 == 0 {
-        return a.change;
-    }
-    let cleared = if dm.perm & 0o010 != 0 { 0o6000 } else { 0o4000 };
-    let after = dm.perm & !cleared;
-    let mut c = Change::NONE;
-    for f in [
-        Change::CONTENT,
-        Change::SIZE,
-        Change::TIME,
-        Change::ACL,
-        Change::XATTR,
-    ] {
-        if a.change.contains(f) {
-            c |= f;
-        }
-    }
-    if after != sm.perm {
-        c |= Change::PERMS;
-    }
-    c
-}
-
-/// Reports the itemize lines; `push_side`: this end is the client of a push.
+/// Reports the itemize lines of a plan in rsync's order (by output slot); `push_side`: this
+/// end is the client of a push.
 fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_side: bool) {
     if !obs.wants_items() {
         return;
@@ -178,7 +148,7 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_sid
                 push(a.slot, Update::Transfer, src, a.src, a.op, a.change, size);
             }
             Op::SetAttrs => {
-                let c = shown_attrs(a, src, dst);
+                let c = remote::shown_attrs(a.change, src.meta(a.src), dst.meta(a.dst));
                 if !c.is_empty() {
                     push(a.slot, Update::Attrs, src, a.src, a.op, c, 0);
                 }
@@ -188,7 +158,7 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_sid
                     .iter()
                     .any(|&c| a.change.contains(c)) =>
             {
-                let c = shown_attrs(a, src, dst);
+                let c = remote::shown_attrs(a.change, src.meta(a.src), dst.meta(a.dst));
                 if !c.is_empty() {
                     push(a.slot, Update::Attrs, src, a.src, a.op, c, 0);
                 }

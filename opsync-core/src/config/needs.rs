@@ -10,21 +10,8 @@ use super::{Config, ConfigError, JobKind, QuiesceMode, validate};
 
 /// Every unmet need, each at the key it comes from.
 pub(super) fn check(cfg: &Config) -> Vec<ConfigError> {
-    let file = cfg
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("(built-in defaults)"));
-    let text = cfg
-        .file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok());
-    let place = |keys: &[&str], message: String| match &text {
-        Some(t) => validate::at(&file, t, validate::offset_of(t, keys), message),
-        None => ConfigError::Invalid {
-            path: file.clone(),
-            message,
-        },
-    };
+    let placer = validate::Placer::new(cfg);
+    let place = |keys: &[&str], message: String| placer.at(keys, message);
     let mut errors = Vec::new();
 
     // Compose files of the stacks the enabled jobs use, each stack once.
@@ -80,8 +67,8 @@ pub(super) fn check(cfg: &Config) -> Vec<ConfigError> {
         let path = cfg.path(&conf.file);
         if !path.is_file() {
             let keys = ["stacks", stack.as_str(), "file"];
-            let keys: Vec<&str> = if text
-                .as_deref()
+            let keys: Vec<&str> = if placer
+                .text()
                 .is_some_and(|t| validate::has_table(t, "stacks"))
             {
                 keys.to_vec()

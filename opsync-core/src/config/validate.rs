@@ -380,23 +380,47 @@ fn normalize(p: &Path) -> PathBuf {
     resolved
 }
 
+/// Puts a message found after loading at the key it comes from (`FILE:LINE:COLUMN`), or at
+/// the file when its text cannot be read again (or there is no file: the built-in defaults).
+pub(super) struct Placer {
+    file: PathBuf,
+    text: Option<String>,
+}
+
+impl Placer {
+    pub(super) fn new(cfg: &Config) -> Placer {
+        Placer {
+            file: cfg
+                .file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("(built-in defaults)")),
+            text: cfg
+                .file
+                .as_ref()
+                .and_then(|f| std::fs::read_to_string(f).ok()),
+        }
+    }
+
+    /// The file's text, when it could be read.
+    pub(super) fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    pub(super) fn at(&self, keys: &[&str], message: String) -> ConfigError {
+        match &self.text {
+            Some(t) => at(&self.file, t, offset_of(t, keys), message),
+            None => ConfigError::Invalid {
+                path: self.file.clone(),
+                message,
+            },
+        }
+    }
+}
+
 /// Filesystem checks: sync sources exist, targets' parents exist.
 pub(super) fn paths(cfg: &Config) -> Vec<ConfigError> {
-    let file = cfg
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("(built-in defaults)"));
-    let text = cfg
-        .file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok());
-    let place = |keys: &[&str], message: String| match &text {
-        Some(t) => at(&file, t, offset_of(t, keys), message),
-        None => ConfigError::Invalid {
-            path: file.clone(),
-            message,
-        },
-    };
+    let placer = Placer::new(cfg);
+    let place = |keys: &[&str], message: String| placer.at(keys, message);
     let mut errors = Vec::new();
     let mut pairs = vec![(
         "[sync]".to_string(),

@@ -282,59 +282,9 @@ impl Applier<'_> {
         self.order.done(self.node, a.slot, line, self.obs);
     }
 
-    /// The changes rsync's itemize line shows for an attribute fix of an existing entry
-    /// (rsync sets the attributes first, then compares with what it read, updated on the way):
-    /// - when the owner changes and DST's entry had a setuid or setgid bit, rsync reads the
-    ///   attributes again (the change of owner clears those bits), so it shows the mode the
-    ///   change left instead of the owner and group;
-    /// - with `-A`, setting a changed ACL sets the mode's permission bits (masked as
-    ///   [`crate::xattr::acl_set_masked`] says), so `p` only stays for what the ACL left.
+    /// [`shown_attrs`] of an action.
     fn shown_attrs(&self, a: &Action) -> Change {
-        let (sm, dm) = (self.src.meta(a.src), self.dst.meta(a.dst));
-        let chown = a.change.contains(Change::OWNER) || a.change.contains(Change::GROUP);
-        let restat = chown && dm.perm & 0o6000 != 0;
-        let acl = a.change.contains(Change::ACL);
-        if sm.kind == Kind::Dir || !(restat || acl) {
-            return a.change;
-        }
-        let mut after = dm.perm;
-        let mut c = Change::NONE;
-        if restat {
-            after &= if dm.perm & 0o010 != 0 {
-                !0o6000
-            } else {
-                !0o4000
-            };
-        } else {
-            for f in [Change::OWNER, Change::GROUP] {
-                if a.change.contains(f) {
-                    c |= f;
-                }
-            }
-        }
-        if acl {
-            let set = if crate::xattr::acl_set_masked(after, sm.perm, false) {
-                sm.perm & !0o077
-            } else {
-                sm.perm
-            };
-            after = (after & !0o777) | (set & 0o777);
-        }
-        for f in [
-            Change::CONTENT,
-            Change::SIZE,
-            Change::TIME,
-            Change::ACL,
-            Change::XATTR,
-        ] {
-            if a.change.contains(f) {
-                c |= f;
-            }
-        }
-        if after != sm.perm {
-            c |= Change::PERMS;
-        }
-        c
+        shown_attrs(a.change, self.src.meta(a.src), self.dst.meta(a.dst))
     }
 
     /// Reports a failed action and completes its slot (a directory's creation: its node).
@@ -707,4 +657,58 @@ fn op_name(op: Op) -> &'static str {
         Op::Mknod => "create special file",
         Op::SetAttrs => "set attributes of",
     }
+}
+
+/// The changes rsync's itemize line shows for an attribute fix `change` of an existing entry
+/// (SRC's attributes `sm`, DST's `dm`; rsync sets the attributes first, then compares with what it read, updated on the way):
+/// - when the owner changes and DST's entry had a setuid or setgid bit, rsync reads the
+///   attributes again (the change of owner clears those bits), so it shows the mode the
+///   change left instead of the owner and group;
+/// - with `-A`, setting a changed ACL sets the mode's permission bits (masked as
+///   [`crate::xattr::acl_set_masked`] says), so `p` only stays for what the ACL left.
+pub fn shown_attrs(change: Change, sm: &Meta, dm: &Meta) -> Change {
+    let chown = change.contains(Change::OWNER) || change.contains(Change::GROUP);
+    let restat = chown && dm.perm & 0o6000 != 0;
+    let acl = change.contains(Change::ACL);
+    if sm.kind == Kind::Dir || !(restat || acl) {
+        return change;
+    }
+    let mut after = dm.perm;
+    let mut c = Change::NONE;
+    if restat {
+        after &= if dm.perm & 0o010 != 0 {
+            !0o6000
+        } else {
+            !0o4000
+        };
+    } else {
+        for f in [Change::OWNER, Change::GROUP] {
+            if change.contains(f) {
+                c |= f;
+            }
+        }
+    }
+    if acl {
+        let set = if crate::xattr::acl_set_masked(after, sm.perm, false) {
+            sm.perm & !0o077
+        } else {
+            sm.perm
+        };
+        after = (after & !0o777) | (set & 0o777);
+    }
+    for f in [
+        Change::CONTENT,
+        Change::SIZE,
+        Change::TIME,
+        Change::ACL,
+        Change::XATTR,
+    ] {
+        if change.contains(f) {
+            c |= f;
+        }
+    }
+    if after != sm.perm {
+        c |= Change::PERMS;
+    }
+    c
 }
