@@ -69,18 +69,23 @@ fn warm_dir(dir: &Path) -> Result<()> {
     })
 }
 
+/// `cmd` under GNU time, its peak RSS and `ru_oublock` written to `out` (stdin and stdout
+/// closed).
+fn under_time(cmd: &[String], out: &Path) -> Command {
+    let mut c = Command::new("/usr/bin/time");
+    c.args(["-f", "%M %O", "-o"])
+        .arg(out)
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    c
+}
+
 /// Runs `cmd` once under GNU time; the exit code must be 0.
 pub fn run(cmd: &[String], scratch: &Path) -> Result<Sample> {
     let out = scratch.join("time.out");
     let started = Instant::now();
-    let status = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M %O")
-        .arg("-o")
-        .arg(&out)
-        .args(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let status = under_time(cmd, &out)
         .status()
         .context("start /usr/bin/time (Debian package `time`)")?;
     let seconds = started.elapsed().as_secs_f64();
@@ -153,14 +158,7 @@ fn walk(dir: OwnedFd) -> Result<u64> {
 pub fn run_sampled(cmd: &[String], scratch: &Path) -> Result<Sample> {
     let out = scratch.join("time.out");
     let started = Instant::now();
-    let mut child = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M %O")
-        .arg("-o")
-        .arg(&out)
-        .args(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let mut child = under_time(cmd, &out)
         .spawn()
         .context("start /usr/bin/time (Debian package `time`)")?;
     let mut peaks: std::collections::BTreeMap<u32, u64> = Default::default();
