@@ -105,7 +105,7 @@ fuzz_target!(|input: Input| {
         tmp.as_fd(),
         reopen,
         BaseCopy::ReflinkOrCopy,
-        &never,
+        delta::Pace::new(&never),
     )
     .expect("delta build on healthy files");
     match out {

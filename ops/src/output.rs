@@ -8,6 +8,7 @@
 
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod rsync;
@@ -109,7 +110,8 @@ pub struct SyncOutput {
 struct Progress {
     started: Instant,
     /// Bytes copied, bytes to copy as far as SRC was read (its regular files' sizes, an upper
-    /// bound of what is copied), entries seen, entries done.
+    /// bound of what is copied), entries seen below the root, entries done (the root among
+    /// them, as rsync counts it: `to-chk=LEFT/TOTAL` is `entries + 1 - checked`/`entries + 1`).
     copied: u64,
     total: u64,
     entries: u64,
@@ -120,6 +122,22 @@ struct Progress {
     last_draw: Option<Instant>,
     /// When the previous per-file line was printed (the rate of a file is over its interval).
     last_file: Instant,
+    /// The file whose moving `--progress` line is on the terminal while it is copied.
+    current: Option<Current>,
+    /// Every directory of SRC has been read: the lines say `to-chk` (rsync's word once its
+    /// file list is complete) instead of `ir-chk`.
+    scan_done: bool,
+}
+
+/// A file being copied, as its moving `--progress` line shows it.
+struct Current {
+    path: Vec<u8>,
+    /// When the line first saw the file, and the bytes done then (the rate is over the time
+    /// since: a file can take the line over halfway through).
+    started: Instant,
+    base: u64,
+    /// When the line was drawn last, and the percentage it showed.
+    drawn: Option<(Instant, u64)>,
 }
 
 impl Progress {
@@ -130,11 +148,13 @@ impl Progress {
             copied: 0,
             total: 0,
             entries: 0,
-            checked: 0,
+            checked: 1,
             files: 0,
             samples: std::collections::VecDeque::new(),
             last_draw: None,
             last_file: now,
+            current: None,
+            scan_done: false,
         }
     }
 
@@ -163,16 +183,23 @@ pub struct SyncPrinter {
     extra: Mutex<Extra>,
     progress: Mutex<Progress>,
     log: Option<Mutex<std::fs::File>>,
+    /// `--progress` moves a line while a file is copied: on a terminal only.
+    live: bool,
+    /// A moving line is on the terminal (erased before anything else is printed).
+    shown: AtomicBool,
 }
 
 impl SyncPrinter {
     pub fn new(mut mode: SyncOutput) -> SyncPrinter {
         let log = mode.log.take().map(Mutex::new);
+        let live = mode.progress == 1 && !mode.json && std::io::stdout().is_terminal();
         let printer = SyncPrinter {
             mode,
             out: Mutex::new(BufWriter::new(std::io::stdout())),
             extra: Mutex::new(Extra::default()),
             progress: Mutex::new(Progress::new()),
+            live,
+            shown: AtomicBool::new(false),
             log,
         };
         printer.log_line("building file list");
@@ -229,14 +256,14 @@ impl SyncPrinter {
         } else {
             Duration::ZERO
         };
-        let left = p.entries.saturating_sub(p.checked);
+        let left = (p.entries + 1).saturating_sub(p.checked);
         let l = rsync::progress_line(
             p.copied,
             size,
             rate,
             eta,
             self.mode.human,
-            Some((p.files, left, p.entries + 1, force)),
+            Some((p.files, left, p.entries + 1, force || p.scan_done)),
         );
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let _ = write!(out, "\r{l}");
@@ -246,13 +273,54 @@ impl SyncPrinter {
         let _ = out.flush();
     }
 
+    /// Draws the moving line of the file being copied (at most every 200 ms unless it moved
+    /// 10 points): rsync's line, the name after it (the name's own line comes in rsync's order
+    /// with the final line, when the file is done).
+    fn draw_file(&self, c: &mut Current, done: u64, size: u64) {
+        let now = Instant::now();
+        let pct = (done * 100).checked_div(size).unwrap_or(100);
+        if c.drawn.is_some_and(|(t, p)| {
+            now.duration_since(t) < Duration::from_millis(200) && pct < p + 10
+        }) {
+            return;
+        }
+        c.drawn = Some((now, pct));
+        let secs = now.duration_since(c.started).as_secs_f64();
+        let rate = if secs > 0.0 {
+            done.saturating_sub(c.base) as f64 / secs
+        } else {
+            0.0
+        };
+        let eta = if rate > 0.0 {
+            Duration::from_secs_f64(size.saturating_sub(done) as f64 / rate)
+        } else {
+            Duration::ZERO
+        };
+        let l = rsync::progress_line(done, size, rate, eta, self.mode.human, None);
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = write!(out, "\r\x1b[K{l}  {}", escape_name(&c.path));
+        let _ = out.flush();
+        self.shown.store(true, Ordering::Relaxed);
+    }
+
+    /// Erases the moving line, if one is shown.
+    fn erase(&self, out: &mut BufWriter<Stdout>) {
+        if self.shown.swap(false, Ordering::Relaxed) {
+            let _ = write!(out, "\r\x1b[K");
+        }
+    }
+
     fn line(&self, s: &str) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        self.erase(&mut out);
         let _ = writeln!(out, "{s}");
     }
 
     fn stderr(&self, s: &str) {
-        let _ = self.out.lock().map(|mut o| o.flush());
+        let _ = self.out.lock().map(|mut o| {
+            self.erase(&mut o);
+            o.flush()
+        });
         eprintln!("{s}");
     }
 
@@ -316,7 +384,7 @@ impl SyncPrinter {
     ) {
         if self.mode.progress == 2 && !self.mode.json {
             let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-            p.checked = p.entries;
+            p.checked = p.entries + 1;
             self.draw_total(&mut p, true);
         }
         let mut extra = *self.extra.lock().unwrap_or_else(|p| p.into_inner());
@@ -434,9 +502,10 @@ impl Observer for SyncPrinter {
                 let dt = now.duration_since(p.last_file);
                 p.last_file = now;
                 let rate = item.bytes as f64 / dt.as_secs_f64().max(1e-3);
-                let left = p.entries.saturating_sub(p.checked);
+                let left = (p.entries + 1).saturating_sub(p.checked);
                 let files = p.files;
                 let total = p.entries + 1;
+                let complete = p.scan_done;
                 drop(p);
                 let l = rsync::progress_line(
                     item.bytes,
@@ -444,13 +513,13 @@ impl Observer for SyncPrinter {
                     rate,
                     dt,
                     self.mode.human,
-                    Some((files, left, total, false)),
+                    Some((files, left, total, complete)),
                 );
                 self.print_item(item, &path, &field, &link);
                 self.line(&l);
                 return;
             }
-        } else if item.op != Op::Delete {
+        } else if item.op != Op::Delete && item.kind != Kind::Dir {
             self.progress
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -518,6 +587,54 @@ impl Observer for SyncPrinter {
         if self.mode.progress == 2 && !self.mode.json {
             self.draw_total(&mut p, false);
         }
+    }
+
+    fn wants_file_progress(&self) -> bool {
+        self.mode.progress > 0 && !self.mode.json
+    }
+
+    fn copying(&self, path: &[u8], done: u64, size: u64) {
+        if !self.live {
+            return;
+        }
+        let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        // One moving line: the file that started first among those in flight.
+        let c = p.current.get_or_insert_with(|| Current {
+            path: path.to_vec(),
+            started: Instant::now(),
+            base: done,
+            drawn: None,
+        });
+        if c.path == path && done > 0 {
+            self.draw_file(c, done, size);
+        }
+    }
+
+    fn copy_ended(&self, path: &[u8]) {
+        if !self.live {
+            return;
+        }
+        let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        if p.current.as_ref().is_some_and(|c| c.path == path) {
+            p.current = None;
+            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            self.erase(&mut out);
+            let _ = out.flush();
+        }
+    }
+
+    fn unchanged(&self, entries: u64) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .checked += entries;
+    }
+
+    fn scan_done(&self) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .scan_done = true;
     }
 
     fn scanned(&self, entries: u64, bytes: u64) {

@@ -23,10 +23,11 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::options::Delta;
 use crate::sys;
+pub use crate::sys::Pace;
 
 /// Granularity of the comparison and of the writes.
 pub const BLOCK: usize = 4096;
@@ -75,14 +76,20 @@ pub fn build(
     tmp: BorrowedFd<'_>,
     reopen_tmp: impl FnOnce() -> io::Result<OwnedFd>,
     base: BaseCopy,
-    cancel: &AtomicBool,
+    pace: Pace<'_>,
 ) -> io::Result<Outcome> {
     let reflinked = sys::reflink(tmp, old)?;
     if !reflinked {
         if base == BaseCopy::ReflinkOnly {
             return Ok(Outcome::Unsupported);
         }
-        sys::copy_data(old, tmp, u64::MAX, &sys::CopyMethod::default(), cancel)?;
+        sys::copy_data(
+            old,
+            tmp,
+            u64::MAX,
+            &sys::CopyMethod::default(),
+            pace.quiet(),
+        )?;
     }
     let reader = reopen_tmp()?;
     let (rs, ws) = (sys::fstat(reader.as_fd())?, sys::fstat(tmp)?);
@@ -90,7 +97,7 @@ pub fn build(
         // Something was renamed over the temporary name meanwhile: never check another file.
         return Ok(Outcome::Mismatch);
     }
-    let p = patch(src, reader.as_fd(), tmp, cancel)?;
+    let p = patch(src, reader.as_fd(), tmp, pace)?;
     let size = sys::fstat(reader.as_fd())?.st_size as u64;
     if p.src_hash != p.tmp_hash || size != p.len {
         return Ok(Outcome::Mismatch);
@@ -120,16 +127,14 @@ fn patch(
     src: BorrowedFd<'_>,
     tmp_r: BorrowedFd<'_>,
     tmp_w: BorrowedFd<'_>,
-    cancel: &AtomicBool,
+    pace: Pace<'_>,
 ) -> io::Result<Patched> {
     let (mut src_hasher, mut tmp_hasher) = (blake3::Hasher::new(), blake3::Hasher::new());
     let mut sbuf = vec![0u8; CHUNK];
     let mut tbuf = vec![0u8; CHUNK];
     let (mut off, mut written) = (0u64, 0u64);
     loop {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::from(io::ErrorKind::Interrupted));
-        }
+        pace.step(off)?;
         let n = sys::pread_full(src, &mut sbuf, off)?;
         if n == 0 {
             break;
@@ -179,7 +184,7 @@ pub struct InPlace {
 pub fn update_in_place(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
-    cancel: &AtomicBool,
+    pace: Pace<'_>,
 ) -> io::Result<InPlace> {
     use rayon::prelude::*;
     let old_len = sys::fstat(dst)?.st_size as u64;
@@ -188,10 +193,9 @@ pub fn update_in_place(
     let written = AtomicU64::new(0);
     // The end of SRC as read: the first chunk that came back short, else SRC's length.
     let short = AtomicU64::new(u64::MAX);
+    // Bytes of SRC compared so far, in whatever order the chunks finish (for the progress).
+    let done = AtomicU64::new(0);
     (0..chunks).into_par_iter().try_for_each(|i| {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::from(io::ErrorKind::Interrupted));
-        }
         let off = i * CHUNK as u64;
         let want = (len - off).min(CHUNK as u64) as usize;
         let (n, w) = sys::with_buffers(want, |sbuf, dbuf| patch_chunk(src, dst, off, sbuf, dbuf))?;
@@ -199,7 +203,7 @@ pub fn update_in_place(
         if n < want {
             short.fetch_min(off + n as u64, Ordering::Relaxed);
         }
-        Ok(())
+        pace.step(done.fetch_add(want as u64, Ordering::Relaxed) + want as u64)
     })?;
     let mut end = short.into_inner().min(len);
     if end == len {
@@ -278,6 +282,7 @@ mod tests {
     use proptest::prelude::*;
     use std::fs;
     use std::path::Path;
+    use std::sync::atomic::AtomicBool;
 
     use crate::{NoObserver, Options};
 
@@ -293,7 +298,15 @@ mod tests {
         let tmp = sys::create_file_at(dfd.as_fd(), b"tmp").unwrap();
         let never = AtomicBool::new(false);
         let reopen = || sys::open_read_at(dfd.as_fd(), b"tmp");
-        let out = build(src.as_fd(), oldf.as_fd(), tmp.as_fd(), reopen, base, &never).unwrap();
+        let out = build(
+            src.as_fd(),
+            oldf.as_fd(),
+            tmp.as_fd(),
+            reopen,
+            base,
+            Pace::new(&never),
+        )
+        .unwrap();
         (fs::read(dir.path().join("tmp")).unwrap(), out)
     }
 
@@ -380,7 +393,7 @@ mod tests {
         let src = sys::open_read_at(dfd.as_fd(), b"new").unwrap();
         let dst = sys::open_update_at(dfd.as_fd(), b"old").unwrap();
         let never = AtomicBool::new(false);
-        let out = update_in_place(src.as_fd(), dst.as_fd(), &never).unwrap();
+        let out = update_in_place(src.as_fd(), dst.as_fd(), Pace::new(&never)).unwrap();
         (fs::read(dir.path().join("old")).unwrap(), out)
     }
 
@@ -474,7 +487,7 @@ mod tests {
             tmp.as_fd(),
             reopen,
             BaseCopy::ReflinkOrCopy,
-            &never,
+            Pace::new(&never),
         )
         .unwrap();
         let Outcome::Built(stats) = out else {

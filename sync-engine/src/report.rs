@@ -46,11 +46,32 @@ pub trait Observer: Sync {
     fn warning(&self, _w: &Warning<'_>) {}
     /// The plan is ready.
     fn planned(&self, _counts: &PlanCounts) {}
-    /// `bytes` more were copied.
+    /// `bytes` more were copied: while a file is copied (between the chunks of its copy, when
+    /// [`Observer::wants_file_progress`]) and the rest when it is done, so a file's bytes add
+    /// up to its size.
     fn progress(&self, _bytes: u64) {}
+    /// True when [`Observer::copying`] wants events: each copy then reports how far it got
+    /// between its chunks (64 MiB in the kernel, less in user space), and each file's path is
+    /// built once more.
+    fn wants_file_progress(&self) -> bool {
+        false
+    }
+    /// `done` of the `size` bytes of the file at `path` (relative to the root) are copied:
+    /// once with 0 when its copy starts, then between its chunks. Called from the thread
+    /// copying it, several files at a time with `threads > 1`.
+    fn copying(&self, _path: &[u8], _done: u64, _size: u64) {}
+    /// The copy of the file at `path` ended, complete or not; its [`Observer::item`] (or its
+    /// error) comes when the run's order reaches it.
+    fn copy_ended(&self, _path: &[u8]) {}
     /// A directory of SRC was read: `entries` more entries, `bytes` more in regular files and
     /// symlink targets (rsync's total size).
     fn scanned(&self, _entries: u64, _bytes: u64) {}
+    /// `entries` of a directory of SRC just planned are checked now: its subdirectories and
+    /// the entries that need nothing; the lines of the others follow (for rsync's count of the
+    /// entries left to check).
+    fn unchanged(&self, _entries: u64) {}
+    /// Every directory of SRC has been read (rsync's `to-chk` instead of `ir-chk`).
+    fn scan_done(&self) {}
     /// [`crate::verify::verify`] found a difference.
     fn difference(&self, _d: &crate::verify::Difference) {}
 }

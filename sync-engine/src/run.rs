@@ -153,6 +153,7 @@ impl<'a> Run<'a> {
             },
             copy_method: sys::CopyMethod::default(),
             umask: sys::umask(),
+            unread: std::sync::atomic::AtomicU64::new(1),
         };
         let src_keep = src_fd.try_clone().map_err(|e| io_err("open", src, e))?;
         let first_sides = walk::Sides {

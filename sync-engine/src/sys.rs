@@ -489,8 +489,51 @@ fn chown_tolerant(r: rustix::io::Result<()>, owner: Owner) -> io::Result<()> {
     }
 }
 
-/// Bytes per `copy_file_range` call, so a cancel is seen within one chunk.
+/// Bytes per `copy_file_range` call, so a cancel is seen (and progress reported) within one
+/// chunk.
 const CHUNK: usize = 64 << 20;
+
+/// What a long copy does between its chunks: it stops when the run is cancelled, and tells
+/// whoever wants to know how far into the file it got (`--progress` lines that move).
+#[derive(Clone, Copy)]
+pub struct Pace<'a> {
+    cancel: &'a AtomicBool,
+    report: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl<'a> Pace<'a> {
+    /// Only the cancel request is checked.
+    pub fn new(cancel: &'a AtomicBool) -> Pace<'a> {
+        Pace {
+            cancel,
+            report: None,
+        }
+    }
+
+    /// The cancel request is checked and `report(bytes done)` called between chunks.
+    pub fn reporting(cancel: &'a AtomicBool, report: &'a (dyn Fn(u64) + Sync)) -> Pace<'a> {
+        Pace {
+            cancel,
+            report: Some(report),
+        }
+    }
+
+    /// The same cancel request without the reports (for work that is not the file's copy).
+    pub fn quiet(self) -> Pace<'a> {
+        Pace::new(self.cancel)
+    }
+
+    /// `done` bytes of the file are copied; `Interrupted` when the run was cancelled.
+    pub fn step(&self, done: u64) -> io::Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        if let Some(r) = self.report {
+            r(done);
+        }
+        Ok(())
+    }
+}
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -515,13 +558,11 @@ pub fn copy_data(
     dst: BorrowedFd<'_>,
     len: u64,
     method: &CopyMethod,
-    cancel: &AtomicBool,
+    pace: Pace<'_>,
 ) -> io::Result<u64> {
     let mut off = 0u64;
     while off < len && method.0.load(Ordering::Relaxed) == BY_RANGE {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::from(io::ErrorKind::Interrupted));
-        }
+        pace.step(off)?;
         let want = (len - off).min(CHUNK as u64) as usize;
         let mut off_out = off;
         match rfs::copy_file_range(src, Some(&mut off), dst, Some(&mut off_out), want) {
@@ -529,7 +570,7 @@ pub fn copy_data(
             Ok(_) => {}
             Err(Errno::XDEV) => method.0.store(BY_SENDFILE, Ordering::Relaxed),
             Err(Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL | Errno::BADF) => {
-                return copy_buffered(src, dst, off, len, cancel);
+                return copy_buffered(src, dst, off, len, pace);
             }
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
@@ -540,9 +581,7 @@ pub fn copy_data(
         rfs::seek(dst, rfs::SeekFrom::Start(off))?;
     }
     while off < len && method.0.load(Ordering::Relaxed) == BY_SENDFILE {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::from(io::ErrorKind::Interrupted));
-        }
+        pace.step(off)?;
         let want = (len - off).min(CHUNK as u64) as usize;
         match rfs::sendfile(dst, src, Some(&mut off), want) {
             Ok(0) => return Ok(off),
@@ -555,7 +594,7 @@ pub fn copy_data(
         }
     }
     if off < len {
-        return copy_buffered(src, dst, off, len, cancel);
+        return copy_buffered(src, dst, off, len, pace);
     }
     Ok(off)
 }
@@ -566,7 +605,7 @@ fn copy_buffered(
     dst: BorrowedFd<'_>,
     mut off: u64,
     len: u64,
-    cancel: &AtomicBool,
+    pace: Pace<'_>,
 ) -> io::Result<u64> {
     BUF.with(|b| {
         let mut buf = b.borrow_mut();
@@ -574,9 +613,7 @@ fn copy_buffered(
             buf.resize(256 << 10, 0);
         }
         while off < len {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(io::Error::from(io::ErrorKind::Interrupted));
-            }
+            pace.step(off)?;
             let want = ((len - off) as usize).min(buf.len());
             let n = match rustix::io::pread(src, &mut buf[..want], off) {
                 Ok(n) => n,

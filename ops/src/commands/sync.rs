@@ -61,19 +61,22 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         None => None,
     };
     let quiet = args.quiet;
-    let name = info
-        .name
-        .unwrap_or(if quiet { 0 } else { args.verbose.min(2) });
+    // As rsync: `--progress` (and `-P`) implies `--info=name,progress` (names as with -v, no
+    // summary lines); `--info=progress2` names nothing.
+    let per_file = u8::from((args.progress || args.partial_progress) && !quiet);
+    let name = info.name.unwrap_or(if quiet {
+        0
+    } else {
+        args.verbose.min(2).max(per_file)
+    });
     let stats = info.stats.unwrap_or(if args.stats {
         2
-    } else if name > 0 {
+    } else if args.verbose > 0 && !quiet {
         1
     } else {
         0
     });
-    let progress = info
-        .progress
-        .unwrap_or(u8::from((args.progress || args.partial_progress) && !quiet));
+    let progress = info.progress.unwrap_or(per_file);
     let printer = SyncPrinter::new(SyncOutput {
         itemize: args.itemize_changes > 0,
         verbose: name,

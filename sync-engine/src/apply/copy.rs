@@ -5,6 +5,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::delta::{self, BaseCopy, Delta, Outcome};
 use crate::error::Side;
@@ -17,8 +18,35 @@ use super::Applier;
 
 impl Applier<'_> {
     pub(super) fn copy(&self, d: BorrowedFd<'_>, s: BorrowedFd<'_>, a: &Action) {
-        match self.copy_file(d, s, a) {
-            Some(c) => self.copied(a, &c),
+        // Bytes already reported as copied while the copy went on (see `Observer::copying`).
+        let reported = AtomicU64::new(0);
+        let path = self
+            .obs
+            .wants_file_progress()
+            .then(|| self.full(self.src, a.src));
+        let size = self.src.meta(a.src).size;
+        let report = |done: u64| {
+            let done = done.min(size);
+            let before = reported.fetch_max(done, Ordering::Relaxed);
+            if done > before {
+                self.obs.progress(done - before);
+            }
+            if let Some(p) = &path
+                && done >= before
+            {
+                self.obs.copying(p, done, size);
+            }
+        };
+        let pace = match &path {
+            Some(_) => sys::Pace::reporting(self.cancel, &report),
+            None => sys::Pace::new(self.cancel),
+        };
+        let copied = self.copy_file(d, s, a, pace);
+        if let Some(p) = &path {
+            self.obs.copy_ended(p);
+        }
+        match copied {
+            Some(c) => self.copied(a, &c, reported.load(Ordering::Relaxed)),
             None => self.skip(a.slot),
         }
     }
@@ -26,7 +54,13 @@ impl Applier<'_> {
     /// Copies the file of action `a`; `None` when it was not (reported already). SRC's file
     /// is not stat-ed before it is read: the scan's attributes are the "before" that the
     /// `fstat` after the read is compared with, so a change since the scan is caught too.
-    fn copy_file(&self, d: BorrowedFd<'_>, s: BorrowedFd<'_>, a: &Action) -> Option<Copied> {
+    fn copy_file(
+        &self,
+        d: BorrowedFd<'_>,
+        s: BorrowedFd<'_>,
+        a: &Action,
+        pace: sys::Pace<'_>,
+    ) -> Option<Copied> {
         let name = self.src.name(a.src);
         let before = *self.src.meta(a.src);
         let src = match sys::open_read_at(s, name) {
@@ -41,7 +75,7 @@ impl Applier<'_> {
             }
         };
         if self.inplace {
-            match self.update_in_place(d, &src, before, a) {
+            match self.update_in_place(d, &src, before, a, pace) {
                 Ok(Some(c)) => return Some(c),
                 Ok(None) => {}
                 Err(e) => return self.copy_failed(&src, "update in place", a, e),
@@ -57,9 +91,9 @@ impl Applier<'_> {
             }
         };
         let r = self
-            .delta_into(d, &src, before, &tmpf, &tmp, a)
+            .delta_into(d, &src, before, (&tmpf, &tmp), a, pace)
             .transpose()
-            .unwrap_or_else(|| self.copy_checked(&src, before, &tmpf, a.src))
+            .unwrap_or_else(|| self.copy_checked(&src, before, &tmpf, a.src, pace))
             .and_then(|c| {
                 let owner = self.new_file_owner(tmpf.as_fd(), &c.meta)?;
                 // Not exact: the umask or a default ACL may have changed the mode the file was
@@ -138,10 +172,10 @@ impl Applier<'_> {
         })
     }
 
-    /// Reports a finished copy.
-    fn copied(&self, a: &Action, c: &Copied) {
+    /// Reports a finished copy (`reported`: bytes of it reported while it was copied).
+    fn copied(&self, a: &Action, c: &Copied, reported: u64) {
         let size = c.meta.size;
-        self.obs.progress(size);
+        self.obs.progress(size.saturating_sub(reported));
         Counters::add(&self.counters.literal_bytes, c.written);
         if c.verified {
             Counters::add(&self.counters.verified, 1);
@@ -157,9 +191,9 @@ impl Applier<'_> {
         d: BorrowedFd<'_>,
         src: &OwnedFd,
         before: Meta,
-        tmpf: &OwnedFd,
-        tmp: &sys::TempName,
+        (tmpf, tmp): (&OwnedFd, &sys::TempName),
         a: &Action,
+        pace: sys::Pace<'_>,
     ) -> io::Result<Option<Copied>> {
         let base = match self.delta {
             Delta::Never => return Ok(None),
@@ -179,14 +213,7 @@ impl Applier<'_> {
         }
         let reopen = || sys::open_read_at(d, tmp.as_bytes());
         let read_at = sys::now();
-        let outcome = delta::build(
-            src.as_fd(),
-            old.as_fd(),
-            tmpf.as_fd(),
-            reopen,
-            base,
-            self.cancel,
-        );
+        let outcome = delta::build(src.as_fd(), old.as_fd(), tmpf.as_fd(), reopen, base, pace);
         if let Ok(Outcome::Built(stats)) = outcome {
             let after = sys::fstat(src.as_fd()).map(|st| sys::meta_of(&st))?;
             if let Some(after) = after
@@ -226,8 +253,9 @@ impl Applier<'_> {
         before: Meta,
         tmp: &OwnedFd,
         idx: Idx,
+        pace: sys::Pace<'_>,
     ) -> io::Result<Copied> {
-        let mut c = self.copy_into(src, before, tmp, idx, true)?;
+        let mut c = self.copy_into(src, before, tmp, idx, true, pace)?;
         if !self.verify_written || c.unstable {
             return Ok(c);
         }
@@ -239,7 +267,7 @@ impl Applier<'_> {
             if attempt == 0 {
                 tracing::warn!(path = %self.full(self.src, idx).escape_ascii(),
                     "the copy reads back different from the source: copying it again");
-                c = self.copy_into(src, before, tmp, idx, false)?;
+                c = self.copy_into(src, before, tmp, idx, false, pace)?;
                 if c.unstable {
                     return Ok(c);
                 }
@@ -262,18 +290,13 @@ impl Applier<'_> {
         tmp: &OwnedFd,
         idx: Idx,
         empty: bool,
+        pace: sys::Pace<'_>,
     ) -> io::Result<Copied> {
         self.read_stable(src, before, idx, |attempt, len| {
             if attempt > 0 || !empty {
                 sys::reset(tmp.as_fd())?;
             }
-            let n = sys::copy_data(
-                src.as_fd(),
-                tmp.as_fd(),
-                len,
-                &self.copy_method,
-                self.cancel,
-            )?;
+            let n = sys::copy_data(src.as_fd(), tmp.as_fd(), len, &self.copy_method, pace)?;
             Ok((n, n))
         })
     }
@@ -339,6 +362,7 @@ impl Applier<'_> {
         src: &OwnedFd,
         before: Meta,
         a: &Action,
+        pace: sys::Pace<'_>,
     ) -> io::Result<Option<Copied>> {
         if a.dst == NONE || self.dst.meta(a.dst).kind != Kind::File || before.perm & 0o6000 != 0 {
             return Ok(None);
@@ -353,7 +377,7 @@ impl Applier<'_> {
         }
         sys::stamp_fd(dst.as_fd(), sys::now())?;
         let mut c = self.read_stable(src, before, a.src, |_, _| {
-            let p = delta::update_in_place(src.as_fd(), dst.as_fd(), self.cancel)?;
+            let p = delta::update_in_place(src.as_fd(), dst.as_fd(), pace)?;
             Ok((p.len, p.written))
         })?;
         c.verified = !c.unstable;

@@ -103,6 +103,19 @@ pub(crate) struct Shared<'a> {
     /// The process's umask, when known: new files are created with their final mode when it
     /// leaves that mode alone (no `fchmod` then).
     pub umask: Option<u32>,
+    /// SRC's directories known and not read yet (the root at first): at 0 the scan is
+    /// complete ([`Observer::scan_done`]).
+    pub unread: std::sync::atomic::AtomicU64,
+}
+
+impl Shared<'_> {
+    /// One directory of SRC was read (or given up), with `subdirs` subdirectories to read.
+    pub(crate) fn dir_read(&self, subdirs: usize) {
+        self.unread.fetch_add(subdirs as u64, Ordering::Relaxed);
+        if self.unread.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.obs.scan_done();
+        }
+    }
 }
 
 /// What this run learned about files it creates in one DST directory: the owner and group the

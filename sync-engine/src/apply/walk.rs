@@ -118,6 +118,7 @@ struct Child {
 /// caller made them.
 pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Option<Read>) {
     if sh.cancelled() {
+        sh.dir_read(0);
         sh.order.abandon(job.node, sh.obs);
         return;
     }
@@ -165,6 +166,17 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
     let kids = sh
         .order
         .close(job.node, plan.slots, plan.subdirs.len(), sh.obs);
+    sh.dir_read(plan.subdirs.len());
+    // Directories count as checked with their parent (as in rsync's file list); the others
+    // once their line comes.
+    let acted = plan
+        .actions
+        .iter()
+        .filter(|a| !matches!(a.op, Op::Delete | Op::Stamp | Op::Mkdir))
+        .count()
+        + plan.linked.len();
+    sh.obs
+        .unchanged((s.listing.len() as u64 - 1).saturating_sub(acted as u64));
     let ap = Applier {
         sh,
         src: &s.listing,
@@ -343,6 +355,7 @@ fn descend(
                 sh.src_failed.store(true, Ordering::Relaxed);
                 sh.fail_at("open directory", Side::Source, path, e);
             }
+            sh.dir_read(0);
             return sh.order.abandon(c.node, sh.obs);
         }
     };
@@ -359,6 +372,7 @@ fn descend(
             Ok(fd) => Some(fd),
             Err(e) => {
                 sh.fail_at("open directory", Side::Dest, path, e);
+                sh.dir_read(0);
                 return sh.order.abandon(c.node, sh.obs);
             }
         },

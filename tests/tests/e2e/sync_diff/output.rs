@@ -327,6 +327,168 @@ fn progress2_is_one_whole_transfer_line_also_without_a_terminal() {
     assert_eq!(last(&want), last(&got), "rsync: {want:?}\nopsync: {got:?}");
 }
 
+/// A line of `--progress` output, with the `(WORD, LEFT, TOTAL)` of a per-file line.
+type ProgressLine = (String, Option<(String, u64, u64)>);
+
+/// The per-file lines of `--progress` in a pipe: the segment after the last carriage return of
+/// each line (rsync also writes the moving states there), with the rate and time replaced and
+/// the `(xfr#N, ..-chk=LEFT/TOTAL)` tail split off.
+fn progress_lines(text: &str) -> Vec<ProgressLine> {
+    text.lines()
+        .map(|l| {
+            let l = l.rsplit('\r').next().unwrap_or("");
+            match l.split_once(" (xfr#") {
+                Some((head, tail)) => {
+                    let (xfr, chk) = tail.split_once(", ").unwrap();
+                    let (word, counts) = chk.trim_end_matches(')').split_once('=').unwrap();
+                    let (left, total) = counts.split_once('/').unwrap();
+                    // Bytes and percent stay; rate and time go.
+                    let head = head
+                        .split_whitespace()
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    (
+                        format!("{head} RATE TIME (xfr#{xfr}, {word})"),
+                        Some((
+                            word.to_string(),
+                            left.parse().unwrap(),
+                            total.parse().unwrap(),
+                        )),
+                    )
+                }
+                None => (l.to_string(), None),
+            }
+        })
+        .collect()
+}
+
+/// `--progress` as rsync: the names `-v` would print, then each file's line with the bytes,
+/// 100%, and `(xfr#N, to-chk=LEFT/TOTAL)`; LEFT counts down to 0 of all SRC's entries. The
+/// `ir-chk`/`to-chk` word and the counts before the last line may differ: opsync reads the
+/// directories as it goes (rsync's incremental recursion, whose file list runs ahead).
+#[test]
+fn progress_lines_are_rsyncs_and_count_down_to_zero() {
+    require_program("rsync", "rsync");
+    let (_tmp, src, a, b) = fixed_case();
+    let want = out_of(
+        Command::new("rsync")
+            .args(["-a", "--delete", "--progress"])
+            .arg(with_slash(&src))
+            .arg(with_slash(&a)),
+    );
+    let got = out_of(
+        opsync()
+            .args(["sync", "--force", "--progress"])
+            .arg(&src)
+            .arg(&b),
+    );
+    let (w, g) = (progress_lines(&want), progress_lines(&got));
+    // Deletions: rsync's come per directory, opsync's once SRC was read; compared as a set.
+    let split = |v: &[ProgressLine]| {
+        let (mut del, rest): (Vec<_>, Vec<_>) = v
+            .iter()
+            .map(|(l, c)| (l.clone(), c.clone()))
+            .partition(|(l, _)| l.starts_with("deleting "));
+        del.sort();
+        (del, rest)
+    };
+    let ((wd, wr), (gd, gr)) = (split(&w), split(&g));
+    assert_eq!(wd, gd, "deletions\nrsync: {want}\nopsync: {got}");
+    let strip = |v: &[ProgressLine]| -> Vec<String> {
+        v.iter()
+            .map(|(l, c)| match c {
+                Some((word, _, _)) => l.replace(&format!(", {word})"), ")"),
+                None => l.clone(),
+            })
+            .collect()
+    };
+    assert_eq!(strip(&wr), strip(&gr), "rsync: {want}\nopsync: {got}");
+    // (LEFT, TOTAL) of each line: the word says whether every directory was read by then,
+    // which depends on the threads' timing.
+    let counts: Vec<_> = gr
+        .iter()
+        .filter_map(|(_, c)| c.clone())
+        .map(|c| (c.1, c.2))
+        .collect();
+    let last_w = wr
+        .iter()
+        .filter_map(|(_, c)| c.clone())
+        .map(|c| (c.1, c.2))
+        .next_back();
+    assert_eq!(
+        counts.last(),
+        last_w.as_ref(),
+        "the last line's count: {got}"
+    );
+    assert!(
+        counts
+            .windows(2)
+            .all(|p| p[1].0 <= p[0].0 || p[1].1 > p[0].1),
+        "files left must count down (or the total grow as directories are read): {counts:?}"
+    );
+    // An update run: every entry counted, the one changed file's line says 0 left.
+    std::fs::write(src.join("d/e/c"), b"changed").unwrap();
+    let got = out_of(opsync().args(["sync", "--progress"]).arg(&src).arg(&b));
+    let last = progress_lines(&got)
+        .into_iter()
+        .filter_map(|(_, c)| c)
+        .map(|c| (c.1, c.2))
+        .next_back();
+    assert_eq!(last, last_w, "{got}");
+}
+
+/// On a terminal, `--progress` moves a line while a large file is copied (the bytes done so
+/// far, percent, rate, ETA and the name), and erases it before the file's own lines.
+#[test]
+fn progress_moves_while_a_large_file_is_copied_on_a_terminal() {
+    let script = require_program("script", "bsdutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // Five chunks of the kernel copy (64 MiB each): four moving states before the end.
+    let f = std::fs::File::create(src.join("big")).unwrap();
+    f.set_len((256 << 20) + 1).unwrap();
+    drop(f);
+    let cmd = format!(
+        "{} sync --progress {} {}",
+        opsync_tests::opsync_bin().display(),
+        src.display(),
+        tmp.path().join("dst").display()
+    );
+    // `script` runs the command on a pseudo-terminal and copies what it printed.
+    let (_, out) = run(
+        Command::new(script)
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("LC_ALL", "C"),
+        &[0],
+    )
+    .unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let moving: Vec<&str> = out
+        .split("\r\x1b[K")
+        .filter(|s| s.ends_with("  big"))
+        .collect();
+    assert!(
+        moving.len() >= 2,
+        "at least two moving states of big's line: {out:?}"
+    );
+    for m in &moving {
+        let pct: u64 = m
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.strip_suffix('%'))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("a percentage in {m:?}"));
+        assert!(pct > 0 && pct < 100, "{m:?}");
+    }
+    let end = out.rfind("  big").unwrap();
+    assert!(
+        out[end..].contains("big\r\n") && out.contains("268,435,457 100%"),
+        "the line is erased, then the name and the final line follow: {out:?}"
+    );
+}
+
 /// As rsync 3.5 (its `excludefrom-symlink` test): an `--exclude-from` file that is a symlink
 /// owned by another user is not followed; one of the caller's own is.
 #[test]
