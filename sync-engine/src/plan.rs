@@ -596,12 +596,13 @@ impl Planner<'_> {
         }
     }
 
-    /// Same name, different types: the DST entry is replaced.
+    /// Same name, different types: the DST entry is replaced. As in rsync, the replaced entry
+    /// does not count against `--max-delete`; what a replaced directory held does.
     fn replace(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
         let dst_kind = self.dst.meta(b).kind;
         if dst_kind == Kind::Dir {
             let doomed = self.deletable(b);
-            if !self.budget.take(doomed.len() as u64) {
+            if !self.budget.take(doomed.len().saturating_sub(1) as u64) {
                 return;
             }
             for &i in doomed.iter().rev() {
@@ -610,9 +611,6 @@ impl Planner<'_> {
             self.mark_replaced(b);
             self.create(a, NONE, Change::TYPE, subdirs);
         } else if self.src.meta(a).kind == Kind::Dir {
-            if !self.budget.take(1) {
-                return;
-            }
             self.delete(b);
             self.mark_replaced(b);
             self.create(a, NONE, Change::TYPE, subdirs);

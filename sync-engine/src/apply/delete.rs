@@ -217,7 +217,8 @@ fn rules_in(
 /// Removes directory `name` of `parent` (at `path`) with everything in it, contents first; each
 /// entry takes its share of `--max-delete`. Returns false when something had to stay (a
 /// protected entry, the limit), leaving the directory. The directory itself is reported as
-/// deleted when `announce` (not when it is the replaced half of a type change, as in rsync).
+/// deleted, and counted against `--max-delete`, when `announce` (not when it is the replaced
+/// half of a type change, as in rsync).
 pub(crate) fn remove_tree(
     sh: &Shared<'_>,
     parent: BorrowedFd<'_>,
@@ -285,7 +286,7 @@ pub(crate) fn remove_tree(
         }
         return Ok(false);
     }
-    if !sh.take_budget(1) {
+    if announce && !sh.take_budget(1) {
         return Ok(false);
     }
     sys::unlink_at(parent, name, true)?;

@@ -417,7 +417,8 @@ impl Applier<'_> {
     }
 
     /// Removes the entry a type replacement makes room for (a directory with everything in it).
-    /// Returns whether it was removed.
+    /// Returns whether it was removed. As in rsync, the entry itself does not count against
+    /// `--max-delete` (it is replaced, not lost); what a directory held does.
     fn replace_delete(&self, dfd: BorrowedFd<'_>, a: &Action) -> bool {
         let name = self.dst.name(a.dst);
         let is_dir = self.dst.meta(a.dst).kind == Kind::Dir;
@@ -433,10 +434,8 @@ impl Applier<'_> {
         let r = if is_dir {
             let path = self.full(self.dst, a.dst);
             delete::remove_tree(self, dfd, name, &path, false, self.drules)
-        } else if self.take_budget(1) {
-            sys::unlink_at(dfd, name, false).map(|()| true)
         } else {
-            Ok(false)
+            sys::unlink_at(dfd, name, false).map(|()| true)
         };
         match r {
             Ok(false) => {

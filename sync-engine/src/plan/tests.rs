@@ -293,10 +293,39 @@ fn rules() {
                 vec![dir(b"x", vec![file(b"a", 1, 1), file(b"b", 1, 1)])],
             )),
             opts: PlanOptions {
-                max_delete: Some(2),
+                max_delete: Some(1),
                 ..opts()
             },
             want: &[],
+        },
+        Case {
+            // As rsync: the replaced directory itself does not count, its contents do.
+            name: "type change of a directory: its contents count against max-delete",
+            src: dir(b"", vec![file(b"x", 1, 1)]),
+            dst: Some(dir(
+                b"",
+                vec![dir(b"x", vec![file(b"a", 1, 1), file(b"b", 1, 1)])],
+            )),
+            opts: PlanOptions {
+                max_delete: Some(2),
+                ..opts()
+            },
+            want: &[
+                "*deleting   x/b",
+                "*deleting   x/a",
+                "*deleting   x",
+                ">f+++++++++ x",
+            ],
+        },
+        Case {
+            name: "type change of a file does not count against max-delete",
+            src: dir(b"", vec![dir(b"x", vec![])]),
+            dst: Some(dir(b"", vec![file(b"x", 1, 1)])),
+            opts: PlanOptions {
+                max_delete: Some(0),
+                ..opts()
+            },
+            want: &["*deleting   x", "cd+++++++++ x"],
         },
     ];
     for c in cases {

@@ -622,3 +622,56 @@ fn acl_masking_cases_match_rsync() {
         .unwrap();
     }
 }
+
+/// As rsync: an entry replaced by one of another type does not count against `--max-delete`
+/// (rsync's `DEL_MAKE_ROOM`), what a replaced directory held does. Three replacements, one
+/// file inside a replaced directory and two extraneous entries: `--max-delete=3` is enough for
+/// both tools (before, opsync counted the replaced entries too and left `y` and `z` as they
+/// were, exit 25).
+#[test]
+fn max_delete_does_not_count_the_entries_a_type_change_replaces() {
+    require_program("rsync", "rsync");
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, a, b) = (
+        tmp.path().join("src"),
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+    );
+    std::fs::create_dir_all(src.join("x")).unwrap();
+    std::fs::write(src.join("x/f"), b"f").unwrap();
+    std::fs::write(src.join("y"), b"y").unwrap();
+    std::os::unix::fs::symlink("target", src.join("z")).unwrap();
+    std::fs::write(src.join("keep"), b"k").unwrap();
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d.join("y")).unwrap();
+        std::fs::create_dir_all(d.join("z")).unwrap();
+        std::fs::write(d.join("x"), b"old x").unwrap();
+        std::fs::write(d.join("y/g"), b"g").unwrap();
+        std::fs::write(d.join("e1"), b"e1").unwrap();
+        std::fs::write(d.join("e2"), b"e2").unwrap();
+        std::fs::write(d.join("keep"), b"k").unwrap();
+    }
+    // Old mtimes: rsync leaves those in the current second alone on entries without data.
+    run(
+        Command::new("find").arg(&src).args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "@1500000000",
+            "{}",
+            "+",
+        ]),
+        &[0],
+    )
+    .unwrap();
+    rsync(&["--max-delete=3"], &src, &a, &[0]).unwrap();
+    opsync_sync(&["--max-delete=3"], &src, &b, 0, 0).unwrap();
+    let (sa, sb) = (snap(&a).unwrap(), snap(&b).unwrap());
+    no_diff(
+        "opsync --max-delete=3 differs from rsync's",
+        sa.diff("rsync", &sb, "opsync"),
+    )
+    .unwrap();
+    assert!(sb.entries.keys().any(|p| p.ends_with(b"x/f")), "{sb:?}");
+}
