@@ -88,6 +88,13 @@ pub fn lock_dest(fd: &OwnedFd, dst: &Path) -> Result<(), Error> {
     crate::run::lock(fd, dst)
 }
 
+/// The attributes of the open file `f` as the mirror keeps them; `None` when it is not a
+/// regular file.
+pub fn file_meta(f: &std::fs::File) -> io::Result<Option<Meta>> {
+    let st = sys::fstat(f.as_fd())?;
+    Ok(sys::meta_of(&st).filter(|m| m.kind == Kind::File))
+}
+
 /// The number of entries below the open directory (for `--max-delete=P%`).
 pub fn count_entries(fd: BorrowedFd<'_>) -> u64 {
     crate::run::count_tree(fd)
@@ -190,6 +197,21 @@ impl Source {
         Ok(Source { root, last: None })
     }
 
+    /// Opens the entry at `path` for reading without checking its type (without following a
+    /// symlink or blocking on a FIFO): the caller `fstat`s it after the read.
+    pub fn open_any(&mut self, path: &[u8]) -> io::Result<std::fs::File> {
+        let (parent, name) = split_path(path)?;
+        let hit = matches!(&self.last, Some((p, _)) if p == parent);
+        if !hit {
+            let fd = sys::open_dir_beneath(self.root.as_fd(), parent)?;
+            self.last = Some((parent.to_vec(), fd));
+        }
+        let Some((_, d)) = &self.last else {
+            return Err(io::Error::other("no directory"));
+        };
+        Ok(std::fs::File::from(sys::open_read_at(d.as_fd(), name)?))
+    }
+
     /// Opens the regular file at `path` for reading; `None` when it is not one any more.
     pub fn file(&mut self, path: &[u8]) -> io::Result<Option<std::fs::File>> {
         let (parent, name) = split_path(path)?;
@@ -216,17 +238,32 @@ pub struct Target {
     owner: bool,
     /// `None`: every group may be set (root); otherwise only these.
     groups: Option<Vec<u32>>,
-    /// The last directory opened, with its path: consecutive entries of one directory reuse it.
-    last: Option<(Vec<u8>, OwnedFd)>,
+    /// The last directory opened: consecutive entries of one directory reuse it.
+    last: Option<OpenDir>,
+    /// The process's umask, when known (new files are created with their final mode when it
+    /// leaves that mode alone: no `fchmod` then).
+    umask: Option<u32>,
+}
+
+/// A directory of DST open for work, with what was learned about new files in it.
+struct OpenDir {
+    path: Vec<u8>,
+    fd: std::sync::Arc<OwnedFd>,
+    /// A default ACL may decide the mode of files created here (asked once).
+    default_acl: Option<bool>,
+    /// The owner and group the kernel gives new files here (learned from the first).
+    new_owner: Option<(u32, u32)>,
 }
 
 /// A file being received: written under a temporary name, renamed by [`Target::commit`].
 pub struct NewFile {
-    dir: OwnedFd,
+    dir: std::sync::Arc<OwnedFd>,
     name: Vec<u8>,
     tmp: sys::TempName,
     /// The temporary file, for writing and reading back.
     pub file: std::fs::File,
+    /// It was created with this mode, which the kernel left alone.
+    exact: Option<u32>,
     done: bool,
 }
 
@@ -252,6 +289,7 @@ impl Target {
                 Some(sys::own_groups())
             },
             last: None,
+            umask: sys::umask(),
         }
     }
 
@@ -269,6 +307,7 @@ impl Target {
             owner: self.owner,
             groups: self.groups.clone(),
             last: None,
+            umask: self.umask,
         })
     }
 
@@ -291,15 +330,23 @@ impl Target {
 
     /// The directory `parent` (relative to the root), opened without following symlinks.
     fn dir(&mut self, parent: &[u8]) -> io::Result<BorrowedFd<'_>> {
-        let hit = matches!(&self.last, Some((p, _)) if p == parent);
+        Ok(self.open_dir(parent)?.fd.as_fd())
+    }
+
+    fn open_dir(&mut self, parent: &[u8]) -> io::Result<&mut OpenDir> {
+        let hit = matches!(&self.last, Some(d) if d.path == parent);
         if !hit {
             let fd = sys::open_dir_beneath(self.root.as_fd(), parent)?;
-            self.last = Some((parent.to_vec(), fd));
+            self.last = Some(OpenDir {
+                path: parent.to_vec(),
+                fd: std::sync::Arc::new(fd),
+                default_acl: None,
+                new_owner: None,
+            });
         }
-        match &self.last {
-            Some((_, fd)) => Ok(fd.as_fd()),
-            None => Err(io::Error::other("no directory")),
-        }
+        self.last
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no directory"))
     }
 
     /// Forgets the cached directory handle (after the directory may have been replaced).
@@ -330,19 +377,31 @@ impl Target {
         sys::mkdir_at(d, &name)
     }
 
-    /// Starts receiving the regular file at `path`: an empty temporary file next to it.
-    pub fn begin_file(&mut self, path: &[u8]) -> io::Result<NewFile> {
+    /// Starts receiving the regular file at `path`, whose permissions will be `perm`: an empty
+    /// temporary file next to it, created with `perm` when the kernel gives it exactly that
+    /// (no setuid/setgid/sticky bit, readable and writable by its owner, nothing the umask
+    /// clears, no default ACL in the directory), else with 0600 until [`Target::commit`].
+    pub fn begin_file(&mut self, path: &[u8], perm: u32) -> io::Result<NewFile> {
         let (parent, name) = split_path(path)?;
         let name = name.to_vec();
-        let d = self.dir(parent)?;
-        let dir = d.try_clone_to_owned()?;
+        let umask = self.umask;
+        let d = self.open_dir(parent)?;
+        let plain =
+            perm & 0o7000 == 0 && perm & 0o600 == 0o600 && umask.is_some_and(|u| u & perm == 0);
+        let exact = plain
+            && !*d
+                .default_acl
+                .get_or_insert_with(|| sys::may_have_default_acl(d.fd.as_fd()));
+        let dir = std::sync::Arc::clone(&d.fd);
+        let mode = if exact { perm } else { 0o600 };
         let (fd, tmp) =
-            sys::with_temp_name(&name, |t| sys::create_file_mode_at(dir.as_fd(), t, 0o600))?;
+            sys::with_temp_name(&name, |t| sys::create_file_mode_at(dir.as_fd(), t, mode))?;
         Ok(NewFile {
             dir,
             name,
             tmp,
             file: std::fs::File::from(fd),
+            exact: exact.then_some(perm),
             done: false,
         })
     }
@@ -361,9 +420,34 @@ impl Target {
         )
     }
 
-    /// Gives the received file its attributes and renames it over its name.
-    pub fn commit(&self, mut f: NewFile, meta: &Meta) -> io::Result<()> {
-        sys::set_attrs_fd(f.file.as_fd(), meta, self.owner_for(meta), None)?;
+    /// Gives the received file its attributes (only the owner, group and mode that differ from
+    /// what it was created with) and renames it over its name.
+    pub fn commit(&mut self, mut f: NewFile, meta: &Meta) -> io::Result<()> {
+        let want = self.owner_for(meta);
+        let mut owner = want;
+        if want.uid.is_some() || want.gid.is_some() {
+            // What the kernel gave new files in this directory, learned from the first one.
+            let cached = self
+                .last
+                .as_mut()
+                .filter(|d| std::sync::Arc::ptr_eq(&d.fd, &f.dir));
+            let given = match cached.as_ref().and_then(|d| d.new_owner) {
+                Some(v) => v,
+                None => {
+                    let st = sys::fstat(f.file.as_fd())?;
+                    if let Some(d) = cached {
+                        d.new_owner = Some((st.st_uid, st.st_gid));
+                    }
+                    (st.st_uid, st.st_gid)
+                }
+            };
+            owner = sys::Owner {
+                uid: want.uid.filter(|&u| u != given.0),
+                gid: want.gid.filter(|&g| g != given.1),
+            };
+        }
+        let chmod = f.exact != Some(meta.perm);
+        sys::set_attrs_fd_with(f.file.as_fd(), meta, owner, chmod, None)?;
         sys::rename_at(f.dir.as_fd(), f.tmp.as_bytes(), &f.name)?;
         f.done = true;
         Ok(())

@@ -140,7 +140,7 @@ impl Apply<'_> {
                 if meta.kind != Kind::File {
                     return Err(stream(wire::malformed("file")));
                 }
-                let file = match self.target()?.begin_file(&path) {
+                let file = match self.target()?.begin_file(&path, meta.perm) {
                     Ok(f) => Some(f),
                     Err(e) => {
                         self.fail("copy", &path, e);
@@ -167,7 +167,7 @@ impl Apply<'_> {
                 }
                 let t = self.target()?;
                 let old = t.open_old(&path).ok().flatten();
-                let file = match old.as_ref().map(|_| t.begin_file(&path)) {
+                let file = match old.as_ref().map(|_| t.begin_file(&path, meta.perm)) {
                     Some(Ok(f)) => Some(f),
                     Some(Err(e)) => {
                         self.fail("copy", &path, e);

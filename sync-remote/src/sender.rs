@@ -431,6 +431,9 @@ impl Stream<'_> {
         new: bool,
         buf: &mut [u8],
     ) -> Result<(), RemoteError> {
+        if (meta.size as usize) < buf.len() {
+            return self.small_file(source, path, meta, new, buf);
+        }
         let Some(mut f) = self.open(source, path) else {
             return Ok(());
         };
@@ -456,6 +459,91 @@ impl Stream<'_> {
             send(out, tag::DATA, &buf[..n])?;
         }
         send(out, tag::FILE_END, h.finalize().as_bytes())
+    }
+
+    /// Sends a file that fits in one data frame: read whole first (one `pread` of its size and
+    /// a byte more), then `fstat`-ed, so the header carries the attributes of the content read.
+    /// A file that changed since the scan is read once more; if it changed during that read
+    /// too, it goes with the mtime seen before the read (older than the source's), so the next
+    /// run copies it again, as a local run does.
+    fn small_file(
+        &mut self,
+        source: &mut remote::Source,
+        path: &[u8],
+        scanned: &remote::Meta,
+        new: bool,
+        buf: &mut [u8],
+    ) -> Result<(), RemoteError> {
+        let f = match source.open_any(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.r.vanished += 1;
+                self.obs.warning(&sync_engine::Warning::Vanished { path });
+                return Ok(());
+            }
+            Err(e) => {
+                self.read_error(path, e);
+                return Ok(());
+            }
+        };
+        let mut before = *scanned;
+        for attempt in 0..2 {
+            let want = (before.size as usize + 1).min(buf.len());
+            let read = read_full_at(&f, &mut buf[..want], before.size as usize);
+            let (n, after) = match read.and_then(|n| Ok((n, remote::file_meta(&f)?))) {
+                Ok((n, Some(after))) => (n, after),
+                Ok((_, None)) => {
+                    // Not a regular file any more: as rsync, it vanished.
+                    self.r.vanished += 1;
+                    self.obs.warning(&sync_engine::Warning::Vanished { path });
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.read_error(path, e);
+                    return Ok(());
+                }
+            };
+            let stable = after.size == before.size && after.mtime == before.mtime;
+            if stable && n as u64 == after.size {
+                return self.send_whole(path, &after, new, &buf[..n]);
+            }
+            if (after.size as usize) >= buf.len() {
+                // It grew past one frame: the streaming path.
+                drop(f);
+                return self.file(source, path, &after, new, buf);
+            }
+            if attempt == 1 {
+                self.obs
+                    .warning(&sync_engine::Warning::ChangedDuringCopy { path });
+                let kept = remote::Meta {
+                    size: n as u64,
+                    ..before
+                };
+                return self.send_whole(path, &kept, new, &buf[..n]);
+            }
+            before = after;
+        }
+        Ok(())
+    }
+
+    /// The frames of a whole file whose content is `data`.
+    fn send_whole(
+        &mut self,
+        path: &[u8],
+        meta: &remote::Meta,
+        new: bool,
+        data: &[u8],
+    ) -> Result<(), RemoteError> {
+        let out = self.out;
+        send(
+            out,
+            tag::FILE,
+            &Enc::new().bytes(path).meta(meta).bool(new).take(),
+        )?;
+        if !data.is_empty() {
+            send(out, tag::DATA, data)?;
+        }
+        send(out, tag::FILE_END, blake3::hash(data).as_bytes())
     }
 
     /// Sends one changed file as deltas against the receiver's old version `old`.
@@ -622,4 +710,22 @@ impl Stream<'_> {
         }
         Ok(())
     }
+}
+
+/// Reads from offset 0 until `buf` is full or the file ends; returns the bytes read. A short
+/// read that reaches `expect` bytes is taken as the end (a regular file reads short only
+/// there), which saves the read that would return 0.
+fn read_full_at(f: &std::fs::File, buf: &mut [u8], expect: usize) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) if n + k < buf.len() && n + k >= expect => return Ok(n + k),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
