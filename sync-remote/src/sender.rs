@@ -553,7 +553,7 @@ impl Stream<'_> {
         path: &[u8],
         meta: &remote::Meta,
         old: &delta::OldSig,
-        bufs: &mut (Vec<u8>, Vec<u8>),
+        bufs: &mut (Vec<u8>, Vec<Vec<u8>>),
     ) -> Result<(), RemoteError> {
         let Some(mut f) = self.open(source, path) else {
             return Ok(());
