@@ -229,7 +229,17 @@ fn group(
             && dst_ino.is_some()
             && (dst_ino == leader_ino || dst_ino == leader.dst.as_ref().and_then(|d| d.1));
         if linked {
-            sh.order.done(node, slot, None, sh.obs);
+            // rsync's `-ii` line of a name that already is a link of the group's file.
+            let line =
+                (sh.popts.itemize_unchanged && sh.obs.wants_items()).then(|| super::order::Line {
+                    field: field(Update::HardLink, Kind::File, Change::NONE),
+                    op: Op::Link,
+                    kind: Kind::File,
+                    path: m.path.clone(),
+                    link: None,
+                    bytes: 0,
+                });
+            sh.order.done(node, slot, line, sh.obs);
             continue;
         }
         let change = match &m.dst {
