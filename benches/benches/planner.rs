@@ -65,6 +65,7 @@ fn opts() -> PlanOptions {
         groups: Some(None),
         hashed_at: None,
         hard_links: false,
+        itemize_unchanged: false,
     }
 }
 

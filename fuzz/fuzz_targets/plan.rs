@@ -280,6 +280,7 @@ fuzz_target!(|input: Input| {
         groups: groups.clone(),
         hashed_at,
         hard_links: false,
+        itemize_unchanged: false,
     };
     let policy = Policy {
         owner: input.owner,
@@ -420,6 +421,7 @@ fuzz_target!(|input: Input| {
                     n.meta.mtime = sm.mtime;
                 }
                 Op::Link => panic!("a hard link without -H"),
+                Op::Unchanged => panic!("an unchanged entry without itemize_unchanged"),
                 Op::Stamp => {
                     let path = src.path(a.src);
                     let n = model.get_mut(&path).expect("a stamped entry exists");

@@ -74,7 +74,8 @@ pub struct ItemEvent {
     /// rsync's 11-character itemize field.
     #[serde(default)]
     pub itemize: String,
-    /// `copy`, `delete`, `mkdir`, `symlink`, `mknod` or `attrs`.
+    /// `copy`, `delete`, `mkdir`, `symlink`, `mknod`, `attrs`, `link` (`-H`), or with `-ii`
+    /// `unchanged` (an entry that needed nothing).
     #[serde(default)]
     pub op: String,
     #[serde(flatten)]

@@ -432,6 +432,7 @@ impl SyncPrinter {
 fn op_str(op: Op) -> &'static str {
     match op {
         Op::Stamp => "stamp",
+        Op::Unchanged => "unchanged",
         Op::Delete => "delete",
         Op::Mkdir => "mkdir",
         Op::Copy => "copy",
@@ -519,7 +520,8 @@ impl Observer for SyncPrinter {
                 self.line(&l);
                 return;
             }
-        } else if item.op != Op::Delete && item.kind != Kind::Dir {
+        } else if !matches!(item.op, Op::Delete | Op::Unchanged) && item.kind != Kind::Dir {
+            // An unchanged entry (`-ii`) was counted as checked with its directory.
             self.progress
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -107,11 +107,6 @@ pub fn field(update: Update, kind: Kind, change: Change) -> [u8; 11] {
         f[2..].copy_from_slice(b"+++++++++");
         return f;
     }
-    if update == Update::HardLink && change.is_empty() {
-        // rsync: a link made over an identical file changes nothing else.
-        f[2..].copy_from_slice(b"         ");
-        return f;
-    }
     let letters = [
         (Change::CONTENT, b'c'),
         (Change::SIZE, b's'),
@@ -130,6 +125,11 @@ pub fn field(update: Update, kind: Kind, change: Change) -> [u8; 11] {
     }
     if change.contains(Change::XATTR) {
         f[10] = b'x';
+    }
+    // rsync: a line of an entry it neither transfers nor changes in any letter (an unchanged
+    // entry of `-ii`, a link made over an identical file) shows spaces instead of dots.
+    if update != Update::Transfer && f[2..].iter().all(|&b| b == b'.') {
+        f[2..].copy_from_slice(b"         ");
     }
     f
 }
@@ -205,6 +205,12 @@ mod tests {
         assert_eq!(f(Update::Local, Kind::Fifo, Change::NEW), "cS+++++++++");
         assert_eq!(f(Update::Local, Kind::CharDev, Change::NEW), "cD+++++++++");
         assert_eq!(f(Update::Delete, Kind::File, Change::NONE), "*deleting  ");
+        // Unchanged entries (`-ii`) and links over identical files: spaces, not dots.
+        assert_eq!(f(Update::Attrs, Kind::File, Change::NONE), ".f         ");
+        assert_eq!(f(Update::Attrs, Kind::Dir, Change::NONE), ".d         ");
+        assert_eq!(f(Update::Attrs, Kind::Symlink, Change::NONE), ".L         ");
+        assert_eq!(f(Update::HardLink, Kind::File, Change::NONE), "hf         ");
+        assert_eq!(f(Update::Transfer, Kind::File, Change::NONE), ">f.........");
     }
 
     #[test]

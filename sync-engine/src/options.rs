@@ -182,6 +182,11 @@ pub struct Options {
     /// Write every copied file to the device before its rename and every changed directory
     /// after its entries changed (rsync `--fsync`).
     pub fsync: bool,
+    /// Report the entries that need nothing too (rsync's `-ii`), in rsync's order among the
+    /// others: an [`crate::Item`] with [`crate::Op::Unchanged`] and rsync's field of an
+    /// unchanged entry (`.f          name`, `.d          dir/`; `hf          name` for a hard
+    /// link that already is one). Changes nothing of what is done or counted.
+    pub itemize_unchanged: bool,
     /// Set from outside (a signal handler) to stop the run between files.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -210,6 +215,7 @@ impl Default for Options {
             acls: false,
             one_file_system: 0,
             fsync: false,
+            itemize_unchanged: false,
             insecure_links: false,
             cancel: None,
         }
@@ -238,6 +244,7 @@ setters!(Options {
     acls: bool,
     one_file_system: u8,
     fsync: bool,
+    itemize_unchanged: bool,
     insecure_links: bool,
     cancel: Option<Arc<AtomicBool>>,
 });

@@ -36,6 +36,11 @@ pub struct PlanOptions {
     /// Files that are hard links of each other in SRC become hard links in DST (`-H`): the
     /// listings' `inodes` say which.
     pub hard_links: bool,
+    /// Give every entry that needs nothing an [`Op::Unchanged`] action, so that its itemize
+    /// line (rsync's `-ii`: `.f          name`) has its place in the output; the directory
+    /// groups of a whole [`Plan`] are then kept even when nothing in them changes. Off, the
+    /// planner does nothing more than without it.
+    pub itemize_unchanged: bool,
 }
 
 /// What to do with one entry.
@@ -58,8 +63,13 @@ pub enum Op {
     Link,
     /// Move the stamp (access time) of a racy DST file whose content was found equal, so it is
     /// trusted by size and mtime again (see [`crate::racy`]). Not a change of the mirror: never
-    /// itemized or counted.
+    /// itemized or counted (its line is an unchanged one with
+    /// [`PlanOptions::itemize_unchanged`]).
     Stamp,
+    /// Nothing to do: an entry that already matches SRC, planned only with
+    /// [`PlanOptions::itemize_unchanged`] for its line (`.f          name`). Not a change of
+    /// the mirror: never counted.
+    Unchanged,
 }
 
 /// One planned action on a direct child of a group's directory (deletions may reach deeper).
@@ -348,7 +358,10 @@ fn plan_tree(
             }
         }
     }
-    let has_work = start != end || !dp.finish.is_empty() || out.groups.len() > gi + 1;
+    let has_work = start != end
+        || !dp.finish.is_empty()
+        || out.groups.len() > gi + 1
+        || opts.itemize_unchanged;
     if has_work {
         out.groups[gi].end = out.groups.len() as u32;
     } else {
@@ -467,8 +480,34 @@ impl Planner<'_> {
         }
     }
 
-    /// Entry present on both sides under the same name.
+    /// Entry present on both sides under the same name; with `itemize_unchanged`, one that
+    /// needs nothing (and is neither a directory, whose line opens its own group, nor a file
+    /// left to the link phase) gets an [`Op::Unchanged`] action.
     fn both(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
+        if !self.opts.itemize_unchanged {
+            return self.both_changes(a, b, subdirs);
+        }
+        let (others, linked) = (self.others.len(), self.out.linked.len());
+        self.both_changes(a, b, subdirs);
+        let kind = self.src.meta(a).kind;
+        // A type change stopped by `--max-delete` plans nothing either: it is not unchanged.
+        if self.others.len() == others
+            && self.out.linked.len() == linked
+            && kind != Kind::Dir
+            && kind == self.dst.meta(b).kind
+        {
+            self.others.push(Action {
+                op: Op::Unchanged,
+                src: a,
+                dst: b,
+                change: Change::NONE,
+                slot: 0,
+            });
+        }
+    }
+
+    /// The actions an entry present on both sides needs.
+    fn both_changes(&mut self, a: Idx, b: Idx, subdirs: &mut Vec<(Idx, Idx)>) {
         let (sm, dm) = (*self.src.meta(a), *self.dst.meta(b));
         // A FIFO that is a socket in DST (or a character device that is a block device) is
         // recreated as a change of its content, as rsync shows it (`cSc...`), not replaced.

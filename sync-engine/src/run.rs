@@ -139,6 +139,7 @@ impl<'a> Run<'a> {
                 groups: owners.groups.clone(),
                 hashed_at: None,
                 hard_links: o.hard_links,
+                itemize_unchanged: o.itemize_unchanged && self.obs.wants_items(),
             },
             budget: Mutex::new(budget),
             deferred: Mutex::new(Vec::new()),

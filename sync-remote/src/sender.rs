@@ -104,8 +104,16 @@ fn read_dst(reader: &mut FrameReader) -> Result<(DstInfo, Listing), RemoteError>
 }
 
 /// Reports the itemize lines of a plan in rsync's order (by output slot); `push_side`: this
-/// end is the client of a push.
-fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_side: bool) {
+/// end is the client of a push. With `unchanged` (rsync's `-ii`, planned with
+/// `itemize_unchanged`) the entries that need nothing have their lines too.
+fn items(
+    plan: &Plan,
+    src: &Listing,
+    dst: &Listing,
+    obs: &dyn Observer,
+    push_side: bool,
+    unchanged: bool,
+) {
     if !obs.wants_items() {
         return;
     }
@@ -137,6 +145,16 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_sid
             push(g.slot, Update::Local, src, 0, Op::Mkdir, Change::NEW, 0);
         } else if !g.finish.is_empty() && !g.finish.contains(Change::NEW) {
             push(g.slot, Update::Attrs, src, g.src, Op::SetAttrs, g.finish, 0);
+        } else if unchanged && g.finish.is_empty() {
+            push(
+                g.slot,
+                Update::Attrs,
+                src,
+                g.src,
+                Op::Unchanged,
+                Change::NONE,
+                0,
+            );
         }
     }
     for a in &plan.actions {
@@ -149,7 +167,7 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_sid
             }
             Op::SetAttrs => {
                 let c = remote::shown_attrs(a.change, src.meta(a.src), dst.meta(a.dst));
-                if !c.is_empty() {
+                if !c.is_empty() || unchanged {
                     push(a.slot, Update::Attrs, src, a.src, a.op, c, 0);
                 }
             }
@@ -159,13 +177,14 @@ fn items(plan: &Plan, src: &Listing, dst: &Listing, obs: &dyn Observer, push_sid
                     .any(|&c| a.change.contains(c)) =>
             {
                 let c = remote::shown_attrs(a.change, src.meta(a.src), dst.meta(a.dst));
-                if !c.is_empty() {
+                if !c.is_empty() || unchanged {
                     push(a.slot, Update::Attrs, src, a.src, a.op, c, 0);
                 }
             }
             Op::Mkdir | Op::Symlink | Op::Mknod => {
                 push(a.slot, Update::Local, src, a.src, a.op, a.change, 0);
             }
+            Op::Unchanged => push(a.slot, Update::Attrs, src, a.src, a.op, a.change, 0),
             Op::Link | Op::Stamp => {}
         }
     }
@@ -229,10 +248,11 @@ pub(crate) fn run(
         }),
         hashed_at: None,
         hard_links: false,
+        itemize_unchanged: opts.itemize_unchanged && obs.wants_items(),
     };
     let plan = remote::plan_tree(s, &dst, &popts);
     obs.planned(&plan.counts);
-    items(&plan, s, &dst, obs, push_side);
+    items(&plan, s, &dst, obs, push_side, popts.itemize_unchanged);
 
     let mut r = Report {
         dry_run: opts.dry_run,
@@ -649,9 +669,9 @@ impl Stream<'_> {
                             .bool(a.change.contains(Change::GROUP));
                         send(out, tag::ATTRS, &e.take())?;
                     }
-                    Op::Link | Op::Stamp => {}
+                    Op::Link | Op::Stamp | Op::Unchanged => {}
                 }
-                if !matches!(a.op, Op::SetAttrs | Op::Stamp | Op::Link) {
+                if !matches!(a.op, Op::SetAttrs | Op::Stamp | Op::Link | Op::Unchanged) {
                     *touched = true;
                 }
             }

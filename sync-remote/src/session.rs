@@ -228,7 +228,12 @@ fn encode_start(role: Role, path: &Path, o: &RemoteOptions) -> Vec<u8> {
     .bool(e.insecure_links)
     .u8(e.one_file_system)
     .u32(e.threads.map_or(0, |n| n as u32))
-    .bool(o.items)
+    // 2: unchanged entries too (`-ii`); an older opsync reads any non-zero byte as true.
+    .u8(match (o.items, e.itemize_unchanged) {
+        (false, _) => 0,
+        (true, false) => 1,
+        (true, true) => 2,
+    })
     .bool(o.compress)
     .u64(o.bwlimit);
     match e.max_delete {
@@ -268,7 +273,9 @@ fn decode_start(p: &[u8]) -> io::Result<(Role, PathBuf, RemoteOptions)> {
         0 => None,
         n => Some(n as usize),
     };
-    let items = d.bool()?;
+    let items = d.u8()?;
+    e.itemize_unchanged = items > 1;
+    let items = items != 0;
     let compress = d.bool()?;
     let bwlimit = d.u64()?;
     let (k, v) = (d.u8()?, d.u64()?);

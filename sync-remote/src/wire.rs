@@ -553,6 +553,7 @@ fn op_code(op: sync_engine::Op) -> u8 {
         Op::SetAttrs => 5,
         Op::Link => 6,
         Op::Stamp => 7,
+        Op::Unchanged => 8,
     }
 }
 
@@ -567,6 +568,7 @@ fn op_of(c: u8) -> Option<sync_engine::Op> {
         5 => Op::SetAttrs,
         6 => Op::Link,
         7 => Op::Stamp,
+        8 => Op::Unchanged,
         _ => return None,
     })
 }

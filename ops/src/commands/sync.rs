@@ -77,6 +77,10 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         0
     });
     let progress = info.progress.unwrap_or(per_file);
+    // As rsync: `-ii` lists the unchanged entries too, and so does `-i` with rsync's name level
+    // 2 (`-vv`, `--info=name2`).
+    let opts =
+        opts.itemize_unchanged(args.itemize_changes > 1 || (args.itemize_changes > 0 && name > 1));
     let printer = SyncPrinter::new(SyncOutput {
         itemize: args.itemize_changes > 0,
         verbose: name,
@@ -181,7 +185,8 @@ fn verify_and_repair(
         r.differences,
         paths.len()
     ));
-    let again = opts.clone().recheck(paths.clone());
+    // The repair lists what it changes, not the whole tree once more (`-ii`).
+    let again = opts.clone().recheck(paths.clone()).itemize_unchanged(false);
     let repair = sync_engine::sync(src, dst, &again, printer)?;
     add_counts(total, &repair);
     let left = Collect::new(printer, true);

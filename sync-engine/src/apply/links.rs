@@ -156,8 +156,8 @@ fn group(
     } else {
         Some(sys::open_dir_beneath(dst_root, ldir).map_err(|e| (leader.path.clone(), e))?)
     };
-    let src = single(leader.parent, lname, leader.smeta, &leader.sxattrs);
-    let dst = match &leader.dst {
+    let mut src = single(leader.parent, lname, leader.smeta, &leader.sxattrs);
+    let mut dst = match &leader.dst {
         Some((m, ino, x)) => {
             let mut l = single(leader.parent, lname, *m, x);
             if let Some(i) = ino {
@@ -168,15 +168,30 @@ fn group(
         None => Listing::default(),
     };
     let droot = if leader.dst.is_some() { 0 } else { NONE };
-    let plan = plan_dir(
-        &src,
-        0,
-        &dst,
-        droot,
-        &sh.popts,
-        &mut DeleteBudget::new(None),
-    );
-    let node = sh.order.extra(plan.slots + g.len() as u32);
+    let hashed_at = match &ldst {
+        Some(d) if droot == 0 => compare_leader(
+            sh,
+            &leader.path,
+            lsrc.as_fd(),
+            &mut src,
+            d.as_fd(),
+            &mut dst,
+        ),
+        _ => None,
+    };
+    let stamped;
+    let popts = match hashed_at {
+        Some(_) => {
+            stamped = crate::plan::PlanOptions {
+                hashed_at,
+                ..sh.popts.clone()
+            };
+            &stamped
+        }
+        None => &sh.popts,
+    };
+    let plan = plan_dir(&src, 0, &dst, droot, popts, &mut DeleteBudget::new(None));
+    let node = sh.order.extra(plan.slots + g.len() as u32 - 1);
     let ap = Applier {
         sh,
         src: &src,
@@ -185,7 +200,7 @@ fn group(
         node,
         kids: &[],
         subdirs: &[],
-        hashed_at: None,
+        hashed_at,
         new_files: Default::default(),
         // A member's name holds no directory to delete with filter rules inside: the walk
         // replaced any such directory before the links are made.
@@ -211,11 +226,20 @@ fn group(
         let slot = plan.slots + i as u32 - 1;
         let dst_ino = m.dst.as_ref().and_then(|(_, ino, _)| *ino);
         let linked = !rewritten
-            && !sh.dry_run
             && dst_ino.is_some()
             && (dst_ino == leader_ino || dst_ino == leader.dst.as_ref().and_then(|d| d.1));
         if linked {
-            sh.order.done(node, slot, None, sh.obs);
+            // rsync's `-ii` line of a name that already is a link of the group's file.
+            let line =
+                (sh.popts.itemize_unchanged && sh.obs.wants_items()).then(|| super::order::Line {
+                    field: field(Update::HardLink, Kind::File, Change::NONE),
+                    op: Op::Link,
+                    kind: Kind::File,
+                    path: m.path.clone(),
+                    link: None,
+                    bytes: 0,
+                });
+            sh.order.done(node, slot, line, sh.obs);
             continue;
         }
         let change = match &m.dst {
@@ -263,6 +287,34 @@ fn group(
         }
     }
     Ok(())
+}
+
+/// Hashes a group's leader and DST's file of its name when their contents decide, as the walk
+/// does for other files (`--checksum`, a racy copy, a file to recheck): without, the planner
+/// would copy such a leader on every run. Returns when the reading began.
+fn compare_leader(
+    sh: &Shared<'_>,
+    path: &[u8],
+    sfd: BorrowedFd<'_>,
+    src: &mut Listing,
+    dfd: BorrowedFd<'_>,
+    dst: &mut Listing,
+) -> Option<crate::listing::Time> {
+    use crate::scan::{Compare, fill_checksums};
+    let recheck: &[Idx] = if sh.recheck.contains(path) { &[1] } else { &[] };
+    let which = if sh.checksum {
+        Compare::All
+    } else if dst.meta(1).racy || !recheck.is_empty() {
+        Compare::Untrusted {
+            window: sh.modify_window,
+            recheck,
+        }
+    } else {
+        return None;
+    };
+    let at = sys::now();
+    fill_checksums(sfd, src, dfd, dst, &which);
+    Some(at)
 }
 
 /// Makes `dir/name` in DST a hard link of `ldir/lname`, under a temporary name renamed over it.

@@ -243,6 +243,24 @@ impl Applier<'_> {
         })
     }
 
+    /// The line of entry `idx` of SRC when it needs nothing (`.f          name`), with
+    /// [`PlanOptions::itemize_unchanged`] (rsync's `-ii`); `None` without.
+    fn unchanged_line(&self, idx: Idx) -> Option<order::Line> {
+        if !self.popts.itemize_unchanged {
+            return None;
+        }
+        self.line(Update::Attrs, self.src, idx, Op::Unchanged, Change::NONE, 0)
+    }
+
+    /// The line of an attribute fix that shows change `c`: when `c` shows nothing, rsync's
+    /// line of an unchanged entry, with [`PlanOptions::itemize_unchanged`] only.
+    fn attrs_line(&self, a: &Action, c: Change) -> Option<order::Line> {
+        if c.is_empty() && !self.popts.itemize_unchanged {
+            return None;
+        }
+        self.line(Update::Attrs, self.src, a.src, a.op, c, 0)
+    }
+
     /// Completes this directory's output slot `slot` with no line.
     fn skip(&self, slot: u32) {
         self.order.done(self.node, slot, None, self.obs);
@@ -264,12 +282,7 @@ impl Applier<'_> {
             Op::Delete if a.change.contains(Change::TYPE) => None,
             Op::Delete => self.line(Update::Delete, self.dst, a.dst, a.op, a.change, 0),
             Op::Copy => self.line(Update::Transfer, self.src, a.src, a.op, a.change, bytes),
-            Op::SetAttrs => {
-                let c = self.shown_attrs(a);
-                (!c.is_empty())
-                    .then(|| self.line(Update::Attrs, self.src, a.src, a.op, c, 0))
-                    .flatten()
-            }
+            Op::SetAttrs => self.attrs_line(a, self.shown_attrs(a)),
             // A special file recreated for a mode or owner change shows the change, as rsync
             // does (rsync changes it in place).
             Op::Mknod
@@ -277,10 +290,7 @@ impl Applier<'_> {
                     .iter()
                     .any(|&c| a.change.contains(c)) =>
             {
-                let c = self.shown_attrs(a);
-                (!c.is_empty())
-                    .then(|| self.line(Update::Attrs, self.src, a.src, a.op, c, 0))
-                    .flatten()
+                self.attrs_line(a, self.shown_attrs(a))
             }
             Op::Mkdir => {
                 let line = self.line(Update::Local, self.src, a.src, a.op, a.change, 0);
@@ -290,7 +300,8 @@ impl Applier<'_> {
                 return;
             }
             Op::Symlink | Op::Mknod => self.line(Update::Local, self.src, a.src, a.op, a.change, 0),
-            Op::Link | Op::Stamp => None,
+            Op::Stamp | Op::Unchanged => self.unchanged_line(a.src),
+            Op::Link => None,
         };
         self.order.done(self.node, a.slot, line, self.obs);
     }
@@ -340,20 +351,23 @@ impl Applier<'_> {
                     Counters::add(&c.attrs_fixed, 1);
                 }
             }
-            Op::Stamp => {}
+            Op::Stamp | Op::Unchanged => {}
         }
     }
 
     /// The line of this directory, printed before its contents as rsync does: its attribute
     /// fix when it existed (set after the contents; a failure is reported then). A created
-    /// directory's line is its creation's, made by its parent.
+    /// directory's line is its creation's, made by its parent. An unchanged directory has
+    /// one only with [`PlanOptions::itemize_unchanged`].
     fn dir_line(&self, finish: Change) {
         if finish.contains(Change::NEW) {
             return;
         }
-        let line = (!finish.is_empty())
-            .then(|| self.line(Update::Attrs, self.src, 0, Op::SetAttrs, finish, 0))
-            .flatten();
+        let line = if finish.is_empty() {
+            self.unchanged_line(0)
+        } else {
+            self.line(Update::Attrs, self.src, 0, Op::SetAttrs, finish, 0)
+        };
         self.order.done(self.node, 0, line, self.obs);
     }
 
@@ -398,7 +412,7 @@ impl Applier<'_> {
         touched
             || rest
                 .iter()
-                .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp))
+                .any(|a| !matches!(a.op, Op::SetAttrs | Op::Stamp | Op::Unchanged))
     }
 
     /// Queues the deletion of an extraneous entry until the source has been read.
@@ -478,6 +492,9 @@ impl Applier<'_> {
         if self.cancelled() {
             return;
         }
+        if a.op == Op::Unchanged {
+            return self.emit_action(a, 0);
+        }
         if self.dry_run {
             let bytes = if a.op == Op::Copy {
                 self.src.meta(a.src).size
@@ -504,6 +521,7 @@ impl Applier<'_> {
             }
             Op::Link => return self.skip(a.slot),
             Op::Delete | Op::Mkdir => unreachable!("ordered before the other actions"),
+            Op::Unchanged => unreachable!("nothing to do"),
         };
         match r {
             Ok(()) => {
@@ -662,6 +680,7 @@ fn op_name(op: Op) -> &'static str {
     match op {
         Op::Link => "hard link",
         Op::Stamp => "stamp",
+        Op::Unchanged => "check",
         Op::Delete => "delete",
         Op::Mkdir => "create directory",
         Op::Copy => "copy",

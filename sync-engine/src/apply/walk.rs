@@ -172,7 +172,7 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
     let acted = plan
         .actions
         .iter()
-        .filter(|a| !matches!(a.op, Op::Delete | Op::Stamp | Op::Mkdir))
+        .filter(|a| !matches!(a.op, Op::Delete | Op::Stamp | Op::Mkdir | Op::Unchanged))
         .count()
         + plan.linked.len();
     sh.obs
@@ -196,7 +196,10 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
 
     let mut finish = plan.finish;
     let dfd = job.dfd.as_ref().map(|f| f.as_fd());
-    let changes_entries = plan.actions.iter().any(|a| a.op != Op::Stamp);
+    let changes_entries = plan
+        .actions
+        .iter()
+        .any(|a| !matches!(a.op, Op::Stamp | Op::Unchanged));
     if let (Some(dfd), Some(dm)) = (dfd, job.dmeta)
         && !sh.is_root
         && !sh.dry_run

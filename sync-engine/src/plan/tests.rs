@@ -14,6 +14,7 @@ fn opts() -> PlanOptions {
         groups: Some(None),
         hashed_at: None,
         hard_links: false,
+        itemize_unchanged: false,
     }
 }
 
@@ -410,4 +411,74 @@ fn subdirectories_come_in_rsyncs_order() {
         .map(|g| String::from_utf8_lossy(&s.path(g.src)).into_owned())
         .collect();
     assert_eq!(order, vec!["", "a-b", "a"]);
+}
+
+/// `-ii`: every entry that needs nothing (not a directory: its line opens its group) gets an
+/// `Unchanged` action with its slot in name order among the others, and every directory group
+/// is kept; what is done and counted stays the same.
+#[test]
+fn itemize_unchanged_gives_entries_that_need_nothing_their_slots() {
+    let tree = |b_size| {
+        dir(
+            b"",
+            vec![
+                file(b"a", 3, 100),
+                file(b"b", b_size, 100),
+                dir(b"d", vec![file(b"x", 1, 100)]),
+                fifo(b"f"),
+                symlink(b"l", b"a"),
+            ],
+        )
+    };
+    let (s, d) = (build::listing(tree(4)), build::listing(tree(3)));
+    let off = plan(&s, &d, &opts());
+    let on = plan(
+        &s,
+        &d,
+        &PlanOptions {
+            itemize_unchanged: true,
+            ..opts()
+        },
+    );
+    let ops = |p: &Plan, g: usize| -> Vec<(Op, String, u32)> {
+        p.actions_of(g)
+            .iter()
+            .map(|a| {
+                let path = String::from_utf8_lossy(&s.path(a.src)).into_owned();
+                (a.op, path, a.slot)
+            })
+            .collect()
+    };
+    assert_eq!(
+        off.groups.len(),
+        1,
+        "without the option the unchanged d is pruned"
+    );
+    assert_eq!(ops(&off, 0), vec![(Op::Copy, "b".to_string(), 1)]);
+    assert_eq!(
+        on.groups.len(),
+        2,
+        "with it every directory keeps its group"
+    );
+    let u = |p: &str, slot| (Op::Unchanged, p.to_string(), slot);
+    assert_eq!(
+        ops(&on, 0),
+        vec![
+            u("a", 1),
+            (Op::Copy, "b".to_string(), 2),
+            u("f", 3),
+            u("l", 4)
+        ]
+    );
+    assert_eq!(
+        on.groups[1].slot, 5,
+        "d's own line comes after its parent's entries"
+    );
+    assert_eq!(ops(&on, 1), vec![u("d/x", 6)]);
+    assert_eq!(on.counts, off.counts);
+    assert!(
+        on.actions
+            .iter()
+            .all(|a| a.change.is_empty() || a.op == Op::Copy)
+    );
 }

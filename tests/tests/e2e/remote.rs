@@ -41,9 +41,15 @@ fn opsync_remote(h: &Hosts, args: &[&str], a: &str, b: &str) -> Output {
 
 /// `rsync -ai --delete -e ssh SRC/ DEV:DST/`; returns its itemize lines.
 fn rsync_push(h: &Hosts, src: &Path, dst: &Path) -> Vec<u8> {
+    rsync_push_with(h, &[], src, dst)
+}
+
+/// `rsync -ai --delete -e ssh ARGS SRC/ DEV:DST/`; returns its itemize lines.
+fn rsync_push_with(h: &Hosts, args: &[&str], src: &Path, dst: &Path) -> Vec<u8> {
     let out = h
         .in_prod("rsync")
         .args(["-ai", "--delete", "-e", &h.rsh()])
+        .args(args)
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", h.remote(dst)))
         .output()
@@ -78,6 +84,19 @@ fn same_items(rsync: &[u8], opsync: &[u8]) -> Result<(), String> {
             String::from_utf8_lossy(opsync)
         ))
     }
+}
+
+/// rsync's lines of a push as a pull prints them: rsync marks what a push sends `<f`, what a
+/// pull receives `>f`.
+fn as_pulled(push: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(push)
+        .lines()
+        .map(|l| match l.strip_prefix('<') {
+            Some(rest) => format!(">{rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn seeds() -> u64 {
@@ -132,15 +151,7 @@ fn remote_push_and_pull_give_rsyncs_result() {
                 msgs.push(format!("opsync {what} failed: {}", show(out)));
             }
         }
-        // rsync marks what a push sends `<f`, what a pull receives `>f`.
-        let rsync_pull_items: Vec<u8> = String::from_utf8_lossy(&rsync_items)
-            .lines()
-            .map(|l| match l.strip_prefix('<') {
-                Some(rest) => format!(">{rest}\n"),
-                None => format!("{l}\n"),
-            })
-            .collect::<String>()
-            .into_bytes();
+        let rsync_pull_items = as_pulled(&rsync_items);
         for (what, out, want) in [
             ("push", &push, &rsync_items),
             ("pull", &pull, &rsync_pull_items),
@@ -170,6 +181,64 @@ fn remote_push_and_pull_give_rsyncs_result() {
         let lines = outside_before.diff("before", &snapshot(&t.join("outside")).unwrap(), "after");
         if !lines.is_empty() {
             msgs.push(render("a tree outside DST changed", &lines, 25));
+        }
+        if !msgs.is_empty() {
+            failures.push(format!("seed {seed}:\n{}", msgs.join("\n")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `-ii` over ssh (push and pull, the sender's end plans and prints): the unchanged entries'
+/// lines too, as `rsync -ii -e ssh` prints them, with changes and once everything is synced.
+#[test]
+fn remote_itemize_twice_matches_rsync() {
+    let h = Hosts::start();
+    let mut failures = Vec::new();
+    for seed in 100..100 + seeds().min(4) {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("opsync-remote-ii-{seed}-"))
+            .tempdir()
+            .unwrap();
+        let t = tmp.path();
+        let opts = GenOptions::default();
+        let src_tree = Tree::random(seed, &opts);
+        src_tree.build(&t.join("src")).unwrap();
+        let stale = src_tree.stale(
+            seed,
+            &StaleOptions {
+                change_percent: 30,
+                trap_percent: 10,
+                extraneous_percent: 25,
+                outside: b"/nonexistent".to_vec(),
+                outside_from_root: b"../outside".to_vec(),
+            },
+            &opts,
+        );
+        for d in ["a", "b", "c"] {
+            stale.tree.build(&t.join(d)).unwrap();
+        }
+        let src = t.join("src").display().to_string();
+        let mut msgs = Vec::new();
+        for round in ["with changes", "synced"] {
+            let want = rsync_push_with(&h, &["-i"], &t.join("src"), &t.join("a"));
+            let push = opsync_remote(&h, &["-ii"], &src, &h.remote(&t.join("b")));
+            let pull = opsync_remote(
+                &h,
+                &["-ii"],
+                &h.remote(&t.join("src")),
+                &t.join("c").display().to_string(),
+            );
+            for (what, out, want) in [
+                ("push", &push, want.clone()),
+                ("pull", &pull, as_pulled(&want)),
+            ] {
+                if !out.status.success() {
+                    msgs.push(format!("opsync {what} -ii ({round}) failed: {}", show(out)));
+                } else if let Err(e) = same_items(&want, &out.stdout) {
+                    msgs.push(format!("opsync {what} -ii ({round}): {e}"));
+                }
+            }
         }
         if !msgs.is_empty() {
             failures.push(format!("seed {seed}:\n{}", msgs.join("\n")));

@@ -20,6 +20,7 @@ use opsync_tests::snapshot::{Snapshot, render, show, snapshot};
 use opsync_tests::tree::{GenOptions, Kind, Stale, StaleOptions, Stamp, Tree};
 use opsync_tests::{opsync, require_program};
 
+mod itemize;
 mod options;
 mod output;
 
@@ -785,35 +786,44 @@ fn itemize_lines_match_rsync() {
             let (_, want) = run(&mut cmd, &[0])?;
             let got1 = opsync_sync(&["-i", "--threads=1"], &src, &case.path("b"), seed, 0)?;
             let got4 = opsync_sync(&["-i", "--threads=4"], &src, &case.path("c"), seed, 0)?;
-            let split = |out: &[u8]| {
-                let text = String::from_utf8_lossy(out).into_owned();
-                let (mut del, mut rest): (Vec<String>, Vec<String>) = text
-                    .lines()
-                    .map(str::to_string)
-                    .partition(|l| l.starts_with("*deleting"));
-                del.sort();
-                rest.retain(|l| !l.is_empty());
-                (del, rest)
-            };
-            let (want_del, want_rest) = split(&want);
             for (threads, got) in [(1, &got1), (4, &got4)] {
-                let (del, rest) = split(got);
-                if (&del, &rest) != (&want_del, &want_rest) {
-                    let diff: Vec<String> = diff_lines(&want_rest, &rest)
-                        .into_iter()
-                        .chain(diff_lines(&want_del, &del))
-                        .collect();
-                    return Err(render(
-                        &format!("opsync sync -i --threads={threads} differs from rsync -ai"),
-                        &diff,
-                        MAX_LINES,
-                    ));
-                }
+                same_items(
+                    &format!("opsync sync -i --threads={threads} differs from rsync -ai"),
+                    &want,
+                    got,
+                )?;
             }
             Ok(())
         })();
         case.finish(result)
     });
+}
+
+/// The itemize lines of an output: the `*deleting` lines sorted (rsync's own order of them
+/// varies between runs, and opsync deletes once SRC was read), and the others in order.
+fn item_lines(out: &[u8]) -> (Vec<String>, Vec<String>) {
+    let text = String::from_utf8_lossy(out).into_owned();
+    let (mut del, mut rest): (Vec<String>, Vec<String>) = text
+        .lines()
+        .map(str::to_string)
+        .partition(|l| l.starts_with("*deleting"));
+    del.sort();
+    rest.retain(|l| !l.is_empty());
+    (del, rest)
+}
+
+/// Fails with `title` and the differing lines unless `got` has rsync's itemize lines `want`
+/// (see [`item_lines`]).
+fn same_items(title: &str, want: &[u8], got: &[u8]) -> Result<(), String> {
+    let ((want_del, want_rest), (del, rest)) = (item_lines(want), item_lines(got));
+    if (&del, &rest) == (&want_del, &want_rest) {
+        return Ok(());
+    }
+    let diff: Vec<String> = diff_lines(&want_rest, &rest)
+        .into_iter()
+        .chain(diff_lines(&want_del, &del))
+        .collect();
+    Err(render(title, &diff, MAX_LINES))
 }
 
 /// The lines of a unified-style comparison: `- rsync`, `+ opsync`, in order.

@@ -34,8 +34,9 @@ fn normalise(text: &str) -> Vec<String> {
     };
     // rsync deletes in each directory before its transfers, opsync once SRC was read: the
     // deletion lines are compared as a set, before the summary.
-    let (mut deleting, rest): (Vec<&str>, Vec<&str>) =
-        text.lines().partition(|l| l.starts_with("deleting "));
+    let (mut deleting, rest): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .partition(|l| l.starts_with("deleting ") || l.starts_with("*deleting "));
     deleting.sort_unstable();
     let at = rest.iter().position(|l| l.is_empty()).unwrap_or(rest.len());
     let lines: Vec<&str> = rest[..at]
@@ -175,6 +176,51 @@ fn stats_and_summary_lines_have_rsyncs_layout() {
                 .arg(&b),
         );
         assert_same(&format!("{rsync_args:?}"), &want, &got);
+    }
+}
+
+/// `-ii` (unchanged entries listed too) with `--stats`, `-v` and `-n`: the same lines and the
+/// same counts as rsync (an unchanged entry is not created, transferred or deleted), on the
+/// first run (changes) and the second (nothing but unchanged entries).
+#[test]
+fn itemize_twice_with_stats_and_verbose_has_rsyncs_lines_and_counts() {
+    require_program("rsync", "rsync");
+    for args in [
+        &["--stats", "-ii"][..],
+        &["-v", "-ii"],
+        &["-n", "--stats", "-ii"],
+        &["-vv", "-i"],
+    ] {
+        let (_tmp, src, a, b) = fixed_case();
+        for round in ["first run", "second run"] {
+            let want = out_of(
+                Command::new("rsync")
+                    .args(["-a", "--delete"])
+                    .args(args)
+                    .arg(with_slash(&src))
+                    .arg(with_slash(&a)),
+            );
+            let got = out_of(
+                opsync()
+                    .args(["sync", "--force"])
+                    .args(args)
+                    .arg(&src)
+                    .arg(&b),
+            );
+            // Lines of rsync's -vv that opsync, with no protocol, has no use for.
+            let want: String = want
+                .lines()
+                .filter(|l| {
+                    !l.starts_with("delta-transmission disabled") && !l.starts_with("total: ")
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_same(&format!("{args:?}, {round}"), &want, &got);
+            if args.contains(&"-n") {
+                rsync(&[], &src, &a, &[0]).unwrap();
+                opsync_sync(&[], &src, &b, 0, 0).unwrap();
+            }
+        }
     }
 }
 
