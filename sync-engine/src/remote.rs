@@ -95,6 +95,25 @@ pub fn file_meta(f: &std::fs::File) -> io::Result<Option<Meta>> {
     Ok(sys::meta_of(&st).filter(|m| m.kind == Kind::File))
 }
 
+/// The hashes that decide `--checksum` (and racy copies) for the regular files at `paths`
+/// below the open directory `root` (XXH3-128, as the local `-c`), hashed in parallel;
+/// `None` where an entry is not a regular file any more or cannot be read. Nothing is followed:
+/// directories are opened one component at a time from `root`.
+pub fn hash_files(root: BorrowedFd<'_>, paths: &[Vec<u8>]) -> Vec<Option<[u8; 32]>> {
+    use rayon::prelude::*;
+    paths
+        .par_iter()
+        .map(|path| {
+            let (parent, name) = split_path(path).ok()?;
+            let dir = sys::open_dir_beneath(root, parent).ok()?;
+            let fd = sys::open_read_at(dir.as_fd(), name).ok()?;
+            let st = sys::fstat(fd.as_fd()).ok()?;
+            sys::meta_of(&st).filter(|m| m.kind == Kind::File)?;
+            sys::hash_file_with(&fd, sys::HashKind::Xxh3).ok()
+        })
+        .collect()
+}
+
 /// The number of entries below the open directory (for `--max-delete=P%`).
 pub fn count_entries(fd: BorrowedFd<'_>) -> u64 {
     crate::run::count_tree(fd)
@@ -195,6 +214,11 @@ impl Source {
     pub fn open(src: &Path) -> Result<Source, Error> {
         let (root, _) = crate::run::open_source(src)?;
         Ok(Source { root, last: None })
+    }
+
+    /// SRC's root handle.
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
     }
 
     /// Opens the entry at `path` for reading without checking its type (without following a

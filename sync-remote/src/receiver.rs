@@ -407,6 +407,28 @@ pub(crate) fn run(
             tag::FATAL => return Err(parse_fatal(p)),
             tag::SUMMARY => summary = Some(wire::decode_report(p).map_err(stream)?),
             tag::END => break,
+            tag::HASH_REQUEST => {
+                let mut d = Dec::new(p, "hash request");
+                let n = d.u32().map_err(stream)?;
+                let mut paths = Vec::with_capacity(n.min(1 << 16) as usize);
+                for _ in 0..n {
+                    let path = d.bytes().map_err(stream)?;
+                    remote::split_path(path).map_err(stream)?;
+                    paths.push(path.to_vec());
+                }
+                let hashes = match a.target.as_ref() {
+                    Some(t) => remote::hash_files(t.root(), &paths),
+                    None => vec![None; paths.len()],
+                };
+                let mut e = Enc::new();
+                e.u32(hashes.len() as u32);
+                for h in &hashes {
+                    e.bool(h.is_some())
+                        .bytes(h.as_ref().map_or(&[][..], |h| &h[..]));
+                }
+                send(&out, tag::HASHES, &e.take())?;
+                flush(&out)?;
+            }
             tag::SIG_REQUEST => {
                 let reqs = decode_requests(p).map_err(stream)?;
                 let target = match a.target.as_ref() {

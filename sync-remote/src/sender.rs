@@ -211,19 +211,18 @@ fn items(
 /// report.
 pub(crate) fn run(
     src: &Path,
-    tree: remote::Tree,
+    mut tree: remote::Tree,
     mut reader: FrameReader,
     out: Out,
     opts: &Options,
     obs: &dyn Observer,
     push_side: bool,
 ) -> Result<Report, RemoteError> {
-    let (info, dst) = read_dst(&mut reader)?;
+    let (info, mut dst) = read_dst(&mut reader)?;
     for e in &tree.errors {
         obs.error(e);
     }
-    let s = &tree.listing;
-    if opts.delete && !opts.allow_empty_source && s.len() == 1 && dst.len() > 1 {
+    if opts.delete && !opts.allow_empty_source && tree.listing.len() == 1 && dst.len() > 1 {
         let e = RemoteError::Engine(Error::EmptySource {
             src: src.to_owned(),
             dst: "the remote destination".into(),
@@ -250,7 +249,34 @@ pub(crate) fn run(
         hard_links: false,
         itemize_unchanged: opts.itemize_unchanged && obs.wants_items(),
     };
-    let plan = remote::plan_tree(s, &dst, &popts);
+    let mut plan = remote::plan_tree(&tree.listing, &dst, &popts);
+    // Same-size files whose contents decide (`-c`, racy copies in DST): without their hashes
+    // the plan copies them; with them, it copies only those that differ.
+    let pairs: Vec<(Idx, Idx)> = plan
+        .actions
+        .iter()
+        .filter(|a| {
+            a.op == Op::Copy
+                && a.dst != NONE
+                && dst.meta(a.dst).kind == Kind::File
+                && dst.meta(a.dst).size == tree.listing.meta(a.src).size
+                && (opts.checksum || dst.meta(a.dst).racy)
+        })
+        .map(|a| (a.src, a.dst))
+        .collect();
+    if !pairs.is_empty() {
+        exchange_hashes(
+            src,
+            &mut tree.listing,
+            &mut dst,
+            &pairs,
+            &mut reader,
+            &out,
+            obs,
+        )?;
+        plan = remote::plan_tree(&tree.listing, &dst, &popts);
+    }
+    let s = &tree.listing;
     obs.planned(&plan.counts);
     items(&plan, s, &dst, obs, push_side, popts.itemize_unchanged);
 
@@ -318,6 +344,78 @@ pub(crate) fn run(
         let _ = replies.join();
     }
     result
+}
+
+/// Paths per `HASH_REQUEST` frame.
+const HASH_BATCH: usize = 4096;
+
+/// Asks the receiver for the hashes of the DST files of `pairs` while hashing their SRC
+/// counterparts here (both in parallel), and puts both into the listings' `hashes`.
+fn exchange_hashes(
+    src: &Path,
+    s: &mut Listing,
+    dst: &mut Listing,
+    pairs: &[(Idx, Idx)],
+    reader: &mut FrameReader,
+    out: &Out,
+    obs: &dyn Observer,
+) -> Result<(), RemoteError> {
+    for batch in pairs.chunks(HASH_BATCH) {
+        let mut e = Enc::new();
+        e.u32(batch.len() as u32);
+        for &(_, b) in batch {
+            e.bytes(&dst.path(b));
+        }
+        send(out, tag::HASH_REQUEST, &e.take())?;
+    }
+    flush(out)?;
+    let src_paths: Vec<Vec<u8>> = pairs.iter().map(|&(a, _)| s.path(a)).collect();
+    let source = remote::Source::open(src)?;
+    let (mine, theirs) = std::thread::scope(|sc| {
+        let mine = sc.spawn(|| remote::hash_files(source.root(), &src_paths));
+        let mut theirs: Vec<Option<[u8; 32]>> = Vec::with_capacity(pairs.len());
+        let read = (|| -> Result<(), RemoteError> {
+            while theirs.len() < pairs.len() {
+                let (t, p) = reader.frame().map_err(stream)?;
+                match t {
+                    tag::HASHES => {
+                        let mut d = Dec::new(p, "hashes");
+                        for _ in 0..d.u32().map_err(stream)? {
+                            let present = d.bool().map_err(stream)?;
+                            let h = d.bytes().map_err(stream)?;
+                            theirs.push(match (present, <[u8; 32]>::try_from(h)) {
+                                (true, Ok(h)) => Some(h),
+                                _ => None,
+                            });
+                        }
+                    }
+                    tag::ERROR => obs.error(&wire::decode_error(p).map_err(stream)?),
+                    tag::FATAL => return Err(parse_fatal(p)),
+                    _ => {
+                        return Err(RemoteError::Stream {
+                            detail: format!("expected hashes, got frame tag {t}"),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })();
+        (mine.join(), read.map(|()| theirs))
+    });
+    let mine = mine.map_err(|_| RemoteError::Stream {
+        detail: "the hashing thread panicked".into(),
+    })?;
+    let theirs = theirs?;
+    if theirs.len() != pairs.len() {
+        return Err(stream(wire::malformed("hashes")));
+    }
+    for ((&(a, b), m), t) in pairs.iter().zip(mine).zip(theirs) {
+        if let (Some(m), Some(t)) = (m, t) {
+            s.hashes.insert(a, m);
+            dst.hashes.insert(b, t);
+        }
+    }
+    Ok(())
 }
 
 /// What the receiver sent back.

@@ -15,7 +15,7 @@ use sync_engine::remote::{Kind, Meta, Time};
 /// Starts every hello frame.
 pub const HELLO_MAGIC: &[u8; 8] = b"OPSYNC\x00\x01";
 /// The protocol this build speaks; both ends must speak the same.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 /// A frame's payload is at most this long (a bad length is a stream error, not an allocation).
 pub const MAX_FRAME: usize = 16 << 20;
 /// File data goes in frames of this size.
@@ -65,6 +65,10 @@ pub mod tag {
     pub const ERROR: u8 = 61;
     /// Receiver to sender: the run's report; the last frame of a run.
     pub const REPORT: u8 = 70;
+    /// Sender to receiver, before the actions: DST files whose contents decide (`-c`, racy
+    /// copies); the receiver answers each with `HASHES` (present flag and hash per path).
+    pub const HASH_REQUEST: u8 = 80;
+    pub const HASHES: u8 = 81;
 }
 
 /// Byte counter shared between a reader or writer and whoever reports it.

@@ -360,7 +360,7 @@ fn remote_protocol_versions_that_differ_give_one_error_naming_both() {
     assert!(
         err.contains("protocol version mismatch")
             && err.contains(&format!(
-                "opsync {} speaks protocol 1",
+                "opsync {} speaks protocol 2",
                 env!("CARGO_PKG_VERSION")
             ))
             && err.contains("opsync 9.9.9 speaks protocol 99"),
@@ -667,5 +667,60 @@ mode = "none"
         steps,
         format!("{host} {opsync} stack stop dev\n{host} {opsync} stack start dev\n"),
         "dev stack steps through the remote shell"
+    );
+}
+
+/// `-c` over ssh compares contents as rsync's does: same-size files are hashed on both ends
+/// (in parallel) and only those that differ are sent; the lines are rsync's. Before, every
+/// same-size file went over the connection.
+#[test]
+fn remote_checksum_sends_only_the_files_whose_contents_differ() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("checksum");
+    for d in ["src", "a", "b"] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    let big = pseudo_random(4 << 20, 3);
+    for d in ["src", "a", "b"] {
+        std::fs::write(t.join(d).join("same-big"), &big).unwrap();
+        std::fs::write(t.join(d).join("same"), b"same content").unwrap();
+    }
+    std::fs::write(t.join("src/trap"), b"new!").unwrap();
+    for d in ["a", "b"] {
+        std::fs::write(t.join(d).join("trap"), b"old!").unwrap();
+    }
+    // Equal times on every file (so only contents decide), old enough not to be racy.
+    for d in ["src", "a", "b"] {
+        let st = Command::new("touch")
+            .args(["-d", "@1500000000"])
+            .args(["same-big", "same", "trap"].map(|n| t.join(d).join(n)))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    // A different mtime on a file with the same content: -c fixes only the time.
+    let st = Command::new("touch")
+        .args(["-d", "@1600000000"])
+        .arg(t.join("src/same-big"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let want = rsync_push_with(&h, &["-c"], &t.join("src"), &t.join("a"));
+    let src = t.join("src").display().to_string();
+    let out = opsync_remote(&h, &["-c", "-i", "--stats"], &src, &h.remote(&t.join("b")));
+    assert!(out.status.success(), "{}", show(&out));
+    let lines: Vec<u8> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .into_bytes();
+    same_items(&want, &lines).unwrap();
+    assert_eq!(std::fs::read(t.join("b/trap")).unwrap(), b"new!");
+    let wire = wire_bytes(&out.stdout);
+    assert!(
+        wire < 1 << 20,
+        "{wire} bytes on the wire: the 4 MiB file of equal content was sent\n{}",
+        show(&out)
     );
 }
