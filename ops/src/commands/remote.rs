@@ -58,15 +58,8 @@ pub fn run(
     printer: &SyncPrinter,
 ) -> Exit {
     // --verify=written is what the receiver does anyway: every file's BLAKE3 is checked
-    // before its rename.
-    if args.verify == Some(crate::cli::VerifyScope::All) {
-        return fail(
-            Exit::Usage,
-            &anyhow!(
-                "--verify is not available for remote paths yet: run opsync verify on the destination host"
-            ),
-        );
-    }
+    // before its rename. --verify (all) compares both trees by content afterwards.
+    let verify_all = args.verify == Some(crate::cli::VerifyScope::All) && !args.dry_run;
     if opts.hard_links || opts.acls || opts.xattrs {
         return fail(
             Exit::Usage,
@@ -124,15 +117,39 @@ pub fn run(
             return fail(exit, &anyhow!(e));
         }
     };
-    let total = rr.report;
-    let exit = Exit::from(total.status());
-    printer.finish_wire(
-        &total,
-        started.elapsed(),
-        exit.code(),
-        None,
-        Some((rr.sent, rr.received)),
-    );
+    let mut total = rr.report;
+    let mut exit = Exit::from(total.status());
+    let mut wire = (rr.sent, rr.received);
+    let mut counts = None;
+    if verify_all && matches!(exit, Exit::Ok | Exit::Vanished) {
+        match verify_and_repair(&remote, src, dst, &ro, printer, &mut total, &mut wire) {
+            Ok(c) => {
+                exit = if c.remaining > 0 {
+                    Exit::Differences
+                } else {
+                    Exit::from(total.status())
+                };
+                counts = Some(c);
+            }
+            Err(e) => {
+                let exit = e.exit();
+                printer.fatal_json(&e.to_string(), exit.code());
+                return fail(exit, &anyhow!(e));
+            }
+        }
+    }
+    printer.finish_wire(&total, started.elapsed(), exit.code(), counts, Some(wire));
+    if let Some(c) = counts.filter(|c| c.differences > 0) {
+        printer.note(&format!(
+            "opsync: verify: {} difference(s) between {} and {}; {} repaired by syncing them \
+             again with contents compared, {} left",
+            c.differences,
+            src.display(),
+            dst.display(),
+            c.repaired,
+            c.remaining
+        ));
+    }
     if total.deletions_disabled {
         printer.note("opsync: errors reading the source: deletions were skipped for this run");
     }
@@ -140,6 +157,116 @@ pub fn run(
         printer.note("opsync: --max-delete limit reached: some deletions were skipped");
     }
     exit
+}
+
+/// One more run over the connection with the options `ro`.
+fn again(
+    remote: &Remote,
+    src: &Path,
+    dst: &Path,
+    ro: &RemoteOptions,
+    obs: &dyn sync_engine::Observer,
+    wire: &mut (u64, u64),
+) -> Result<sync_engine::Report, sync_remote::RemoteError> {
+    let rr = match remote {
+        Remote::Push(to) => sync_remote::push(src, to, ro, obs),
+        Remote::Pull(from) => sync_remote::pull(from, dst, ro, obs),
+    }?;
+    wire.0 += rr.sent;
+    wire.1 += rr.received;
+    Ok(rr.report)
+}
+
+/// `--verify` (all) with a remote side: a dry run with contents compared (`-c -n`: every file
+/// of the same size hashed on both ends) lists what differs; if anything does, a run with
+/// contents compared repairs it and a second check counts what is left. Each difference is
+/// printed as found (`opsync: verify: differs: ITEMIZE PATH`), the repair's lines as a run's.
+fn verify_and_repair(
+    remote: &Remote,
+    src: &Path,
+    dst: &Path,
+    ro: &RemoteOptions,
+    printer: &SyncPrinter,
+    total: &mut sync_engine::Report,
+    wire: &mut (u64, u64),
+) -> Result<crate::events::VerifyCounts, sync_remote::RemoteError> {
+    let check = RemoteOptions {
+        items: true,
+        engine: ro
+            .engine
+            .clone()
+            .checksum(true)
+            .dry_run(true)
+            .itemize_unchanged(false),
+        ..ro.clone()
+    };
+    let found = Differences::new(printer, false);
+    again(remote, src, dst, &check, &found, wire)?;
+    let differences = found.count();
+    if differences == 0 {
+        return Ok(crate::events::VerifyCounts::default());
+    }
+    let repair = RemoteOptions {
+        engine: check.engine.clone().dry_run(false),
+        ..ro.clone()
+    };
+    let r = again(remote, src, dst, &repair, printer, wire)?;
+    super::sync::add_counts(total, &r);
+    let left = Differences::new(printer, true);
+    again(remote, src, dst, &check, &left, wire)?;
+    let remaining = left.count();
+    Ok(crate::events::VerifyCounts {
+        differences,
+        repaired: differences.saturating_sub(remaining),
+        remaining,
+    })
+}
+
+/// The observer of a verify check over the connection: every line of the dry run is a
+/// difference, printed as one note; errors go to the printer.
+struct Differences<'a> {
+    printer: &'a SyncPrinter,
+    after_repair: bool,
+    n: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> Differences<'a> {
+    fn new(printer: &'a SyncPrinter, after_repair: bool) -> Differences<'a> {
+        Differences {
+            printer,
+            after_repair,
+            n: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+    fn count(&self) -> u64 {
+        self.n.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl sync_engine::Observer for Differences<'_> {
+    fn wants_items(&self) -> bool {
+        true
+    }
+    fn item(&self, item: &sync_engine::Item<'_>) {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let what = if self.after_repair {
+            "still differs"
+        } else {
+            "differs"
+        };
+        let path = if item.path.is_empty() {
+            ".".to_string()
+        } else {
+            sync_engine::itemize::escape_name(item.path)
+        };
+        self.printer.note(&format!(
+            "opsync: verify: {what}: {} {path}",
+            String::from_utf8_lossy(&item.field)
+        ));
+    }
+    fn error(&self, err: &sync_engine::FileError) {
+        self.printer.error(err);
+    }
 }
 
 /// `opsync serve`: the remote end, on stdin and stdout. Its errors reach the client over the

@@ -237,7 +237,7 @@ impl sync_engine::Observer for Collect<'_> {
 }
 
 /// Adds the counts of a second run (the repair) to the first's.
-fn add_counts(total: &mut sync_engine::Report, r: &sync_engine::Report) {
+pub(crate) fn add_counts(total: &mut sync_engine::Report, r: &sync_engine::Report) {
     total.files_copied += r.files_copied;
     total.bytes_copied += r.bytes_copied;
     total.bytes_written += r.bytes_written;

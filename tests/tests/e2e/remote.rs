@@ -724,3 +724,61 @@ fn remote_checksum_sends_only_the_files_whose_contents_differ() {
         show(&out)
     );
 }
+
+/// `--verify` over ssh: a DST file with SRC's size and mtime but other content (what the quick
+/// check misses) is found by the check with contents compared, repaired, and the run ends 0;
+/// without `--verify` the same run leaves it.
+#[test]
+fn remote_verify_finds_and_repairs_what_the_quick_check_misses() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("verify");
+    std::fs::create_dir_all(t.join("src/d")).unwrap();
+    std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
+    std::fs::write(t.join("src/g"), b"fine").unwrap();
+    let st = Command::new("touch")
+        .args(["-d", "@1500000000"])
+        .arg(t.join("src/d/f"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let src = t.join("src").display().to_string();
+    let dst = h.remote(&t.join("dst"));
+    let out = opsync_remote(&h, &[], &src, &dst);
+    assert!(out.status.success(), "{}", show(&out));
+    // Same size, same mtime, other content.
+    std::fs::write(t.join("dst/d/f"), b"the wrong bytes").unwrap();
+    let st = Command::new("touch")
+        .args(["-d", "@1500000000"])
+        .arg(t.join("dst/d/f"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = opsync_remote(&h, &[], &src, &dst);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        std::fs::read(t.join("dst/d/f")).unwrap(),
+        b"the wrong bytes"
+    );
+    let out = opsync_remote(&h, &["--verify"], &src, &dst);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("opsync: verify: differs: ")
+            && err.contains("d/f")
+            && err.contains("1 repaired"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        std::fs::read(t.join("dst/d/f")).unwrap(),
+        b"the right bytes"
+    );
+    // Nothing left to find.
+    let out = opsync_remote(&h, &["--verify"], &src, &dst);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("differs"),
+        "{}",
+        show(&out)
+    );
+}
