@@ -238,21 +238,8 @@ impl Source {
 
     /// Opens the regular file at `path` for reading; `None` when it is not one any more.
     pub fn file(&mut self, path: &[u8]) -> io::Result<Option<std::fs::File>> {
-        let (parent, name) = split_path(path)?;
-        let hit = matches!(&self.last, Some((p, _)) if p == parent);
-        if !hit {
-            let fd = sys::open_dir_beneath(self.root.as_fd(), parent)?;
-            self.last = Some((parent.to_vec(), fd));
-        }
-        let Some((_, d)) = &self.last else {
-            return Err(io::Error::other("no directory"));
-        };
-        let fd = sys::open_read_at(d.as_fd(), name)?;
-        let st = sys::fstat(fd.as_fd())?;
-        Ok(
-            (sys::meta_of(&st).map(|m| m.kind) == Some(Kind::File))
-                .then(|| std::fs::File::from(fd)),
-        )
+        let f = self.open_any(path)?;
+        Ok(file_meta(&f)?.is_some().then_some(f))
     }
 }
 

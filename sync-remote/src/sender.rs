@@ -525,14 +525,29 @@ impl Stream<'_> {
 
     /// Opens SRC's file for sending; `None` (reported) when it cannot be read.
     fn open(&mut self, source: &mut remote::Source, path: &[u8]) -> Option<std::fs::File> {
-        match source.file(path) {
+        let opened = source.file(path);
+        self.opened(path, opened)
+    }
+
+    /// Reports the file at `path` as vanished.
+    fn vanished(&mut self, path: &[u8]) -> Option<std::fs::File> {
+        self.r.vanished += 1;
+        self.obs.warning(&sync_engine::Warning::Vanished { path });
+        None
+    }
+
+    /// The file of an open attempt; `None` (a missing one reported as vanished, another error
+    /// as a read error) when there is none.
+    fn opened(
+        &mut self,
+        path: &[u8],
+        opened: io::Result<Option<std::fs::File>>,
+    ) -> Option<std::fs::File> {
+        match opened {
             Ok(Some(f)) => Some(f),
-            Ok(None) => None,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.r.vanished += 1;
-                self.obs.warning(&sync_engine::Warning::Vanished { path });
-                None
-            }
+            // Gone, or not a regular file any more (never read as one): as rsync, it vanished.
+            Ok(None) => self.vanished(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.vanished(path),
             Err(e) => {
                 self.read_error(path, e);
                 None
@@ -592,17 +607,9 @@ impl Stream<'_> {
         new: bool,
         buf: &mut [u8],
     ) -> Result<(), RemoteError> {
-        let f = match source.open_any(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.r.vanished += 1;
-                self.obs.warning(&sync_engine::Warning::Vanished { path });
-                return Ok(());
-            }
-            Err(e) => {
-                self.read_error(path, e);
-                return Ok(());
-            }
+        let opened = source.open_any(path).map(Some);
+        let Some(f) = self.opened(path, opened) else {
+            return Ok(());
         };
         let mut before = *scanned;
         for attempt in 0..2 {
@@ -611,9 +618,7 @@ impl Stream<'_> {
             let (n, after) = match read.and_then(|n| Ok((n, remote::file_meta(&f)?))) {
                 Ok((n, Some(after))) => (n, after),
                 Ok((_, None)) => {
-                    // Not a regular file any more: as rsync, it vanished.
-                    self.r.vanished += 1;
-                    self.obs.warning(&sync_engine::Warning::Vanished { path });
+                    self.vanished(path);
                     return Ok(());
                 }
                 Err(e) => {

@@ -691,20 +691,13 @@ fn remote_checksum_sends_only_the_files_whose_contents_differ() {
     }
     // Equal times on every file (so only contents decide), old enough not to be racy.
     for d in ["src", "a", "b"] {
-        let st = Command::new("touch")
-            .args(["-d", "@1500000000"])
-            .args(["same-big", "same", "trap"].map(|n| t.join(d).join(n)))
-            .status()
-            .unwrap();
-        assert!(st.success());
+        set_mtime(
+            &["same-big", "same", "trap"].map(|n| t.join(d).join(n)),
+            1500000000,
+        );
     }
     // A different mtime on a file with the same content: -c fixes only the time.
-    let st = Command::new("touch")
-        .args(["-d", "@1600000000"])
-        .arg(t.join("src/same-big"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    set_mtime(&[t.join("src/same-big")], 1_600_000_000);
     let want = rsync_push_with(&h, &["-c"], &t.join("src"), &t.join("a"));
     let src = t.join("src").display().to_string();
     let out = opsync_remote(&h, &["-c", "-i", "--stats"], &src, &h.remote(&t.join("b")));
@@ -735,24 +728,14 @@ fn remote_verify_finds_and_repairs_what_the_quick_check_misses() {
     std::fs::create_dir_all(t.join("src/d")).unwrap();
     std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
     std::fs::write(t.join("src/g"), b"fine").unwrap();
-    let st = Command::new("touch")
-        .args(["-d", "@1500000000"])
-        .arg(t.join("src/d/f"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    set_mtime(&[t.join("src/d/f")], 1_500_000_000);
     let src = t.join("src").display().to_string();
     let dst = h.remote(&t.join("dst"));
     let out = opsync_remote(&h, &[], &src, &dst);
     assert!(out.status.success(), "{}", show(&out));
     // Same size, same mtime, other content.
     std::fs::write(t.join("dst/d/f"), b"the wrong bytes").unwrap();
-    let st = Command::new("touch")
-        .args(["-d", "@1500000000"])
-        .arg(t.join("dst/d/f"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    set_mtime(&[t.join("dst/d/f")], 1_500_000_000);
     let out = opsync_remote(&h, &[], &src, &dst);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
@@ -781,4 +764,14 @@ fn remote_verify_finds_and_repairs_what_the_quick_check_misses() {
         "{}",
         show(&out)
     );
+}
+
+/// Sets the mtime of each of `paths` to `secs` after the epoch.
+fn set_mtime(paths: &[std::path::PathBuf], secs: u64) {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    for p in paths {
+        std::fs::File::open(p)
+            .and_then(|f| f.set_modified(t))
+            .unwrap();
+    }
 }

@@ -174,6 +174,25 @@ fn opsync_sync(
     .map(|(_, out)| out)
 }
 
+/// Sets the mtime of every entry below `root` (and of `root`), symlinks themselves included,
+/// to `secs` after the epoch: old enough that rsync sets the mtimes of entries without data
+/// (it leaves those in the current second alone).
+fn age_tree(root: &Path, secs: u64) {
+    run(
+        Command::new("find").arg(root).args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            &format!("@{secs}"),
+            "{}",
+            "+",
+        ]),
+        &[0],
+    )
+    .unwrap();
+}
+
 fn with_slash(path: &Path) -> OsString {
     let mut s = path.as_os_str().to_owned();
     s.push("/");

@@ -573,19 +573,7 @@ fn acl_masking_cases_match_rsync() {
             }
         }
         for root in [&src, &stale] {
-            run(
-                Command::new("find").arg(root).args([
-                    "-exec",
-                    "touch",
-                    "-h",
-                    "-d",
-                    "@1500000000",
-                    "{}",
-                    "+",
-                ]),
-                &[0],
-            )
-            .unwrap();
+            age_tree(root, 1_500_000_000);
         }
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
         for d in [&a, &b] {
@@ -652,19 +640,7 @@ fn max_delete_does_not_count_the_entries_a_type_change_replaces() {
         std::fs::write(d.join("keep"), b"k").unwrap();
     }
     // Old mtimes: rsync leaves those in the current second alone on entries without data.
-    run(
-        Command::new("find").arg(&src).args([
-            "-exec",
-            "touch",
-            "-h",
-            "-d",
-            "@1500000000",
-            "{}",
-            "+",
-        ]),
-        &[0],
-    )
-    .unwrap();
+    age_tree(&src, 1_500_000_000);
     rsync(&["--max-delete=3"], &src, &a, &[0]).unwrap();
     opsync_sync(&["--max-delete=3"], &src, &b, 0, 0).unwrap();
     let (sa, sb) = (snap(&a).unwrap(), snap(&b).unwrap());

@@ -84,19 +84,7 @@ fn fixed_case() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     .unwrap();
     // Old mtimes: rsync compares whole seconds and leaves the mtime of an entry it creates
     // without data alone when SRC's lies in the current second (see the README).
-    run(
-        Command::new("find").arg(&src).args([
-            "-exec",
-            "touch",
-            "-h",
-            "-d",
-            "@1500000000",
-            "{}",
-            "+",
-        ]),
-        &[0],
-    )
-    .unwrap();
+    age_tree(&src, 1_500_000_000);
     let stale = tmp.path().join("stale");
     std::fs::create_dir_all(stale.join("x/y")).unwrap();
     std::fs::write(stale.join("x/y/old"), b"old").unwrap();
@@ -112,19 +100,7 @@ fn fixed_case() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         0,
     )
     .unwrap();
-    run(
-        Command::new("find").arg(&stale).args([
-            "-exec",
-            "touch",
-            "-h",
-            "-d",
-            "@1400000000",
-            "{}",
-            "+",
-        ]),
-        &[0],
-    )
-    .unwrap();
+    age_tree(&stale, 1_400_000_000);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     for d in [&a, &b] {
         run(Command::new("cp").arg("-a").arg(&stale).arg(d), &[0]).unwrap();
