@@ -112,8 +112,11 @@ pub(crate) fn sign_all(
             tag::SIG_END,
             &Enc::new().u32(id).u64(len).bool(ok).take(),
         )?;
+        // The sender waits for each whole signature before it diffs that file: it must not
+        // sit in the buffer behind the next files' signatures.
+        crate::session::flush(out)?;
     }
-    crate::session::flush(out)
+    Ok(())
 }
 
 /// Reads until `buf` is full or the file ends.

@@ -688,7 +688,8 @@ impl Stream<'_> {
             &Enc::new().bytes(path).meta(meta).take(),
         )?;
         match delta::send_windows(out, &mut f, old, &mut bufs.0, &mut bufs.1)? {
-            Ok((hash, _len)) => send(out, tag::FILE_END, hash.as_bytes()),
+            // Flushed: the receiver applies it while the next file is diffed.
+            Ok((hash, _len)) => send(out, tag::FILE_END, hash.as_bytes()).and_then(|()| flush(out)),
             Err(e) => {
                 send(out, tag::FILE_ABORT, &[])?;
                 self.read_error(path, e);
