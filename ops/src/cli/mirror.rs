@@ -280,8 +280,8 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FILE", help_heading = "Filter")]
     pub include_from: Vec<PathBuf>,
 
-    /// Add a filter rule in rsync's syntax: `- PAT`, `+ PAT`, `merge FILE`, `dir-merge NAME`,
-    /// `P PAT` (protect), `H`/`S` (hide/show), `R` (risk), `!` (clear)
+    /// Add a filter rule in rsync's syntax: `- PAT`, `+ PAT`, `merge FILE` (`-`: stdin),
+    /// `dir-merge NAME`, `P PAT` (protect), `H`/`S` (hide/show), `R` (risk), `!` (clear)
     #[arg(
         short = 'f',
         long,

@@ -328,6 +328,14 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
             }
         }
     }
+    // As rsync's client: the rules of `merge -` are read from standard input here, once.
+    let filters = sync_engine::expand_stdin_merges(&filters, &mut || {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::io::stdin().lock().read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .map_err(|e| (Exit::Usage, anyhow!(e)))?;
     let excludes = cfg
         .as_ref()
         .map(|c| c.sync.exclude.clone())

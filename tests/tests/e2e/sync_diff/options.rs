@@ -675,3 +675,81 @@ fn max_delete_does_not_count_the_entries_a_type_change_replaces() {
     .unwrap();
     assert!(sb.entries.keys().any(|p| p.ends_with(b"x/f")), "{sb:?}");
 }
+
+/// As rsync: `merge -` (and `. -`) read the rules from standard input, with the merge rule's
+/// modifiers (`merge,- -`: every line an exclude pattern). Both tools get the same rules on
+/// standard input; the trees must be equal and leave out what the rules exclude.
+#[test]
+fn merge_minus_reads_the_rules_from_standard_input() {
+    use std::io::Write as _;
+    require_program("rsync", "rsync");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    for f in ["a.o", "b.c", "d/c.o", "d/keep.o", "e.tmp", "f.bak"] {
+        std::fs::write(src.join(f), f).unwrap();
+    }
+    run(
+        Command::new("find").arg(&src).args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "@1500000000",
+            "{}",
+            "+",
+        ]),
+        &[0],
+    )
+    .unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["-f", "merge -"], "# from stdin\n+ keep.o\n- *.o\n"),
+        (&["-f", ". -", "--exclude=*.c"], "- *.tmp\n"),
+        (&["-f", "merge,- -"], "*.bak\n*.tmp\n"),
+    ];
+    for (i, (args, rules)) in cases.iter().enumerate() {
+        let (a, b) = (
+            tmp.path().join(format!("a{i}")),
+            tmp.path().join(format!("b{i}")),
+        );
+        let with_stdin = |mut cmd: Command| {
+            let mut child = cmd
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(rules.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let mut rs = Command::new("rsync");
+        rs.args(["-a", "--delete"])
+            .args(*args)
+            .arg(with_slash(&src))
+            .arg(with_slash(&a));
+        with_stdin(rs);
+        let mut op = opsync();
+        op.args(["sync", "--force"]).args(*args).arg(&src).arg(&b);
+        with_stdin(op);
+        let (sa, sb) = (snap(&a).unwrap(), snap(&b).unwrap());
+        no_diff(
+            &format!("opsync {args:?} differs from rsync's"),
+            sa.diff("rsync", &sb, "opsync"),
+        )
+        .unwrap();
+        assert!(
+            sa.entries.len() < snap(&src).unwrap().entries.len(),
+            "the rules leave something out: {sa:?}"
+        );
+    }
+}
