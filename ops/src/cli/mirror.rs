@@ -161,7 +161,7 @@ pub struct SyncArgs {
     pub fsync: bool,
 
     /// Follow symlinks in DST's path that belong to users other than root and you (refused by
-    /// default, exit 3, as rsync 3.5 does)
+    /// default, exit 1, as rsync 3.5 does)
     #[arg(long, help_heading = "Safety")]
     pub insecure_links: bool,
 

@@ -583,3 +583,28 @@ fn log_file_refuses_a_symlink_of_another_user() {
     );
     assert!(std::fs::read(&sentinel).unwrap().len() > b"untouched\n".len());
 }
+
+/// A symlink in DST's path owned by another user is refused with the exit code `--help` names
+/// for `--insecure-links` (1, a bad path, as in the README's table; rsync 3.5 exits 11), and
+/// nothing is written through it.
+#[test]
+fn insecure_links_refusal_exits_with_the_code_the_help_names() {
+    let (tmp, src, _, _) = fixed_case();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let link = tmp.path().join("planted");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let out = opsync().arg("sync").arg(&src).arg(&link).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--insecure-links"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    let code = out.status.code().unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    let help = opsync().args(["sync", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let at = help.find("--insecure-links").unwrap();
+    let text: String = help[at..].split("\n\n").next().unwrap().into();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(text.contains(&format!("exit {code},")), "{text}");
+}
