@@ -11,7 +11,7 @@ use super::delete::split;
 use super::{Applier, Shared};
 use crate::error::Side;
 use crate::itemize::{Change, Update, field};
-use crate::listing::{Idx, Kind, Listing, Meta, NONE, Xattrs};
+use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time, Xattrs};
 use crate::plan::{DeleteBudget, Op, plan_dir};
 use crate::report::Counters;
 use crate::sys;
@@ -28,6 +28,11 @@ pub(crate) struct Member {
     pub dst: Option<DstFile>,
     /// SRC's attributes of the file's directory (set back on DST's when a link changes it).
     pub parent: Meta,
+    /// The contents' hashes of SRC's and DST's file when the walk compared them (`-c`, a racy
+    /// copy, a file to recheck), and when it began reading them: the group's plan compares
+    /// and stamps the leader with them as the walk would have.
+    pub hashes: Option<([u8; 32], [u8; 32])>,
+    pub hashed_at: Option<Time>,
 }
 
 /// DST's regular file at a member's name: its attributes, inode (when it has other links) and
@@ -54,6 +59,10 @@ pub(crate) fn enlist(ap: &Applier<'_>, a: Idx, b: Idx) {
             smeta: *ap.src.meta(a),
             sxattrs: ap.src.xattrs_of(a).to_vec(),
             ino,
+            hashes: dst
+                .as_ref()
+                .and_then(|_| Some((*ap.src.hashes.get(&a)?, *ap.dst.hashes.get(&b)?))),
+            hashed_at: ap.hashed_at,
             dst,
             parent: *ap.src.meta(0),
         });
@@ -156,26 +165,34 @@ fn group(
     } else {
         Some(sys::open_dir_beneath(dst_root, ldir).map_err(|e| (leader.path.clone(), e))?)
     };
-    let src = single(leader.parent, lname, leader.smeta, &leader.sxattrs);
+    let mut src = single(leader.parent, lname, leader.smeta, &leader.sxattrs);
     let dst = match &leader.dst {
         Some((m, ino, x)) => {
             let mut l = single(leader.parent, lname, *m, x);
             if let Some(i) = ino {
                 l.inodes.insert(1, *i);
             }
+            if let Some((hs, hd)) = leader.hashes {
+                src.hashes.insert(1, hs);
+                l.hashes.insert(1, hd);
+            }
             l
         }
         None => Listing::default(),
     };
     let droot = if leader.dst.is_some() { 0 } else { NONE };
-    let plan = plan_dir(
-        &src,
-        0,
-        &dst,
-        droot,
-        &sh.popts,
-        &mut DeleteBudget::new(None),
-    );
+    let stamped;
+    let popts = match leader.hashed_at {
+        Some(_) => {
+            stamped = crate::plan::PlanOptions {
+                hashed_at: leader.hashed_at,
+                ..sh.popts.clone()
+            };
+            &stamped
+        }
+        None => &sh.popts,
+    };
+    let plan = plan_dir(&src, 0, &dst, droot, popts, &mut DeleteBudget::new(None));
     let node = sh.order.extra(plan.slots + g.len() as u32);
     let ap = Applier {
         sh,
@@ -185,7 +202,7 @@ fn group(
         node,
         kids: &[],
         subdirs: &[],
-        hashed_at: None,
+        hashed_at: leader.hashed_at,
         new_files: Default::default(),
         // A member's name holds no directory to delete with filter rules inside: the walk
         // replaced any such directory before the links are made.
