@@ -193,7 +193,8 @@ fn group(
         None => &sh.popts,
     };
     let plan = plan_dir(&src, 0, &dst, droot, popts, &mut DeleteBudget::new(None));
-    let node = sh.order.extra(plan.slots + g.len() as u32);
+    // The leader's plan's slots (slot 0 included), then one per other member.
+    let node = sh.order.extra(plan.slots + g.len() as u32 - 1);
     let ap = Applier {
         sh,
         src: &src,
