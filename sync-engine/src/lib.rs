@@ -58,6 +58,7 @@ pub mod verify;
 mod xattr;
 
 pub use error::{Error, FileError, Side};
+pub use filter::expand_stdin_merges;
 pub use listing::{Kind, Time};
 pub use options::{Delta, MaxDelete, Options};
 pub use plan::{Op, PlanCounts};

@@ -161,7 +161,7 @@ pub struct SyncArgs {
     pub fsync: bool,
 
     /// Follow symlinks in DST's path that belong to users other than root and you (refused by
-    /// default, exit 3, as rsync 3.5 does)
+    /// default, exit 1, as rsync 3.5 does)
     #[arg(long, help_heading = "Safety")]
     pub insecure_links: bool,
 
@@ -280,8 +280,8 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FILE", help_heading = "Filter")]
     pub include_from: Vec<PathBuf>,
 
-    /// Add a filter rule in rsync's syntax: `- PAT`, `+ PAT`, `merge FILE`, `dir-merge NAME`,
-    /// `P PAT` (protect), `H`/`S` (hide/show), `R` (risk), `!` (clear)
+    /// Add a filter rule in rsync's syntax: `- PAT`, `+ PAT`, `merge FILE` (`-`: stdin),
+    /// `dir-merge NAME`, `P PAT` (protect), `H`/`S` (hide/show), `R` (risk), `!` (clear)
     #[arg(
         short = 'f',
         long,

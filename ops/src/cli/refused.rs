@@ -254,7 +254,7 @@ pub const REFUSED: &[Refused] = &[
         "list the patterns with --exclude",
     ),
     r(
-        &["old-args", "secluded-args", "protect-args", "trust-sender"],
+        &["secluded-args", "protect-args", "old-args", "trust-sender"],
         Some('s'),
         "drop it: the remote path and options travel inside opsync's protocol, never through the remote shell",
     ),
@@ -355,6 +355,18 @@ mod tests {
              and DST"
         );
         assert!(message("--timeout=100").starts_with("the rsync option --timeout is not"));
+        // A single letter is named by rsync's long name for it (`rsync --help`).
+        for (short, long) in [
+            ("-s", "--secluded-args"),
+            ("-L", "--copy-links"),
+            ("-u", "--update"),
+        ] {
+            let m = message(short);
+            assert!(
+                m.starts_with(&format!("the rsync option {short} ({long}) is not")),
+                "{m}"
+            );
+        }
         assert!(message("--frobnicate").starts_with("unknown option --frobnicate"));
     }
 

@@ -42,21 +42,20 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
     let opts = opts.cancel(Some(cancel));
 
     let log = match &args.log_file {
-        Some(f) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(f)
-        {
-            Ok(f) => Some(f),
-            Err(e) => {
-                return fail(
-                    Exit::Usage,
-                    &anyhow!(
+        Some(f) => match refuse_untrusted_symlink(f, "--log-file").and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .map_err(|e| {
+                    anyhow!(
                         "cannot open the --log-file {}: {e}; give a file in a writable directory",
                         f.display()
-                    ),
-                );
-            }
+                    )
+                })
+        }) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(Exit::Usage, &e),
         },
         None => None,
     };
@@ -334,6 +333,14 @@ fn resolve(global: &Global, args: &SyncArgs) -> Result<Resolved, (Exit, anyhow::
             }
         }
     }
+    // As rsync's client: the rules of `merge -` are read from standard input here, once.
+    let filters = sync_engine::expand_stdin_merges(&filters, &mut || {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::io::stdin().lock().read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .map_err(|e| (Exit::Usage, anyhow!(e)))?;
     let excludes = cfg
         .as_ref()
         .map(|c| c.sync.exclude.clone())

@@ -114,6 +114,56 @@ fn pattern_error(rule: &str, message: String) -> Error {
     }
 }
 
+/// How deep merge files may nest (a loop otherwise).
+const MAX_MERGE_DEPTH: usize = 16;
+
+/// Replaces each `merge -` rule (`. -`, with any modifiers) of `rules` by the rules it reads
+/// from standard input through `stdin`, as rsync's client reads merge files: the engine, and
+/// the far end of a remote sync, get them as plain rules (the engine reads other merge files
+/// itself). `stdin` is called once per such rule (after the first, it gives what is left:
+/// nothing); it is not called when there is none.
+pub fn expand_stdin_merges(
+    rules: &[String],
+    stdin: &mut dyn FnMut() -> std::io::Result<String>,
+) -> Result<Vec<String>, Error> {
+    fn expand(
+        text: &str,
+        defaults: &MergeOpts,
+        stdin: &mut dyn FnMut() -> std::io::Result<String>,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        let bad = |m: String| pattern_error(text, m);
+        match parse::rule(text, defaults).map_err(bad)? {
+            Parsed::Merge { file, opts } if file == "-" => {
+                if depth > MAX_MERGE_DEPTH {
+                    return Err(bad("merge files nest more than 16 deep (a loop?)".into()));
+                }
+                let body = stdin().map_err(|e| {
+                    bad(format!(
+                        "cannot read the merge rules from standard input: {e}"
+                    ))
+                })?;
+                if opts.exclude_self {
+                    out.push(format!("- {file}"));
+                }
+                for r in parse::file_rules(&body, &opts) {
+                    expand(&r, &opts, stdin, depth + 1, out)?;
+                }
+            }
+            // Given on the command line: as given (it is parsed again the same way).
+            _ if depth == 0 => out.push(text.to_string()),
+            parsed => out.push(parsed.to_rule()),
+        }
+        Ok(())
+    }
+    let mut out = Vec::with_capacity(rules.len());
+    for r in rules {
+        expand(r, &MergeOpts::default(), stdin, 0, &mut out)?;
+    }
+    Ok(out)
+}
+
 impl Filter {
     /// Compiles `rules` (rsync filter syntax, in order) followed by `excludes` (plain patterns,
     /// as `--exclude` gives them). `read` reads a `merge` file (a path as given).
@@ -181,7 +231,7 @@ impl Filter {
             }
             Parsed::Clear => self.items.clear(),
             Parsed::Merge { file, opts } => {
-                if depth > 16 {
+                if depth > MAX_MERGE_DEPTH {
                     return Err(bad("merge files nest more than 16 deep (a loop?)".into()));
                 }
                 let body = read(&file).map_err(|e| {

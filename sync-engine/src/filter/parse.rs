@@ -153,6 +153,67 @@ pub fn rule(text: &str, defaults: &MergeOpts) -> Result<Parsed, String> {
     }
 }
 
+impl Parsed {
+    /// The rule as text that parses back to `self` without a merge rule's modifiers (a rule
+    /// read from a merge file with them, given on its own).
+    pub fn to_rule(&self) -> String {
+        let with_mods = |name: &str, mods: String, rest: &str| {
+            if mods.is_empty() {
+                format!("{name} {rest}")
+            } else {
+                format!("{name},{mods} {rest}")
+            }
+        };
+        let sides = |s: Option<Sides>| {
+            let s = s.unwrap_or_default();
+            format!(
+                "{}{}",
+                if s.sender { "s" } else { "" },
+                if s.receiver { "r" } else { "" }
+            )
+        };
+        match self {
+            Parsed::Pattern {
+                action,
+                sides: s,
+                negate,
+                pattern,
+            } => {
+                let name = match action {
+                    Action::Exclude => "-",
+                    Action::Include => "+",
+                };
+                let mods = format!("{}{}", sides(*s), if *negate { "!" } else { "" });
+                with_mods(name, mods, pattern)
+            }
+            Parsed::Merge { file, opts } | Parsed::DirMerge { file, opts } => {
+                let name = if matches!(self, Parsed::Merge { .. }) {
+                    "merge"
+                } else {
+                    "dir-merge"
+                };
+                let mut mods = match opts.only {
+                    Some(Action::Exclude) => "-".to_string(),
+                    Some(Action::Include) => "+".to_string(),
+                    None => String::new(),
+                };
+                for (on, m) in [
+                    (opts.exclude_self, 'e'),
+                    (opts.no_inherit, 'n'),
+                    (opts.words, 'w'),
+                ] {
+                    if on {
+                        mods.push(m);
+                    }
+                }
+                mods.push_str(&sides(opts.sides));
+                with_mods(name, mods, file)
+            }
+            Parsed::Clear => "!".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Plain(Action, Option<Sides>),
@@ -271,6 +332,34 @@ mod tests {
             panic!()
         };
         assert!(opts.exclude_self);
+    }
+
+    #[test]
+    fn rules_read_with_a_merge_rules_modifiers_keep_them_as_text() {
+        let sender = MergeOpts {
+            sides: Some(SENDER),
+            ..MergeOpts::default()
+        };
+        let only = MergeOpts {
+            only: Some(Action::Include),
+            ..MergeOpts::default()
+        };
+        let cases = [
+            ("- *.o", MergeOpts::default(), "- *.o"),
+            ("-! x y", MergeOpts::default(), "-,! x y"),
+            ("P keep", MergeOpts::default(), "-,r keep"),
+            ("- x", sender, "-,s x"),
+            ("S x", sender, "+,s x"),
+            ("- not a rule", only, "+ - not a rule"),
+            ("!", MergeOpts::default(), "!"),
+            ("merge,-ew inner", MergeOpts::default(), "merge,-ew inner"),
+            (":nrs .f", MergeOpts::default(), "dir-merge,nsr .f"),
+        ];
+        for (text, opts, want) in cases {
+            let parsed = rule(text, &opts).unwrap();
+            assert_eq!(parsed.to_rule(), want, "{text}");
+            assert_eq!(p(want), Ok(parsed), "{text}");
+        }
     }
 
     #[test]

@@ -180,3 +180,44 @@ fn exclude_self_leaves_the_merge_file_out() {
     let f = filter(&[":e .rules"]);
     assert!(sender(&f, "d/.rules", false));
 }
+
+#[test]
+fn merge_from_standard_input_becomes_plain_rules() {
+    let rules: Vec<String> = ["+ keep.o", "merge -", "-,s! */", ". -"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut input = vec![
+        String::new(),
+        "# rules\n- *.o\nP kept\n!\n- *.a\n".to_string(),
+    ];
+    let mut stdin = || Ok(input.pop().unwrap_or_default());
+    let got = expand_stdin_merges(&rules, &mut stdin).unwrap();
+    assert_eq!(
+        got,
+        ["+ keep.o", "- *.o", "-,r kept", "!", "- *.a", "-,s! */"],
+        "the second `. -` finds standard input at its end"
+    );
+    let only: Vec<String> = vec!["merge,+s -".into()];
+    let mut stdin = || Ok("x y\n".to_string());
+    assert_eq!(expand_stdin_merges(&only, &mut stdin).unwrap(), ["+,s x y"]);
+    // The clear rule read from standard input forgets the rules before it.
+    let f = Filter::new(&got[..5], &[], false, &|_: &str| unreachable!()).unwrap();
+    assert!(sender(&f, "x.a", false) && !sender(&f, "x.o", false));
+}
+
+#[test]
+fn standard_input_is_read_only_for_merge_minus() {
+    let rules: Vec<String> = vec!["merge rules".into(), "- -".into(), ": -".into()];
+    let mut stdin = || -> std::io::Result<String> { panic!("standard input read") };
+    assert_eq!(expand_stdin_merges(&rules, &mut stdin).unwrap(), rules);
+    let bad: Vec<String> = vec!["merge -".into()];
+    let mut stdin = || Ok("x foo\n".to_string());
+    let e = expand_stdin_merges(&bad, &mut stdin)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("x foo") && e.contains("unknown filter rule"),
+        "{e}"
+    );
+}

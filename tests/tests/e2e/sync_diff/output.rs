@@ -553,3 +553,80 @@ fn exclude_from_refuses_a_symlink_of_another_user() {
     );
     assert!(!b.join("a").exists() || std::fs::read(b.join("a")).unwrap() == b"HELLO\n");
 }
+
+/// As rsync 3.5 (its `log-file-symlink` and `operator-path-log-file` tests): a `--log-file` that is a symlink
+/// owned by another user is not followed, so the file it points to is not appended to; the
+/// same rule as for `--exclude-from`, and the same one error line before anything is synced.
+#[test]
+fn log_file_refuses_a_symlink_of_another_user() {
+    let (tmp, src, _, b) = fixed_case();
+    let sentinel = tmp.path().join("sentinel");
+    std::fs::write(&sentinel, "untouched\n").unwrap();
+    let planted = tmp.path().join("planted");
+    std::os::unix::fs::symlink("sentinel", &planted).unwrap();
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        &planted,
+        Some(rustix::process::Uid::from_raw(65534)),
+        None,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    let out = opsync()
+        .args(["sync", "--force"])
+        .arg(format!("--log-file={}", planted.display()))
+        .arg(&src)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("owned by uid 65534"), "{stderr}");
+    assert_eq!(std::fs::read(&sentinel).unwrap(), b"untouched\n");
+    assert_eq!(
+        std::fs::read(b.join("a")).unwrap(),
+        b"HELLO\n",
+        "nothing is synced"
+    );
+    // One of the caller's own is followed.
+    let own = tmp.path().join("own");
+    std::os::unix::fs::symlink("sentinel", &own).unwrap();
+    let out = opsync()
+        .args(["sync", "--force"])
+        .arg(format!("--log-file={}", own.display()))
+        .arg(&src)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&sentinel).unwrap().len() > b"untouched\n".len());
+}
+
+/// A symlink in DST's path owned by another user is refused with the exit code `--help` names
+/// for `--insecure-links` (1, a bad path, as in the README's table; rsync 3.5 exits 11), and
+/// nothing is written through it.
+#[test]
+fn insecure_links_refusal_exits_with_the_code_the_help_names() {
+    let (tmp, src, _, _) = fixed_case();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let link = tmp.path().join("planted");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let out = opsync().arg("sync").arg(&src).arg(&link).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--insecure-links"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    let code = out.status.code().unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    let help = opsync().args(["sync", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let at = help.find("--insecure-links").unwrap();
+    let text: String = help[at..].split("\n\n").next().unwrap().into();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(text.contains(&format!("exit {code},")), "{text}");
+}
