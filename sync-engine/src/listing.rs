@@ -25,6 +25,25 @@ pub enum Kind {
 const S_IFMT: u32 = 0o170000;
 
 impl Kind {
+    /// What `-H` keeps hard links of, as rsync: regular files, devices, FIFOs and sockets.
+    pub fn is_linkable(self) -> bool {
+        !matches!(self, Kind::Dir | Kind::Symlink)
+    }
+
+    /// The same type or, as rsync has them, one of the same class: a character or block
+    /// device for the other, a FIFO or socket for the other. An entry of another class is
+    /// replaced, one of the same class recreated as a change of its content.
+    pub fn same_class(self, other: Kind) -> bool {
+        self == other
+            || matches!(
+                (self, other),
+                (
+                    Kind::CharDev | Kind::BlockDev,
+                    Kind::CharDev | Kind::BlockDev
+                ) | (Kind::Fifo | Kind::Socket, Kind::Fifo | Kind::Socket)
+            )
+    }
+
     /// The kind encoded in the file-type bits of `st_mode`, if it is one opsync mirrors.
     pub fn from_mode(mode: u32) -> Option<Kind> {
         Some(match mode & S_IFMT {

@@ -418,7 +418,12 @@ impl Planner<'_> {
                 Op::Copy
             }
             Kind::Symlink => Op::Symlink,
-            _ => Op::Mknod,
+            _ => {
+                if self.linked(a, replaced) {
+                    return;
+                }
+                Op::Mknod
+            }
         };
         self.out.counts.created += u64::from(change.contains(Change::NEW));
         self.others.push(Action {
@@ -511,14 +516,7 @@ impl Planner<'_> {
         let (sm, dm) = (*self.src.meta(a), *self.dst.meta(b));
         // A FIFO that is a socket in DST (or a character device that is a block device) is
         // recreated as a change of its content, as rsync shows it (`cSc...`), not replaced.
-        let same_class = matches!(
-            (sm.kind, dm.kind),
-            (
-                Kind::CharDev | Kind::BlockDev,
-                Kind::CharDev | Kind::BlockDev
-            ) | (Kind::Fifo | Kind::Socket, Kind::Fifo | Kind::Socket)
-        );
-        if sm.kind != dm.kind && !same_class {
+        if !sm.kind.same_class(dm.kind) {
             return self.replace(a, b, subdirs);
         }
         match sm.kind {
@@ -540,6 +538,9 @@ impl Planner<'_> {
                 }
             }
             Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
+                if self.linked(a, b) {
+                    return;
+                }
                 let mut change = self.attr_diff(&sm, &dm, true) | self.xattr_diff(a, b);
                 let rdev_differs = sm.kind != dm.kind
                     || (matches!(sm.kind, Kind::CharDev | Kind::BlockDev)

@@ -32,7 +32,8 @@ struct Item {
     unreadable: bool,
     /// A directory that is not scanned (protected in DST by a rule that hides it in SRC too).
     skip: bool,
-    /// Device and inode of a regular file with other hard links (`-H` only).
+    /// Device and inode of a regular file, device, FIFO or socket with other hard links (`-H`
+    /// only; rsync links those, not directories or symlinks).
     inode: Option<(u64, u64)>,
     /// Extended attributes (`-X`, `-A`), when there are any.
     xattrs: Option<Box<crate::sys::Xattrs>>,
@@ -463,7 +464,7 @@ fn stat_entry(
         meta,
         unreadable,
         skip,
-        inode: (ctx.hard_links && meta.kind == Kind::File && st.st_nlink > 1)
+        inode: (ctx.hard_links && meta.kind.is_linkable() && st.st_nlink > 1)
             .then_some((st.st_dev, st.st_ino)),
         xattrs: read_xattrs(dfd, name, path, ctx),
     })

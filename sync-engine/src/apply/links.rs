@@ -24,13 +24,14 @@ pub(crate) struct Member {
     pub sxattrs: Xattrs,
     /// SRC's device and inode: the group.
     pub ino: (u64, u64),
-    /// DST's regular file of the same name.
+    /// DST's entry of the same name, when it has SRC's type or one of its class (see
+    /// [`crate::listing::Kind::same_class`]): a regular file, device, FIFO or socket.
     pub dst: Option<DstFile>,
     /// SRC's attributes of the file's directory (set back on DST's when a link changes it).
     pub parent: Meta,
 }
 
-/// DST's regular file at a member's name: its attributes, inode (when it has other links) and
+/// DST's entry at a member's name: its attributes, inode (when it has other links) and
 /// extended attributes.
 pub(crate) type DstFile = (Meta, Option<(u64, u64)>, Xattrs);
 
@@ -39,7 +40,7 @@ pub(crate) fn enlist(ap: &Applier<'_>, a: Idx, b: Idx) {
     let Some(&ino) = ap.src.inodes.get(&a) else {
         return;
     };
-    let dst = (b != NONE && ap.dst.meta(b).kind == Kind::File).then(|| {
+    let dst = (b != NONE && ap.dst.meta(b).kind.same_class(ap.src.meta(a).kind)).then(|| {
         (
             *ap.dst.meta(b),
             ap.dst.inodes.get(&b).copied(),
@@ -207,7 +208,10 @@ fn group(
         drules: &NO_RULES,
     };
     sh.order.done(node, 0, None, sh.obs);
-    let rewritten = plan.actions.iter().any(|a| a.op == Op::Copy);
+    let rewritten = plan
+        .actions
+        .iter()
+        .any(|a| matches!(a.op, Op::Copy | Op::Mknod));
     match &ldst {
         Some(d) => {
             if ap.entries(&plan.actions, d.as_fd(), lsrc.as_fd()) {
@@ -270,9 +274,9 @@ fn group(
                     Counters::add(&sh.counters.created, 1);
                 }
                 let line = sh.obs.wants_items().then(|| super::order::Line {
-                    field: field(Update::HardLink, Kind::File, change),
+                    field: field(Update::HardLink, leader.smeta.kind, change),
                     op: Op::Link,
-                    kind: Kind::File,
+                    kind: leader.smeta.kind,
                     path: m.path.clone(),
                     link: Some(leader.path.clone()),
                     bytes: 0,
