@@ -186,20 +186,8 @@ impl Bench {
         let _sshd = crate::remote::Sshd::start()?;
         let s = self.sizes;
         let tools = [Tool::OpsyncSsh, Tool::RsyncSsh];
-        let copies = (2 * s.rounds + 2) as u64;
-        let entries = (s.files + s.dirs + s.dirs / 32 + 2) as u64;
-        let area = Area::new(
-            &self.work,
-            "remote-small",
-            FsKind::Ext4,
-            copies * s.files as u64 * 8192,
-            copies * entries * 11 / 10,
-        )?;
-        self.notes
-            .push(format!("remote workloads R1, R2: {}", area.label));
-        let root = area.dir.clone();
-        let src = root.join("src");
-        trees::small_files(&src, s.files, s.dirs, 1)?;
+        let (area, root, src) =
+            self.small_files_area("remote-small", "remote workloads R1, R2", 2 * s.rounds + 2)?;
         self.rounds(
             &format!("R1 remote first copy ({} files)", s.files),
             &area,
@@ -344,24 +332,41 @@ impl Bench {
         Ok(())
     }
 
-    /// Workloads 1, 2, 3, 5 and verify, on one fresh filesystem.
-    fn small_files(&mut self) -> Result<()> {
+    /// A fresh ext4 filesystem with room for `copies` copies of the small-files tree (noted
+    /// in the report as `what`), and that tree made in its `src`; returns the area, its root
+    /// and `src`.
+    fn small_files_area(
+        &mut self,
+        name: &str,
+        what: &str,
+        copies: usize,
+    ) -> Result<(Area, PathBuf, PathBuf)> {
         let s = self.sizes;
-        // Workload 1: four tools a round; 3: two; the no-change copy, src3, two strace copies.
-        let copies = (4 * s.rounds + 2 * s.rounds + 5) as u64;
+        let copies = copies as u64;
         let entries = (s.files + s.dirs + s.dirs / 32 + 2) as u64;
         let area = Area::new(
             &self.work,
-            "small-files",
+            name,
             FsKind::Ext4,
             copies * s.files as u64 * 8192,
             copies * entries * 11 / 10,
         )?;
-        self.notes
-            .push(format!("workloads 1, 2, 3, 5, verify: {}", area.label));
+        self.notes.push(format!("{what}: {}", area.label));
         let root = area.dir.clone();
         let src = root.join("src");
         trees::small_files(&src, s.files, s.dirs, 1)?;
+        Ok((area, root, src))
+    }
+
+    /// Workloads 1, 2, 3, 5 and verify, on one fresh filesystem.
+    fn small_files(&mut self) -> Result<()> {
+        let s = self.sizes;
+        // Workload 1: four tools a round; 3: two; the no-change copy, src3, two strace copies.
+        let (area, root, src) = self.small_files_area(
+            "small-files",
+            "workloads 1, 2, 3, 5, verify",
+            4 * s.rounds + 2 * s.rounds + 5,
+        )?;
         let w1 = format!("1 first copy ({} files)", s.files);
         let tools = [OPSYNC, RSYNC, Tool::Cp, Tool::CreateFloor];
         let name = |r: usize, t: &Tool| root.join(format!("w1-r{r}-{}", t.short()));
