@@ -174,6 +174,18 @@ fn opsync_sync(
     .map(|(_, out)| out)
 }
 
+/// A temporary folder and, in it, the paths (not made) of a SRC and of the DSTs of rsync (`a`)
+/// and opsync (`b`).
+fn src_and_two_dsts() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, a, b) = (
+        tmp.path().join("src"),
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+    );
+    (tmp, src, a, b)
+}
+
 /// Sets the mtime of every entry below `root` (and of `root`), symlinks themselves included,
 /// to `secs` after the epoch: old enough that rsync sets the mtimes of entries without data
 /// (it leaves those in the current second alone).

@@ -619,12 +619,7 @@ fn acl_masking_cases_match_rsync() {
 #[test]
 fn max_delete_does_not_count_the_entries_a_type_change_replaces() {
     require_program("rsync", "rsync");
-    let tmp = tempfile::tempdir().unwrap();
-    let (src, a, b) = (
-        tmp.path().join("src"),
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-    );
+    let (_tmp, src, a, b) = src_and_two_dsts();
     std::fs::create_dir_all(src.join("x")).unwrap();
     std::fs::write(src.join("x/f"), b"f").unwrap();
     std::fs::write(src.join("y"), b"y").unwrap();
@@ -665,19 +660,7 @@ fn merge_minus_reads_the_rules_from_standard_input() {
     for f in ["a.o", "b.c", "d/c.o", "d/keep.o", "e.tmp", "f.bak"] {
         std::fs::write(src.join(f), f).unwrap();
     }
-    run(
-        Command::new("find").arg(&src).args([
-            "-exec",
-            "touch",
-            "-h",
-            "-d",
-            "@1500000000",
-            "{}",
-            "+",
-        ]),
-        &[0],
-    )
-    .unwrap();
+    age_tree(&src, 1_500_000_000);
     let cases: &[(&[&str], &str)] = &[
         (&["-f", "merge -"], "# from stdin\n+ keep.o\n- *.o\n"),
         (&["-f", ". -", "--exclude=*.c"], "- *.tmp\n"),
@@ -739,12 +722,7 @@ fn merge_minus_reads_the_rules_from_standard_input() {
 #[test]
 fn hard_links_found_equal_by_content_are_not_copied_again() {
     require_program("rsync", "rsync");
-    let tmp = tempfile::tempdir().unwrap();
-    let (src, a, b) = (
-        tmp.path().join("src"),
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-    );
+    let (_tmp, src, a, b) = src_and_two_dsts();
     std::fs::create_dir_all(src.join("d")).unwrap();
     std::fs::write(src.join("l"), b"b\n").unwrap();
     std::fs::hard_link(src.join("l"), src.join("l2")).unwrap();
@@ -824,12 +802,7 @@ fn hard_links_found_equal_by_content_are_not_copied_again() {
 #[test]
 fn racy_hard_links_found_equal_are_not_copied_again() {
     require_program("rsync", "rsync");
-    let tmp = tempfile::tempdir().unwrap();
-    let (src, a, b) = (
-        tmp.path().join("src"),
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-    );
+    let (_tmp, src, a, b) = src_and_two_dsts();
     std::fs::create_dir_all(src.join("d")).unwrap();
     std::fs::write(src.join("n"), b"new\n").unwrap();
     std::fs::hard_link(src.join("n"), src.join("d/n2")).unwrap();
@@ -870,12 +843,7 @@ fn racy_hard_links_found_equal_are_not_copied_again() {
 #[test]
 fn every_hard_link_group_gets_its_itemize_lines() {
     require_program("rsync", "rsync");
-    let tmp = tempfile::tempdir().unwrap();
-    let (src, a, b) = (
-        tmp.path().join("src"),
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-    );
+    let (_tmp, src, a, b) = src_and_two_dsts();
     std::fs::create_dir_all(&src).unwrap();
     for x in ["x", "y", "z", "w"] {
         std::fs::write(src.join(x), x).unwrap();
@@ -920,12 +888,7 @@ fn every_hard_link_group_gets_its_itemize_lines() {
 fn hard_links_of_devices_fifos_and_sockets_match_rsync() {
     use rustix::fs::{FileType, Mode, mknodat};
     require_program("rsync", "rsync");
-    let tmp = tempfile::tempdir().unwrap();
-    let (src, a, b) = (
-        tmp.path().join("src"),
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-    );
+    let (_tmp, src, a, b) = src_and_two_dsts();
     std::fs::create_dir_all(src.join("d")).unwrap();
     let node = |p: &Path, t: FileType, dev: u64| {
         mknodat(rustix::fs::CWD, p, t, Mode::from_raw_mode(0o640), dev).unwrap();
@@ -945,21 +908,7 @@ fn hard_links_of_devices_fifos_and_sockets_match_rsync() {
     for (x, y) in [("b", "b2"), ("c", "d/c2"), ("p", "p2"), ("k", "k2")] {
         std::fs::hard_link(src.join(x), src.join(y)).unwrap();
     }
-    let age = |root: &Path| {
-        run(
-            Command::new("find").arg(root).args([
-                "-exec",
-                "touch",
-                "-h",
-                "-d",
-                "@1500000000",
-                "{}",
-                "+",
-            ]),
-            &[0],
-        )
-        .unwrap();
-    };
+    let age = |root: &Path| age_tree(root, 1_500_000_000);
     age(&src);
     let groups = |root: &Path| {
         let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
