@@ -29,6 +29,8 @@ use std::os::unix::fs::FileExt;
 
 use fast_rsync::{Signature, SignatureOptions};
 
+use xxhash_rust::xxh3::xxh3_64;
+
 use crate::session::{Out, RemoteError, send};
 use crate::wire::{Dec, Enc, tag};
 
@@ -44,6 +46,9 @@ const SIG_CHUNK: usize = 1 << 20;
 pub const WINDOW: usize = 8 << 20;
 /// Each window's base reaches this far on both sides.
 pub const MARGIN: usize = 2 << 20;
+/// The old file's XXH3-64 per piece of this size goes with its signature: a piece of the new
+/// file with the same hash at the same offset is copied without being diffed.
+pub const CHUNK: usize = 64 << 10;
 /// Smaller changed files go whole: a signature costs a round of reading on both ends.
 pub const DELTA_MIN: u64 = 32 << 10;
 /// Pieces signed, and windows diffed, at a time.
@@ -93,7 +98,10 @@ pub(crate) fn sign_all(
                     .map(|piece| {
                         let sig = Signature::calculate(piece, sig_options());
                         let mut e = Enc::new();
-                        e.u32(id);
+                        e.u32(id).u32(piece.len().div_ceil(CHUNK) as u32);
+                        for c in piece.chunks(CHUNK) {
+                            e.u64(xxh3_64(c));
+                        }
                         e.0.extend_from_slice(&sig.serialized()[12..]);
                         e.take()
                     })
@@ -136,8 +144,40 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// The signature of one old file, as the sender collects it.
 #[derive(Default)]
 pub(crate) struct OldSig {
+    /// fast_rsync's signature of each [`BLOCK`], side by side.
     pub blocks: Vec<u8>,
+    /// XXH3-64 of each [`CHUNK`].
+    pub chunks: Vec<u64>,
     pub len: u64,
+}
+
+impl OldSig {
+    /// Adds one `SIG` frame's piece (after the request id): its chunk hashes and block
+    /// signatures.
+    pub fn add(&mut self, p: &[u8]) -> io::Result<()> {
+        let mut d = Dec::new(p, "signature");
+        for _ in 0..d.u32()? {
+            self.chunks.push(d.u64()?);
+        }
+        let blocks = d.rest();
+        if blocks.len() % BLOCK_SIG != 0 {
+            return Err(crate::wire::malformed("signature"));
+        }
+        self.blocks.extend_from_slice(blocks);
+        Ok(())
+    }
+
+    /// Whether the new file's piece `data` at `off` (a multiple of [`CHUNK`]) has the old
+    /// file's hash there.
+    fn same_chunk(&self, off: u64, data: &[u8]) -> bool {
+        let k = (off / CHUNK as u64) as usize;
+        match self.chunks.get(k) {
+            Some(&h) if off < self.len => {
+                (self.len - off).min(CHUNK as u64) == data.len() as u64 && xxh3_64(data) == h
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The base range of the window at `a` (of `len` bytes) in an old file of `old_len` bytes.
@@ -194,21 +234,105 @@ pub(crate) fn send_windows(
     Ok(Ok((h.finalize(), a)))
 }
 
+/// fast_rsync's delta format: its first four bytes, the end command, and the copy command
+/// with 8-byte offset and length.
+const DELTA_MAGIC: u32 = 0x7273_0236;
+const OP_END: u8 = 0;
+const OP_COPY_N8_N8: u8 = 0x54;
+
 /// The delta of the window `data` at offset `a` of the new file against its base range of the
 /// old file (see [`base_range`]), into `delta`.
+///
+/// Runs of [`CHUNK`]s whose XXH3 equals the old file's at the same offset become one copy
+/// command each; only the other runs are diffed by fast_rsync (against the whole base range's
+/// signature, so moved data is still found), and their deltas' commands are put in between.
+/// The result is one delta in fast_rsync's format.
 fn window_delta(old: &OldSig, a: u64, data: &[u8], delta: &mut Vec<u8>) -> io::Result<()> {
     let (bs, be) = base_range(a, old.len);
-    let (b0, b1) = ((bs as usize) / BLOCK, (be as usize).div_ceil(BLOCK));
-    let slice = old
-        .blocks
-        .get(b0 * BLOCK_SIG..b1 * BLOCK_SIG)
-        .unwrap_or_default();
-    let mut sig = sig_header();
-    sig.extend_from_slice(slice);
     delta.clear();
+    delta.extend_from_slice(&DELTA_MAGIC.to_be_bytes());
+    let mut sig: Option<Signature> = None;
+    let mut index = None;
+    let mut sub = Vec::new();
     let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-    let s = Signature::deserialize(sig).map_err(|e| bad(e.to_string()))?;
-    fast_rsync::diff(&s.index(), data, delta).map_err(|e| bad(e.to_string()))
+    let mut start = 0;
+    while start < data.len() {
+        let same =
+            |at: usize| old.same_chunk(a + at as u64, &data[at..(at + CHUNK).min(data.len())]);
+        let matched = same(start);
+        let mut end = (start + CHUNK).min(data.len());
+        while end < data.len() && same(end) == matched {
+            end = (end + CHUNK).min(data.len());
+        }
+        if matched {
+            delta.push(OP_COPY_N8_N8);
+            delta.extend_from_slice(&(a + start as u64 - bs).to_be_bytes());
+            delta.extend_from_slice(&((end - start) as u64).to_be_bytes());
+        } else {
+            if index.is_none() {
+                let (b0, b1) = ((bs as usize) / BLOCK, (be as usize).div_ceil(BLOCK));
+                let slice = old
+                    .blocks
+                    .get(b0 * BLOCK_SIG..b1 * BLOCK_SIG)
+                    .unwrap_or_default();
+                let mut bytes = sig_header();
+                bytes.extend_from_slice(slice);
+                sig = Some(Signature::deserialize(bytes).map_err(|e| bad(e.to_string()))?);
+                index = sig.as_ref().map(Signature::index);
+            }
+            let Some(ix) = index.as_ref() else {
+                unreachable!("the index was built above")
+            };
+            sub.clear();
+            fast_rsync::diff(ix, &data[start..end], &mut sub).map_err(|e| bad(e.to_string()))?;
+            // Its commands, without its magic and its end.
+            delta.extend_from_slice(&sub[4..sub.len() - 1]);
+        }
+        start = end;
+    }
+    delta.push(OP_END);
+    Ok(())
+}
+
+/// The ranges of the base that `delta` (fast_rsync's format) copies from, merged where they
+/// touch, in `out`; `None` when the delta is malformed.
+fn copied_ranges(delta: &[u8], out: &mut Vec<(usize, usize)>) -> Option<()> {
+    out.clear();
+    let mut d = delta.get(4..)?;
+    fn take<'a>(d: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (h, t) = (d.get(..n)?, d.get(n..)?);
+        *d = t;
+        Some(h)
+    }
+    fn int(d: &mut &[u8], n: usize) -> Option<u64> {
+        let mut b = [0u8; 8];
+        b[8 - n..].copy_from_slice(take(d, n)?);
+        Some(u64::from_be_bytes(b))
+    }
+    loop {
+        let cmd = *take(&mut d, 1)?.first()?;
+        match cmd {
+            OP_END => return Some(()),
+            0x01..=0x40 => {
+                take(&mut d, cmd as usize)?;
+            }
+            0x41..=0x44 => {
+                let n = int(&mut d, 1 << (cmd - 0x41))?;
+                take(&mut d, usize::try_from(n).ok()?)?;
+            }
+            0x45..=OP_COPY_N8_N8 => {
+                let mode = cmd - 0x45;
+                let off = usize::try_from(int(&mut d, 1 << (mode / 4))?).ok()?;
+                let len = usize::try_from(int(&mut d, 1 << (mode % 4))?).ok()?;
+                let end = off.checked_add(len)?;
+                match out.last_mut() {
+                    Some(last) if off <= last.1 && off >= last.0 => last.1 = last.1.max(end),
+                    _ => out.push((off, end)),
+                }
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// The receiver's side of one `DELTA` frame: reads the base range of `old`, applies the delta
@@ -231,10 +355,21 @@ pub(crate) fn apply_window(
             "delta window larger than the protocol allows",
         ));
     }
+    let delta = d.rest();
     base.resize(len, 0);
-    old.read_exact_at(base, start)?;
+    // Only what the delta copies is read (a window's base reaches past it on both sides); a
+    // malformed delta reads nothing and fails to apply below.
+    let mut ranges = Vec::new();
+    if copied_ranges(delta, &mut ranges).is_some() {
+        for &(s, e) in &ranges {
+            if e > len {
+                break;
+            }
+            old.read_exact_at(&mut base[s..e], start + s as u64)?;
+        }
+    }
     outbuf.clear();
-    fast_rsync::apply_limited(base, d.rest(), outbuf, want)
+    fast_rsync::apply_limited(base, delta, outbuf, want)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     hasher.update(outbuf);
     tmp.write_all(outbuf)?;
@@ -256,6 +391,39 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    /// The signature of `old` as the sender collects it from `sign_all`'s frames.
+    fn old_sig(old: &[u8]) -> OldSig {
+        let back = Shared::default();
+        let out: Out = std::sync::Arc::new(std::sync::Mutex::new(crate::wire::FrameWriter::new(
+            Box::new(back.clone()),
+            Default::default(),
+        )));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old"), old).unwrap();
+        sign_all(
+            vec![(7, b"old".to_vec())],
+            |p| std::fs::File::open(dir.path().join(std::str::from_utf8(p).unwrap())).map(Some),
+            &out,
+        )
+        .unwrap();
+        out.lock().unwrap().flush().unwrap();
+        let bytes = back.0.lock().unwrap().clone();
+        let mut r =
+            crate::wire::FrameReader::new(Box::new(io::Cursor::new(bytes)), Default::default());
+        let mut sig = OldSig::default();
+        loop {
+            let (t, p) = r.frame().unwrap();
+            let mut d = Dec::new(p, "test");
+            assert_eq!(d.u32().unwrap(), 7);
+            if t == tag::SIG_END {
+                sig.len = d.u64().unwrap();
+                return sig;
+            }
+            assert_eq!(t, tag::SIG);
+            sig.add(d.rest()).unwrap();
         }
     }
 
@@ -286,12 +454,7 @@ mod tests {
         std::fs::write(dir.path().join("old"), &old).unwrap();
         std::fs::write(dir.path().join("new"), &new).unwrap();
         // The receiver's signature of the old file, as sign_all streams it.
-        let mut sig = OldSig::default();
-        for c in old.chunks(SIG_CHUNK) {
-            sig.blocks
-                .extend_from_slice(&Signature::calculate(c, sig_options()).serialized()[12..]);
-        }
-        sig.len = old.len() as u64;
+        let sig = old_sig(&old);
         let back = Shared::default();
         let out: Out = std::sync::Arc::new(std::sync::Mutex::new(FrameWriter::new(
             Box::new(back.clone()),

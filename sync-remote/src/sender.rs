@@ -496,7 +496,12 @@ impl Stream<'_> {
     fn signature(&mut self, id: u32) -> Result<Option<delta::OldSig>, RemoteError> {
         loop {
             match self.next()? {
-                Reply::Sig(i, blocks) => self.sigs.entry(i).or_default().blocks.extend(blocks),
+                Reply::Sig(i, piece) => self
+                    .sigs
+                    .entry(i)
+                    .or_default()
+                    .add(&piece)
+                    .map_err(stream)?,
                 Reply::SigEnd(i, len, ok) => {
                     let mut sig = self.sigs.remove(&i).unwrap_or_default();
                     sig.len = len;
