@@ -249,46 +249,49 @@ const OP_COPY_N8_N8: u8 = 0x54;
 /// The result is one delta in fast_rsync's format.
 fn window_delta(old: &OldSig, a: u64, data: &[u8], delta: &mut Vec<u8>) -> io::Result<()> {
     let (bs, be) = base_range(a, old.len);
+    // The runs of pieces that are (true) and are not (false) the same as the old file's.
+    let mut runs: Vec<(usize, usize, bool)> = Vec::new();
+    for (k, piece) in data.chunks(CHUNK).enumerate() {
+        let at = k * CHUNK;
+        let same = old.same_chunk(a + at as u64, piece);
+        match runs.last_mut() {
+            Some(r) if r.2 == same => r.1 = at + piece.len(),
+            _ => runs.push((at, at + piece.len(), same)),
+        }
+    }
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let sig = if runs.iter().any(|r| !r.2) {
+        let (b0, b1) = ((bs as usize) / BLOCK, (be as usize).div_ceil(BLOCK));
+        let slice = old
+            .blocks
+            .get(b0 * BLOCK_SIG..b1 * BLOCK_SIG)
+            .unwrap_or_default();
+        let mut bytes = sig_header();
+        bytes.extend_from_slice(slice);
+        Some(Signature::deserialize(bytes).map_err(|e| bad(e.to_string()))?)
+    } else {
+        None
+    };
+    let index = sig.as_ref().map(Signature::index);
     delta.clear();
     delta.extend_from_slice(&DELTA_MAGIC.to_be_bytes());
-    let mut sig: Option<Signature> = None;
-    let mut index = None;
     let mut sub = Vec::new();
-    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-    let mut start = 0;
-    while start < data.len() {
-        let same =
-            |at: usize| old.same_chunk(a + at as u64, &data[at..(at + CHUNK).min(data.len())]);
-        let matched = same(start);
-        let mut end = (start + CHUNK).min(data.len());
-        while end < data.len() && same(end) == matched {
-            end = (end + CHUNK).min(data.len());
-        }
-        if matched {
-            delta.push(OP_COPY_N8_N8);
-            delta.extend_from_slice(&(a + start as u64 - bs).to_be_bytes());
-            delta.extend_from_slice(&((end - start) as u64).to_be_bytes());
-        } else {
-            if index.is_none() {
-                let (b0, b1) = ((bs as usize) / BLOCK, (be as usize).div_ceil(BLOCK));
-                let slice = old
-                    .blocks
-                    .get(b0 * BLOCK_SIG..b1 * BLOCK_SIG)
-                    .unwrap_or_default();
-                let mut bytes = sig_header();
-                bytes.extend_from_slice(slice);
-                sig = Some(Signature::deserialize(bytes).map_err(|e| bad(e.to_string()))?);
-                index = sig.as_ref().map(Signature::index);
+    for (start, end, same) in runs {
+        match (&index, same) {
+            (Some(ix), false) => {
+                sub.clear();
+                fast_rsync::diff(ix, &data[start..end], &mut sub)
+                    .map_err(|e| bad(e.to_string()))?;
+                // Its commands, without its magic and its end.
+                delta.extend_from_slice(&sub[4..sub.len() - 1]);
             }
-            let Some(ix) = index.as_ref() else {
-                unreachable!("the index was built above")
-            };
-            sub.clear();
-            fast_rsync::diff(ix, &data[start..end], &mut sub).map_err(|e| bad(e.to_string()))?;
-            // Its commands, without its magic and its end.
-            delta.extend_from_slice(&sub[4..sub.len() - 1]);
+            (None, false) => unreachable!("the index is built when a piece differs"),
+            (_, true) => {
+                delta.push(OP_COPY_N8_N8);
+                delta.extend_from_slice(&(a + start as u64 - bs).to_be_bytes());
+                delta.extend_from_slice(&((end - start) as u64).to_be_bytes());
+            }
         }
-        start = end;
     }
     delta.push(OP_END);
     Ok(())
