@@ -593,17 +593,17 @@ fn remote_compress_shrinks_the_stream_and_bwlimit_slows_it() {
     );
 }
 
-#[test]
-fn remote_nightly_job_mirrors_to_the_dev_host_and_runs_its_dev_stack_steps_there() {
-    let h = Hosts::start();
-    let t = h.dir.path().join("nightly");
+/// A folder `t` with production's `data/` (`db/base.dat`, `minio.bin`), a stale `dev-data/`, a
+/// remote shell that records the dev stack's steps (which would need Docker on the dev host)
+/// in `stack-steps` and runs ssh for everything else, and `opsync.toml` whose nightly job
+/// pushes `data` to `dev-data` over it with `job_keys` (for example `verify = false`).
+fn remote_nightly(h: &Hosts, name: &str, job_keys: &str) -> std::path::PathBuf {
+    let t = h.dir.path().join(name);
     std::fs::create_dir_all(t.join("data/db")).unwrap();
     std::fs::write(t.join("data/db/base.dat"), b"production rows").unwrap();
     std::fs::write(t.join("data/minio.bin"), vec![7u8; 100_000]).unwrap();
     std::fs::create_dir_all(t.join("dev-data")).unwrap();
     std::fs::write(t.join("dev-data/stale.txt"), b"old").unwrap();
-    // The remote shell: ssh, except that the dev stack's steps (which would need Docker on
-    // the dev host) are recorded instead of run.
     let log = t.join("stack-steps");
     let rsh = t.join("rsh");
     std::fs::write(
@@ -631,7 +631,7 @@ remote-opsync = "{opsync}"
 [jobs.nightly]
 kind = "sync"
 schedule = "0 2 * * *"
-verify = false
+{job_keys}
 
 [jobs.nightly.dev]
 host = "{host}"
@@ -643,14 +643,52 @@ mode = "none"
         opsync = opsync_bin().display(),
     );
     std::fs::write(t.join("opsync.toml"), config).unwrap();
-    let out = h
-        .in_prod(opsync_bin())
-        .current_dir(&t)
+    t
+}
+
+/// `opsync run nightly` in prod with the config of [`remote_nightly`].
+fn run_nightly(h: &Hosts, t: &Path) -> Output {
+    h.in_prod(opsync_bin())
+        .current_dir(t)
         .arg("--config")
         .arg(t.join("opsync.toml"))
         .args(["run", "nightly"])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The record of step `name` in the nightly job's state.
+fn nightly_step(t: &Path, name: &str) -> serde_json::Value {
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.join("state/jobs/nightly.json")).unwrap()).unwrap();
+    st["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {st}"))
+        .clone()
+}
+
+/// The dev copy of `db/base.dat` with production's size and mtime but other content: what the
+/// quick check misses (its access time is 100 s after its mtime, so not a racy copy either).
+fn corrupt_remote_dev_copy(t: &Path) {
+    use filetime::FileTime;
+    let mtime = FileTime::from_unix_time(1_700_000_000, 123_456_789);
+    filetime::set_file_times(t.join("data/db/base.dat"), mtime, mtime).unwrap();
+    let dev = t.join("dev-data/db/base.dat");
+    std::fs::write(&dev, b"PRODUCTION ROWS").unwrap();
+    let atime = FileTime::from_unix_time(1_700_000_100, 0);
+    filetime::set_file_times(&dev, atime, mtime).unwrap();
+}
+
+#[test]
+fn remote_nightly_job_mirrors_to_the_dev_host_and_runs_its_dev_stack_steps_there() {
+    let h = Hosts::start();
+    let t = remote_nightly(&h, "nightly", "verify = false");
+    let target = h.remote(&t.join("dev-data"));
+    let host = target.split(':').next().unwrap().to_string();
+    let out = run_nightly(&h, &t);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
         std::fs::read(t.join("dev-data/db/base.dat")).unwrap(),
@@ -661,12 +699,91 @@ mode = "none"
         vec![7u8; 100_000]
     );
     assert!(!t.join("dev-data/stale.txt").exists());
-    let steps = std::fs::read_to_string(&log).unwrap();
+    let steps = std::fs::read_to_string(t.join("stack-steps")).unwrap();
     let opsync = opsync_bin().display().to_string();
     assert_eq!(
         steps,
         format!("{host} {opsync} stack stop dev\n{host} {opsync} stack start dev\n"),
         "dev stack steps through the remote shell"
+    );
+}
+
+/// `verify = true` (the default) with a remote target: the check step compares both trees over
+/// ssh (a dry run with contents compared) on live data and reports as the local check does. A
+/// dev file with production's size and mtime but other content, changed behind the sync's back,
+/// is found by the check (kind `content`, on the recheck list), compared by content and copied
+/// by pass 2, and named as repaired. Before, `config check` refused this configuration; without
+/// the check, the file stays wrong (the quick check of both passes trusts it).
+#[test]
+fn remote_nightly_verify_true_checks_over_ssh_and_repairs_what_the_quick_check_misses() {
+    let h = Hosts::start();
+    let t = remote_nightly(&h, "nightly-verify", "");
+    // A clean night: the check compares the trees and finds nothing.
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    let check = nightly_step(&t, "check");
+    assert_eq!(check["result"], "ok", "{check}\n{}", show(&out));
+    assert!(check["differences"].is_null(), "{check}");
+    assert!(!t.join("dev-data/stale.txt").exists());
+
+    corrupt_remote_dev_copy(&t);
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        std::fs::read(t.join("dev-data/db/base.dat")).unwrap(),
+        b"production rows",
+        "the dev file the quick check misses was not repaired\n{}",
+        show(&out)
+    );
+    let check = nightly_step(&t, "check");
+    assert_eq!(check["result"], "ok", "{check}");
+    assert_eq!(check["differences"]["kinds"]["content"], 1, "{check}");
+    assert_eq!(check["differences"]["paths"][0], "db/base.dat", "{check}");
+    assert_eq!(
+        std::fs::read(t.join("state/jobs/nightly.recheck")).unwrap(),
+        b"db/base.dat\0"
+    );
+    let pass2 = nightly_step(&t, "pass-2");
+    assert_eq!(pass2["result"], "ok", "{pass2}");
+    assert_eq!(pass2["repaired"]["paths"][0], "db/base.dat", "{pass2}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 difference repaired: db/base.dat"),
+        "{}",
+        show(&out)
+    );
+    // The next night has nothing to find.
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(nightly_step(&t, "check")["differences"].is_null());
+}
+
+/// `verify = "paused"` with a remote target: pass 2 (production quiesced) compares both whole
+/// trees over ssh, copies what differs again with contents compared and checks once more; the
+/// job names the repaired file as locally.
+#[test]
+fn remote_nightly_verify_paused_repairs_in_pass_2_and_names_the_file() {
+    let h = Hosts::start();
+    let t = remote_nightly(&h, "nightly-paused", "verify = \"paused\"");
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    corrupt_remote_dev_copy(&t);
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        std::fs::read(t.join("dev-data/db/base.dat")).unwrap(),
+        b"production rows"
+    );
+    let pass2 = nightly_step(&t, "pass-2");
+    assert_eq!(pass2["result"], "ok", "{pass2}");
+    assert_eq!(pass2["differences"]["kinds"]["content"], 1, "{pass2}");
+    assert_eq!(pass2["repaired"]["paths"][0], "db/base.dat", "{pass2}");
+    assert!(pass2["remaining"].is_null(), "{pass2}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 difference repaired: db/base.dat"),
+        "{}",
+        show(&out)
     );
 }
 
@@ -773,5 +890,65 @@ fn set_mtime(paths: &[std::path::PathBuf], secs: u64) {
         std::fs::File::open(p)
             .and_then(|f| f.set_modified(t))
             .unwrap();
+    }
+}
+
+/// `opsync verify` with one side on another host (push and pull direction): a dry run with
+/// contents compared over ssh; a file with SRC's size and mtime but other content is a
+/// `content` difference (exit 8), an extra file in DST an `extra` one, equal trees exit 0.
+#[test]
+fn remote_opsync_verify_compares_over_ssh_both_ways() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("verify-cmd");
+    std::fs::create_dir_all(t.join("src/d")).unwrap();
+    std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
+    set_mtime(&[t.join("src/d/f")], 1_500_000_000);
+    let src = t.join("src").display().to_string();
+    let out = opsync_remote(&h, &[], &src, &h.remote(&t.join("dst")));
+    assert!(out.status.success(), "{}", show(&out));
+    let verify = |a: &str, b: &str, json: bool| {
+        let mut c = h.in_prod(opsync_bin());
+        c.args([
+            "verify",
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            &opsync_bin().display().to_string(),
+        ]);
+        if json {
+            c.arg("--json");
+        }
+        c.args([a, b]).output().unwrap()
+    };
+    let dst = t.join("dst").display().to_string();
+    for (a, b) in [
+        (src.clone(), h.remote(&t.join("dst"))),
+        (h.remote(&t.join("src")), dst.clone()),
+    ] {
+        let out = verify(&a, &b, false);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    }
+    std::fs::write(t.join("dst/d/f"), b"the wrong bytes").unwrap();
+    set_mtime(&[t.join("dst/d/f")], 1_500_000_000);
+    std::fs::write(t.join("dst/extra"), b"x").unwrap();
+    for (a, b) in [
+        (src.clone(), h.remote(&t.join("dst"))),
+        (h.remote(&t.join("src")), dst.clone()),
+    ] {
+        let out = verify(&a, &b, false);
+        assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("d/f: content differs"), "{}", show(&out));
+        assert!(text.contains("extra: not in SRC"), "{}", show(&out));
+        let out = verify(&a, &b, true);
+        assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(r#""type":"difference","path":"d/f","kind":"content""#),
+            "{}",
+            show(&out)
+        );
+        // d/f, extra, and the mtime of DST's root that the new file changed.
+        assert!(text.contains(r#""differences":3"#), "{}", show(&out));
     }
 }
