@@ -952,3 +952,98 @@ fn remote_opsync_verify_compares_over_ssh_both_ways() {
         assert!(text.contains(r#""differences":3"#), "{}", show(&out));
     }
 }
+
+/// `data/` with `keep.txt` and `cache/big.bin`; `dev-data/` with `cache/local.bin` and 10
+/// extraneous files (`sync_rails.rs`'s folder).
+fn rails_folder(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("data/cache")).unwrap();
+    std::fs::write(dir.join("data/keep.txt"), "keep").unwrap();
+    std::fs::write(dir.join("data/cache/big.bin"), "big").unwrap();
+    std::fs::create_dir_all(dir.join("dev-data/cache")).unwrap();
+    std::fs::write(dir.join("dev-data/cache/local.bin"), "dev's own").unwrap();
+    for i in 0..10 {
+        std::fs::write(dir.join(format!("dev-data/old-{i}")), "old").unwrap();
+    }
+}
+
+fn count_old(dir: &Path) -> usize {
+    (0..10)
+        .filter(|i| dir.join(format!("dev-data/old-{i}")).exists())
+        .count()
+}
+
+/// The `opsync: error:` lines of a run.
+fn error_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("opsync: error:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The rails of a hand-run sync without a configured pair apply to a push and a pull as to a
+/// local run: deleting more than half of a non-empty DST is refused with the same error line
+/// and exit 25 and nothing is deleted (the copies are still made); `--force` deletes,
+/// `--max-delete N` deletes up to N (exit 25). Before, a remote run dropped the guard and
+/// deleted all ten files.
+#[test]
+fn remote_half_of_dst_guard_and_max_delete_apply_as_locally() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("rails");
+    // The local run, for its message and exit code.
+    rails_folder(&t);
+    let local = h
+        .in_prod(opsync_bin())
+        .current_dir(&t)
+        .args(["sync", "data", "dev-data"])
+        .output()
+        .unwrap();
+    assert_eq!(local.status.code(), Some(25), "{}", show(&local));
+    assert_eq!(count_old(&t), 10);
+    let local_err = error_lines(&local);
+    assert_eq!(local_err.len(), 1, "{}", show(&local));
+    let data = t.join("data").display().to_string();
+    let dev = t.join("dev-data").display().to_string();
+    let remote_dev = h.remote(&t.join("dev-data"));
+    let remote_data = h.remote(&t.join("data"));
+    for (what, a, b, shown) in [
+        ("push", &data, &remote_dev, &remote_dev),
+        ("pull", &remote_data, &dev, &dev),
+    ] {
+        rails_folder(&t);
+        let run = |args: &[&str]| {
+            h.in_prod(opsync_bin())
+                .current_dir(&t)
+                .arg("sync")
+                .args([
+                    "-e",
+                    &h.rsh(),
+                    "--remote-opsync",
+                    &opsync_bin().display().to_string(),
+                ])
+                .args(args)
+                .args([a, b])
+                .output()
+                .unwrap()
+        };
+        let out = run(&[]);
+        assert_eq!(out.status.code(), Some(25), "{what}: {}", show(&out));
+        assert_eq!(count_old(&t), 10, "{what} deleted files: {}", show(&out));
+        assert!(t.join("dev-data/cache/local.bin").exists(), "{what}");
+        assert_eq!(std::fs::read(t.join("dev-data/keep.txt")).unwrap(), b"keep");
+        let err = error_lines(&out);
+        assert_eq!(
+            err,
+            [local_err[0].replace("dev-data needs", &format!("{shown} needs"))],
+            "{what}: {}",
+            show(&out)
+        );
+        let out = run(&["--max-delete", "3"]);
+        assert_eq!(out.status.code(), Some(25), "{what}: {}", show(&out));
+        assert_eq!(count_old(&t), 7, "{what}: {}", show(&out));
+        let out = run(&["--force"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", show(&out));
+        assert_eq!(count_old(&t), 0, "{what}: {}", show(&out));
+    }
+}
