@@ -1047,3 +1047,136 @@ fn remote_half_of_dst_guard_and_max_delete_apply_as_locally() {
         assert_eq!(count_old(&t), 0, "{what}: {}", show(&out));
     }
 }
+
+/// Names in `dir` that start with `.`: the receiver's temporary files (`.NAME.XXXXXX`).
+fn temp_files(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .filter(|n| n.as_encoded_bytes().starts_with(b"."))
+        .collect()
+}
+
+/// ssh killed in the middle of a delta transfer: large changed files that exist in DST go as
+/// deltas (8 MiB windows); the kill comes once one file is complete and the next one is being
+/// rebuilt into its temporary file (waited for, not timed). Every DST file is then the complete
+/// old or the complete new version (BLAKE3 of each compared), the remote end removes its
+/// temporary file, the run exits 12 or 255, and a rerun finishes the mirror.
+#[test]
+fn remote_killed_ssh_during_deltas_leaves_complete_old_or_new_files_and_a_rerun_finishes() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("kill-delta");
+    let n = 5;
+    let size = 16 << 20;
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::create_dir_all(t.join("dst")).unwrap();
+    let (old_t, new_t) = (1_500_000_000, 1_600_000_000);
+    let mut old_hash = Vec::new();
+    let mut new_hash = Vec::new();
+    for i in 0..n {
+        let old = pseudo_random(size, i as u32 + 1);
+        // One 4 KiB block in 32 changed (256 KiB in each 8 MiB window): every window goes as
+        // a delta with half a second of literal data at the --bwlimit below, so the rest of a
+        // file being rebuilt is still to be sent when ssh is killed.
+        let mut new = old.clone();
+        for b in (5..size / 4096).step_by(32) {
+            new[b * 4096..b * 4096 + 4096].copy_from_slice(&pseudo_random(4096, b as u32 + 77));
+        }
+        let (s, d) = (t.join(format!("src/f{i}")), t.join(format!("dst/f{i}")));
+        std::fs::write(&s, &new).unwrap();
+        std::fs::write(&d, &old).unwrap();
+        set_mtime(&[s], new_t);
+        set_mtime(&[d], old_t);
+        old_hash.push(blake3::hash(&old));
+        new_hash.push(blake3::hash(&new));
+    }
+    let src = t.join("src").display().to_string();
+    let child = h
+        .in_prod(opsync_bin())
+        .arg("sync")
+        .args([
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            &opsync_bin().display().to_string(),
+            "--bwlimit=512",
+        ])
+        .args([&src, &h.remote(&t.join("dst"))])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One file renamed into place (SRC's mtime), another one's temporary file being written.
+    let mtime = |i: usize| {
+        std::fs::metadata(t.join(format!("dst/f{i}")))
+            .ok()
+            .and_then(|m| m.modified().ok())
+    };
+    let new_mtime = std::time::UNIX_EPOCH + Duration::from_secs(new_t);
+    let mid_delta =
+        || (0..n).any(|i| mtime(i) == Some(new_mtime)) && !temp_files(&t.join("dst")).is_empty();
+    assert!(
+        Hosts::wait_for(Duration::from_secs(120), mid_delta),
+        "no file was complete while another one was being rebuilt"
+    );
+    let ssh = child_of(child.id()).expect("opsync's ssh child");
+    Command::new("kill")
+        .arg("-9")
+        .arg(ssh.to_string())
+        .status()
+        .unwrap();
+    println!(
+        "temporary files at the kill: {:?}",
+        temp_files(&t.join("dst"))
+    );
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(12 | 255)),
+        "exit {code:?} after ssh was killed: {}",
+        show(&out)
+    );
+    // The remote end notices the broken connection, removes its temporary file and exits;
+    // only then is DST looked at (it may still apply what reached it before the kill).
+    assert!(
+        Hosts::wait_for(Duration::from_secs(20), || !h.dev_runs("opsync")),
+        "the remote opsync is still running 20 s after its ssh was killed"
+    );
+    let hash = |i: usize| blake3::hash(&std::fs::read(t.join(format!("dst/f{i}"))).unwrap());
+    let mut done = 0;
+    for i in 0..n {
+        let got = hash(i);
+        assert!(
+            got == old_hash[i] || got == new_hash[i],
+            "f{i} is neither the old nor the new version after the kill"
+        );
+        done += usize::from(got == new_hash[i]);
+    }
+    println!("{done} of {n} files new after the kill");
+    assert!(
+        done > 0 && done < n,
+        "{done} of {n} files new: the kill did not come in the middle"
+    );
+    let temps = temp_files(&t.join("dst"));
+    assert!(
+        temps.is_empty(),
+        "temporary files left after the broken run: {temps:?}"
+    );
+    let rerun = opsync_remote(&h, &["--stats"], &src, &h.remote(&t.join("dst")));
+    assert!(rerun.status.success(), "{}", show(&rerun));
+    for i in 0..n {
+        assert_eq!(
+            hash(i),
+            new_hash[i],
+            "f{i} differs from SRC after the rerun"
+        );
+        assert_eq!(mtime(i), Some(new_mtime), "f{i}'s mtime after the rerun");
+    }
+    assert!(temp_files(&t.join("dst")).is_empty());
+    // The rerun sent the rest as deltas too, not whole files.
+    assert!(
+        wire_bytes(&rerun.stdout) < (n * size / 10) as u64,
+        "{}",
+        show(&rerun)
+    );
+}
