@@ -24,10 +24,12 @@ fn show(out: &Output) -> String {
 }
 
 /// `opsync sync ARGS A B` in prod, with the test's ssh and the built binary on the remote end.
+/// With `--force`, as the local differential tests: rsync has no half-of-DST guard.
 fn opsync_remote(h: &Hosts, args: &[&str], a: &str, b: &str) -> Output {
     h.in_prod(opsync_bin())
         .arg("sync")
         .args([
+            "--force",
             "-e",
             &h.rsh(),
             "--remote-opsync",
@@ -1164,12 +1166,8 @@ fn remote_killed_ssh_during_deltas_leaves_complete_old_or_new_files_and_a_rerun_
     );
     let rerun = opsync_remote(&h, &["--stats"], &src, &h.remote(&t.join("dst")));
     assert!(rerun.status.success(), "{}", show(&rerun));
-    for i in 0..n {
-        assert_eq!(
-            hash(i),
-            new_hash[i],
-            "f{i} differs from SRC after the rerun"
-        );
+    for (i, want) in new_hash.iter().enumerate() {
+        assert_eq!(hash(i), *want, "f{i} differs from SRC after the rerun");
         assert_eq!(mtime(i), Some(new_mtime), "f{i}'s mtime after the rerun");
     }
     assert!(temp_files(&t.join("dst")).is_empty());
