@@ -1178,3 +1178,48 @@ fn remote_killed_ssh_during_deltas_leaves_complete_old_or_new_files_and_a_rerun_
         show(&rerun)
     );
 }
+
+/// `--recheck-from` over ssh (pass 2 of the nightly job with `verify = true`): the listed files
+/// are compared by content on both ends whatever size and mtime say, in a push (the local
+/// sender) and a pull (the list handed to the remote sender); one that differs is copied
+/// (`>fc`), the others are left. Before, the list was not used by a remote run.
+#[test]
+fn remote_recheck_from_compares_the_listed_files_by_content_push_and_pull() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("recheck");
+    std::fs::create_dir_all(t.join("src/d")).unwrap();
+    std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
+    std::fs::write(t.join("src/g"), b"fine").unwrap();
+    set_mtime(&[t.join("src/d/f")], 1_500_000_000);
+    std::fs::write(t.join("list"), b"d/f\0g\0missing\0").unwrap();
+    let src = t.join("src").display().to_string();
+    let list = t.join("list").display().to_string();
+    for (what, a, b) in [
+        ("push", src.clone(), h.remote(&t.join("push"))),
+        (
+            "pull",
+            h.remote(&t.join("src")),
+            t.join("pull").display().to_string(),
+        ),
+    ] {
+        let out = opsync_remote(&h, &[], &a, &b);
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        let f = t.join(what).join("d/f");
+        std::fs::write(&f, b"the wrong bytes").unwrap();
+        set_mtime(&[f.clone()], 1_500_000_000);
+        let out = opsync_remote(&h, &["-i"], &a, &b);
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        assert_eq!(std::fs::read(&f).unwrap(), b"the wrong bytes", "{what}");
+        let out = opsync_remote(&h, &["-i", "--recheck-from", &list, "--from0"], &a, &b);
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        assert_eq!(std::fs::read(&f).unwrap(), b"the right bytes", "{what}");
+        let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+        let arrow = if what == "push" { '<' } else { '>' };
+        assert_eq!(
+            lines,
+            format!("{arrow}fc........ d/f\n"),
+            "{what}: {}",
+            show(&out)
+        );
+    }
+}
