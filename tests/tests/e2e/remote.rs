@@ -1206,7 +1206,7 @@ fn remote_recheck_from_compares_the_listed_files_by_content_push_and_pull() {
         assert!(out.status.success(), "{what}: {}", show(&out));
         let f = t.join(what).join("d/f");
         std::fs::write(&f, b"the wrong bytes").unwrap();
-        set_mtime(&[f.clone()], 1_500_000_000);
+        set_mtime(std::slice::from_ref(&f), 1_500_000_000);
         let out = opsync_remote(&h, &["-i"], &a, &b);
         assert!(out.status.success(), "{what}: {}", show(&out));
         assert_eq!(std::fs::read(&f).unwrap(), b"the wrong bytes", "{what}");
