@@ -350,6 +350,22 @@ impl SyncPrinter {
         self.line(&difference_line(d, self.mode.json, remaining));
     }
 
+    /// Prints a difference given by its parts (a remote check's, from its itemize line).
+    pub fn difference_parts(&self, path: &[u8], kind: &str, what: &str, remaining: bool) {
+        self.line(&difference_parts_line(
+            path,
+            kind,
+            what,
+            self.mode.json,
+            remaining,
+        ));
+    }
+
+    /// True when the output is JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.mode.json
+    }
+
     /// Prints a file that `--verify` found different and the repair made equal.
     pub fn repaired(&self, path: &[u8]) {
         self.line(&repaired_line(path, self.mode.json));
@@ -710,6 +726,18 @@ impl DiffPrinter {
     }
 }
 
+impl DiffPrinter {
+    /// Prints a difference given by its parts (a remote check's, from its itemize line).
+    pub fn difference_parts(&self, path: &[u8], kind: &str, what: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            out,
+            "{}",
+            difference_parts_line(path, kind, what, self.json, false)
+        );
+    }
+}
+
 impl Observer for DiffPrinter {
     fn difference(&self, d: &sync_engine::verify::Difference) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
@@ -720,24 +748,36 @@ impl Observer for DiffPrinter {
 /// One difference found by verification: `PATH: WHAT`, or its JSON event.
 /// `remaining`: found by the check after a repair (the difference stays).
 pub fn difference_line(d: &sync_engine::verify::Difference, json: bool, remaining: bool) -> String {
+    difference_parts_line(&d.path, d.kind.name(), &d.kind.to_string(), json, remaining)
+}
+
+/// [`difference_line`] from its parts: the path, the kind's name (`content`, `size`, ...) and
+/// the difference in words.
+pub fn difference_parts_line(
+    path: &[u8],
+    kind: &str,
+    what: &str,
+    json: bool,
+    remaining: bool,
+) -> String {
     if json {
         Event::Difference(crate::events::DifferenceEvent {
-            path: EventPath::from_bytes(&d.path),
-            kind: d.kind.name().to_string(),
-            what: d.kind.to_string(),
+            path: EventPath::from_bytes(path),
+            kind: kind.to_string(),
+            what: what.to_string(),
             remaining,
         })
         .to_line()
     } else {
-        let path = if d.path.is_empty() {
+        let path = if path.is_empty() {
             ".".to_string()
         } else {
-            escape_name(&d.path)
+            escape_name(path)
         };
         if remaining {
-            format!("{path}: {} (still, after copying it again)", d.kind)
+            format!("{path}: {what} (still, after copying it again)")
         } else {
-            format!("{path}: {}", d.kind)
+            format!("{path}: {what}")
         }
     }
 }

@@ -252,7 +252,7 @@ pub(crate) fn run(
     let mut plan = remote::plan_tree(&tree.listing, &dst, &popts);
     // Same-size files whose contents decide (`-c`, racy copies in DST): without their hashes
     // the plan copies them; with them, it copies only those that differ.
-    let pairs: Vec<(Idx, Idx)> = plan
+    let mut pairs: Vec<(Idx, Idx)> = plan
         .actions
         .iter()
         .filter(|a| {
@@ -264,6 +264,10 @@ pub(crate) fn run(
         })
         .map(|a| (a.src, a.dst))
         .collect();
+    // `--recheck-from`: these files are compared by content whatever size and mtime say.
+    if !opts.checksum {
+        pairs.extend(recheck_pairs(&tree.listing, &dst, &opts.recheck, &pairs));
+    }
     if !pairs.is_empty() {
         exchange_hashes(
             src,
@@ -275,6 +279,16 @@ pub(crate) fn run(
             obs,
         )?;
         plan = remote::plan_tree(&tree.listing, &dst, &popts);
+    }
+    // The half-of-DST guard, as a local run: when the extraneous entries are more than the
+    // limit leaves, none of them is deleted (only what a type change needs).
+    if opts.max_delete_all_or_nothing && plan.delete_limited && popts.delete {
+        let keep = PlanOptions {
+            delete: false,
+            ..popts.clone()
+        };
+        plan = remote::plan_tree(&tree.listing, &dst, &keep);
+        plan.delete_limited = true;
     }
     let s = &tree.listing;
     obs.planned(&plan.counts);
@@ -351,6 +365,27 @@ const HASH_BATCH: usize = 4096;
 
 /// Asks the receiver for the hashes of the DST files of `pairs` while hashing their SRC
 /// counterparts here (both in parallel), and puts both into the listings' `hashes`.
+/// The regular files of `opts.recheck` present on both sides with the same size (the others
+/// differ by size or are no files), other than those already in `have`.
+fn recheck_pairs(
+    src: &Listing,
+    dst: &Listing,
+    recheck: &[Vec<u8>],
+    have: &[(Idx, Idx)],
+) -> Vec<(Idx, Idx)> {
+    let mut have: std::collections::HashSet<Idx> = have.iter().map(|&(a, _)| a).collect();
+    recheck
+        .iter()
+        .filter_map(|p| Some((src.find(p)?, dst.find(p)?)))
+        .filter(|&(a, b)| {
+            src.meta(a).kind == Kind::File
+                && dst.meta(b).kind == Kind::File
+                && src.meta(a).size == dst.meta(b).size
+                && have.insert(a)
+        })
+        .collect()
+}
+
 fn exchange_hashes(
     src: &Path,
     s: &mut Listing,

@@ -236,10 +236,13 @@ fn encode_start(role: Role, path: &Path, o: &RemoteOptions) -> Vec<u8> {
     })
     .bool(o.compress)
     .u64(o.bwlimit);
-    match e.max_delete {
-        None => enc.u8(0).u64(0),
-        Some(MaxDelete::Count(n)) => enc.u8(1).u64(n),
-        Some(MaxDelete::Percent(p)) => enc.u8(2).u64(p.to_bits()),
+    // 3 and 4: all or nothing (the half-of-DST guard); an older opsync reads 3 as 2.
+    match (e.max_delete, e.max_delete_all_or_nothing) {
+        (None, _) => enc.u8(0).u64(0),
+        (Some(MaxDelete::Count(n)), false) => enc.u8(1).u64(n),
+        (Some(MaxDelete::Percent(p)), false) => enc.u8(2).u64(p.to_bits()),
+        (Some(MaxDelete::Percent(p)), true) => enc.u8(3).u64(p.to_bits()),
+        (Some(MaxDelete::Count(n)), true) => enc.u8(4).u64(n),
     };
     enc.u32(e.excludes.len() as u32);
     for x in &e.excludes {
@@ -248,6 +251,28 @@ fn encode_start(role: Role, path: &Path, o: &RemoteOptions) -> Vec<u8> {
     enc.u32(e.filters.len() as u32);
     for x in &e.filters {
         enc.str(x);
+    }
+    // `--recheck-from`, for the sender of a pull (an older opsync ignores it); within half a
+    // frame: a longer list (the files a check found with other content) goes in part, the
+    // next check finds the rest again.
+    let mut recheck: &[Vec<u8>] = if role == Role::Sender {
+        &e.recheck
+    } else {
+        &[]
+    };
+    let mut room = wire::MAX_FRAME / 2;
+    for (i, p) in recheck.iter().enumerate() {
+        match room.checked_sub(p.len() + 4) {
+            Some(r) => room = r,
+            None => {
+                recheck = &recheck[..i];
+                break;
+            }
+        }
+    }
+    enc.u32(recheck.len() as u32);
+    for p in recheck {
+        enc.bytes(p);
     }
     enc.take()
 }
@@ -281,14 +306,20 @@ fn decode_start(p: &[u8]) -> io::Result<(Role, PathBuf, RemoteOptions)> {
     let (k, v) = (d.u8()?, d.u64()?);
     e.max_delete = match k {
         0 => None,
-        1 => Some(MaxDelete::Count(v)),
+        1 | 4 => Some(MaxDelete::Count(v)),
         _ => Some(MaxDelete::Percent(f64::from_bits(v))),
     };
+    e.max_delete_all_or_nothing = matches!(k, 3 | 4);
     for _ in 0..d.u32()? {
         e.excludes.push(d.string()?);
     }
     for _ in 0..d.u32()? {
         e.filters.push(d.string()?);
+    }
+    if !d.rest_is_empty() {
+        for _ in 0..d.u32()? {
+            e.recheck.push(d.bytes()?.to_vec());
+        }
     }
     Ok((
         role,
@@ -614,6 +645,8 @@ mod tests {
         let mut o = RemoteOptions::default();
         o.engine.excludes = vec!["*.tmp".into()];
         o.engine.max_delete = Some(MaxDelete::Percent(5.0));
+        o.engine.max_delete_all_or_nothing = true;
+        o.engine.recheck = vec![b"db/base.dat".to_vec()];
         o.engine.dry_run = true;
         o.compress = true;
         o.bwlimit = 5000;
@@ -623,6 +656,8 @@ mod tests {
         assert_eq!(path, PathBuf::from("/srv/data"));
         assert_eq!(back.engine.excludes, o.engine.excludes);
         assert_eq!(back.engine.max_delete, o.engine.max_delete);
+        assert!(back.engine.max_delete_all_or_nothing);
+        assert_eq!(back.engine.recheck, o.engine.recheck);
         assert!(back.engine.dry_run);
         assert!(back.compress);
         assert_eq!(back.bwlimit, 5000);

@@ -8,7 +8,12 @@ pub(super) const VERIFY_ABOUT: &str = "\
 Compare SRC and DST: every regular file is hashed with BLAKE3 on both sides (in parallel), and \
 type, size, content, permissions, owner, group, mtime, symlink targets and device numbers are \
 compared. Each difference is printed as one line (`PATH: content differs`, `PATH: mode 0644 != \
-0600`, `PATH: missing in DST`, ...). Exit 0 when the trees are identical, 8 when they differ.";
+0600`, `PATH: missing in DST`, ...). Exit 0 when the trees are identical, 8 when they differ.
+
+With SRC or DST on another host (`[USER@]HOST:PATH`, reached through -e as `opsync sync` does), \
+the comparison is a dry run with contents compared over the connection (files of the same size \
+hashed with XXH3-128 on both ends), and each difference names its kind without the values \
+(`PATH: content differs`, `PATH: mtime differs`).";
 
 /// Options of `opsync verify`.
 #[derive(Debug, Args)]
@@ -29,6 +34,13 @@ pub struct VerifyArgs {
     /// Worker threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// The remote shell when SRC or DST is HOST:PATH (the comparison is then a dry run with
+    /// contents compared over it), its whole command line [default: ssh]
+    #[arg(short = 'e', long, value_name = "COMMAND", help_heading = "Remote")]
+    pub rsh: Option<String>,
+    /// The opsync program on the remote host [default: opsync]
+    #[arg(long, value_name = "PATH", help_heading = "Remote")]
+    pub remote_opsync: Option<String>,
 }
 
 pub(super) const SYNC_EXAMPLES: &str = "\

@@ -12,6 +12,7 @@ pub mod docs;
 pub mod nginx;
 pub mod rails;
 pub mod remote;
+pub mod remote_verify;
 pub mod run;
 pub mod schedule;
 pub mod setup;

@@ -153,7 +153,10 @@ pub fn run(
     if total.deletions_disabled {
         printer.note("opsync: errors reading the source: deletions were skipped for this run");
     }
-    if total.delete_limited {
+    if total.delete_limited && ro.engine.max_delete_all_or_nothing {
+        // The half-of-DST guard of a run without a configured pair, as locally.
+        crate::output::error(&super::rails::guard_message(dst, total.deleted));
+    } else if total.delete_limited {
         printer.note("opsync: --max-delete limit reached: some deletions were skipped");
     }
     exit
@@ -180,7 +183,8 @@ fn again(
 /// `--verify` (all) with a remote side: a dry run with contents compared (`-c -n`: every file
 /// of the same size hashed on both ends) lists what differs; if anything does, a run with
 /// contents compared repairs it and a second check counts what is left. Each difference is
-/// printed as found (`opsync: verify: differs: ITEMIZE PATH`), the repair's lines as a run's.
+/// printed as found (`opsync: verify: differs: ITEMIZE PATH`, or with --json its `difference`
+/// events, as a local verify's), the repair's lines as a run's, then each path repaired.
 fn verify_and_repair(
     remote: &Remote,
     src: &Path,
@@ -190,83 +194,37 @@ fn verify_and_repair(
     total: &mut sync_engine::Report,
     wire: &mut (u64, u64),
 ) -> Result<crate::events::VerifyCounts, sync_remote::RemoteError> {
-    let check = RemoteOptions {
-        items: true,
-        engine: ro
-            .engine
-            .clone()
-            .checksum(true)
-            .dry_run(true)
-            .itemize_unchanged(false),
-        ..ro.clone()
-    };
-    let found = Differences::new(printer, false);
+    use super::remote_verify::{Found, SyncSink, check_options};
+    let check = check_options(ro);
+    let sink = SyncSink::new(printer, false);
+    let found = Found::new(&sink);
     again(remote, src, dst, &check, &found, wire)?;
     let differences = found.count();
     if differences == 0 {
         return Ok(crate::events::VerifyCounts::default());
     }
+    let paths = found.paths();
     let repair = RemoteOptions {
-        engine: check.engine.clone().dry_run(false),
+        engine: ro.engine.clone().checksum(true).itemize_unchanged(false),
         ..ro.clone()
     };
     let r = again(remote, src, dst, &repair, printer, wire)?;
     super::sync::add_counts(total, &r);
-    let left = Differences::new(printer, true);
+    let sink = SyncSink::new(printer, true);
+    let left = Found::new(&sink);
     again(remote, src, dst, &check, &left, wire)?;
     let remaining = left.count();
+    let left = left.paths();
+    let mut repaired = 0;
+    for p in paths.iter().filter(|p| !left.contains(*p)) {
+        printer.repaired(p);
+        repaired += 1;
+    }
     Ok(crate::events::VerifyCounts {
         differences,
-        repaired: differences.saturating_sub(remaining),
+        repaired,
         remaining,
     })
-}
-
-/// The observer of a verify check over the connection: every line of the dry run is a
-/// difference, printed as one note; errors go to the printer.
-struct Differences<'a> {
-    printer: &'a SyncPrinter,
-    after_repair: bool,
-    n: std::sync::atomic::AtomicU64,
-}
-
-impl<'a> Differences<'a> {
-    fn new(printer: &'a SyncPrinter, after_repair: bool) -> Differences<'a> {
-        Differences {
-            printer,
-            after_repair,
-            n: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-    fn count(&self) -> u64 {
-        self.n.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl sync_engine::Observer for Differences<'_> {
-    fn wants_items(&self) -> bool {
-        true
-    }
-    fn item(&self, item: &sync_engine::Item<'_>) {
-        self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let what = if self.after_repair {
-            "still differs"
-        } else {
-            "differs"
-        };
-        let path = if item.path.is_empty() {
-            ".".to_string()
-        } else {
-            sync_engine::itemize::escape_name(item.path)
-        };
-        self.printer.note(&format!(
-            "opsync: verify: {what}: {} {path}",
-            String::from_utf8_lossy(&item.field)
-        ));
-    }
-    fn error(&self, err: &sync_engine::FileError) {
-        self.printer.error(err);
-    }
 }
 
 /// `opsync serve`: the remote end, on stdin and stdout. Its errors reach the client over the

@@ -27,12 +27,6 @@ pub fn run(global: &Global, args: SyncArgs) -> Exit {
         Ok(r) => r,
         Err(e) => return fail(Exit::Usage, &e),
     };
-    // The half-of-DST guard covers local runs; a remote run keeps rsync's behaviour for now.
-    let opts = if remote.is_some() && rails.half_guard {
-        opts.max_delete(None)
-    } else {
-        opts
-    };
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while the first is being handled ends the process at once.

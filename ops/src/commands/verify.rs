@@ -11,6 +11,11 @@ use crate::output::DiffPrinter;
 use opsync_core::exit::{Exit, ToExit};
 
 pub fn run(_global: &Global, args: VerifyArgs) -> Exit {
+    match super::remote::which(&args.src, &args.dst) {
+        Ok(Some(remote)) => return super::remote_verify::run(&args, remote),
+        Ok(None) => {}
+        Err(e) => return fail(Exit::Usage, &e),
+    }
     let opts = VerifyOptions::default()
         .excludes(args.exclude.clone())
         .threads(args.threads)

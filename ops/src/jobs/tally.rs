@@ -278,10 +278,16 @@ fn show(p: &EventPath) -> String {
 }
 
 /// A regular file copied because its content differed while its size and mtime were equal
-/// (rsync's itemize `>fc........`, possibly with attribute letters after `t`).
+/// (rsync's itemize `>fc........`, possibly with attribute letters after `t`; `<fc` for a
+/// push to another host).
 fn content_only(itemize: &str) -> bool {
     let b = itemize.as_bytes();
-    b.len() >= 5 && b[0] == b'>' && b[1] == b'f' && b[2] == b'c' && b[3] == b'.' && b[4] == b'.'
+    b.len() >= 5
+        && matches!(b[0], b'>' | b'<')
+        && b[1] == b'f'
+        && b[2] == b'c'
+        && b[3] == b'.'
+        && b[4] == b'.'
 }
 
 #[cfg(test)]
@@ -299,6 +305,7 @@ mod tests {
     fn content_only_copies() {
         assert!(content_only(">fc........"));
         assert!(content_only(">fc....o..."));
+        assert!(content_only("<fc........"));
         assert!(!content_only(">fcst......"));
         assert!(!content_only(">f.st......"));
         assert!(!content_only(">f+++++++++"));

@@ -186,18 +186,6 @@ pub(super) fn semantic(cfg: &Config, path: &Path, text: &str) -> Vec<ConfigError
                 {
                     errors.push(err(&keys("target"), m));
                 }
-                if super::is_remote(dst) && job.verify != super::jobs::VerifyMode::Off {
-                    errors.push(err(
-                        &keys("target"),
-                        format!(
-                            "job {name}: target {} is on another host, where verify = {} cannot \
-                             compare the trees yet: set verify = false (each file's BLAKE3 is \
-                             still checked before its rename)",
-                            dst.display(),
-                            job.verify.as_str()
-                        ),
-                    ));
-                }
                 if job.dev.enabled
                     && job.dev.host.is_none()
                     && (job.dev.stop_command.is_none() || job.dev.start_command.is_none())

@@ -481,15 +481,29 @@ fn state_belongs_to_one_configuration() {
     assert!(!out.contains("\"ok\""), "{out}");
 }
 
+/// A remote target with `verify = true` (the default) or `"paused"` is accepted: the check
+/// step compares the trees over the connection. Before, `config check` refused it.
 #[test]
-fn a_remote_target_needs_verify_false() {
-    let err = check(&format!("{JOB}target = \"dev-host:/srv/dev-data\"\n"));
-    contains_all(
-        &err,
-        &[
-            "dev-host:/srv/dev-data",
-            "another host",
-            "set verify = false",
-        ],
-    );
+fn a_remote_target_with_verify_is_accepted() {
+    for verify in ["", "verify = true\n", "verify = \"paused\"\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        for compose in ["compose.yaml", "dev-compose.yaml"] {
+            std::fs::write(dir.path().join(compose), "services: {}\n").unwrap();
+        }
+        std::fs::write(
+            dir.path().join("opsync.toml"),
+            format!(
+                "{JOB}target = \"dev-host:/srv/dev-data\"\n{verify}[jobs.nightly.dev]\n\
+                 host = \"dev-host\"\n[jobs.nightly.quiesce]\nmode = \"none\"\n"
+            ),
+        )
+        .unwrap();
+        let out = opsync()
+            .current_dir(dir.path())
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+    }
 }

@@ -24,10 +24,12 @@ fn show(out: &Output) -> String {
 }
 
 /// `opsync sync ARGS A B` in prod, with the test's ssh and the built binary on the remote end.
+/// With `--force`, as the local differential tests: rsync has no half-of-DST guard.
 fn opsync_remote(h: &Hosts, args: &[&str], a: &str, b: &str) -> Output {
     h.in_prod(opsync_bin())
         .arg("sync")
         .args([
+            "--force",
             "-e",
             &h.rsh(),
             "--remote-opsync",
@@ -593,17 +595,17 @@ fn remote_compress_shrinks_the_stream_and_bwlimit_slows_it() {
     );
 }
 
-#[test]
-fn remote_nightly_job_mirrors_to_the_dev_host_and_runs_its_dev_stack_steps_there() {
-    let h = Hosts::start();
-    let t = h.dir.path().join("nightly");
+/// A folder `t` with production's `data/` (`db/base.dat`, `minio.bin`), a stale `dev-data/`, a
+/// remote shell that records the dev stack's steps (which would need Docker on the dev host)
+/// in `stack-steps` and runs ssh for everything else, and `opsync.toml` whose nightly job
+/// pushes `data` to `dev-data` over it with `job_keys` (for example `verify = false`).
+fn remote_nightly(h: &Hosts, name: &str, job_keys: &str) -> std::path::PathBuf {
+    let t = h.dir.path().join(name);
     std::fs::create_dir_all(t.join("data/db")).unwrap();
     std::fs::write(t.join("data/db/base.dat"), b"production rows").unwrap();
     std::fs::write(t.join("data/minio.bin"), vec![7u8; 100_000]).unwrap();
     std::fs::create_dir_all(t.join("dev-data")).unwrap();
     std::fs::write(t.join("dev-data/stale.txt"), b"old").unwrap();
-    // The remote shell: ssh, except that the dev stack's steps (which would need Docker on
-    // the dev host) are recorded instead of run.
     let log = t.join("stack-steps");
     let rsh = t.join("rsh");
     std::fs::write(
@@ -631,7 +633,7 @@ remote-opsync = "{opsync}"
 [jobs.nightly]
 kind = "sync"
 schedule = "0 2 * * *"
-verify = false
+{job_keys}
 
 [jobs.nightly.dev]
 host = "{host}"
@@ -643,14 +645,52 @@ mode = "none"
         opsync = opsync_bin().display(),
     );
     std::fs::write(t.join("opsync.toml"), config).unwrap();
-    let out = h
-        .in_prod(opsync_bin())
-        .current_dir(&t)
+    t
+}
+
+/// `opsync run nightly` in prod with the config of [`remote_nightly`].
+fn run_nightly(h: &Hosts, t: &Path) -> Output {
+    h.in_prod(opsync_bin())
+        .current_dir(t)
         .arg("--config")
         .arg(t.join("opsync.toml"))
         .args(["run", "nightly"])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The record of step `name` in the nightly job's state.
+fn nightly_step(t: &Path, name: &str) -> serde_json::Value {
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.join("state/jobs/nightly.json")).unwrap()).unwrap();
+    st["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {st}"))
+        .clone()
+}
+
+/// The dev copy of `db/base.dat` with production's size and mtime but other content: what the
+/// quick check misses (its access time is 100 s after its mtime, so not a racy copy either).
+fn corrupt_remote_dev_copy(t: &Path) {
+    use filetime::FileTime;
+    let mtime = FileTime::from_unix_time(1_700_000_000, 123_456_789);
+    filetime::set_file_times(t.join("data/db/base.dat"), mtime, mtime).unwrap();
+    let dev = t.join("dev-data/db/base.dat");
+    std::fs::write(&dev, b"PRODUCTION ROWS").unwrap();
+    let atime = FileTime::from_unix_time(1_700_000_100, 0);
+    filetime::set_file_times(&dev, atime, mtime).unwrap();
+}
+
+#[test]
+fn remote_nightly_job_mirrors_to_the_dev_host_and_runs_its_dev_stack_steps_there() {
+    let h = Hosts::start();
+    let t = remote_nightly(&h, "nightly", "verify = false");
+    let target = h.remote(&t.join("dev-data"));
+    let host = target.split(':').next().unwrap().to_string();
+    let out = run_nightly(&h, &t);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
         std::fs::read(t.join("dev-data/db/base.dat")).unwrap(),
@@ -661,12 +701,91 @@ mode = "none"
         vec![7u8; 100_000]
     );
     assert!(!t.join("dev-data/stale.txt").exists());
-    let steps = std::fs::read_to_string(&log).unwrap();
+    let steps = std::fs::read_to_string(t.join("stack-steps")).unwrap();
     let opsync = opsync_bin().display().to_string();
     assert_eq!(
         steps,
         format!("{host} {opsync} stack stop dev\n{host} {opsync} stack start dev\n"),
         "dev stack steps through the remote shell"
+    );
+}
+
+/// `verify = true` (the default) with a remote target: the check step compares both trees over
+/// ssh (a dry run with contents compared) on live data and reports as the local check does. A
+/// dev file with production's size and mtime but other content, changed behind the sync's back,
+/// is found by the check (kind `content`, on the recheck list), compared by content and copied
+/// by pass 2, and named as repaired. Before, `config check` refused this configuration; without
+/// the check, the file stays wrong (the quick check of both passes trusts it).
+#[test]
+fn remote_nightly_verify_true_checks_over_ssh_and_repairs_what_the_quick_check_misses() {
+    let h = Hosts::start();
+    let t = remote_nightly(&h, "nightly-verify", "");
+    // A clean night: the check compares the trees and finds nothing.
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    let check = nightly_step(&t, "check");
+    assert_eq!(check["result"], "ok", "{check}\n{}", show(&out));
+    assert!(check["differences"].is_null(), "{check}");
+    assert!(!t.join("dev-data/stale.txt").exists());
+
+    corrupt_remote_dev_copy(&t);
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        std::fs::read(t.join("dev-data/db/base.dat")).unwrap(),
+        b"production rows",
+        "the dev file the quick check misses was not repaired\n{}",
+        show(&out)
+    );
+    let check = nightly_step(&t, "check");
+    assert_eq!(check["result"], "ok", "{check}");
+    assert_eq!(check["differences"]["kinds"]["content"], 1, "{check}");
+    assert_eq!(check["differences"]["paths"][0], "db/base.dat", "{check}");
+    assert_eq!(
+        std::fs::read(t.join("state/jobs/nightly.recheck")).unwrap(),
+        b"db/base.dat\0"
+    );
+    let pass2 = nightly_step(&t, "pass-2");
+    assert_eq!(pass2["result"], "ok", "{pass2}");
+    assert_eq!(pass2["repaired"]["paths"][0], "db/base.dat", "{pass2}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 difference repaired: db/base.dat"),
+        "{}",
+        show(&out)
+    );
+    // The next night has nothing to find.
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(nightly_step(&t, "check")["differences"].is_null());
+}
+
+/// `verify = "paused"` with a remote target: pass 2 (production quiesced) compares both whole
+/// trees over ssh, copies what differs again with contents compared and checks once more; the
+/// job names the repaired file as locally.
+#[test]
+fn remote_nightly_verify_paused_repairs_in_pass_2_and_names_the_file() {
+    let h = Hosts::start();
+    let t = remote_nightly(&h, "nightly-paused", "verify = \"paused\"");
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    corrupt_remote_dev_copy(&t);
+    let out = run_nightly(&h, &t);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        std::fs::read(t.join("dev-data/db/base.dat")).unwrap(),
+        b"production rows"
+    );
+    let pass2 = nightly_step(&t, "pass-2");
+    assert_eq!(pass2["result"], "ok", "{pass2}");
+    assert_eq!(pass2["differences"]["kinds"]["content"], 1, "{pass2}");
+    assert_eq!(pass2["repaired"]["paths"][0], "db/base.dat", "{pass2}");
+    assert!(pass2["remaining"].is_null(), "{pass2}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 difference repaired: db/base.dat"),
+        "{}",
+        show(&out)
     );
 }
 
@@ -773,5 +892,334 @@ fn set_mtime(paths: &[std::path::PathBuf], secs: u64) {
         std::fs::File::open(p)
             .and_then(|f| f.set_modified(t))
             .unwrap();
+    }
+}
+
+/// `opsync verify` with one side on another host (push and pull direction): a dry run with
+/// contents compared over ssh; a file with SRC's size and mtime but other content is a
+/// `content` difference (exit 8), an extra file in DST an `extra` one, equal trees exit 0.
+#[test]
+fn remote_opsync_verify_compares_over_ssh_both_ways() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("verify-cmd");
+    std::fs::create_dir_all(t.join("src/d")).unwrap();
+    std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
+    set_mtime(&[t.join("src/d/f")], 1_500_000_000);
+    let src = t.join("src").display().to_string();
+    let out = opsync_remote(&h, &[], &src, &h.remote(&t.join("dst")));
+    assert!(out.status.success(), "{}", show(&out));
+    let verify = |a: &str, b: &str, json: bool| {
+        let mut c = h.in_prod(opsync_bin());
+        c.args([
+            "verify",
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            &opsync_bin().display().to_string(),
+        ]);
+        if json {
+            c.arg("--json");
+        }
+        c.args([a, b]).output().unwrap()
+    };
+    let dst = t.join("dst").display().to_string();
+    for (a, b) in [
+        (src.clone(), h.remote(&t.join("dst"))),
+        (h.remote(&t.join("src")), dst.clone()),
+    ] {
+        let out = verify(&a, &b, false);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    }
+    std::fs::write(t.join("dst/d/f"), b"the wrong bytes").unwrap();
+    set_mtime(&[t.join("dst/d/f")], 1_500_000_000);
+    std::fs::write(t.join("dst/extra"), b"x").unwrap();
+    for (a, b) in [
+        (src.clone(), h.remote(&t.join("dst"))),
+        (h.remote(&t.join("src")), dst.clone()),
+    ] {
+        let out = verify(&a, &b, false);
+        assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("d/f: content differs"), "{}", show(&out));
+        assert!(text.contains("extra: not in SRC"), "{}", show(&out));
+        let out = verify(&a, &b, true);
+        assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(r#""type":"difference","path":"d/f","kind":"content""#),
+            "{}",
+            show(&out)
+        );
+        // d/f, extra, and the mtime of DST's root that the new file changed.
+        assert!(text.contains(r#""differences":3"#), "{}", show(&out));
+    }
+}
+
+/// `data/` with `keep.txt` and `cache/big.bin`; `dev-data/` with `cache/local.bin` and 10
+/// extraneous files (`sync_rails.rs`'s folder).
+fn rails_folder(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("data/cache")).unwrap();
+    std::fs::write(dir.join("data/keep.txt"), "keep").unwrap();
+    std::fs::write(dir.join("data/cache/big.bin"), "big").unwrap();
+    std::fs::create_dir_all(dir.join("dev-data/cache")).unwrap();
+    std::fs::write(dir.join("dev-data/cache/local.bin"), "dev's own").unwrap();
+    for i in 0..10 {
+        std::fs::write(dir.join(format!("dev-data/old-{i}")), "old").unwrap();
+    }
+}
+
+fn count_old(dir: &Path) -> usize {
+    (0..10)
+        .filter(|i| dir.join(format!("dev-data/old-{i}")).exists())
+        .count()
+}
+
+/// The `opsync: error:` lines of a run.
+fn error_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("opsync: error:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The rails of a hand-run sync without a configured pair apply to a push and a pull as to a
+/// local run: deleting more than half of a non-empty DST is refused with the same error line
+/// and exit 25 and nothing is deleted (the copies are still made); `--force` deletes,
+/// `--max-delete N` deletes up to N (exit 25). Before, a remote run dropped the guard and
+/// deleted all ten files.
+#[test]
+fn remote_half_of_dst_guard_and_max_delete_apply_as_locally() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("rails");
+    // The local run, for its message and exit code.
+    rails_folder(&t);
+    let local = h
+        .in_prod(opsync_bin())
+        .current_dir(&t)
+        .args(["sync", "data", "dev-data"])
+        .output()
+        .unwrap();
+    assert_eq!(local.status.code(), Some(25), "{}", show(&local));
+    assert_eq!(count_old(&t), 10);
+    let local_err = error_lines(&local);
+    assert_eq!(local_err.len(), 1, "{}", show(&local));
+    let data = t.join("data").display().to_string();
+    let dev = t.join("dev-data").display().to_string();
+    let remote_dev = h.remote(&t.join("dev-data"));
+    let remote_data = h.remote(&t.join("data"));
+    for (what, a, b, shown) in [
+        ("push", &data, &remote_dev, &remote_dev),
+        ("pull", &remote_data, &dev, &dev),
+    ] {
+        rails_folder(&t);
+        let run = |args: &[&str]| {
+            h.in_prod(opsync_bin())
+                .current_dir(&t)
+                .arg("sync")
+                .args([
+                    "-e",
+                    &h.rsh(),
+                    "--remote-opsync",
+                    &opsync_bin().display().to_string(),
+                ])
+                .args(args)
+                .args([a, b])
+                .output()
+                .unwrap()
+        };
+        let out = run(&[]);
+        assert_eq!(out.status.code(), Some(25), "{what}: {}", show(&out));
+        assert_eq!(count_old(&t), 10, "{what} deleted files: {}", show(&out));
+        assert!(t.join("dev-data/cache/local.bin").exists(), "{what}");
+        assert_eq!(std::fs::read(t.join("dev-data/keep.txt")).unwrap(), b"keep");
+        let err = error_lines(&out);
+        assert_eq!(
+            err,
+            [local_err[0].replace("dev-data needs", &format!("{shown} needs"))],
+            "{what}: {}",
+            show(&out)
+        );
+        let out = run(&["--max-delete", "3"]);
+        assert_eq!(out.status.code(), Some(25), "{what}: {}", show(&out));
+        assert_eq!(count_old(&t), 7, "{what}: {}", show(&out));
+        let out = run(&["--force"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", show(&out));
+        assert_eq!(count_old(&t), 0, "{what}: {}", show(&out));
+    }
+}
+
+/// Names in `dir` that start with `.`: the receiver's temporary files (`.NAME.XXXXXX`).
+fn temp_files(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .filter(|n| n.as_encoded_bytes().starts_with(b"."))
+        .collect()
+}
+
+/// ssh killed in the middle of a delta transfer: large changed files that exist in DST go as
+/// deltas (8 MiB windows); the kill comes once one file is complete and the next one is being
+/// rebuilt into its temporary file (waited for, not timed). Every DST file is then the complete
+/// old or the complete new version (BLAKE3 of each compared), the remote end removes its
+/// temporary file, the run exits 12 or 255, and a rerun finishes the mirror.
+#[test]
+fn remote_killed_ssh_during_deltas_leaves_complete_old_or_new_files_and_a_rerun_finishes() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("kill-delta");
+    let n = 5;
+    let size = 16 << 20;
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::fs::create_dir_all(t.join("dst")).unwrap();
+    let (old_t, new_t) = (1_500_000_000, 1_600_000_000);
+    let mut old_hash = Vec::new();
+    let mut new_hash = Vec::new();
+    for i in 0..n {
+        let old = pseudo_random(size, i as u32 + 1);
+        // One 4 KiB block in 32 changed (256 KiB in each 8 MiB window): every window goes as
+        // a delta with half a second of literal data at the --bwlimit below, so the rest of a
+        // file being rebuilt is still to be sent when ssh is killed.
+        let mut new = old.clone();
+        for b in (5..size / 4096).step_by(32) {
+            new[b * 4096..b * 4096 + 4096].copy_from_slice(&pseudo_random(4096, b as u32 + 77));
+        }
+        let (s, d) = (t.join(format!("src/f{i}")), t.join(format!("dst/f{i}")));
+        std::fs::write(&s, &new).unwrap();
+        std::fs::write(&d, &old).unwrap();
+        set_mtime(&[s], new_t);
+        set_mtime(&[d], old_t);
+        old_hash.push(blake3::hash(&old));
+        new_hash.push(blake3::hash(&new));
+    }
+    let src = t.join("src").display().to_string();
+    let child = h
+        .in_prod(opsync_bin())
+        .arg("sync")
+        .args([
+            "-e",
+            &h.rsh(),
+            "--remote-opsync",
+            &opsync_bin().display().to_string(),
+            "--bwlimit=512",
+        ])
+        .args([&src, &h.remote(&t.join("dst"))])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One file renamed into place (SRC's mtime), another one's temporary file being written.
+    let mtime = |i: usize| {
+        std::fs::metadata(t.join(format!("dst/f{i}")))
+            .ok()
+            .and_then(|m| m.modified().ok())
+    };
+    let new_mtime = std::time::UNIX_EPOCH + Duration::from_secs(new_t);
+    let mid_delta =
+        || (0..n).any(|i| mtime(i) == Some(new_mtime)) && !temp_files(&t.join("dst")).is_empty();
+    assert!(
+        Hosts::wait_for(Duration::from_secs(120), mid_delta),
+        "no file was complete while another one was being rebuilt"
+    );
+    let ssh = child_of(child.id()).expect("opsync's ssh child");
+    Command::new("kill")
+        .arg("-9")
+        .arg(ssh.to_string())
+        .status()
+        .unwrap();
+    println!(
+        "temporary files at the kill: {:?}",
+        temp_files(&t.join("dst"))
+    );
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(12 | 255)),
+        "exit {code:?} after ssh was killed: {}",
+        show(&out)
+    );
+    // The remote end notices the broken connection, removes its temporary file and exits;
+    // only then is DST looked at (it may still apply what reached it before the kill).
+    assert!(
+        Hosts::wait_for(Duration::from_secs(20), || !h.dev_runs("opsync")),
+        "the remote opsync is still running 20 s after its ssh was killed"
+    );
+    let hash = |i: usize| blake3::hash(&std::fs::read(t.join(format!("dst/f{i}"))).unwrap());
+    let mut done = 0;
+    for i in 0..n {
+        let got = hash(i);
+        assert!(
+            got == old_hash[i] || got == new_hash[i],
+            "f{i} is neither the old nor the new version after the kill"
+        );
+        done += usize::from(got == new_hash[i]);
+    }
+    println!("{done} of {n} files new after the kill");
+    assert!(
+        done > 0 && done < n,
+        "{done} of {n} files new: the kill did not come in the middle"
+    );
+    let temps = temp_files(&t.join("dst"));
+    assert!(
+        temps.is_empty(),
+        "temporary files left after the broken run: {temps:?}"
+    );
+    let rerun = opsync_remote(&h, &["--stats"], &src, &h.remote(&t.join("dst")));
+    assert!(rerun.status.success(), "{}", show(&rerun));
+    for (i, want) in new_hash.iter().enumerate() {
+        assert_eq!(hash(i), *want, "f{i} differs from SRC after the rerun");
+        assert_eq!(mtime(i), Some(new_mtime), "f{i}'s mtime after the rerun");
+    }
+    assert!(temp_files(&t.join("dst")).is_empty());
+    // The rerun sent the rest as deltas too, not whole files.
+    assert!(
+        wire_bytes(&rerun.stdout) < (n * size / 10) as u64,
+        "{}",
+        show(&rerun)
+    );
+}
+
+/// `--recheck-from` over ssh (pass 2 of the nightly job with `verify = true`): the listed files
+/// are compared by content on both ends whatever size and mtime say, in a push (the local
+/// sender) and a pull (the list handed to the remote sender); one that differs is copied
+/// (`>fc`), the others are left. Before, the list was not used by a remote run.
+#[test]
+fn remote_recheck_from_compares_the_listed_files_by_content_push_and_pull() {
+    let h = Hosts::start();
+    let t = h.dir.path().join("recheck");
+    std::fs::create_dir_all(t.join("src/d")).unwrap();
+    std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
+    std::fs::write(t.join("src/g"), b"fine").unwrap();
+    set_mtime(&[t.join("src/d/f")], 1_500_000_000);
+    std::fs::write(t.join("list"), b"d/f\0g\0missing\0").unwrap();
+    let src = t.join("src").display().to_string();
+    let list = t.join("list").display().to_string();
+    for (what, a, b) in [
+        ("push", src.clone(), h.remote(&t.join("push"))),
+        (
+            "pull",
+            h.remote(&t.join("src")),
+            t.join("pull").display().to_string(),
+        ),
+    ] {
+        let out = opsync_remote(&h, &[], &a, &b);
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        let f = t.join(what).join("d/f");
+        std::fs::write(&f, b"the wrong bytes").unwrap();
+        set_mtime(std::slice::from_ref(&f), 1_500_000_000);
+        let out = opsync_remote(&h, &["-i"], &a, &b);
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        assert_eq!(std::fs::read(&f).unwrap(), b"the wrong bytes", "{what}");
+        let out = opsync_remote(&h, &["-i", "--recheck-from", &list, "--from0"], &a, &b);
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        assert_eq!(std::fs::read(&f).unwrap(), b"the right bytes", "{what}");
+        let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+        let arrow = if what == "push" { '<' } else { '>' };
+        assert_eq!(
+            lines,
+            format!("{arrow}fc........ d/f\n"),
+            "{what}: {}",
+            show(&out)
+        );
     }
 }

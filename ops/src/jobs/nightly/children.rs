@@ -58,6 +58,20 @@ impl Run<'_> {
             .flat_map(|x| ["--exclude".to_string(), x.clone()])
     }
 
+    /// `--rsh RSH --remote-opsync PATH` from `[sync]` when `src` or `dst` is on another host.
+    fn remote_args(&self, src: &Path, dst: &Path) -> Vec<String> {
+        let mut argv = Vec::new();
+        if opsync_core::config::is_remote(dst) || opsync_core::config::is_remote(src) {
+            if let Some(rsh) = &self.cfg.sync.rsh {
+                argv.extend(["--rsh".into(), rsh.clone()]);
+            }
+            if let Some(p) = &self.cfg.sync.remote_opsync {
+                argv.extend(["--remote-opsync".into(), p.clone()]);
+            }
+        }
+        argv
+    }
+
     /// The deadline of a child: the job's timeout, or `limit` when sooner.
     fn child_deadline(&self, limit: Option<Instant>) -> Option<Instant> {
         match (limit, self.deadline) {
@@ -107,14 +121,7 @@ impl Run<'_> {
             }
         }
         argv.extend(self.exclude_args());
-        if opsync_core::config::is_remote(dst) || opsync_core::config::is_remote(src) {
-            if let Some(rsh) = &self.cfg.sync.rsh {
-                argv.extend(["--rsh".into(), rsh.clone()]);
-            }
-            if let Some(p) = &self.cfg.sync.remote_opsync {
-                argv.extend(["--remote-opsync".into(), p.clone()]);
-            }
-        }
+        argv.extend(self.remote_args(src, dst));
         if pass == Pass::Two {
             if self.job.inplace {
                 argv.push("--inplace".into());
@@ -209,7 +216,8 @@ impl Run<'_> {
         end
     }
 
-    /// The `check` step: `opsync verify --json SRC DST` (or `verify-command`) on live data.
+    /// The `check` step: `opsync verify --json SRC DST` (or `verify-command`) on live data,
+    /// through the remote shell when one side is on another host.
     /// Its differences are logged and counted and never fail the job; the paths of kind
     /// `content` are written to `list` (NUL-separated) for pass 2's `--recheck-from`. A check
     /// that cannot run (exit 1, 11, ...) fails.
@@ -219,6 +227,9 @@ impl Run<'_> {
             Err(m) => return StepEnd::failed(m),
         };
         argv.extend(self.exclude_args());
+        // With a target (or source) on another host, `opsync verify` compares the trees over
+        // the connection: a dry run with contents compared (`-c -n`), the same differences.
+        argv.extend(self.remote_args(src, dst));
         let file = list
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
