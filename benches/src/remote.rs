@@ -4,6 +4,11 @@
 //! times include ssh's encryption and both ends' work, as on two hosts with a fast link.
 //! Bytes on the wire come from one untimed `--stats` run of each tool (`sent N bytes
 //! received M bytes`: opsync counts them on the ssh pipes, rsync on its socket).
+//!
+//! Both log in as [`USER`], a second name for root (uid 0) made for the run with `/bin/sh` as
+//! its shell and the sshd's directory as its home: root's own shell reads `~/.bashrc` at every
+//! ssh login, which on these machines runs `pyenv init` (0.2 s a login, for either tool). A
+//! deploy user on a server has a plain shell.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,10 +19,15 @@ use anyhow::{Context, Result, bail};
 /// The `-e` command line of the harness's sshd, once started.
 pub static RSH: OnceLock<String> = OnceLock::new();
 
+/// The login name of both tools' ssh sessions.
+pub const USER: &str = "opsync-bench";
+
 /// The harness's sshd.
 pub struct Sshd {
     dir: PathBuf,
     child: Child,
+    /// Whether [`USER`] was made by this run (and is removed at its end).
+    made_user: bool,
 }
 
 impl Sshd {
@@ -40,6 +50,23 @@ impl Sshd {
             }
         }
         std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))?;
+        let exists = Command::new("id")
+            .arg(USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !exists {
+            let st = Command::new("useradd")
+                .args(["-o", "-u", "0", "-g", "0", "-M", "-s", "/bin/sh", "-d"])
+                .arg(&dir)
+                .arg(USER)
+                .status()
+                .context("useradd (Debian package passwd)")?;
+            if !st.success() {
+                bail!("useradd {USER} failed");
+            }
+        }
         let port = 20_000 + std::process::id() % 20_000;
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
@@ -77,7 +104,11 @@ impl Sshd {
              -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
             dir.display()
         ));
-        Ok(Sshd { dir, child })
+        Ok(Sshd {
+            dir,
+            child,
+            made_user: !exists,
+        })
     }
 }
 
@@ -85,13 +116,16 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.made_user {
+            let _ = Command::new("userdel").arg(USER).status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// `root@127.0.0.1:PATH`.
+/// `USER@127.0.0.1:PATH`.
 pub fn remote(p: &Path) -> String {
-    format!("root@127.0.0.1:{}", p.display())
+    format!("{USER}@127.0.0.1:{}", p.display())
 }
 
 /// The sum of `sent N bytes  received M bytes` in a `--stats` output.

@@ -62,9 +62,9 @@ enum Tool {
     Cp,
     Floor,
     CreateFloor,
-    /// `opsync sync -e SSH SRC root@127.0.0.1:DST` (the remote workloads).
+    /// `opsync sync -e SSH SRC opsync-bench@127.0.0.1:DST` (the remote workloads).
     OpsyncSsh,
-    /// `rsync -a --delete -e SSH SRC/ root@127.0.0.1:DST/`.
+    /// `rsync -a --delete -e SSH SRC/ opsync-bench@127.0.0.1:DST/`.
     RsyncSsh,
 }
 

@@ -335,18 +335,28 @@ pub(crate) fn run(
         if !opts.dry_run {
             remote::lock_dest(&fd, dst)?;
         }
-        let total = match opts.max_delete {
-            Some(sync_engine::MaxDelete::Percent(_)) => {
-                remote::count_entries(std::os::fd::AsFd::as_fd(&fd))
-            }
-            _ => 0,
-        };
         let scan_fd = fd.try_clone().map_err(|e| sync_engine::Error::Io {
             op: "open destination",
             path: dst.to_owned(),
             source: e,
         })?;
         let tree = remote::scan_dest(scan_fd, meta, dst, opts)?;
+        // A scan with no rule, no other filesystem and no error listed every entry below the
+        // root: the count is the listing's, with no second walk of DST.
+        let total = match opts.max_delete {
+            Some(sync_engine::MaxDelete::Percent(_))
+                if opts.filters.is_empty()
+                    && opts.excludes.is_empty()
+                    && opts.one_file_system == 0
+                    && tree.errors.is_empty() =>
+            {
+                tree.listing.len().saturating_sub(1) as u64
+            }
+            Some(sync_engine::MaxDelete::Percent(_)) => {
+                remote::count_entries(std::os::fd::AsFd::as_fd(&fd))
+            }
+            _ => 0,
+        };
         Ok((Some(Target::new(fd)), tree, total))
     })();
     let (target, tree, total) = match setup {
