@@ -249,6 +249,7 @@ fn encode_start(role: Role, path: &Path, o: &RemoteOptions) -> Vec<u8> {
     for x in &e.filters {
         enc.str(x);
     }
+    enc.u8(u8::from(e.xattrs) | u8::from(e.acls) << 1 | u8::from(e.hard_links) << 2);
     enc.take()
 }
 
@@ -290,6 +291,10 @@ fn decode_start(p: &[u8]) -> io::Result<(Role, PathBuf, RemoteOptions)> {
     for _ in 0..d.u32()? {
         e.filters.push(d.string()?);
     }
+    let attrs = d.u8()?;
+    e.xattrs = attrs & 1 != 0;
+    e.acls = attrs & 2 != 0;
+    e.hard_links = attrs & 4 != 0;
     Ok((
         role,
         path,
@@ -617,6 +622,8 @@ mod tests {
         o.engine.dry_run = true;
         o.compress = true;
         o.bwlimit = 5000;
+        o.engine.acls = true;
+        o.engine.hard_links = true;
         let p = encode_start(Role::Sender, Path::new("/srv/data"), &o);
         let (role, path, back) = decode_start(&p).unwrap();
         assert_eq!(role, Role::Sender);
@@ -626,5 +633,6 @@ mod tests {
         assert!(back.engine.dry_run);
         assert!(back.compress);
         assert_eq!(back.bwlimit, 5000);
+        assert!(back.engine.acls && back.engine.hard_links && !back.engine.xattrs);
     }
 }
