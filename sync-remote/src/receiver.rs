@@ -610,7 +610,7 @@ mod tests {
         }
     }
 
-    fn meta(kind: Kind, size: u64) -> remote::Meta {
+    pub(super) fn meta(kind: Kind, size: u64) -> remote::Meta {
         remote::Meta {
             kind,
             perm: 0o644,
@@ -627,11 +627,20 @@ mod tests {
         }
     }
 
-    type Frames = Vec<(u8, Vec<u8>)>;
+    pub(super) type Frames = Vec<(u8, Vec<u8>)>;
 
     /// Runs the receiver on DST `dst` with the sender's frames `frames`; returns the frames
     /// it sent back and its result.
     fn receive(dst: &Path, frames: &[(u8, Vec<u8>)]) -> (Frames, Result<Report, RemoteError>) {
+        receive_with(dst, frames, &Options::default())
+    }
+
+    /// [`receive`] with the run's options `opts`.
+    pub(super) fn receive_with(
+        dst: &Path,
+        frames: &[(u8, Vec<u8>)],
+        opts: &Options,
+    ) -> (Frames, Result<Report, RemoteError>) {
         let mut input = Vec::new();
         for (t, p) in frames {
             input.push(*t);
@@ -644,13 +653,7 @@ mod tests {
             Counter::default(),
         )));
         let reader = FrameReader::new(Box::new(Cursor::new(input)), Counter::default());
-        let r = run(
-            dst,
-            reader,
-            out.clone(),
-            &Options::default(),
-            &sync_engine::NoObserver,
-        );
+        let r = run(dst, reader, out.clone(), opts, &sync_engine::NoObserver);
         let _ = out.lock().unwrap().flush();
         let bytes = back.0.lock().unwrap().clone();
         let mut r2 = FrameReader::new(Box::new(Cursor::new(bytes)), Counter::default());
@@ -661,7 +664,7 @@ mod tests {
         (got, r)
     }
 
-    fn summary() -> (u8, Vec<u8>) {
+    pub(super) fn summary() -> (u8, Vec<u8>) {
         (tag::SUMMARY, wire::encode_report(&Report::default()))
     }
 
@@ -784,5 +787,105 @@ mod tests {
             1,
             "temporary file left"
         );
+    }
+}
+
+#[cfg(test)]
+mod link_and_xattr_tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::tests::*;
+    use super::*;
+
+    fn link(leader: &[u8], path: &[u8]) -> (u8, Vec<u8>) {
+        (
+            tag::LINK,
+            Enc::new().bytes(leader).bytes(path).bool(true).take(),
+        )
+    }
+
+    #[test]
+    fn link_frames_naming_paths_outside_dst_or_through_a_symlink_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("dst");
+        std::fs::create_dir_all(dst.join("d")).unwrap();
+        std::fs::write(dst.join("f"), b"inside").unwrap();
+        std::fs::write(tmp.path().join("secret"), b"outside").unwrap();
+        std::os::unix::fs::symlink(tmp.path(), dst.join("up")).unwrap();
+        let mut frames = vec![
+            // A link to a file outside DST, through a symlink or `..`, or from a root path.
+            link(b"up/secret", b"stolen"),
+            link(b"../secret", b"stolen"),
+            link(b"/etc/passwd", b"stolen"),
+            link(b"d/../../secret", b"stolen"),
+            // A link made outside DST.
+            link(b"f", b"up/evil"),
+            link(b"f", b"../evil"),
+            link(b"f", b"d//evil"),
+            // A good one.
+            link(b"f", b"d/g"),
+        ];
+        frames.push(summary());
+        frames.push((tag::END, Vec::new()));
+        let mut opts = Options::default();
+        opts.hard_links = true;
+        let (_, r) = receive_with(&dst, &frames, &opts);
+        let r = r.unwrap();
+        assert_eq!(r.errors, 7, "{r:?}");
+        assert_eq!(r.created, 1, "{r:?}");
+        assert!(!tmp.path().join("evil").exists());
+        assert!(!dst.join("stolen").exists());
+        let (f, g) = (
+            std::fs::metadata(dst.join("f")).unwrap(),
+            std::fs::metadata(dst.join("d/g")).unwrap(),
+        );
+        assert_eq!((f.ino(), f.nlink()), (g.ino(), 2));
+        assert_eq!(std::fs::metadata(tmp.path().join("secret")).unwrap().nlink(), 1);
+        let mut names: Vec<_> = std::fs::read_dir(&dst)
+            .unwrap()
+            .chain(std::fs::read_dir(dst.join("d")).unwrap())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["d", "f", "g", "up"], "temporary names left");
+    }
+
+    #[test]
+    fn announced_xattrs_are_set_before_the_rename_and_system_names_are_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("dst");
+        std::fs::create_dir(&dst).unwrap();
+        let want = vec![
+            (b"system.evil".to_vec(), b"x".to_vec()),
+            (b"user.k".to_vec(), b"v".to_vec()),
+        ];
+        let frames = vec![
+            (
+                tag::XATTRS,
+                Enc::new().bytes(b"f").bool(false).u32(0).xattrs(&want).take(),
+            ),
+            (
+                tag::FILE,
+                Enc::new()
+                    .bytes(b"f")
+                    .meta(&meta(Kind::File, 1))
+                    .bool(true)
+                    .take(),
+            ),
+            (tag::DATA, b"x".to_vec()),
+            (tag::FILE_END, blake3::hash(b"x").as_bytes().to_vec()),
+            summary(),
+            (tag::END, Vec::new()),
+        ];
+        let mut opts = Options::default();
+        opts.xattrs = true;
+        let (_, r) = receive_with(&dst, &frames, &opts);
+        let r = r.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        let f = std::fs::File::open(dst.join("f")).unwrap();
+        let mut buf = [0u8; 16];
+        let n = rustix::fs::fgetxattr(&f, "user.k", &mut buf[..]).unwrap();
+        assert_eq!(&buf[..n], b"v");
+        assert!(rustix::fs::fgetxattr(&f, "system.evil", &mut buf[..]).is_err());
     }
 }
