@@ -360,7 +360,7 @@ fn remote_protocol_versions_that_differ_give_one_error_naming_both() {
     assert!(
         err.contains("protocol version mismatch")
             && err.contains(&format!(
-                "opsync {} speaks protocol 2",
+                "opsync {} speaks protocol 3",
                 env!("CARGO_PKG_VERSION")
             ))
             && err.contains("opsync 9.9.9 speaks protocol 99"),
@@ -773,5 +773,190 @@ fn set_mtime(paths: &[std::path::PathBuf], secs: u64) {
         std::fs::File::open(p)
             .and_then(|f| f.set_modified(t))
             .unwrap();
+    }
+}
+
+/// The trees' differences that `-aHAX` adds to a snapshot's: hard-link groups, then every
+/// extended attribute and ACL (`want` is rsync's tree, `got` opsync's).
+fn hax_differences(want: &Path, got: &Path) -> Vec<String> {
+    use crate::sync_diff::options::{attr_dump, link_groups};
+    let mut msgs = Vec::new();
+    match (link_groups(want), link_groups(got)) {
+        (Ok(a), Ok(b)) if a == b => {}
+        (a, b) => msgs.push(format!(
+            "hard-link groups differ:\nrsync:  {a:?}\nopsync: {b:?}"
+        )),
+    }
+    match (attr_dump(want), attr_dump(got)) {
+        (Ok(a), Ok(b)) if a == b => {}
+        (Ok(a), Ok(b)) => {
+            let only = |x: &[String], y: &[String], who: &str| {
+                x.iter()
+                    .filter(|l| !y.contains(l))
+                    .map(|l| format!("  only {who}: {l}"))
+                    .collect::<Vec<_>>()
+            };
+            let mut lines = only(&a, &b, "rsync");
+            lines.extend(only(&b, &a, "opsync"));
+            msgs.push(render("xattrs or ACLs differ", &lines, 25));
+        }
+        (a, b) => msgs.push(format!("cannot read xattrs: {:?} {:?}", a.err(), b.err())),
+    }
+    msgs
+}
+
+/// `rsync -aHAX --delete -e ssh` push against `opsync sync -aHAX` push and pull: the trees,
+/// link groups, xattrs and ACLs in `a` (rsync), `b` (push) and `c` (pull) must be the same,
+/// and a second push prints nothing.
+fn hax_round(h: &Hosts, t: &Path, items: bool) -> Vec<String> {
+    let mut msgs = Vec::new();
+    let want = rsync_push_with(h, &["-HAX"], &t.join("src"), &t.join("a"));
+    let src = t.join("src").display().to_string();
+    let flags = ["-aHAX", "-i"];
+    let push = opsync_remote(h, &flags, &src, &h.remote(&t.join("b")));
+    let pull = opsync_remote(
+        h,
+        &flags,
+        &h.remote(&t.join("src")),
+        &t.join("c").display().to_string(),
+    );
+    for (what, out, want) in [("push", &push, want.clone()), ("pull", &pull, as_pulled(&want))] {
+        if !out.status.success() {
+            msgs.push(format!("opsync {what} -aHAX failed: {}", show(out)));
+        } else if items && let Err(e) = same_items(&want, &out.stdout) {
+            msgs.push(format!("opsync {what} -aHAX: {e}"));
+        }
+    }
+    let a = snapshot(&t.join("a")).unwrap();
+    for (what, d) in [("push", "b"), ("pull", "c")] {
+        let lines = a.diff("rsync", &snapshot(&t.join(d)).unwrap(), what);
+        if !lines.is_empty() {
+            msgs.push(render(
+                &format!("opsync {what} -aHAX differs from rsync -aHAX --delete -e ssh"),
+                &lines,
+                25,
+            ));
+        }
+        for m in hax_differences(&t.join("a"), &t.join(d)) {
+            msgs.push(format!("opsync {what} -aHAX: {m}"));
+        }
+    }
+    let again = opsync_remote(h, &flags, &src, &h.remote(&t.join("b")));
+    if !again.status.success() || !again.stdout.is_empty() {
+        msgs.push(format!(
+            "a second push -aHAX -i should print nothing: {}",
+            show(&again)
+        ));
+    }
+    msgs
+}
+
+/// `-aHAX` over ssh on random hostile trees (with hard links; xattrs, `trusted.*` ones and
+/// ACLs set on SRC, others on DST), push and pull, against `rsync -aHAX --delete -e ssh`.
+#[test]
+fn remote_hax_push_and_pull_give_rsyncs_result() {
+    opsync_tests::require_program("setfattr", "attr");
+    opsync_tests::require_program("setfacl", "acl");
+    use crate::sync_diff::options::{decorate, link_groups};
+    let h = Hosts::start();
+    let mut failures = Vec::new();
+    let mut linked = 0;
+    let n = seeds().min(4);
+    for seed in 200..200 + n {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("opsync-remote-hax-{seed}-"))
+            .tempdir()
+            .unwrap();
+        let t = tmp.path();
+        let opts = GenOptions::default();
+        let src_tree = Tree::random(seed, &opts);
+        src_tree.build(&t.join("src")).unwrap();
+        decorate(&t.join("src"), seed).unwrap();
+        let stale = src_tree.stale(
+            seed,
+            &StaleOptions {
+                change_percent: 30,
+                trap_percent: 10,
+                extraneous_percent: 25,
+                outside: b"/nonexistent".to_vec(),
+                outside_from_root: b"../outside".to_vec(),
+            },
+            &opts,
+        );
+        for d in ["a", "b", "c"] {
+            stale.tree.build(&t.join(d)).unwrap();
+            decorate(&t.join(d), seed ^ 0x55).unwrap();
+        }
+        if !link_groups(&t.join("src")).unwrap().is_empty() {
+            linked += 1;
+        }
+        let msgs = hax_round(&h, t, false);
+        if !msgs.is_empty() {
+            failures.push(format!("seed {seed}:\n{}", msgs.join("\n")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(linked * 2 >= n, "too few seeds had hard links: {linked} of {n}");
+}
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-ec", cmd]).output().unwrap();
+    assert!(out.status.success(), "{cmd}: {}", show(&out));
+}
+
+/// `-aHAX` over ssh, push and pull, on the cases that matter, with rsync's trees, xattrs,
+/// ACLs, link groups and itemize lines: a changed xattr on an unchanged file, a removed one, a
+/// `trusted.*` one, an ACL on a file, a default ACL on an existing and on a new directory, a
+/// link group whose first member exists in DST and whose other is new, and a link group of
+/// DST broken in SRC (its members' contents differ now: the old link must not carry the new
+/// content to the other name).
+#[test]
+fn remote_hax_cases_give_rsyncs_result() {
+    opsync_tests::require_program("setfattr", "attr");
+    opsync_tests::require_program("setfacl", "acl");
+    let h = Hosts::start();
+    // Old mtimes everywhere: rsync leaves the mtime of an entry without data alone when it is
+    // in the current second.
+    let t = h.dir.path().join("hax");
+    let (src, dst) = (t.join("src"), t.join("stale"));
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::create_dir_all(dst.join("sub")).unwrap();
+    let (s, d) = (src.display(), dst.display());
+    sh(&format!(
+        "cd {s}
+        echo same > same; setfattr -n user.k -v new same
+        echo gone > gone; setfattr -n user.keep -v 1 gone
+        echo trust > trust; setfattr -n trusted.t -v 0x00ff trust
+        echo acl > acl; setfacl -m u:1001:r-x,g:100:rw- acl
+        mkdir dacl newd; setfacl -d -m u:1001:rwx dacl newd; echo in > newd/f
+        setfattr -n user.dir -v 1 newd
+        echo linked > l1; ln l1 sub/l2
+        echo b1 > b1; echo other-content > sub/b2
+        touch -d @1500000000 same gone trust acl newd/f l1 b1 sub/b2 newd dacl sub ."
+    ));
+    sh(&format!(
+        "cd {d}
+        echo same > same; setfattr -n user.k -v old same
+        echo gone > gone; setfattr -n user.keep -v 1 gone; setfattr -n user.old -v 1 gone
+        echo trust > trust; setfattr -n trusted.t -v 0x0000 trust
+        echo acl > acl
+        mkdir dacl
+        echo linked > l1
+        echo b1 > b1; ln b1 sub/b2
+        touch -d @1500000000 same gone trust acl l1 b1 dacl sub ."
+    ));
+    for x in ["a", "b", "c"] {
+        sh(&format!("cp -a {d} {}", t.join(x).display()));
+    }
+    let msgs = hax_round(&h, &t, true);
+    assert!(msgs.is_empty(), "{}", msgs.join("\n"));
+    // What the cases are about, in opsync's trees (rsync's are the same, compared above).
+    for x in ["b", "c"] {
+        let r = t.join(x);
+        assert_eq!(std::fs::read(r.join("b1")).unwrap(), b"b1\n", "{x}");
+        assert_eq!(std::fs::read(r.join("sub/b2")).unwrap(), b"other-content\n");
+        let ino = |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(r.join(p)).unwrap());
+        assert_eq!(ino("l1"), ino("sub/l2"), "{x}: l1 and sub/l2 are not linked");
+        assert_ne!(ino("b1"), ino("sub/b2"), "{x}: b1 and sub/b2 are still linked");
     }
 }
