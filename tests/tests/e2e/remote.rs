@@ -807,24 +807,33 @@ fn hax_differences(want: &Path, got: &Path) -> Vec<String> {
 
 /// `rsync -aHAX --delete -e ssh` push against `opsync sync -aHAX` push and pull: the trees,
 /// link groups, xattrs and ACLs in `a` (rsync), `b` (push) and `c` (pull) must be the same,
-/// and a second push prints nothing.
+/// and a second push prints what a second rsync push prints.
 fn hax_round(h: &Hosts, t: &Path, items: bool) -> Vec<String> {
+    attrs_round(h, t, &["-H", "-A", "-X"], items)
+}
+
+/// [`hax_round`] with `flags` (given to rsync `-ai --delete` and to `opsync sync -a -i`).
+fn attrs_round(h: &Hosts, t: &Path, flags: &[&str], items: bool) -> Vec<String> {
     let mut msgs = Vec::new();
-    let want = rsync_push_with(h, &["-HAX"], &t.join("src"), &t.join("a"));
+    let want = rsync_push_with(h, flags, &t.join("src"), &t.join("a"));
     let src = t.join("src").display().to_string();
-    let flags = ["-aHAX", "-i"];
-    let push = opsync_remote(h, &flags, &src, &h.remote(&t.join("b")));
+    let flags = [&["-a"][..], flags, &["-i"]].concat();
+    let flags = &flags[..];
+    let push = opsync_remote(h, flags, &src, &h.remote(&t.join("b")));
     let pull = opsync_remote(
         h,
-        &flags,
+        flags,
         &h.remote(&t.join("src")),
         &t.join("c").display().to_string(),
     );
-    for (what, out, want) in [("push", &push, want.clone()), ("pull", &pull, as_pulled(&want))] {
+    for (what, out, want) in [
+        ("push", &push, want.clone()),
+        ("pull", &pull, as_pulled(&want)),
+    ] {
         if !out.status.success() {
-            msgs.push(format!("opsync {what} -aHAX failed: {}", show(out)));
+            msgs.push(format!("opsync {what} {flags:?} failed: {}", show(out)));
         } else if items && let Err(e) = same_items(&want, &out.stdout) {
-            msgs.push(format!("opsync {what} -aHAX: {e}"));
+            msgs.push(format!("opsync {what} {flags:?}: {e}"));
         }
     }
     let a = snapshot(&t.join("a")).unwrap();
@@ -832,21 +841,23 @@ fn hax_round(h: &Hosts, t: &Path, items: bool) -> Vec<String> {
         let lines = a.diff("rsync", &snapshot(&t.join(d)).unwrap(), what);
         if !lines.is_empty() {
             msgs.push(render(
-                &format!("opsync {what} -aHAX differs from rsync -aHAX --delete -e ssh"),
+                &format!("opsync {what} {flags:?} differs from rsync -a {flags:?} --delete -e ssh"),
                 &lines,
                 25,
             ));
         }
         for m in hax_differences(&t.join("a"), &t.join(d)) {
-            msgs.push(format!("opsync {what} -aHAX: {m}"));
+            msgs.push(format!("opsync {what} {flags:?}: {m}"));
         }
     }
-    let again = opsync_remote(h, &flags, &src, &h.remote(&t.join("b")));
-    if !again.status.success() || !again.stdout.is_empty() {
-        msgs.push(format!(
-            "a second push -aHAX -i should print nothing: {}",
-            show(&again)
-        ));
+    // A second run: what rsync's second run prints (nothing, unless rsync's result is not
+    // SRC's, as with a masked ACL).
+    let want = rsync_push_with(h, &flags[1..flags.len() - 1], &t.join("src"), &t.join("a"));
+    let again = opsync_remote(h, flags, &src, &h.remote(&t.join("b")));
+    if !again.status.success() {
+        msgs.push(format!("a second push {flags:?} failed: {}", show(&again)));
+    } else if let Err(e) = same_items(&want, &again.stdout) {
+        msgs.push(format!("a second push {flags:?}: {e}"));
     }
     msgs
 }
@@ -896,7 +907,10 @@ fn remote_hax_push_and_pull_give_rsyncs_result() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(linked * 2 >= n, "too few seeds had hard links: {linked} of {n}");
+    assert!(
+        linked * 2 >= n,
+        "too few seeds had hard links: {linked} of {n}"
+    );
 }
 
 fn sh(cmd: &str) {
@@ -955,8 +969,78 @@ fn remote_hax_cases_give_rsyncs_result() {
         let r = t.join(x);
         assert_eq!(std::fs::read(r.join("b1")).unwrap(), b"b1\n", "{x}");
         assert_eq!(std::fs::read(r.join("sub/b2")).unwrap(), b"other-content\n");
-        let ino = |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(r.join(p)).unwrap());
-        assert_eq!(ino("l1"), ino("sub/l2"), "{x}: l1 and sub/l2 are not linked");
-        assert_ne!(ino("b1"), ino("sub/b2"), "{x}: b1 and sub/b2 are still linked");
+        let ino =
+            |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(r.join(p)).unwrap());
+        assert_eq!(
+            ino("l1"),
+            ino("sub/l2"),
+            "{x}: l1 and sub/l2 are not linked"
+        );
+        assert_ne!(
+            ino("b1"),
+            ino("sub/b2"),
+            "{x}: b1 and sub/b2 are still linked"
+        );
+    }
+}
+
+/// rsync's ACL results that are not SRC's ACL (see the local `acl_masking_cases_match_rsync`),
+/// over ssh, push and pull: when a directory's sticky bit goes on (a new directory too) or
+/// setuid/setgid of a file goes off, rsync sets the ACL with the mode's group bits cleared, so
+/// an ACL whose `group::` entry equals them ends `group::---`, unless `-X` changes the entry's
+/// xattrs too. Trees, ACLs, xattrs and `-i` lines must be rsync's.
+#[test]
+fn remote_acl_masking_cases_give_rsyncs_result() {
+    opsync_tests::require_program("setfattr", "attr");
+    opsync_tests::require_program("setfacl", "acl");
+    let h = Hosts::start();
+    // name, SRC mode, DST mode (None: not in DST), directory, with a user xattr in SRC.
+    let cases: &[(&str, u32, Option<u32>, bool, bool)] = &[
+        ("new-sticky", 0o1777, None, true, false),
+        ("sticky-on", 0o1777, Some(0o777), true, false),
+        ("sticky-kept", 0o1777, Some(0o1777), true, false),
+        ("sticky-on-x", 0o1777, Some(0o777), true, true),
+        ("setuid-off", 0o777, Some(0o4777), false, false),
+        ("setuid-kept", 0o4777, Some(0o4777), false, false),
+        ("plain", 0o775, Some(0o644), false, false),
+        ("setgid-off", 0o775, Some(0o2775), false, false),
+        ("setuid-off-x", 0o777, Some(0o4777), false, true),
+    ];
+    for (n, flags) in [&["-A"][..], &["-A", "-X"]].into_iter().enumerate() {
+        let t = h.dir.path().join(format!("acl-masking-{n}"));
+        let (src, stale) = (t.join("src"), t.join("stale"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&stale).unwrap();
+        for &(name, smode, dmode, dir, xattr) in cases {
+            let (s, d) = (
+                src.join(name).display().to_string(),
+                stale.join(name).display().to_string(),
+            );
+            let make = if dir { "mkdir" } else { "echo x >" };
+            let mut cmd = format!(
+                "{make} '{s}'; setfacl -m u:1001:r-x,g:100:rw- '{s}'; chmod {smode:o} '{s}'; setfacl -m g::rwx '{s}'"
+            );
+            if xattr {
+                cmd += &format!("; setfattr -n user.k -v 1 '{s}'");
+            }
+            if let Some(m) = dmode {
+                cmd += &format!("; {make} '{d}'; chmod {m:o} '{d}'");
+            }
+            sh(&cmd);
+        }
+        sh(&format!(
+            "find '{}' '{}' -exec touch -h -d @1500000000 {{}} +",
+            src.display(),
+            stale.display()
+        ));
+        for x in ["a", "b", "c"] {
+            sh(&format!(
+                "cp -a '{}' '{}'",
+                stale.display(),
+                t.join(x).display()
+            ));
+        }
+        let msgs = attrs_round(&h, &t, flags, true);
+        assert!(msgs.is_empty(), "{flags:?}:\n{}", msgs.join("\n"));
     }
 }
