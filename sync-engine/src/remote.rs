@@ -15,8 +15,8 @@ pub use crate::error::{Error, FileError, Side};
 pub use crate::itemize::Change;
 pub use crate::listing::{Idx, Kind, Listing, Meta, NONE, Time, Xattrs};
 use crate::options::Options;
-pub use crate::plan::{Action, Group, Op, Plan, PlanOptions};
 use crate::plan::DeleteBudget;
+pub use crate::plan::{Action, Group, Op, Plan, PlanOptions};
 use crate::sys;
 pub use crate::xattr::Policy as XattrPolicy;
 

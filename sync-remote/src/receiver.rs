@@ -840,7 +840,12 @@ mod link_and_xattr_tests {
             std::fs::metadata(dst.join("d/g")).unwrap(),
         );
         assert_eq!((f.ino(), f.nlink()), (g.ino(), 2));
-        assert_eq!(std::fs::metadata(tmp.path().join("secret")).unwrap().nlink(), 1);
+        assert_eq!(
+            std::fs::metadata(tmp.path().join("secret"))
+                .unwrap()
+                .nlink(),
+            1
+        );
         let mut names: Vec<_> = std::fs::read_dir(&dst)
             .unwrap()
             .chain(std::fs::read_dir(dst.join("d")).unwrap())
@@ -862,7 +867,12 @@ mod link_and_xattr_tests {
         let frames = vec![
             (
                 tag::XATTRS,
-                Enc::new().bytes(b"f").bool(false).u32(0).xattrs(&want).take(),
+                Enc::new()
+                    .bytes(b"f")
+                    .bool(false)
+                    .u32(0)
+                    .xattrs(&want)
+                    .take(),
             ),
             (
                 tag::FILE,

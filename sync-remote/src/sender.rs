@@ -239,7 +239,10 @@ fn items(
                 }
                 (field(Update::HardLink, Kind::File, Change::NONE), None)
             } else {
-                (field(Update::HardLink, kind, m.change), Some(src.path(g.leader)))
+                (
+                    field(Update::HardLink, kind, m.change),
+                    Some(src.path(g.leader)),
+                )
             };
             lines.push(Line {
                 slot: this,
@@ -365,7 +368,15 @@ pub(crate) fn run(
             .count() as u64;
     }
     obs.planned(&counts);
-    items(&plan, &links, s, &dst, obs, push_side, popts.itemize_unchanged);
+    items(
+        &plan,
+        &links,
+        s,
+        &dst,
+        obs,
+        push_side,
+        popts.itemize_unchanged,
+    );
 
     let mut r = Report {
         dry_run: opts.dry_run,
