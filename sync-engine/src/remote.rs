@@ -178,15 +178,16 @@ pub fn attrs_masked(policy: &XattrPolicy, change: Change, sm: &Meta, dm: &Meta) 
     crate::apply::attrs_masked(policy, change, sm, dm)
 }
 
-/// SRC's mode when rsync sets a directory's ACL masked (`dst`: DST's directory as it was,
-/// `None` when the run creates it): the `masked` of [`Target::dir_attrs`].
+/// SRC's mode when rsync sets a directory's ACL masked (`dm`, `dx`: DST's directory as it
+/// was, `None` and none when the run creates it): the `masked` of [`Target::dir_attrs`].
 pub fn dir_masked(
     policy: &XattrPolicy,
     sm: &Meta,
     sx: &[(Vec<u8>, Vec<u8>)],
-    dst: Option<(&Meta, &[(Vec<u8>, Vec<u8>)])>,
+    dm: Option<&Meta>,
+    dx: &[(Vec<u8>, Vec<u8>)],
 ) -> Option<u32> {
-    crate::apply::dir_masked(policy, sm, sx, dst)
+    crate::apply::dir_masked(policy, sm, sx, dm, dx)
 }
 
 /// One `-H` group (SRC files of one device and inode), decided as a local run decides it.
@@ -225,7 +226,9 @@ pub fn plan_links(
     opts: &PlanOptions,
 ) -> Vec<LinkGroup> {
     use crate::apply::links::{rsync_order, single};
-    let mut by_ino: std::collections::HashMap<(u64, u64), Vec<(Vec<u8>, Idx, Idx)>> =
+    // Per SRC inode: each member's path, SRC entry and DST entry.
+    type Members = Vec<(Vec<u8>, Idx, Idx)>;
+    let mut by_ino: std::collections::HashMap<(u64, u64), Members> =
         std::collections::HashMap::new();
     for &(a, b) in linked {
         let Some(&ino) = src.inodes.get(&a) else {
@@ -238,7 +241,7 @@ pub fn plan_links(
         };
         by_ino.entry(ino).or_default().push((src.path(a), a, b));
     }
-    let mut groups: Vec<Vec<(Vec<u8>, Idx, Idx)>> = by_ino.into_values().collect();
+    let mut groups: Vec<Members> = by_ino.into_values().collect();
     for g in &mut groups {
         g.sort_by(|x, y| rsync_order(&x.0, &y.0));
     }
@@ -249,11 +252,17 @@ pub fn plan_links(
         let (a, b) = (*a, *b);
         let parent = *src.meta(src.entry(a).parent);
         let name = src.name(a);
-        let s1 = single(parent, name, *src.meta(a), &src.xattrs_of(a).to_vec());
+        let mut s1 = single(parent, name, *src.meta(a), &src.xattrs_of(a).to_vec());
+        if let Some(h) = src.hashes.get(&a) {
+            s1.hashes.insert(1, *h);
+        }
         let (d1, droot) = if b != NONE {
             let mut l = single(parent, name, *dst.meta(b), &dst.xattrs_of(b).to_vec());
             if let Some(i) = dst.inodes.get(&b) {
                 l.inodes.insert(1, *i);
+            }
+            if let Some(h) = dst.hashes.get(&b) {
+                l.hashes.insert(1, *h);
             }
             (l, 0)
         } else {

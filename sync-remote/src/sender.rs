@@ -226,13 +226,10 @@ fn items(
         }
         slot += g.members.len() as u32;
     }
-    drop(action);
     for (g, base) in links.iter().zip(bases) {
         let kind = src.meta(g.leader).kind;
-        let mut slot = base + g.actions.len() as u32;
-        for m in &g.members {
-            let this = slot;
-            slot += 1;
+        let first = base + g.actions.len() as u32;
+        for (this, m) in (first..).zip(&g.members) {
             let (field, link) = if m.linked {
                 if !unchanged {
                     continue;
@@ -328,9 +325,13 @@ pub(crate) fn run(
     let mut plan = remote::plan_tree(&tree.listing, &dst, &popts);
     // Same-size files whose contents decide (`-c`, racy copies in DST): without their hashes
     // the plan copies them; with them, it copies only those that differ.
+    // `-H`: the groups' first members are copied by the link phase's plan, which compares
+    // them the same way.
+    let leaders = remote::plan_links(&tree.listing, &dst, &plan.linked, &popts);
     let pairs: Vec<(Idx, Idx)> = plan
         .actions
         .iter()
+        .chain(leaders.iter().flat_map(|g| &g.actions))
         .filter(|a| {
             a.op == Op::Copy
                 && a.dst != NONE
@@ -340,6 +341,7 @@ pub(crate) fn run(
         })
         .map(|a| (a.src, a.dst))
         .collect();
+    drop(leaders);
     if !pairs.is_empty() {
         exchange_hashes(
             src,
@@ -1031,11 +1033,11 @@ impl Stream<'_> {
                 let want = s.xattrs_of(g.src);
                 let path = s.path(g.src);
                 if created {
-                    let masked = remote::dir_masked(xp, s.meta(g.src), want, None);
+                    let masked = remote::dir_masked(xp, s.meta(g.src), want, None, &[]);
                     self.xattrs(&path, want, masked)?;
                 } else if want != dst.xattrs_of(g.dst) {
-                    let d = Some((dst.meta(g.dst), dst.xattrs_of(g.dst)));
-                    let masked = remote::dir_masked(xp, s.meta(g.src), want, d);
+                    let (dm, dx) = (dst.meta(g.dst), dst.xattrs_of(g.dst));
+                    let masked = remote::dir_masked(xp, s.meta(g.src), want, Some(dm), dx);
                     self.xattrs(&path, want, masked)?;
                 }
             }
@@ -1045,7 +1047,11 @@ impl Stream<'_> {
         if plan.groups.is_empty() && create_root {
             if xp.any() {
                 let want = s.xattrs_of(0);
-                self.xattrs(b"", want, remote::dir_masked(xp, s.meta(0), want, None))?;
+                self.xattrs(
+                    b"",
+                    want,
+                    remote::dir_masked(xp, s.meta(0), want, None, &[]),
+                )?;
             }
             e.bytes(b"").meta(s.meta(0)).bool(false);
             send(out, tag::DIR_ATTRS, &e.take())?;

@@ -642,16 +642,17 @@ pub(crate) fn attrs_masked(
     .then_some(sm.perm)
 }
 
-/// SRC's mode when rsync sets a directory's ACL masked: when its sticky bit goes on (`dst`:
-/// DST's mode and attributes, `None` for a directory the run creates), unless its xattrs
-/// change too (`-X`).
+/// SRC's mode when rsync sets a directory's ACL masked: when its sticky bit goes on (`dm`:
+/// DST's attributes, `None` for a directory the run creates, whose `dx` are then empty),
+/// unless its xattrs change too (`-X`).
 pub(crate) fn dir_masked(
     policy: &crate::xattr::Policy,
     sm: &Meta,
     sx: &[(Vec<u8>, Vec<u8>)],
-    dst: Option<(&Meta, &[(Vec<u8>, Vec<u8>)])>,
+    dm: Option<&Meta>,
+    dx: &[(Vec<u8>, Vec<u8>)],
 ) -> Option<u32> {
-    let (dperm, dx) = dst.map_or((0, &[][..]), |(m, x)| (m.perm, x));
+    let dperm = dm.map_or(0, |m| m.perm);
     let xattrs_change = policy.xattrs && crate::xattr::others_differ(sx, dx);
     (!xattrs_change && crate::xattr::acl_set_masked(dperm, sm.perm, true)).then_some(sm.perm)
 }

@@ -255,7 +255,8 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
         &sh.xattrs,
         &sfinal.0,
         &sfinal.1,
-        dmeta.as_ref().zip(dxattrs.as_deref()),
+        dmeta.as_ref(),
+        dxattrs.as_deref().unwrap_or_default(),
     );
     // The listings are not needed below: free them before the subtree is walked.
     drop((s, d));
