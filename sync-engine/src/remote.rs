@@ -777,6 +777,70 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::split_path;
+    use super::*;
+    use crate::listing::build::{dir, file, listing};
+
+    fn opts() -> PlanOptions {
+        PlanOptions {
+            delete: true,
+            hard_links: true,
+            ..PlanOptions::default()
+        }
+    }
+
+    #[test]
+    fn link_groups_are_decided_as_the_local_link_phase() {
+        // SRC: `z` and `d/b` are links of each other; `d` comes after `z` in rsync's order
+        // (a directory's files before its subdirectories' contents).
+        let mut src = listing(dir(
+            b"",
+            vec![file(b"z", 3, 100), dir(b"d", vec![file(b"b", 3, 100)])],
+        ));
+        let (z, b) = (src.find(b"z").unwrap(), src.find(b"d/b").unwrap());
+        src.inodes.insert(z, (1, 7));
+        src.inodes.insert(b, (1, 7));
+        // DST has `z` alone: `d/b` is new.
+        let dst = listing(dir(b"", vec![file(b"z", 3, 100), dir(b"d", vec![])]));
+        let plan = plan_tree(&src, &dst, &opts());
+        assert!(plan.actions.iter().all(|a| a.src != z && a.src != b));
+        let g = plan_links(&src, &dst, &plan.linked, &opts());
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].leader, z);
+        assert!(g[0].actions.is_empty(), "{:?}", g[0].actions);
+        assert_eq!(g[0].members.len(), 1);
+        let m = g[0].members[0];
+        assert_eq!((m.src, m.dst, m.linked), (b, NONE, false));
+        assert!(m.change.contains(Change::NEW));
+
+        // DST has both, already linked: nothing to do.
+        let mut dst = listing(dir(
+            b"",
+            vec![file(b"z", 3, 100), dir(b"d", vec![file(b"b", 3, 100)])],
+        ));
+        let (dz, db) = (dst.find(b"z").unwrap(), dst.find(b"d/b").unwrap());
+        dst.inodes.insert(dz, (5, 9));
+        dst.inodes.insert(db, (5, 9));
+        let plan = plan_tree(&src, &dst, &opts());
+        let g = plan_links(&src, &dst, &plan.linked, &opts());
+        assert!(g[0].actions.is_empty());
+        assert!(g[0].members[0].linked);
+
+        // The leader changed in SRC: it is copied and the other made a link of it again.
+        let mut newer = listing(dir(
+            b"",
+            vec![file(b"z", 4, 200), dir(b"d", vec![file(b"b", 4, 200)])],
+        ));
+        newer.inodes = src.inodes.clone();
+        let plan = plan_tree(&newer, &dst, &opts());
+        let g = plan_links(&newer, &dst, &plan.linked, &opts());
+        assert_eq!(g[0].actions.len(), 1);
+        assert_eq!(
+            (g[0].actions[0].op, g[0].actions[0].src, g[0].actions[0].dst),
+            (Op::Copy, z, dz)
+        );
+        assert!(!g[0].members[0].linked);
+        assert_eq!(g[0].members[0].dst, db);
+    }
 
     #[test]
     fn names_that_leave_dst_are_refused() {

@@ -710,6 +710,34 @@ mod tests {
     }
 
     #[test]
+    fn xattrs_round_trip_and_bad_ones_are_malformed() {
+        let x = vec![
+            (b"user.b".to_vec(), vec![0u8, 1, 2]),
+            (b"user.a".to_vec(), Vec::new()),
+        ];
+        let buf = Enc::new().xattrs(&x).take();
+        let mut sorted = x.clone();
+        sorted.sort();
+        assert_eq!(Dec::new(&buf, "t").xattrs().unwrap(), sorted);
+        // A count larger than the payload could hold, an empty name, a NUL in a name.
+        assert!(
+            Dec::new(&Enc::new().u32(u32::MAX).take(), "t")
+                .xattrs()
+                .is_err()
+        );
+        let empty = Enc::new().u32(1).bytes(b"").bytes(b"v").take();
+        assert!(Dec::new(&empty, "t").xattrs().is_err());
+        let nul = Enc::new().u32(1).bytes(b"user.\0").bytes(b"v").take();
+        assert!(Dec::new(&nul, "t").xattrs().is_err());
+        let big = Enc::new()
+            .u32(1)
+            .bytes(b"user.x")
+            .bytes(&vec![0u8; MAX_XATTR_VALUE + 1])
+            .take();
+        assert!(Dec::new(&big, "t").xattrs().is_err());
+    }
+
+    #[test]
     fn hello_names_protocol_and_version() {
         let (p, v) = parse_hello(&hello()).unwrap();
         assert_eq!(p, PROTOCOL);
