@@ -840,10 +840,12 @@ impl Stream<'_> {
         let mut buf = vec![0u8; DATA_CHUNK];
         let mut e = Enc::new();
         // Changed files that exist in DST go as deltas: their signatures are asked for first,
-        // in one request, and arrive while the other actions are sent.
+        // in one request, and arrive while the other actions are sent. With `-H` the groups'
+        // first members too: the deltas are all applied before the link phase.
         let candidates: Vec<&remote::Action> = plan
             .actions
             .iter()
+            .chain(links.iter().flat_map(|g| &g.actions))
             .filter(|a| {
                 a.op == Op::Copy
                     && a.dst != NONE
@@ -958,13 +960,15 @@ impl Stream<'_> {
                 self.file(&mut source, &path, s.meta(a.src), false, &mut buf)?;
             }
         }
-        // `-H`, once every file is complete in DST: each group's leader like any file (whole,
-        // no delta), then the links to it. Their directories get their attributes again.
+        // `-H`, once every file is complete in DST: each group's leader like any file (sent as
+        // a delta above when it can be), then the links to it. Their directories get their
+        // attributes again.
         let mut link_dirs: Vec<Idx> = Vec::new();
         for g in links {
             for a in &g.actions {
                 let path = s.path(a.src);
                 match a.op {
+                    Op::Copy if is_candidate(a) => {}
                     Op::Copy => {
                         self.new_xattrs(xp, s, a.src)?;
                         let new = a.change.contains(Change::NEW);
