@@ -131,6 +131,9 @@ pub struct Plan {
     /// the parallel work finishes in.
     pub slots: u32,
     pub counts: PlanCounts,
+    /// `-H`: SRC files with other hard links and DST's entry of the same name (see
+    /// [`DirPlan::linked`]), left to a link phase after every directory (no action here).
+    pub linked: Vec<(Idx, Idx)>,
 }
 
 #[cfg(any(test, feature = "internals"))]
@@ -291,7 +294,8 @@ pub fn plan_dir(
 
 #[cfg(any(test, feature = "internals"))]
 /// Plans the mirror of `src` onto `dst` (whole listings): [`plan_dir`] on every directory.
-/// `dst` may be empty (no root): DST is then created. Hard links (`-H`) are not planned here.
+/// `dst` may be empty (no root): DST is then created. Hard links (`-H`) are not planned here:
+/// the files left to the link phase are in [`Plan::linked`].
 pub fn plan(src: &Listing, dst: &Listing, opts: &PlanOptions) -> Plan {
     let mut out = Plan::default();
     if src.is_empty() {
@@ -338,6 +342,7 @@ fn plan_tree(
     out.counts.created += c.created;
     out.counts.deletions += c.deletions;
     out.counts.attr_fixes += c.attr_fixes;
+    out.linked.extend_from_slice(&dp.linked);
     out.groups.push(Group {
         src: s,
         dst: d,

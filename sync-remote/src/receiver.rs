@@ -32,9 +32,28 @@ impl Observer for Forward {
 
 /// Entries of the listing per frame.
 const BATCH: usize = 2048;
+/// A listing frame is sent once it holds this many bytes (extended attributes can be large).
+const BATCH_BYTES: usize = 1 << 20;
 
-/// Sends DST's listing: entries in pre-order as (parent, meta, name, link).
-fn send_listing(out: &Out, l: &remote::Listing) -> Result<(), RemoteError> {
+/// What each listing entry carries besides (parent, meta, name, link): with `-H` its device and
+/// inode when it has other hard links, with `-X`/`-A` its extended attributes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extras {
+    pub inodes: bool,
+    pub xattrs: bool,
+}
+
+impl Extras {
+    pub(crate) fn of(opts: &Options) -> Extras {
+        Extras {
+            inodes: opts.hard_links,
+            xattrs: opts.xattrs || opts.acls,
+        }
+    }
+}
+
+/// Sends DST's listing: entries in pre-order as (parent, meta, name, link) and the `extras`.
+fn send_listing(out: &Out, l: &remote::Listing, extras: Extras) -> Result<(), RemoteError> {
     let mut e = Enc::new();
     let mut n = 0;
     for i in 0..l.len() as u32 {
@@ -43,8 +62,17 @@ fn send_listing(out: &Out, l: &remote::Listing) -> Result<(), RemoteError> {
             .meta(&ent.meta)
             .bytes(l.name(i))
             .bytes(l.link(i));
+        if extras.inodes {
+            match l.inodes.get(&i) {
+                Some(&(dev, ino)) => e.bool(true).u64(dev).u64(ino),
+                None => e.bool(false),
+            };
+        }
+        if extras.xattrs {
+            e.xattrs(l.xattrs_of(i));
+        }
         n += 1;
-        if n == BATCH {
+        if n == BATCH || e.0.len() >= BATCH_BYTES {
             send(out, tag::ENTRIES, &e.take())?;
             n = 0;
         }
@@ -67,6 +95,24 @@ struct Incoming {
     /// A delta's base: the old file.
     old: Option<std::fs::File>,
     delta: bool,
+    /// The extended attributes it gets (`-X`, `-A`).
+    xattrs: Option<Pending>,
+}
+
+/// An `XATTRS` frame received: what the next action on `path` gives its entry.
+struct Pending {
+    path: Vec<u8>,
+    want: remote::Xattrs,
+    masked: Option<u32>,
+}
+
+impl Pending {
+    fn given(p: &Option<Pending>) -> Option<remote::WantXattrs<'_>> {
+        p.as_ref().map(|p| remote::WantXattrs {
+            want: &p.want,
+            masked: p.masked,
+        })
+    }
 }
 
 struct Apply<'a> {
@@ -81,9 +127,19 @@ struct Apply<'a> {
     resend: Vec<Vec<u8>>,
     base: Vec<u8>,
     outbuf: Vec<u8>,
+    /// The last `XATTRS` frame, for the next action on its path.
+    xattrs: Option<Pending>,
+    /// `-X`/`-A`: which attributes are mirrored.
+    policy: remote::XattrPolicy,
 }
 
 impl Apply<'_> {
+    /// The extended attributes announced for the action on `path` (dropped when they were
+    /// announced for another path).
+    fn take_xattrs(&mut self, path: &[u8]) -> Option<Pending> {
+        self.xattrs.take().filter(|p| p.path == path)
+    }
+
     fn fail(&mut self, op: &'static str, path: &[u8], e: std::io::Error) {
         self.report.errors += 1;
         self.obs.error(&FileError {
@@ -97,7 +153,9 @@ impl Apply<'_> {
     /// The target, DST being created on the first action when it did not exist.
     fn target(&mut self) -> Result<&mut Target, RemoteError> {
         if self.target.is_none() {
-            self.target = Some(Target::create(self.dst)?);
+            let mut t = Target::create(self.dst)?;
+            t.set_xattr_policy(self.policy);
+            self.target = Some(t);
         }
         self.target
             .as_mut()
@@ -140,6 +198,7 @@ impl Apply<'_> {
                 if meta.kind != Kind::File {
                     return Err(stream(wire::malformed("file")));
                 }
+                let xattrs = self.take_xattrs(&path);
                 let file = match self.target()?.begin_file(&path, meta.perm) {
                     Ok(f) => Some(f),
                     Err(e) => {
@@ -156,6 +215,7 @@ impl Apply<'_> {
                     len: 0,
                     old: None,
                     delta: false,
+                    xattrs,
                 });
             }
             tag::DELTA_FILE => {
@@ -165,6 +225,7 @@ impl Apply<'_> {
                 if meta.kind != Kind::File {
                     return Err(stream(wire::malformed("delta file")));
                 }
+                let xattrs = self.take_xattrs(&path);
                 let t = self.target()?;
                 let old = t.open_old(&path).ok().flatten();
                 let file = match old.as_ref().map(|_| t.begin_file(&path, meta.perm)) {
@@ -188,6 +249,7 @@ impl Apply<'_> {
                     len: 0,
                     old,
                     delta: true,
+                    xattrs,
                 });
             }
             tag::DELTA => {
@@ -260,7 +322,8 @@ impl Apply<'_> {
                 }
                 let mut meta = cur.meta;
                 meta.size = cur.len;
-                match self.target()?.commit(f, &meta) {
+                let xattrs = Pending::given(&cur.xattrs);
+                match self.target()?.commit_with(f, &meta, xattrs) {
                     Ok(()) => {
                         self.report.files_copied += 1;
                         self.report.bytes_copied += cur.len;
@@ -276,7 +339,9 @@ impl Apply<'_> {
                 let meta = d.meta().map_err(m)?;
                 let link = d.bytes().map_err(m)?;
                 let new = d.bool().map_err(m)?;
-                match self.target()?.make(path, &meta, link) {
+                let xattrs = self.take_xattrs(path);
+                let given = Pending::given(&xattrs);
+                match self.target()?.make(path, &meta, link, given) {
                     Ok(()) => self.report.created += u64::from(new),
                     Err(e) => self.fail("create", path, e),
                 }
@@ -292,7 +357,9 @@ impl Apply<'_> {
                 if d.bool().map_err(m)? {
                     change |= Change::GROUP;
                 }
-                match self.target()?.set_attrs(path, &meta, change) {
+                let xattrs = self.take_xattrs(path);
+                let given = Pending::given(&xattrs);
+                match self.target()?.set_attrs(path, &meta, change, given) {
                     Ok(()) => self.report.attrs_fixed += 1,
                     Err(e) => self.fail("set attributes of", path, e),
                 }
@@ -305,9 +372,41 @@ impl Apply<'_> {
                 if meta.kind != Kind::Dir {
                     return Err(stream(wire::malformed("dir attrs")));
                 }
-                match self.target()?.dir_attrs(path, &meta) {
+                let xattrs = self.take_xattrs(path);
+                let given = Pending::given(&xattrs);
+                match self.target()?.dir_attrs(path, &meta, given) {
                     Ok(()) => self.report.attrs_fixed += u64::from(counted),
                     Err(e) => self.fail("set attributes of", path, e),
+                }
+            }
+            tag::XATTRS => {
+                let mut d = Dec::new(p, "xattrs");
+                let path = d.bytes().map_err(m)?.to_vec();
+                let masked = d.bool().map_err(m)?;
+                let perm = d.u32().map_err(m)? & 0o7777;
+                let want = d.xattrs().map_err(m)?;
+                if !self.policy.any() {
+                    return Err(stream(wire::malformed("xattrs")));
+                }
+                // Only names this end mirrors: a hostile sender cannot set `system.*` ones.
+                let want = want
+                    .into_iter()
+                    .filter(|(n, _)| self.policy.keeps(n))
+                    .collect();
+                self.xattrs = Some(Pending {
+                    path,
+                    want,
+                    masked: masked.then_some(perm),
+                });
+            }
+            tag::LINK => {
+                let mut d = Dec::new(p, "link");
+                let leader = d.bytes().map_err(m)?;
+                let path = d.bytes().map_err(m)?;
+                let new = d.bool().map_err(m)?;
+                match self.target()?.link(leader, path) {
+                    Ok(()) => self.report.created += u64::from(new),
+                    Err(e) => self.fail("hard link", path, e),
                 }
             }
             _ => {
@@ -357,7 +456,9 @@ pub(crate) fn run(
             }
             _ => 0,
         };
-        Ok((Some(Target::new(fd)), tree, total))
+        let mut target = Target::new(fd);
+        target.set_xattr_policy(remote::xattr_policy(opts, remote::euid() == 0));
+        Ok((Some(target), tree, total))
     })();
     let (target, tree, total) = match setup {
         Ok(v) => v,
@@ -385,7 +486,7 @@ pub(crate) fn run(
     }
     info.u64(tree.errors.len() as u64);
     send(&out, tag::DST_INFO, &info.take())?;
-    send_listing(&out, &tree.listing)?;
+    send_listing(&out, &tree.listing, Extras::of(opts))?;
     flush(&out)?;
     drop(tree);
 
@@ -400,6 +501,8 @@ pub(crate) fn run(
         obs,
         report: Report::default(),
         cur: None,
+        xattrs: None,
+        policy: remote::xattr_policy(opts, remote::euid() == 0),
     };
     let mut summary = None;
     let mut signers = Vec::new();
@@ -517,7 +620,7 @@ mod tests {
         }
     }
 
-    fn meta(kind: Kind, size: u64) -> remote::Meta {
+    pub(super) fn meta(kind: Kind, size: u64) -> remote::Meta {
         remote::Meta {
             kind,
             perm: 0o644,
@@ -534,11 +637,20 @@ mod tests {
         }
     }
 
-    type Frames = Vec<(u8, Vec<u8>)>;
+    pub(super) type Frames = Vec<(u8, Vec<u8>)>;
 
     /// Runs the receiver on DST `dst` with the sender's frames `frames`; returns the frames
     /// it sent back and its result.
     fn receive(dst: &Path, frames: &[(u8, Vec<u8>)]) -> (Frames, Result<Report, RemoteError>) {
+        receive_with(dst, frames, &Options::default())
+    }
+
+    /// [`receive`] with the run's options `opts`.
+    pub(super) fn receive_with(
+        dst: &Path,
+        frames: &[(u8, Vec<u8>)],
+        opts: &Options,
+    ) -> (Frames, Result<Report, RemoteError>) {
         let mut input = Vec::new();
         for (t, p) in frames {
             input.push(*t);
@@ -551,13 +663,7 @@ mod tests {
             Counter::default(),
         )));
         let reader = FrameReader::new(Box::new(Cursor::new(input)), Counter::default());
-        let r = run(
-            dst,
-            reader,
-            out.clone(),
-            &Options::default(),
-            &sync_engine::NoObserver,
-        );
+        let r = run(dst, reader, out.clone(), opts, &sync_engine::NoObserver);
         let _ = out.lock().unwrap().flush();
         let bytes = back.0.lock().unwrap().clone();
         let mut r2 = FrameReader::new(Box::new(Cursor::new(bytes)), Counter::default());
@@ -568,7 +674,7 @@ mod tests {
         (got, r)
     }
 
-    fn summary() -> (u8, Vec<u8>) {
+    pub(super) fn summary() -> (u8, Vec<u8>) {
         (tag::SUMMARY, wire::encode_report(&Report::default()))
     }
 
@@ -691,5 +797,115 @@ mod tests {
             1,
             "temporary file left"
         );
+    }
+}
+
+#[cfg(test)]
+mod link_and_xattr_tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::tests::*;
+    use super::*;
+
+    fn link(leader: &[u8], path: &[u8]) -> (u8, Vec<u8>) {
+        (
+            tag::LINK,
+            Enc::new().bytes(leader).bytes(path).bool(true).take(),
+        )
+    }
+
+    #[test]
+    fn link_frames_naming_paths_outside_dst_or_through_a_symlink_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("dst");
+        std::fs::create_dir_all(dst.join("d")).unwrap();
+        std::fs::write(dst.join("f"), b"inside").unwrap();
+        std::fs::write(tmp.path().join("secret"), b"outside").unwrap();
+        std::os::unix::fs::symlink(tmp.path(), dst.join("up")).unwrap();
+        let mut frames = vec![
+            // A link to a file outside DST, through a symlink or `..`, or from a root path.
+            link(b"up/secret", b"stolen"),
+            link(b"../secret", b"stolen"),
+            link(b"/etc/passwd", b"stolen"),
+            link(b"d/../../secret", b"stolen"),
+            // A link made outside DST.
+            link(b"f", b"up/evil"),
+            link(b"f", b"../evil"),
+            link(b"f", b"d//evil"),
+            // A good one.
+            link(b"f", b"d/g"),
+        ];
+        frames.push(summary());
+        frames.push((tag::END, Vec::new()));
+        let mut opts = Options::default();
+        opts.hard_links = true;
+        let (_, r) = receive_with(&dst, &frames, &opts);
+        let r = r.unwrap();
+        assert_eq!(r.errors, 7, "{r:?}");
+        assert_eq!(r.created, 1, "{r:?}");
+        assert!(!tmp.path().join("evil").exists());
+        assert!(!dst.join("stolen").exists());
+        let (f, g) = (
+            std::fs::metadata(dst.join("f")).unwrap(),
+            std::fs::metadata(dst.join("d/g")).unwrap(),
+        );
+        assert_eq!((f.ino(), f.nlink()), (g.ino(), 2));
+        assert_eq!(
+            std::fs::metadata(tmp.path().join("secret"))
+                .unwrap()
+                .nlink(),
+            1
+        );
+        let mut names: Vec<_> = std::fs::read_dir(&dst)
+            .unwrap()
+            .chain(std::fs::read_dir(dst.join("d")).unwrap())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["d", "f", "g", "up"], "temporary names left");
+    }
+
+    #[test]
+    fn announced_xattrs_are_set_before_the_rename_and_system_names_are_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("dst");
+        std::fs::create_dir(&dst).unwrap();
+        let want = vec![
+            (b"system.evil".to_vec(), b"x".to_vec()),
+            (b"user.k".to_vec(), b"v".to_vec()),
+        ];
+        let frames = vec![
+            (
+                tag::XATTRS,
+                Enc::new()
+                    .bytes(b"f")
+                    .bool(false)
+                    .u32(0)
+                    .xattrs(&want)
+                    .take(),
+            ),
+            (
+                tag::FILE,
+                Enc::new()
+                    .bytes(b"f")
+                    .meta(&meta(Kind::File, 1))
+                    .bool(true)
+                    .take(),
+            ),
+            (tag::DATA, b"x".to_vec()),
+            (tag::FILE_END, blake3::hash(b"x").as_bytes().to_vec()),
+            summary(),
+            (tag::END, Vec::new()),
+        ];
+        let mut opts = Options::default();
+        opts.xattrs = true;
+        let (_, r) = receive_with(&dst, &frames, &opts);
+        let r = r.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        let f = std::fs::File::open(dst.join("f")).unwrap();
+        let mut buf = [0u8; 16];
+        let n = rustix::fs::fgetxattr(&f, "user.k", &mut buf[..]).unwrap();
+        assert_eq!(&buf[..n], b"v");
+        assert!(rustix::fs::fgetxattr(&f, "system.evil", &mut buf[..]).is_err());
     }
 }

@@ -9,10 +9,14 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use sync_engine::itemize::{Update, field};
-use sync_engine::remote::{self, Change, Idx, Kind, Listing, NONE, Op, Plan, PlanOptions, Side};
+use sync_engine::remote::{
+    self, Action, Change, Idx, Kind, LinkGroup, Listing, NONE, Op, Plan, PlanOptions, Side,
+    XattrPolicy,
+};
 use sync_engine::{Error, FileError, Item, MaxDelete, Observer, Options, Report};
 
 use crate::delta;
+use crate::receiver::Extras;
 use crate::session::{Out, RemoteError, flush, parse_fatal, send, send_fatal, stream};
 use crate::wire::{self, DATA_CHUNK, Dec, Enc, FrameReader, tag};
 
@@ -26,7 +30,7 @@ struct DstInfo {
     scan_errors: u64,
 }
 
-fn read_dst(reader: &mut FrameReader) -> Result<(DstInfo, Listing), RemoteError> {
+fn read_dst(reader: &mut FrameReader, extras: Extras) -> Result<(DstInfo, Listing), RemoteError> {
     let (t, p) = reader.frame().map_err(stream)?;
     match t {
         tag::DST_INFO => {}
@@ -74,26 +78,43 @@ fn read_dst(reader: &mut FrameReader) -> Result<(DstInfo, Listing), RemoteError>
             let meta = d.meta().map_err(stream)?;
             let name = d.bytes().map_err(stream)?;
             let link = d.bytes().map_err(stream)?;
-            if listing.is_empty() {
+            let inode = match extras.inodes && d.bool().map_err(stream)? {
+                true => Some((d.u64().map_err(stream)?, d.u64().map_err(stream)?)),
+                false => None,
+            };
+            let xattrs = if extras.xattrs {
+                d.xattrs().map_err(stream)?
+            } else {
+                Vec::new()
+            };
+            let i = if listing.is_empty() {
                 if parent != NONE || meta.kind != Kind::Dir {
                     return Err(stream(wire::malformed("entries")));
                 }
                 listing = Listing::with_root_capacity(meta, 0, 0);
                 open.push(0);
-                continue;
-            }
-            while open.last().is_some_and(|&o| o != parent) {
-                if let Some(o) = open.pop() {
-                    listing.close(o);
+                0
+            } else {
+                while open.last().is_some_and(|&o| o != parent) {
+                    if let Some(o) = open.pop() {
+                        listing.close(o);
+                    }
                 }
+                if open.is_empty() || name.is_empty() || name.len() > 255 || link.len() > 4096 {
+                    return Err(stream(wire::malformed("entries")));
+                }
+                let link = (meta.kind == Kind::Symlink).then_some(link);
+                let i = listing.push(name, link, meta, parent);
+                if meta.kind == Kind::Dir {
+                    open.push(i);
+                }
+                i
+            };
+            if let Some(ino) = inode.filter(|_| meta.kind.is_linkable()) {
+                listing.inodes.insert(i, ino);
             }
-            if open.is_empty() || name.is_empty() || name.len() > 255 || link.len() > 4096 {
-                return Err(stream(wire::malformed("entries")));
-            }
-            let link = (meta.kind == Kind::Symlink).then_some(link);
-            let i = listing.push(name, link, meta, parent);
-            if meta.kind == Kind::Dir {
-                open.push(i);
+            if !xattrs.is_empty() {
+                listing.xattrs.insert(i, xattrs);
             }
         }
     }
@@ -105,9 +126,11 @@ fn read_dst(reader: &mut FrameReader) -> Result<(DstInfo, Listing), RemoteError>
 
 /// Reports the itemize lines of a plan in rsync's order (by output slot); `push_side`: this
 /// end is the client of a push. With `unchanged` (rsync's `-ii`, planned with
-/// `itemize_unchanged`) the entries that need nothing have their lines too.
+/// `itemize_unchanged`) the entries that need nothing have their lines too. The lines of the
+/// `-H` link phase (`links`) come last, as in a local run.
 fn items(
     plan: &Plan,
+    links: &[LinkGroup],
     src: &Listing,
     dst: &Listing,
     obs: &dyn Observer,
@@ -157,7 +180,8 @@ fn items(
             );
         }
     }
-    for a in &plan.actions {
+    let mut action = |a: &Action, slot: u32| {
+        let a = Action { slot, ..*a };
         match a.op {
             Op::Delete if a.change.contains(Change::TYPE) => {}
             Op::Delete => push(a.slot, Update::Delete, dst, a.dst, a.op, a.change, 0),
@@ -186,6 +210,46 @@ fn items(
             }
             Op::Unchanged => push(a.slot, Update::Attrs, src, a.src, a.op, a.change, 0),
             Op::Link | Op::Stamp => {}
+        }
+    };
+    for a in &plan.actions {
+        action(a, a.slot);
+    }
+    // Per group: the leader's lines, then its members'.
+    let mut bases = Vec::with_capacity(links.len());
+    let mut slot = plan.slots;
+    for g in links {
+        bases.push(slot);
+        for a in &g.actions {
+            action(a, slot);
+            slot += 1;
+        }
+        slot += g.members.len() as u32;
+    }
+    for (g, base) in links.iter().zip(bases) {
+        let kind = src.meta(g.leader).kind;
+        let first = base + g.actions.len() as u32;
+        for (this, m) in (first..).zip(&g.members) {
+            let (field, link) = if m.linked {
+                if !unchanged {
+                    continue;
+                }
+                (field(Update::HardLink, Kind::File, Change::NONE), None)
+            } else {
+                (
+                    field(Update::HardLink, kind, m.change),
+                    Some(src.path(g.leader)),
+                )
+            };
+            lines.push(Line {
+                slot: this,
+                field,
+                op: Op::Link,
+                kind,
+                path: src.path(m.src),
+                link,
+                bytes: 0,
+            });
         }
     }
     lines.sort_by_key(|l| l.slot);
@@ -218,7 +282,16 @@ pub(crate) fn run(
     obs: &dyn Observer,
     push_side: bool,
 ) -> Result<Report, RemoteError> {
-    let (info, mut dst) = read_dst(&mut reader)?;
+    let (info, mut dst) = read_dst(&mut reader, Extras::of(opts))?;
+    // `-X`/`-A`: the attributes the receiver mirrors (a receiver not running as root keeps
+    // `user.*` only, whatever this end can read).
+    let xattrs = remote::xattr_policy(opts, info.is_root);
+    if xattrs.any() {
+        tree.listing.xattrs.retain(|_, x| {
+            x.retain(|(n, _)| xattrs.keeps(n));
+            !x.is_empty()
+        });
+    }
     for e in &tree.errors {
         obs.error(e);
     }
@@ -246,15 +319,19 @@ pub(crate) fn run(
             Some(info.groups.clone())
         }),
         hashed_at: None,
-        hard_links: false,
+        hard_links: opts.hard_links,
         itemize_unchanged: opts.itemize_unchanged && obs.wants_items(),
     };
     let mut plan = remote::plan_tree(&tree.listing, &dst, &popts);
     // Same-size files whose contents decide (`-c`, racy copies in DST): without their hashes
     // the plan copies them; with them, it copies only those that differ.
+    // `-H`: the groups' first members are copied by the link phase's plan, which compares
+    // them the same way.
+    let leaders = remote::plan_links(&tree.listing, &dst, &plan.linked, &popts);
     let mut pairs: Vec<(Idx, Idx)> = plan
         .actions
         .iter()
+        .chain(leaders.iter().flat_map(|g| &g.actions))
         .filter(|a| {
             a.op == Op::Copy
                 && a.dst != NONE
@@ -268,6 +345,7 @@ pub(crate) fn run(
     if !opts.checksum {
         pairs.extend(recheck_pairs(&tree.listing, &dst, &opts.recheck, &pairs));
     }
+    drop(leaders);
     if !pairs.is_empty() {
         exchange_hashes(
             src,
@@ -291,8 +369,30 @@ pub(crate) fn run(
         plan.delete_limited = true;
     }
     let s = &tree.listing;
-    obs.planned(&plan.counts);
-    items(&plan, s, &dst, obs, push_side, popts.itemize_unchanged);
+    let links = remote::plan_links(s, &dst, &plan.linked, &popts);
+    let mut counts = plan.counts;
+    for g in &links {
+        let c = &g.counts;
+        counts.copies += c.copies;
+        counts.copy_bytes += c.copy_bytes;
+        counts.created += c.created;
+        counts.attr_fixes += c.attr_fixes;
+        counts.created += g
+            .members
+            .iter()
+            .filter(|m| !m.linked && m.change.contains(Change::NEW))
+            .count() as u64;
+    }
+    obs.planned(&counts);
+    items(
+        &plan,
+        &links,
+        s,
+        &dst,
+        obs,
+        push_side,
+        popts.itemize_unchanged,
+    );
 
     let mut r = Report {
         dry_run: opts.dry_run,
@@ -320,11 +420,11 @@ pub(crate) fn run(
         }
     }
     if opts.dry_run {
-        r.files_copied = plan.counts.copies;
-        r.bytes_copied = plan.counts.copy_bytes;
-        r.created = plan.counts.created;
-        r.deleted = plan.counts.deletions;
-        r.attrs_fixed = plan.counts.attr_fixes;
+        r.files_copied = counts.copies;
+        r.bytes_copied = counts.copy_bytes;
+        r.created = counts.created;
+        r.deleted = counts.deletions;
+        r.attrs_fixed = counts.attr_fixes;
     }
     // The replies (signatures, the resend list, the report, errors) are read by a thread of
     // their own, so the receiver's signatures flow while the actions are sent.
@@ -340,7 +440,7 @@ pub(crate) fn run(
     let sent = if opts.dry_run {
         Ok(())
     } else {
-        st.actions(src, &plan, s, &dst, !info.exists)
+        st.actions(src, &plan, &links, s, &dst, !info.exists, &xattrs)
     };
     let result = sent
         .and_then(|()| {
@@ -738,23 +838,54 @@ impl Stream<'_> {
         }
     }
 
+    /// `-X`/`-A`: announces the whole set of extended attributes `want` for the next action on
+    /// `path` (`masked`: see [`remote::attrs_masked`]).
+    fn xattrs(
+        &self,
+        path: &[u8],
+        want: &[(Vec<u8>, Vec<u8>)],
+        masked: Option<u32>,
+    ) -> Result<(), RemoteError> {
+        let mut e = Enc::new();
+        e.bytes(path)
+            .bool(masked.is_some())
+            .u32(masked.unwrap_or(0))
+            .xattrs(want);
+        send(self.out, tag::XATTRS, &e.take())
+    }
+
+    /// `-X`/`-A`: the attributes of SRC's `i`, for an entry made under a temporary name (none:
+    /// the receiver gives it none, nothing to send).
+    fn new_xattrs(&self, xp: &XattrPolicy, s: &Listing, i: Idx) -> Result<(), RemoteError> {
+        let want = s.xattrs_of(i);
+        if xp.any() && !want.is_empty() {
+            self.xattrs(&s.path(i), want, None)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn actions(
         &mut self,
         src: &Path,
         plan: &Plan,
+        links: &[LinkGroup],
         s: &Listing,
         dst: &Listing,
         create_root: bool,
+        xp: &XattrPolicy,
     ) -> Result<(), RemoteError> {
         let out = self.out;
         let mut source = remote::Source::open(src)?;
         let mut buf = vec![0u8; DATA_CHUNK];
         let mut e = Enc::new();
         // Changed files that exist in DST go as deltas: their signatures are asked for first,
-        // in one request, and arrive while the other actions are sent.
+        // in one request, and arrive while the other actions are sent. With `-H` the groups'
+        // first members too: the deltas are all applied before the link phase.
         let candidates: Vec<&remote::Action> = plan
             .actions
             .iter()
+            .chain(links.iter().flat_map(|g| &g.actions))
             .filter(|a| {
                 a.op == Op::Copy
                     && a.dst != NONE
@@ -795,9 +926,11 @@ impl Stream<'_> {
                     Op::Copy if is_candidate(a) => {}
                     Op::Copy => {
                         let new = a.change.contains(Change::NEW);
+                        self.new_xattrs(xp, s, a.src)?;
                         self.file(&mut source, &s.path(a.src), s.meta(a.src), new, &mut buf)?;
                     }
                     Op::Symlink | Op::Mknod => {
+                        self.new_xattrs(xp, s, a.src)?;
                         let m = s.meta(a.src);
                         let new = a.change.contains(Change::NEW);
                         e.bytes(&s.path(a.src))
@@ -807,6 +940,12 @@ impl Stream<'_> {
                         send(out, tag::MAKE, &e.take())?;
                     }
                     Op::SetAttrs => {
+                        let (want, have) = (s.xattrs_of(a.src), dst.xattrs_of(a.dst));
+                        if xp.any() && want != have {
+                            let (sm, dm) = (s.meta(a.src), dst.meta(a.dst));
+                            let masked = remote::attrs_masked(xp, a.change, sm, dm);
+                            self.xattrs(&s.path(a.src), want, masked)?;
+                        }
                         e.bytes(&s.path(a.src))
                             .meta(s.meta(a.src))
                             .bool(a.change.contains(Change::OWNER))
@@ -828,12 +967,14 @@ impl Stream<'_> {
                 let path = s.path(a.src);
                 match self.signature(id as u32)? {
                     Some(old) => {
+                        self.new_xattrs(xp, s, a.src)?;
                         self.delta_file(&mut source, &path, s.meta(a.src), &old, &mut bufs)?
                     }
                     None => whole.push(a),
                 }
             }
             for a in whole {
+                self.new_xattrs(xp, s, a.src)?;
                 self.file(&mut source, &s.path(a.src), s.meta(a.src), false, &mut buf)?;
             }
             send(out, tag::DELTAS_END, &[])?;
@@ -855,20 +996,107 @@ impl Stream<'_> {
                         detail: "resend of a file that was not sent as a delta".into(),
                     });
                 };
+                self.new_xattrs(xp, s, a.src)?;
                 self.file(&mut source, &path, s.meta(a.src), false, &mut buf)?;
+            }
+        }
+        // `-H`, once every file is complete in DST: each group's leader like any file (sent as
+        // a delta above when it can be), then the links to it. Their directories get their
+        // attributes again.
+        let mut link_dirs: Vec<Idx> = Vec::new();
+        for g in links {
+            for a in &g.actions {
+                let path = s.path(a.src);
+                match a.op {
+                    Op::Copy if is_candidate(a) => {}
+                    Op::Copy => {
+                        self.new_xattrs(xp, s, a.src)?;
+                        let new = a.change.contains(Change::NEW);
+                        self.file(&mut source, &path, s.meta(a.src), new, &mut buf)?;
+                    }
+                    Op::Mknod => {
+                        self.new_xattrs(xp, s, a.src)?;
+                        e.bytes(&path)
+                            .meta(s.meta(a.src))
+                            .bytes(b"")
+                            .bool(a.change.contains(Change::NEW));
+                        send(out, tag::MAKE, &e.take())?;
+                    }
+                    Op::SetAttrs => {
+                        let (want, have) = (s.xattrs_of(a.src), dst.xattrs_of(a.dst));
+                        if xp.any() && want != have {
+                            let (sm, dm) = (s.meta(a.src), dst.meta(a.dst));
+                            let masked = remote::attrs_masked(xp, a.change, sm, dm);
+                            self.xattrs(&path, want, masked)?;
+                        }
+                        e.bytes(&path)
+                            .meta(s.meta(a.src))
+                            .bool(a.change.contains(Change::OWNER))
+                            .bool(a.change.contains(Change::GROUP));
+                        send(out, tag::ATTRS, &e.take())?;
+                    }
+                    _ => {}
+                }
+                if matches!(a.op, Op::Copy | Op::Mknod) {
+                    link_dirs.push(s.entry(a.src).parent);
+                }
+            }
+            let leader = s.path(g.leader);
+            for m in g.members.iter().filter(|m| !m.linked) {
+                e.bytes(&leader)
+                    .bytes(&s.path(m.src))
+                    .bool(m.change.contains(Change::NEW));
+                send(out, tag::LINK, &e.take())?;
+                link_dirs.push(s.entry(m.src).parent);
+            }
+        }
+        link_dirs.sort_unstable();
+        link_dirs.dedup();
+        if !link_dirs.is_empty() {
+            // Those without a group of the plan here (the others are marked touched).
+            for (gi, g) in plan.groups.iter().enumerate() {
+                if let Ok(i) = link_dirs.binary_search(&g.src) {
+                    touched[gi] = true;
+                    link_dirs.remove(i);
+                }
+            }
+            for &d in link_dirs.iter().rev() {
+                e.bytes(&s.path(d)).meta(s.meta(d)).bool(false);
+                send(out, tag::DIR_ATTRS, &e.take())?;
             }
         }
         // Attributes of directories after all their contents, deepest first; the root of a
         // DST created by this run too.
         for (gi, g) in plan.groups.iter().enumerate().rev() {
             let counted = !g.finish.is_empty() && !g.finish.contains(Change::NEW);
-            if g.finish.is_empty() && !touched[gi] && !(gi == 0 && create_root) {
+            let created = g.dst == NONE || (gi == 0 && create_root);
+            if g.finish.is_empty() && !touched[gi] && !created {
                 continue;
+            }
+            if xp.any() {
+                let want = s.xattrs_of(g.src);
+                let path = s.path(g.src);
+                if created {
+                    let masked = remote::dir_masked(xp, s.meta(g.src), want, None, &[]);
+                    self.xattrs(&path, want, masked)?;
+                } else if want != dst.xattrs_of(g.dst) {
+                    let (dm, dx) = (dst.meta(g.dst), dst.xattrs_of(g.dst));
+                    let masked = remote::dir_masked(xp, s.meta(g.src), want, Some(dm), dx);
+                    self.xattrs(&path, want, masked)?;
+                }
             }
             e.bytes(&s.path(g.src)).meta(s.meta(g.src)).bool(counted);
             send(out, tag::DIR_ATTRS, &e.take())?;
         }
         if plan.groups.is_empty() && create_root {
+            if xp.any() {
+                let want = s.xattrs_of(0);
+                self.xattrs(
+                    b"",
+                    want,
+                    remote::dir_masked(xp, s.meta(0), want, None, &[]),
+                )?;
+            }
             e.bytes(b"").meta(s.meta(0)).bool(false);
             send(out, tag::DIR_ATTRS, &e.take())?;
         }

@@ -252,7 +252,7 @@ fn encode_start(role: Role, path: &Path, o: &RemoteOptions) -> Vec<u8> {
     for x in &e.filters {
         enc.str(x);
     }
-    // `--recheck-from`, for the sender of a pull (an older opsync ignores it); within half a
+    // `--recheck-from`, for the sender of a pull; within half a
     // frame: a longer list (the files a check found with other content) goes in part, the
     // next check finds the rest again.
     let mut recheck: &[Vec<u8>] = if role == Role::Sender {
@@ -274,6 +274,7 @@ fn encode_start(role: Role, path: &Path, o: &RemoteOptions) -> Vec<u8> {
     for p in recheck {
         enc.bytes(p);
     }
+    enc.u8(u8::from(e.xattrs) | u8::from(e.acls) << 1 | u8::from(e.hard_links) << 2);
     enc.take()
 }
 
@@ -316,11 +317,13 @@ fn decode_start(p: &[u8]) -> io::Result<(Role, PathBuf, RemoteOptions)> {
     for _ in 0..d.u32()? {
         e.filters.push(d.string()?);
     }
-    if !d.rest_is_empty() {
-        for _ in 0..d.u32()? {
-            e.recheck.push(d.bytes()?.to_vec());
-        }
+    for _ in 0..d.u32()? {
+        e.recheck.push(d.bytes()?.to_vec());
     }
+    let attrs = d.u8()?;
+    e.xattrs = attrs & 1 != 0;
+    e.acls = attrs & 2 != 0;
+    e.hard_links = attrs & 4 != 0;
     Ok((
         role,
         path,
@@ -650,6 +653,8 @@ mod tests {
         o.engine.dry_run = true;
         o.compress = true;
         o.bwlimit = 5000;
+        o.engine.acls = true;
+        o.engine.hard_links = true;
         let p = encode_start(Role::Sender, Path::new("/srv/data"), &o);
         let (role, path, back) = decode_start(&p).unwrap();
         assert_eq!(role, Role::Sender);
@@ -661,5 +666,6 @@ mod tests {
         assert!(back.engine.dry_run);
         assert!(back.compress);
         assert_eq!(back.bwlimit, 5000);
+        assert!(back.engine.acls && back.engine.hard_links && !back.engine.xattrs);
     }
 }

@@ -14,8 +14,9 @@ use sync_engine::remote::{Kind, Meta, Time};
 
 /// Starts every hello frame.
 pub const HELLO_MAGIC: &[u8; 8] = b"OPSYNC\x00\x01";
-/// The protocol this build speaks; both ends must speak the same.
-pub const PROTOCOL: u32 = 2;
+/// The protocol this build speaks; both ends must speak the same. 3: the start frame carries
+/// `-X`, `-A` and `-H`, and with them the listing entries their extended attributes and inodes.
+pub const PROTOCOL: u32 = 3;
 /// A frame's payload is at most this long (a bad length is a stream error, not an allocation).
 pub const MAX_FRAME: usize = 16 << 20;
 /// File data goes in frames of this size.
@@ -50,6 +51,11 @@ pub mod tag {
     pub const DELTA: u8 = 30;
     /// Sender to receiver: every delta was sent; the receiver answers with `RESEND`.
     pub const DELTAS_END: u8 = 31;
+    /// Sender to receiver (`-X`, `-A`): the whole set of extended attributes the entry of the
+    /// next action on the same path gets (path, masked mode, name/value pairs).
+    pub const XATTRS: u8 = 32;
+    /// Sender to receiver (`-H`): make a path a hard link of another one already in DST.
+    pub const LINK: u8 = 33;
     /// Receiver to sender: the files whose delta did not rebuild the sender's content.
     pub const RESEND: u8 = 52;
     /// Receiver to sender: the end of one file's signature, with the old file's length.
@@ -331,6 +337,20 @@ fn kind_of(c: u8) -> Option<Kind> {
     })
 }
 
+/// Longest extended attribute value accepted (Linux's limit).
+pub const MAX_XATTR_VALUE: usize = 64 << 10;
+
+impl Enc {
+    /// Extended attributes: count, then name and value of each.
+    pub fn xattrs(&mut self, x: &[(Vec<u8>, Vec<u8>)]) -> &mut Enc {
+        self.u32(x.len() as u32);
+        for (n, v) in x {
+            self.bytes(n).bytes(v);
+        }
+        self
+    }
+}
+
 /// A payload that ended early or held a bad value.
 pub fn malformed(what: &str) -> io::Error {
     io::Error::new(
@@ -405,6 +425,29 @@ impl<'a> Dec<'a> {
             protected: flags & 1 != 0,
             mount: flags & 2 != 0,
         })
+    }
+    /// Extended attributes as [`Enc::xattrs`] wrote them, sorted by name; names of 1 to 255
+    /// bytes without NUL, values of at most [`MAX_XATTR_VALUE`] bytes.
+    pub fn xattrs(&mut self) -> io::Result<sync_engine::remote::Xattrs> {
+        let n = self.u32()? as usize;
+        // Each pair takes at least 9 bytes: a count larger than the payload is malformed.
+        if n > self.buf.len() / 9 {
+            return Err(malformed(self.what));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = self.bytes()?;
+            let value = self.bytes()?;
+            if name.is_empty() || name.len() > 255 || name.contains(&0) {
+                return Err(malformed(self.what));
+            }
+            if value.len() > MAX_XATTR_VALUE {
+                return Err(malformed(self.what));
+            }
+            out.push((name.to_vec(), value.to_vec()));
+        }
+        out.sort();
+        Ok(out)
     }
     pub fn rest_is_empty(&self) -> bool {
         self.buf.is_empty()
@@ -512,6 +555,7 @@ const ERROR_OPS: &[&str] = &[
     "stat",
     "receive",
     "check",
+    "hard link",
 ];
 
 pub fn encode_error(e: &sync_engine::FileError) -> Vec<u8> {
@@ -663,6 +707,34 @@ mod tests {
         let buf = Enc::new().meta(&m).take();
         assert_eq!(Dec::new(&buf, "t").meta().unwrap(), m);
         assert!(Dec::new(&buf[..buf.len() - 1], "t").meta().is_err());
+    }
+
+    #[test]
+    fn xattrs_round_trip_and_bad_ones_are_malformed() {
+        let x = vec![
+            (b"user.b".to_vec(), vec![0u8, 1, 2]),
+            (b"user.a".to_vec(), Vec::new()),
+        ];
+        let buf = Enc::new().xattrs(&x).take();
+        let mut sorted = x.clone();
+        sorted.sort();
+        assert_eq!(Dec::new(&buf, "t").xattrs().unwrap(), sorted);
+        // A count larger than the payload could hold, an empty name, a NUL in a name.
+        assert!(
+            Dec::new(&Enc::new().u32(u32::MAX).take(), "t")
+                .xattrs()
+                .is_err()
+        );
+        let empty = Enc::new().u32(1).bytes(b"").bytes(b"v").take();
+        assert!(Dec::new(&empty, "t").xattrs().is_err());
+        let nul = Enc::new().u32(1).bytes(b"user.\0").bytes(b"v").take();
+        assert!(Dec::new(&nul, "t").xattrs().is_err());
+        let big = Enc::new()
+            .u32(1)
+            .bytes(b"user.x")
+            .bytes(&vec![0u8; MAX_XATTR_VALUE + 1])
+            .take();
+        assert!(Dec::new(&big, "t").xattrs().is_err());
     }
 
     #[test]

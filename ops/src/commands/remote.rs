@@ -60,14 +60,6 @@ pub fn run(
     // --verify=written is what the receiver does anyway: every file's BLAKE3 is checked
     // before its rename. --verify (all) compares both trees by content afterwards.
     let verify_all = args.verify == Some(crate::cli::VerifyScope::All) && !args.dry_run;
-    if opts.hard_links || opts.acls || opts.xattrs {
-        return fail(
-            Exit::Usage,
-            &anyhow!(
-                "-H, -A and -X are not carried over the connection yet: drop them for a remote path"
-            ),
-        );
-    }
     let bwlimit = match args.bwlimit.as_deref().map(sync_remote::parse_bwlimit) {
         None => 0,
         Some(Some(v)) => v,

@@ -62,7 +62,7 @@ pub(crate) fn enlist(ap: &Applier<'_>, a: Idx, b: Idx) {
 
 /// A directory's listing holding only the entry `m` (with attributes `meta` and `xattrs`) of a
 /// directory with attributes `parent`: what [`plan_dir`] plans one file from.
-fn single(parent: Meta, name: &[u8], meta: Meta, xattrs: &Xattrs) -> Listing {
+pub(crate) fn single(parent: Meta, name: &[u8], meta: Meta, xattrs: &Xattrs) -> Listing {
     let mut l = Listing::with_root_capacity(parent, 1, name.len());
     let i = l.push(name, None, meta, 0);
     if !xattrs.is_empty() {
@@ -110,7 +110,7 @@ pub(crate) fn run_links(
 /// rsync's file-list order of two paths (relative to the roots), which decides the leader of a
 /// group (rsync keeps the DST file of the first name it meets): in a directory its files come
 /// before the contents of its subdirectories, and subdirectories compare as `NAME/`.
-fn rsync_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+pub(crate) fn rsync_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     let (mut ia, mut ib) = (
         a.split(|c| *c == b'/').peekable(),
@@ -322,7 +322,7 @@ fn compare_leader(
 }
 
 /// Makes `dir/name` in DST a hard link of `ldir/lname`, under a temporary name renamed over it.
-fn link(
+pub(crate) fn link(
     dst_root: BorrowedFd<'_>,
     ldir: &[u8],
     lname: &[u8],

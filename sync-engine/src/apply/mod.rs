@@ -559,19 +559,7 @@ impl Applier<'_> {
         let owner = self.owners.for_meta(m);
         // rsync sets a changed ACL with the mode's group and other bits cleared when setuid
         // or setgid goes off (after the change of owner cleared what it clears).
-        let masked = {
-            let dm = self.dst.meta(a.dst);
-            let chown = a.change.contains(Change::OWNER) || a.change.contains(Change::GROUP);
-            let mut old = dm.perm;
-            if chown && m.kind == Kind::File && old & 0o6000 != 0 {
-                old &= if old & 0o010 != 0 { !0o6000 } else { !0o4000 };
-            }
-            let xattrs_change = self.xattrs.xattrs && a.change.contains(Change::XATTR);
-            (a.change.contains(Change::ACL)
-                && !xattrs_change
-                && crate::xattr::acl_set_masked(old, m.perm, false))
-            .then_some(m.perm)
-        };
+        let masked = attrs_masked(&self.xattrs, a.change, m, self.dst.meta(a.dst));
         if m.kind == Kind::File {
             let fd = sys::open_attrs_at(d, name)?;
             let st = sys::fstat(fd.as_fd())?;
@@ -632,6 +620,43 @@ impl Applier<'_> {
     }
 }
 
+/// SRC's mode when rsync sets the changed ACL of an existing non-directory masked (see
+/// [`crate::xattr::acl_set_masked`]): the attribute fix `change` of an entry whose mode is
+/// `dm`'s and becomes `sm`'s (after a change of owner cleared what it clears), unless its
+/// xattrs change too (`-X`). `None`: the ACL is set as it is.
+pub(crate) fn attrs_masked(
+    policy: &crate::xattr::Policy,
+    change: Change,
+    sm: &Meta,
+    dm: &Meta,
+) -> Option<u32> {
+    let chown = change.contains(Change::OWNER) || change.contains(Change::GROUP);
+    let mut old = dm.perm;
+    if chown && sm.kind == Kind::File && old & 0o6000 != 0 {
+        old &= if old & 0o010 != 0 { !0o6000 } else { !0o4000 };
+    }
+    let xattrs_change = policy.xattrs && change.contains(Change::XATTR);
+    (change.contains(Change::ACL)
+        && !xattrs_change
+        && crate::xattr::acl_set_masked(old, sm.perm, false))
+    .then_some(sm.perm)
+}
+
+/// SRC's mode when rsync sets a directory's ACL masked: when its sticky bit goes on (`dm`:
+/// DST's attributes, `None` for a directory the run creates, whose `dx` are then empty),
+/// unless its xattrs change too (`-X`).
+pub(crate) fn dir_masked(
+    policy: &crate::xattr::Policy,
+    sm: &Meta,
+    sx: &[(Vec<u8>, Vec<u8>)],
+    dm: Option<&Meta>,
+    dx: &[(Vec<u8>, Vec<u8>)],
+) -> Option<u32> {
+    let dperm = dm.map_or(0, |m| m.perm);
+    let xattrs_change = policy.xattrs && crate::xattr::others_differ(sx, dx);
+    (!xattrs_change && crate::xattr::acl_set_masked(dperm, sm.perm, true)).then_some(sm.perm)
+}
+
 /// See [`Applier::put_xattrs`]; `want` are SRC's attributes. `masked`: SRC's mode when rsync
 /// would set a changed access ACL masked (see [`crate::xattr::acl_set_masked`]): the ACL is
 /// then set as rsync leaves it ([`crate::xattr::masked_access_acl`]).
@@ -642,14 +667,25 @@ pub(crate) fn put_xattrs(
     want: &[(Vec<u8>, Vec<u8>)],
     masked: Option<u32>,
 ) -> io::Result<()> {
-    if !sh.xattrs.any() {
+    put_xattrs_with(&sh.xattrs, target, have, want, masked)
+}
+
+/// [`put_xattrs`] with the attributes `policy` mirrors.
+pub(crate) fn put_xattrs_with(
+    policy: &crate::xattr::Policy,
+    target: sys::XattrTarget<'_>,
+    have: Option<&[(Vec<u8>, Vec<u8>)]>,
+    want: &[(Vec<u8>, Vec<u8>)],
+    masked: Option<u32>,
+) -> io::Result<()> {
+    if !policy.any() {
         return Ok(());
     }
     let read;
     let have = match have {
         Some(h) => h,
         None => {
-            read = sys::xattrs_of(target, &|n| sh.xattrs.keeps(n))?;
+            read = sys::xattrs_of(target, &|n| policy.keeps(n))?;
             &read
         }
     };

@@ -250,11 +250,14 @@ pub(crate) fn walk(sh: &Shared<'_>, sides: &Sides<'_>, job: Job, read_done: Opti
     };
     // rsync sets a changed ACL with the mode's group and other bits cleared when the sticky
     // bit goes on (a directory it creates has none yet), unless xattrs change too.
-    let dperm = if created { 0 } else { d.listing.meta(0).perm };
-    let xattrs_change = sh.xattrs.xattrs
-        && crate::xattr::others_differ(&sfinal.1, dxattrs.as_deref().unwrap_or_default());
-    let masked = (!xattrs_change && crate::xattr::acl_set_masked(dperm, sfinal.0.perm, true))
-        .then_some(sfinal.0.perm);
+    let dmeta = (!created).then(|| *d.listing.meta(0));
+    let masked = super::dir_masked(
+        &sh.xattrs,
+        &sfinal.0,
+        &sfinal.1,
+        dmeta.as_ref(),
+        dxattrs.as_deref().unwrap_or_default(),
+    );
     // The listings are not needed below: free them before the subtree is walked.
     drop((s, d));
 

@@ -362,7 +362,7 @@ fn remote_protocol_versions_that_differ_give_one_error_naming_both() {
     assert!(
         err.contains("protocol version mismatch")
             && err.contains(&format!(
-                "opsync {} speaks protocol 2",
+                "opsync {} speaks protocol 3",
                 env!("CARGO_PKG_VERSION")
             ))
             && err.contains("opsync 9.9.9 speaks protocol 99"),
@@ -1221,5 +1221,300 @@ fn remote_recheck_from_compares_the_listed_files_by_content_push_and_pull() {
             "{what}: {}",
             show(&out)
         );
+    }
+}
+
+/// The trees' differences that `-aHAX` adds to a snapshot's: hard-link groups, then every
+/// extended attribute and ACL (`want` is rsync's tree, `got` opsync's).
+fn hax_differences(want: &Path, got: &Path) -> Vec<String> {
+    use crate::sync_diff::options::{attr_dump, link_groups};
+    let mut msgs = Vec::new();
+    match (link_groups(want), link_groups(got)) {
+        (Ok(a), Ok(b)) if a == b => {}
+        (a, b) => msgs.push(format!(
+            "hard-link groups differ:\nrsync:  {a:?}\nopsync: {b:?}"
+        )),
+    }
+    match (attr_dump(want), attr_dump(got)) {
+        (Ok(a), Ok(b)) if a == b => {}
+        (Ok(a), Ok(b)) => {
+            let only = |x: &[String], y: &[String], who: &str| {
+                x.iter()
+                    .filter(|l| !y.contains(l))
+                    .map(|l| format!("  only {who}: {l}"))
+                    .collect::<Vec<_>>()
+            };
+            let mut lines = only(&a, &b, "rsync");
+            lines.extend(only(&b, &a, "opsync"));
+            msgs.push(render("xattrs or ACLs differ", &lines, 25));
+        }
+        (a, b) => msgs.push(format!("cannot read xattrs: {:?} {:?}", a.err(), b.err())),
+    }
+    msgs
+}
+
+/// `rsync -aHAX --delete -e ssh` push against `opsync sync -aHAX` push and pull: the trees,
+/// link groups, xattrs and ACLs in `a` (rsync), `b` (push) and `c` (pull) must be the same,
+/// and a second push prints what a second rsync push prints.
+fn hax_round(h: &Hosts, t: &Path, items: bool) -> Vec<String> {
+    attrs_round(h, t, &["-H", "-A", "-X"], items)
+}
+
+/// [`hax_round`] with `flags` (given to rsync `-ai --delete` and to `opsync sync -a -i`).
+fn attrs_round(h: &Hosts, t: &Path, flags: &[&str], items: bool) -> Vec<String> {
+    let mut msgs = Vec::new();
+    let want = rsync_push_with(h, flags, &t.join("src"), &t.join("a"));
+    let src = t.join("src").display().to_string();
+    // With -H the lines are compared as sets: opsync prints the lines of each link group (its
+    // first member's, then the links') after the other lines, as a local run does; rsync
+    // prints a first member's line in its place and the links' lines late.
+    let hard = flags.contains(&"-H");
+    let sorted = |yes: bool, b: &[u8]| -> Vec<u8> {
+        if !yes {
+            return b.to_vec();
+        }
+        let mut l: Vec<&str> = std::str::from_utf8(b).unwrap_or_default().lines().collect();
+        l.sort_unstable();
+        l.iter()
+            .flat_map(|x| format!("{x}\n").into_bytes())
+            .collect()
+    };
+    let flags = [&["-a"][..], flags, &["-i"]].concat();
+    let flags = &flags[..];
+    let push = opsync_remote(h, flags, &src, &h.remote(&t.join("b")));
+    let pull = opsync_remote(
+        h,
+        flags,
+        &h.remote(&t.join("src")),
+        &t.join("c").display().to_string(),
+    );
+    for (what, out, want) in [
+        ("push", &push, want.clone()),
+        ("pull", &pull, as_pulled(&want)),
+    ] {
+        if !out.status.success() {
+            msgs.push(format!("opsync {what} {flags:?} failed: {}", show(out)));
+        } else if items && let Err(e) = same_items(&sorted(hard, &want), &sorted(hard, &out.stdout))
+        {
+            msgs.push(format!("opsync {what} {flags:?}: {e}"));
+        }
+    }
+    let a = snapshot(&t.join("a")).unwrap();
+    for (what, d) in [("push", "b"), ("pull", "c")] {
+        let lines = a.diff("rsync", &snapshot(&t.join(d)).unwrap(), what);
+        if !lines.is_empty() {
+            msgs.push(render(
+                &format!("opsync {what} {flags:?} differs from rsync -a {flags:?} --delete -e ssh"),
+                &lines,
+                25,
+            ));
+        }
+        for m in hax_differences(&t.join("a"), &t.join(d)) {
+            msgs.push(format!("opsync {what} {flags:?}: {m}"));
+        }
+    }
+    // A second run: what rsync's second run prints (nothing, unless rsync's result is not
+    // SRC's, as with a masked ACL).
+    let want = rsync_push_with(h, &flags[1..flags.len() - 1], &t.join("src"), &t.join("a"));
+    let again = opsync_remote(h, flags, &src, &h.remote(&t.join("b")));
+    if !again.status.success() {
+        msgs.push(format!("a second push {flags:?} failed: {}", show(&again)));
+    } else if let Err(e) = same_items(&sorted(hard, &want), &sorted(hard, &again.stdout)) {
+        msgs.push(format!("a second push {flags:?}: {e}"));
+    }
+    msgs
+}
+
+/// `-aHAX` over ssh on random hostile trees (with hard links; xattrs, `trusted.*` ones and
+/// ACLs set on SRC, others on DST), push and pull, against `rsync -aHAX --delete -e ssh`.
+#[test]
+fn remote_hax_push_and_pull_give_rsyncs_result() {
+    opsync_tests::require_program("setfattr", "attr");
+    opsync_tests::require_program("setfacl", "acl");
+    use crate::sync_diff::options::{decorate, link_groups};
+    let h = Hosts::start();
+    let mut failures = Vec::new();
+    let mut linked = 0;
+    let n = seeds().min(4);
+    for seed in 200..200 + n {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("opsync-remote-hax-{seed}-"))
+            .tempdir()
+            .unwrap();
+        let t = tmp.path();
+        let opts = GenOptions::default();
+        let src_tree = Tree::random(seed, &opts);
+        src_tree.build(&t.join("src")).unwrap();
+        decorate(&t.join("src"), seed).unwrap();
+        let stale = src_tree.stale(
+            seed,
+            &StaleOptions {
+                change_percent: 30,
+                trap_percent: 10,
+                extraneous_percent: 25,
+                outside: b"/nonexistent".to_vec(),
+                outside_from_root: b"../outside".to_vec(),
+            },
+            &opts,
+        );
+        for d in ["a", "b", "c"] {
+            stale.tree.build(&t.join(d)).unwrap();
+            decorate(&t.join(d), seed ^ 0x55).unwrap();
+        }
+        if !link_groups(&t.join("src")).unwrap().is_empty() {
+            linked += 1;
+        }
+        let msgs = hax_round(&h, t, false);
+        if !msgs.is_empty() {
+            failures.push(format!("seed {seed}:\n{}", msgs.join("\n")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        linked * 2 >= n,
+        "too few seeds had hard links: {linked} of {n}"
+    );
+}
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-ec", cmd]).output().unwrap();
+    assert!(out.status.success(), "{cmd}: {}", show(&out));
+}
+
+/// `-aHAX` over ssh, push and pull, on the cases that matter, with rsync's trees, xattrs,
+/// ACLs, link groups and itemize lines: a changed xattr on an unchanged file, a removed one, a
+/// `trusted.*` one, an ACL on a file, a default ACL on an existing and on a new directory, a
+/// link group whose first member exists in DST and whose other is new, and a link group of
+/// DST broken in SRC (its members' contents differ now: the old link must not carry the new
+/// content to the other name), and a changed large file with two links (sent as a delta, then
+/// linked again).
+#[test]
+fn remote_hax_cases_give_rsyncs_result() {
+    opsync_tests::require_program("setfattr", "attr");
+    opsync_tests::require_program("setfacl", "acl");
+    let h = Hosts::start();
+    // Old mtimes everywhere: rsync leaves the mtime of an entry without data alone when it is
+    // in the current second.
+    let t = h.dir.path().join("hax");
+    let (src, dst) = (t.join("src"), t.join("stale"));
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::create_dir_all(dst.join("sub")).unwrap();
+    let (s, d) = (src.display(), dst.display());
+    sh(&format!(
+        "cd {s}
+        echo same > same; setfattr -n user.k -v new same
+        echo gone > gone; setfattr -n user.keep -v 1 gone
+        echo trust > trust; setfattr -n trusted.t -v 0x00ff trust
+        echo acl > acl; setfacl -m u:1001:r-x,g:100:rw- acl
+        mkdir dacl newd; setfacl -d -m u:1001:rwx dacl newd; echo in > newd/f
+        setfattr -n user.dir -v 1 newd
+        echo linked > l1; ln l1 sub/l2
+        echo b1 > b1; echo other-content > sub/b2
+        head -c 300000 /dev/zero | tr '\\0' y > big; printf X >> big; ln big sub/big2
+        touch -d @1500000000 same gone trust acl newd/f l1 b1 sub/b2 newd dacl sub .
+        touch -d @1600000000 big"
+    ));
+    sh(&format!(
+        "cd {d}
+        echo same > same; setfattr -n user.k -v old same
+        echo gone > gone; setfattr -n user.keep -v 1 gone; setfattr -n user.old -v 1 gone
+        echo trust > trust; setfattr -n trusted.t -v 0x0000 trust
+        echo acl > acl
+        mkdir dacl
+        echo linked > l1
+        echo b1 > b1; ln b1 sub/b2
+        head -c 300000 /dev/zero | tr '\\0' y > big; printf Y >> big; ln big sub/big2
+        touch -d @1500000000 same gone trust acl l1 b1 dacl sub . big"
+    ));
+    for x in ["a", "b", "c"] {
+        sh(&format!("cp -a {d} {}", t.join(x).display()));
+    }
+    let msgs = hax_round(&h, &t, true);
+    assert!(msgs.is_empty(), "{}", msgs.join("\n"));
+    // What the cases are about, in opsync's trees (rsync's are the same, compared above).
+    for x in ["b", "c"] {
+        let r = t.join(x);
+        assert_eq!(std::fs::read(r.join("b1")).unwrap(), b"b1\n", "{x}");
+        assert_eq!(std::fs::read(r.join("sub/b2")).unwrap(), b"other-content\n");
+        let ino =
+            |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(r.join(p)).unwrap());
+        assert_eq!(
+            ino("l1"),
+            ino("sub/l2"),
+            "{x}: l1 and sub/l2 are not linked"
+        );
+        assert_ne!(
+            ino("b1"),
+            ino("sub/b2"),
+            "{x}: b1 and sub/b2 are still linked"
+        );
+        assert_eq!(
+            ino("big"),
+            ino("sub/big2"),
+            "{x}: big and sub/big2 are not linked"
+        );
+        let big2 = std::fs::read(r.join("sub/big2")).unwrap();
+        assert_eq!((big2.len(), big2.last()), (300_001, Some(&b'X')), "{x}");
+    }
+}
+
+/// rsync's ACL results that are not SRC's ACL (see the local `acl_masking_cases_match_rsync`),
+/// over ssh, push and pull: when a directory's sticky bit goes on (a new directory too) or
+/// setuid/setgid of a file goes off, rsync sets the ACL with the mode's group bits cleared, so
+/// an ACL whose `group::` entry equals them ends `group::---`, unless `-X` changes the entry's
+/// xattrs too. Trees, ACLs, xattrs and `-i` lines must be rsync's.
+#[test]
+fn remote_acl_masking_cases_give_rsyncs_result() {
+    opsync_tests::require_program("setfattr", "attr");
+    opsync_tests::require_program("setfacl", "acl");
+    let h = Hosts::start();
+    // name, SRC mode, DST mode (None: not in DST), directory, with a user xattr in SRC.
+    let cases: &[(&str, u32, Option<u32>, bool, bool)] = &[
+        ("new-sticky", 0o1777, None, true, false),
+        ("sticky-on", 0o1777, Some(0o777), true, false),
+        ("sticky-kept", 0o1777, Some(0o1777), true, false),
+        ("sticky-on-x", 0o1777, Some(0o777), true, true),
+        ("setuid-off", 0o777, Some(0o4777), false, false),
+        ("setuid-kept", 0o4777, Some(0o4777), false, false),
+        ("plain", 0o775, Some(0o644), false, false),
+        ("setgid-off", 0o775, Some(0o2775), false, false),
+        ("setuid-off-x", 0o777, Some(0o4777), false, true),
+    ];
+    for (n, flags) in [&["-A"][..], &["-A", "-X"]].into_iter().enumerate() {
+        let t = h.dir.path().join(format!("acl-masking-{n}"));
+        let (src, stale) = (t.join("src"), t.join("stale"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&stale).unwrap();
+        for &(name, smode, dmode, dir, xattr) in cases {
+            let (s, d) = (
+                src.join(name).display().to_string(),
+                stale.join(name).display().to_string(),
+            );
+            let make = if dir { "mkdir" } else { "echo x >" };
+            let mut cmd = format!(
+                "{make} '{s}'; setfacl -m u:1001:r-x,g:100:rw- '{s}'; chmod {smode:o} '{s}'; setfacl -m g::rwx '{s}'"
+            );
+            if xattr {
+                cmd += &format!("; setfattr -n user.k -v 1 '{s}'");
+            }
+            if let Some(m) = dmode {
+                cmd += &format!("; {make} '{d}'; chmod {m:o} '{d}'");
+            }
+            sh(&cmd);
+        }
+        sh(&format!(
+            "find '{}' '{}' -exec touch -h -d @1500000000 {{}} +",
+            src.display(),
+            stale.display()
+        ));
+        for x in ["a", "b", "c"] {
+            sh(&format!(
+                "cp -a '{}' '{}'",
+                stale.display(),
+                t.join(x).display()
+            ));
+        }
+        let msgs = attrs_round(&h, &t, flags, true);
+        assert!(msgs.is_empty(), "{flags:?}:\n{}", msgs.join("\n"));
     }
 }

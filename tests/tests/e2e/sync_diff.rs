@@ -21,7 +21,7 @@ use opsync_tests::tree::{GenOptions, Kind, Stale, StaleOptions, Stamp, Tree};
 use opsync_tests::{opsync, require_program};
 
 mod itemize;
-mod options;
+pub(crate) mod options;
 mod output;
 
 const DEFAULT_SEEDS: u64 = 256;

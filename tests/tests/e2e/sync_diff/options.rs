@@ -313,7 +313,7 @@ fn filter_rules_match_rsync() {
 }
 
 /// Which names of `root` share an inode: each group of two or more, sorted.
-fn link_groups(root: &Path) -> Result<Vec<Vec<String>>, String> {
+pub(crate) fn link_groups(root: &Path) -> Result<Vec<Vec<String>>, String> {
     let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -342,7 +342,7 @@ fn link_groups(root: &Path) -> Result<Vec<Vec<String>>, String> {
 /// Every extended attribute of every entry below `root` (ACLs are the `system.posix_acl_*`
 /// ones), as `PATH NAME=HEX` lines in path order; read with `llistxattr`/`lgetxattr` (getfattr
 /// gives up on 255-byte names).
-fn attr_dump(root: &Path) -> Result<Vec<String>, String> {
+pub(crate) fn attr_dump(root: &Path) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
@@ -371,7 +371,7 @@ fn attr_dump(root: &Path) -> Result<Vec<String>, String> {
 
 /// Sets extended attributes and ACLs on some files and directories below `root`, drawn from
 /// `seed` and the path (so two trees built alike get the same ones).
-fn decorate(root: &Path, seed: u64) -> Result<(), String> {
+pub(crate) fn decorate(root: &Path, seed: u64) -> Result<(), String> {
     let mut stack = vec![root.to_path_buf()];
     let mut n = 0u64;
     while let Some(d) = stack.pop() {
