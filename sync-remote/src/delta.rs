@@ -4,13 +4,16 @@
 //! - The receiver computes the signature of the old file in [`SIG_CHUNK`] pieces (blocks of
 //!   [`BLOCK`] bytes: a 4-byte rolling checksum and an 8-byte MD4 prefix each, as fast_rsync
 //!   makes them) and streams it (`SIG` frames, then `SIG_END` with the old length), for every
-//!   requested file in turn, in a thread of its own while it applies other actions.
-//! - The sender reads the new file in windows of [`WINDOW`] bytes. Window `[a, a+W)` is diffed
-//!   against the signature of the old range `[a-MARGIN, a+W+MARGIN)` (block-aligned, so its
-//!   signature is a slice of the file's), which finds data moved by up to [`MARGIN`] bytes
-//!   (an insertion, a removal); each window's delta goes in one `DELTA` frame naming its base
-//!   range.
-//! - The receiver reads that base range of the old file (at most `W + 2 MARGIN` bytes), applies
+//!   requested file in turn, in a thread of its own while it applies other actions. With each
+//!   piece go the XXH3-64 hashes of its [`CHUNK`]s (8 bytes per 64 KiB).
+//! - The sender reads the new file in windows of [`WINDOW`] bytes. A run of chunks whose XXH3
+//!   equals the old file's at the same offset (most of a file changed in place) becomes one
+//!   copy command without being diffed; the other runs of window `[a, a+W)` are diffed by
+//!   fast_rsync against the signature of the old range `[a-MARGIN, a+W+MARGIN)`
+//!   (block-aligned, so its signature is a slice of the file's), which finds data moved by up
+//!   to [`MARGIN`] bytes (an insertion, a removal). Each window's delta (in fast_rsync's
+//!   format) goes in one `DELTA` frame naming its base range.
+//! - The receiver reads the parts of that base range the delta copies from, applies
 //!   the delta with a limit of `W` bytes of output, writes the result into the temporary file
 //!   and hashes it; at the end the BLAKE3 of the result must equal the sender's hash of the new
 //!   file, or the temporary file is dropped and the file is asked for again whole (once per
@@ -485,6 +488,43 @@ mod tests {
         assert_eq!(frames, new.len().div_ceil(WINDOW));
         assert_eq!(h.finalize(), hash);
         assert!(std::fs::read(dir.path().join("tmp")).unwrap() == new);
+    }
+
+    /// A window whose pieces all have the old file's hash at the same offset is one copy
+    /// command (not diffed); a window with one changed byte copies only from inside the window
+    /// (the receiver reads nothing of the margins), and its delta holds one block of literal.
+    #[test]
+    fn unchanged_pieces_are_one_copy_and_a_changed_window_reads_only_itself() {
+        let old = pseudo_random(3 * WINDOW, 3);
+        let sig = old_sig(&old);
+        let a = WINDOW as u64;
+        let (bs, _) = base_range(a, old.len() as u64);
+        let window = &old[WINDOW..2 * WINDOW];
+        let mut delta = Vec::new();
+        window_delta(&sig, a, window, &mut delta).unwrap();
+        let mut want = DELTA_MAGIC.to_be_bytes().to_vec();
+        want.push(OP_COPY_N8_N8);
+        want.extend_from_slice(&(a - bs).to_be_bytes());
+        want.extend_from_slice(&(WINDOW as u64).to_be_bytes());
+        want.push(OP_END);
+        assert_eq!(delta, want);
+
+        let mut changed = window.to_vec();
+        changed[WINDOW / 2 + 100] ^= 1;
+        window_delta(&sig, a, &changed, &mut delta).unwrap();
+        assert!(delta.len() < BLOCK + 200, "delta of {} bytes", delta.len());
+        let mut ranges = Vec::new();
+        copied_ranges(&delta, &mut ranges).unwrap();
+        let inside = ((a - bs) as usize, (a - bs) as usize + WINDOW);
+        assert!(
+            ranges.iter().all(|&(s, e)| s >= inside.0 && e <= inside.1),
+            "{ranges:?} reach outside {inside:?}"
+        );
+        let mut out = Vec::new();
+        fast_rsync::apply(&old[bs as usize..], &delta, &mut out).unwrap();
+        assert!(out == changed);
+        assert!(copied_ranges(&delta[..delta.len() - 1], &mut ranges).is_none());
+        assert!(copied_ranges(&[0x72, 0x73, 0x02, 0x36, 0x55], &mut ranges).is_none());
     }
 
     /// A window's base signature sliced from per-chunk signatures equals fast_rsync's
