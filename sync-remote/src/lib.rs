@@ -30,5 +30,5 @@ pub mod wire;
 
 pub use session::{
     Location, RemoteError, RemoteOptions, RemoteReport, parse_bwlimit, parse_location, pull, push,
-    rsh_argv, serve,
+    rsh_argv, serve, widen_pipe,
 };

@@ -386,6 +386,8 @@ impl Client {
                 detail: "the remote shell has no pipes".into(),
             });
         };
+        widen_pipe(std::os::fd::AsFd::as_fd(&stdin));
+        widen_pipe(std::os::fd::AsFd::as_fd(&stdout));
         let sent = Counter::default();
         let received = Counter::default();
         Ok(Client {
@@ -555,6 +557,16 @@ pub fn pull(
 
 /// The server's end (`opsync serve`, started by the client's remote shell): speaks the
 /// protocol on `input` and `output` (stdin and stdout).
+/// Bytes a pipe to or from ssh holds: at the default 64 KiB each frame of data wakes the other
+/// process several times.
+const PIPE_SIZE: usize = 1 << 20;
+
+/// Makes the pipe `fd` hold [`PIPE_SIZE`] bytes where the system allows (not a pipe, or above
+/// `/proc/sys/fs/pipe-max-size` for this user: it stays as it is).
+pub fn widen_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_SIZE);
+}
+
 pub fn serve(
     input: Box<dyn io::Read + Send>,
     output: Box<dyn io::Write + Send>,

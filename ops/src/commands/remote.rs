@@ -222,7 +222,19 @@ fn verify_and_repair(
 /// `opsync serve`: the remote end, on stdin and stdout. Its errors reach the client over the
 /// connection (which prints them), so nothing is printed here.
 pub fn serve() -> Exit {
-    let r = sync_remote::serve(Box::new(std::io::stdin()), Box::new(std::io::stdout()));
+    // The descriptors themselves: std's stdout is line-buffered (a frame holding a newline
+    // byte would be written in two), its stdin buffered again behind the frame reader.
+    use std::os::fd::AsFd;
+    let (input, output) = match (
+        std::io::stdin().as_fd().try_clone_to_owned(),
+        std::io::stdout().as_fd().try_clone_to_owned(),
+    ) {
+        (Ok(i), Ok(o)) => (std::fs::File::from(i), std::fs::File::from(o)),
+        _ => return Exit::Protocol,
+    };
+    sync_remote::widen_pipe(input.as_fd());
+    sync_remote::widen_pipe(output.as_fd());
+    let r = sync_remote::serve(Box::new(input), Box::new(output));
     match r {
         Ok(()) => Exit::Ok,
         Err(e) => e.exit(),
