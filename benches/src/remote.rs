@@ -6,7 +6,8 @@
 //! received M bytes`: opsync counts them on the ssh pipes, rsync on its socket).
 //!
 //! Both log in as [`USER`], a second name for root (uid 0) made for the run with `/bin/sh` as
-//! its shell and the sshd's directory as its home: root's own shell reads `~/.bashrc` at every
+//! its shell, the sshd's directory as its home and no password (`*`: sshd without PAM refuses
+//! a locked account, `!`): root's own shell reads `~/.bashrc` at every
 //! ssh login, which on these machines runs `pyenv init` (0.2 s a login, for either tool). A
 //! deploy user on a server has a plain shell.
 
@@ -26,8 +27,6 @@ pub const USER: &str = "opsync-bench";
 pub struct Sshd {
     dir: PathBuf,
     child: Child,
-    /// Whether [`USER`] was made by this run (and is removed at its end).
-    made_user: bool,
 }
 
 impl Sshd {
@@ -50,22 +49,22 @@ impl Sshd {
             }
         }
         std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))?;
-        let exists = Command::new("id")
-            .arg(USER)
-            .stdout(Stdio::null())
+        // Made anew for this run's directory (a run that was killed leaves it pointing at its
+        // own, removed directory).
+        let _ = Command::new("userdel")
+            .args(["-f", USER])
             .stderr(Stdio::null())
+            .status();
+        let st = Command::new("useradd")
+            .args([
+                "-o", "-u", "0", "-g", "0", "-M", "-s", "/bin/sh", "-p", "*", "-d",
+            ])
+            .arg(&dir)
+            .arg(USER)
             .status()
-            .is_ok_and(|s| s.success());
-        if !exists {
-            let st = Command::new("useradd")
-                .args(["-o", "-u", "0", "-g", "0", "-M", "-s", "/bin/sh", "-d"])
-                .arg(&dir)
-                .arg(USER)
-                .status()
-                .context("useradd (Debian package passwd)")?;
-            if !st.success() {
-                bail!("useradd {USER} failed");
-            }
+            .context("useradd (Debian package passwd)")?;
+        if !st.success() {
+            bail!("useradd {USER} failed");
         }
         let port = 20_000 + std::process::id() % 20_000;
         let config = format!(
@@ -104,11 +103,7 @@ impl Sshd {
              -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
             dir.display()
         ));
-        Ok(Sshd {
-            dir,
-            child,
-            made_user: !exists,
-        })
+        Ok(Sshd { dir, child })
     }
 }
 
@@ -116,9 +111,7 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if self.made_user {
-            let _ = Command::new("userdel").arg(USER).status();
-        }
+        let _ = Command::new("userdel").args(["-f", USER]).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -126,7 +126,6 @@ struct Apply<'a> {
     /// Delta files that must come again whole.
     resend: Vec<Vec<u8>>,
     base: Vec<u8>,
-    outbuf: Vec<u8>,
     /// The last `XATTRS` frame, for the next action on its path.
     xattrs: Option<Pending>,
     /// `-X`/`-A`: which attributes are mirrored.
@@ -261,7 +260,6 @@ impl Apply<'_> {
                         p,
                         old,
                         &mut self.base,
-                        &mut self.outbuf,
                         &mut f.file,
                         &mut cur.hasher,
                     ) {
@@ -494,7 +492,6 @@ pub(crate) fn run(
         out: out.clone(),
         resend: Vec::new(),
         base: Vec::new(),
-        outbuf: Vec::new(),
         dst,
         target,
         dry_run: opts.dry_run,
