@@ -151,6 +151,21 @@ fn walk(dir: OwnedFd) -> Result<u64> {
         .sum()
 }
 
+/// The bytes of the regular files below `root` (symlinks not followed).
+pub fn tree_bytes(root: &Path) -> Result<u64> {
+    let mut n = 0;
+    for e in std::fs::read_dir(root)? {
+        let e = e?;
+        let m = e.metadata()?;
+        if m.is_dir() {
+            n += tree_bytes(&e.path())?;
+        } else if m.is_file() {
+            n += m.len();
+        }
+    }
+    Ok(n)
+}
+
 /// Runs `cmd` once like [`run`], and while it runs samples `/proc` every few milliseconds for
 /// the peak RSS (`VmHWM`) of every process under it (the GNU time process excluded): their sum
 /// (each process's last seen peak, summed) and their count go into the sample. The max per

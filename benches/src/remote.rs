@@ -148,3 +148,30 @@ pub fn bytes_of(cmd: &[String]) -> Result<u64> {
     wire_bytes(&String::from_utf8_lossy(&out.stdout))
         .with_context(|| format!("no sent/received line from {}", c.join(" ")))
 }
+
+/// What any tool over this ssh pays, measured with the same sshd and login: the median seconds
+/// of `rounds` logins that run `true`, and of `rounds` sessions that move `bytes` bytes through
+/// `cat > /dev/null` (the cipher's cost for a tree of that size).
+pub fn floors(bytes: u64, rounds: usize) -> Result<(f64, f64)> {
+    let rsh = RSH.get().context("sshd not started")?;
+    let host = format!("{USER}@127.0.0.1");
+    let time = |script: &str| -> Result<f64> {
+        let t = std::time::Instant::now();
+        let st = Command::new("sh").args(["-c", script]).status()?;
+        if !st.success() {
+            bail!("{script} failed");
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let (mut login, mut data) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        login.push(time(&format!("{rsh} {host} true"))?);
+        data.push(time(&format!(
+            "head -c {bytes} /dev/zero | {rsh} {host} 'cat > /dev/null'"
+        ))?);
+    }
+    Ok((
+        crate::measure::median(&login),
+        crate::measure::median(&data),
+    ))
+}

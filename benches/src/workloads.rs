@@ -218,6 +218,13 @@ impl Bench {
             self.notes
                 .push(format!("R2 bytes on the wire, {}: {b}", t.name()));
         }
+        let bytes = crate::measure::tree_bytes(&src)?;
+        let (login, data) = crate::remote::floors(bytes, s.rounds)?;
+        self.notes.push(format!(
+            "ssh floors (same sshd, medians of {}): a login running `true` {login:.3} s; \
+             the small-files tree's {bytes} bytes through `cat > /dev/null` {data:.3} s",
+            s.rounds
+        ));
         drop(area);
 
         let total = (s.big.size as u64) * (s.big.in_place as u64 + 2) + (2 << 20);
