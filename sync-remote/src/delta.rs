@@ -80,7 +80,6 @@ pub(crate) fn sign_all(
     mut open: impl FnMut(&[u8]) -> io::Result<Option<std::fs::File>>,
     out: &Out,
 ) -> Result<(), RemoteError> {
-    use rayon::prelude::*;
     let mut buf = vec![0u8; SIG_CHUNK * PARALLEL];
     for (id, path) in requests {
         let mut len = 0u64;
@@ -96,19 +95,16 @@ pub(crate) fn sign_all(
                 len += n as u64;
                 // The pieces' signatures side by side are the signature of the whole (blocks
                 // are signed one by one), in order.
-                let frames: Vec<Vec<u8>> = buf[..n]
-                    .par_chunks(SIG_CHUNK)
-                    .map(|piece| {
-                        let sig = Signature::calculate(piece, sig_options());
-                        let mut e = Enc::new();
-                        e.u32(id).u32(piece.len().div_ceil(CHUNK) as u32);
-                        for c in piece.chunks(CHUNK) {
-                            e.u64(xxh3_64(c));
-                        }
-                        e.0.extend_from_slice(&sig.serialized()[12..]);
-                        e.take()
-                    })
-                    .collect();
+                let frames: Vec<Vec<u8>> = on_threads(buf[..n].chunks(SIG_CHUNK), |piece| {
+                    let sig = Signature::calculate(piece, sig_options());
+                    let mut e = Enc::new();
+                    e.u32(id).u32(piece.len().div_ceil(CHUNK) as u32);
+                    for c in piece.chunks(CHUNK) {
+                        e.u64(xxh3_64(c));
+                    }
+                    e.0.extend_from_slice(&sig.serialized()[12..]);
+                    e.take()
+                });
                 for f in &frames {
                     send(out, tag::SIG, f)?;
                 }
@@ -128,6 +124,23 @@ pub(crate) fn sign_all(
         crate::session::flush(out)?;
     }
     Ok(())
+}
+
+/// `f` of each item, each on a thread of its own (at most [`PARALLEL`] items), in order. Plain
+/// threads, not the rayon pool: its idle workers spin (`sched_yield`) after every batch, which
+/// took CPU from ssh and the other end on a 2-core machine.
+fn on_threads<'a, T: Send>(
+    items: impl Iterator<Item = &'a [u8]>,
+    f: impl Fn(&'a [u8]) -> T + Sync,
+) -> Vec<T> {
+    std::thread::scope(|sc| {
+        let f = &f;
+        let handles: Vec<_> = items.map(|x| sc.spawn(move || f(x))).collect();
+        handles
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// Reads until `buf` is full or the file ends.
@@ -199,7 +212,6 @@ pub(crate) fn send_windows(
     windows: &mut Vec<u8>,
     deltas: &mut Vec<Vec<u8>>,
 ) -> Result<Result<(blake3::Hash, u64), io::Error>, RemoteError> {
-    use rayon::prelude::*;
     windows.resize(WINDOW * PARALLEL, 0);
     deltas.resize_with(PARALLEL, Vec::new);
     let mut h = blake3::Hasher::new();
@@ -213,12 +225,20 @@ pub(crate) fn send_windows(
             break;
         }
         let data = &windows[..n];
-        h.update(data);
-        let made: io::Result<()> = data
-            .par_chunks(WINDOW)
-            .zip(deltas.par_iter_mut())
-            .enumerate()
-            .try_for_each(|(i, (w, delta))| window_delta(old, a + (i * WINDOW) as u64, w, delta));
+        let made: io::Result<()> = std::thread::scope(|sc| {
+            let diffs: Vec<_> = data
+                .chunks(WINDOW)
+                .zip(deltas.iter_mut())
+                .enumerate()
+                .map(|(i, (w, delta))| {
+                    sc.spawn(move || window_delta(old, a + (i * WINDOW) as u64, w, delta))
+                })
+                .collect();
+            h.update(data);
+            diffs
+                .into_iter()
+                .try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        });
         if let Err(e) = made {
             return Ok(Err(e));
         }
