@@ -52,6 +52,16 @@ impl Extras {
     }
 }
 
+/// Listing entries are compressed at this zstd level: a no-change run of 100,000 files moved
+/// 766,269 bytes at level 1, 807,421 at level 3, 5,351,426 uncompressed, in the same time.
+const ENTRIES_LEVEL: i32 = 1;
+
+/// One frame of listing entries, compressed.
+fn send_entries(out: &Out, payload: &[u8]) -> Result<(), RemoteError> {
+    let z = zstd::bulk::compress(payload, ENTRIES_LEVEL).map_err(stream)?;
+    send(out, tag::ENTRIES_Z, &z)
+}
+
 /// Sends DST's listing: entries in pre-order as (parent, meta, name, link) and the `extras`.
 fn send_listing(out: &Out, l: &remote::Listing, extras: Extras) -> Result<(), RemoteError> {
     let mut e = Enc::new();
@@ -73,12 +83,12 @@ fn send_listing(out: &Out, l: &remote::Listing, extras: Extras) -> Result<(), Re
         }
         n += 1;
         if n == BATCH || e.0.len() >= BATCH_BYTES {
-            send(out, tag::ENTRIES, &e.take())?;
+            send_entries(out, &e.take())?;
             n = 0;
         }
     }
     if n > 0 {
-        send(out, tag::ENTRIES, &e.take())?;
+        send_entries(out, &e.take())?;
     }
     send(out, tag::ENTRIES_END, &[])
 }

@@ -62,8 +62,14 @@ fn read_dst(reader: &mut FrameReader, extras: Extras) -> Result<(DstInfo, Listin
     let mut open: Vec<Idx> = Vec::new();
     loop {
         let (t, p) = reader.frame().map_err(stream)?;
-        match t {
-            tag::ENTRIES => {}
+        let unpacked: Vec<u8>;
+        let p = match t {
+            tag::ENTRIES => p,
+            tag::ENTRIES_Z => {
+                unpacked = zstd::bulk::decompress(p, wire::MAX_FRAME)
+                    .map_err(|_| stream(wire::malformed("compressed entries")))?;
+                &unpacked[..]
+            }
             tag::ENTRIES_END => break,
             tag::FATAL => return Err(parse_fatal(p)),
             _ => {
@@ -71,7 +77,7 @@ fn read_dst(reader: &mut FrameReader, extras: Extras) -> Result<(DstInfo, Listin
                     detail: format!("expected DST's listing, got frame tag {t}"),
                 });
             }
-        }
+        };
         let mut d = Dec::new(p, "entries");
         while !d.rest_is_empty() {
             let parent = d.u32().map_err(stream)?;
