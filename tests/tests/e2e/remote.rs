@@ -899,17 +899,13 @@ fn remote_checksum_sends_only_the_files_whose_contents_differ() {
 fn remote_verify_finds_and_repairs_what_the_quick_check_misses() {
     let h = Hosts::start();
     let t = h.dir.path().join("verify");
-    std::fs::create_dir_all(t.join("src/d")).unwrap();
-    std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
-    std::fs::write(t.join("src/g"), b"fine").unwrap();
-    set_mtime(&[t.join("src/d/f")], 1_500_000_000);
+    quick_check_src(&t);
     let src = t.join("src").display().to_string();
     let dst = h.remote(&t.join("dst"));
     let out = opsync_remote(&h, &[], &src, &dst);
     assert!(out.status.success(), "{}", show(&out));
     // Same size, same mtime, other content.
-    std::fs::write(t.join("dst/d/f"), b"the wrong bytes").unwrap();
-    set_mtime(&[t.join("dst/d/f")], 1_500_000_000);
+    miss_quick_check(&t.join("dst/d/f"));
     let out = opsync_remote(&h, &[], &src, &dst);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
@@ -938,6 +934,21 @@ fn remote_verify_finds_and_repairs_what_the_quick_check_misses() {
         "{}",
         show(&out)
     );
+}
+
+/// `t/src` with `d/f` ("the right bytes", a fixed mtime) and `g`.
+fn quick_check_src(t: &Path) {
+    std::fs::create_dir_all(t.join("src/d")).unwrap();
+    std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
+    std::fs::write(t.join("src/g"), b"fine").unwrap();
+    set_mtime(&[t.join("src/d/f")], 1_500_000_000);
+}
+
+/// Gives the copy `f` of `src/d/f` other content with the same size and mtime: what the quick
+/// check misses.
+fn miss_quick_check(f: &Path) {
+    std::fs::write(f, b"the wrong bytes").unwrap();
+    set_mtime(&[f.to_path_buf()], 1_500_000_000);
 }
 
 /// Sets the mtime of each of `paths` to `secs` after the epoch.
@@ -985,8 +996,7 @@ fn remote_opsync_verify_compares_over_ssh_both_ways() {
         let out = verify(&a, &b, false);
         assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     }
-    std::fs::write(t.join("dst/d/f"), b"the wrong bytes").unwrap();
-    set_mtime(&[t.join("dst/d/f")], 1_500_000_000);
+    miss_quick_check(&t.join("dst/d/f"));
     std::fs::write(t.join("dst/extra"), b"x").unwrap();
     for (a, b) in [
         (src.clone(), h.remote(&t.join("dst"))),
@@ -1242,10 +1252,7 @@ fn remote_killed_ssh_during_deltas_leaves_complete_old_or_new_files_and_a_rerun_
 fn remote_recheck_from_compares_the_listed_files_by_content_push_and_pull() {
     let h = Hosts::start();
     let t = h.dir.path().join("recheck");
-    std::fs::create_dir_all(t.join("src/d")).unwrap();
-    std::fs::write(t.join("src/d/f"), b"the right bytes").unwrap();
-    std::fs::write(t.join("src/g"), b"fine").unwrap();
-    set_mtime(&[t.join("src/d/f")], 1_500_000_000);
+    quick_check_src(&t);
     std::fs::write(t.join("list"), b"d/f\0g\0missing\0").unwrap();
     let src = t.join("src").display().to_string();
     let list = t.join("list").display().to_string();
@@ -1260,8 +1267,7 @@ fn remote_recheck_from_compares_the_listed_files_by_content_push_and_pull() {
         let out = opsync_remote(&h, &[], &a, &b);
         assert!(out.status.success(), "{what}: {}", show(&out));
         let f = t.join(what).join("d/f");
-        std::fs::write(&f, b"the wrong bytes").unwrap();
-        set_mtime(std::slice::from_ref(&f), 1_500_000_000);
+        miss_quick_check(&f);
         let out = opsync_remote(&h, &["-i"], &a, &b);
         assert!(out.status.success(), "{what}: {}", show(&out));
         assert_eq!(std::fs::read(&f).unwrap(), b"the wrong bytes", "{what}");
