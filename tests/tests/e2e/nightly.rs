@@ -698,14 +698,7 @@ impl Server {
 
     /// The record of step `name` in the state.
     fn step(&self, name: &str) -> serde_json::Value {
-        let st = self.state("nightly");
-        st["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no step {name} in {st}"))
-            .clone()
+        step_of(&self.state("nightly"), name)
     }
 
     /// The arguments the stand-in got in step `step`.
@@ -1048,4 +1041,15 @@ fn a_check_that_cannot_run_fails_the_job_but_pass_2_still_runs() {
         !pass2.contains("--recheck-from") && pass2.ends_with(" --verify=written"),
         "{pass2}"
     );
+}
+
+/// The record of step `name` in a job's state `st`.
+pub(crate) fn step_of(st: &serde_json::Value, name: &str) -> serde_json::Value {
+    st["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {st}"))
+        .clone()
 }

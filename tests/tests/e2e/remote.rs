@@ -14,6 +14,8 @@ use opsync_tests::snapshot::{render, snapshot};
 use opsync_tests::sshd::Hosts;
 use opsync_tests::tree::{GenOptions, StaleOptions, Tree};
 
+use crate::sync_rails::count_old;
+
 fn show(out: &Output) -> String {
     format!(
         "{}\nstdout:\n{}\nstderr:\n{}",
@@ -718,13 +720,7 @@ fn run_nightly(h: &Hosts, t: &Path) -> Output {
 fn nightly_step(t: &Path, name: &str) -> serde_json::Value {
     let st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(t.join("state/jobs/nightly.json")).unwrap()).unwrap();
-    st["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {st}"))
-        .clone()
+    crate::nightly::step_of(&st, name)
 }
 
 /// The dev copy of `db/base.dat` with production's size and mtime but other content: what the
@@ -1020,24 +1016,10 @@ fn remote_opsync_verify_compares_over_ssh_both_ways() {
     }
 }
 
-/// `data/` with `keep.txt` and `cache/big.bin`; `dev-data/` with `cache/local.bin` and 10
-/// extraneous files (`sync_rails.rs`'s folder).
+/// `sync_rails.rs`'s folder, made anew.
 fn rails_folder(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir.join("data/cache")).unwrap();
-    std::fs::write(dir.join("data/keep.txt"), "keep").unwrap();
-    std::fs::write(dir.join("data/cache/big.bin"), "big").unwrap();
-    std::fs::create_dir_all(dir.join("dev-data/cache")).unwrap();
-    std::fs::write(dir.join("dev-data/cache/local.bin"), "dev's own").unwrap();
-    for i in 0..10 {
-        std::fs::write(dir.join(format!("dev-data/old-{i}")), "old").unwrap();
-    }
-}
-
-fn count_old(dir: &Path) -> usize {
-    (0..10)
-        .filter(|i| dir.join(format!("dev-data/old-{i}")).exists())
-        .count()
+    crate::sync_rails::folder(dir, None);
 }
 
 /// The `opsync: error:` lines of a run.
@@ -1529,18 +1511,7 @@ fn remote_acl_masking_cases_give_rsyncs_result() {
     opsync_tests::require_program("setfattr", "attr");
     opsync_tests::require_program("setfacl", "acl");
     let h = Hosts::start();
-    // name, SRC mode, DST mode (None: not in DST), directory, with a user xattr in SRC.
-    let cases: &[(&str, u32, Option<u32>, bool, bool)] = &[
-        ("new-sticky", 0o1777, None, true, false),
-        ("sticky-on", 0o1777, Some(0o777), true, false),
-        ("sticky-kept", 0o1777, Some(0o1777), true, false),
-        ("sticky-on-x", 0o1777, Some(0o777), true, true),
-        ("setuid-off", 0o777, Some(0o4777), false, false),
-        ("setuid-kept", 0o4777, Some(0o4777), false, false),
-        ("plain", 0o775, Some(0o644), false, false),
-        ("setgid-off", 0o775, Some(0o2775), false, false),
-        ("setuid-off-x", 0o777, Some(0o4777), false, true),
-    ];
+    let cases = crate::sync_diff::options::ACL_MASKING_CASES;
     for (n, flags) in [&["-A"][..], &["-A", "-X"]].into_iter().enumerate() {
         let t = h.dir.path().join(format!("acl-masking-{n}"));
         let (src, stale) = (t.join("src"), t.join("stale"));

@@ -11,7 +11,7 @@ use opsync_tests::run::{Run, opsync_in};
 
 /// `data/` with `keep.txt` and `cache/big.bin`; `dev-data/` with `cache/local.bin` (excluded,
 /// so kept) and 10 extraneous files.
-fn folder(dir: &Path, config: Option<&str>) {
+pub(crate) fn folder(dir: &Path, config: Option<&str>) {
     std::fs::create_dir_all(dir.join("data/cache")).unwrap();
     std::fs::write(dir.join("data/keep.txt"), "keep").unwrap();
     std::fs::write(dir.join("data/cache/big.bin"), "big").unwrap();
@@ -25,7 +25,7 @@ fn folder(dir: &Path, config: Option<&str>) {
     }
 }
 
-fn count_old(dir: &Path) -> usize {
+pub(crate) fn count_old(dir: &Path) -> usize {
     (0..10)
         .filter(|i| dir.join(format!("dev-data/old-{i}")).exists())
         .count()

@@ -509,6 +509,20 @@ fn hard_links_acls_and_xattrs_match_rsync_ahax() {
     );
 }
 
+/// rsync's ACL masking cases (local and over ssh): name, SRC mode, DST mode (None: not in
+/// DST), directory, with a user xattr in SRC.
+pub(crate) const ACL_MASKING_CASES: &[(&str, u32, Option<u32>, bool, bool)] = &[
+    ("new-sticky", 0o1777, None, true, false),
+    ("sticky-on", 0o1777, Some(0o777), true, false),
+    ("sticky-kept", 0o1777, Some(0o1777), true, false),
+    ("sticky-on-x", 0o1777, Some(0o777), true, true),
+    ("setuid-off", 0o777, Some(0o4777), false, false),
+    ("setuid-kept", 0o4777, Some(0o4777), false, false),
+    ("plain", 0o775, Some(0o644), false, false),
+    ("setgid-off", 0o775, Some(0o2775), false, false),
+    ("setuid-off-x", 0o777, Some(0o4777), false, true),
+];
+
 /// rsync's ACL results that are not SRC's ACL, on a fixed tree: when a directory's sticky bit
 /// goes on (a new directory too) or setuid/setgid of a file goes off, rsync sets the ACL with
 /// the mode's group bits cleared and an ACL whose `group::` entry equals them ends
@@ -518,18 +532,7 @@ fn hard_links_acls_and_xattrs_match_rsync_ahax() {
 fn acl_masking_cases_match_rsync() {
     require_program("setfacl", "acl");
     require_program("setfattr", "attr");
-    // name, SRC mode, DST mode (None: not in DST), directory, with a user xattr in SRC.
-    let cases: &[(&str, u32, Option<u32>, bool, bool)] = &[
-        ("new-sticky", 0o1777, None, true, false),
-        ("sticky-on", 0o1777, Some(0o777), true, false),
-        ("sticky-kept", 0o1777, Some(0o1777), true, false),
-        ("sticky-on-x", 0o1777, Some(0o777), true, true),
-        ("setuid-off", 0o777, Some(0o4777), false, false),
-        ("setuid-kept", 0o4777, Some(0o4777), false, false),
-        ("plain", 0o775, Some(0o644), false, false),
-        ("setgid-off", 0o775, Some(0o2775), false, false),
-        ("setuid-off-x", 0o777, Some(0o4777), false, true),
-    ];
+    let cases = ACL_MASKING_CASES;
     for flags in [&["-A"][..], &["-A", "-X"]] {
         let tmp = tempfile::tempdir().unwrap();
         let (src, stale) = (tmp.path().join("src"), tmp.path().join("stale"));
