@@ -870,6 +870,46 @@ impl Stream<'_> {
         Ok(())
     }
 
+    /// Sends one action that makes or fixes an entry: a file whole (deltas are the caller's),
+    /// a symlink or special file, or an attribute fix; with `-X`/`-A` its attributes first.
+    fn entry(
+        &mut self,
+        a: &remote::Action,
+        s: &Listing,
+        dst: &Listing,
+        xp: &XattrPolicy,
+        source: &mut remote::Source,
+        buf: &mut [u8],
+    ) -> Result<(), RemoteError> {
+        let path = s.path(a.src);
+        let (meta, new) = (s.meta(a.src), a.change.contains(Change::NEW));
+        let mut e = Enc::new();
+        match a.op {
+            Op::Copy => {
+                self.new_xattrs(xp, s, a.src)?;
+                self.file(source, &path, meta, new, buf)
+            }
+            Op::Symlink | Op::Mknod => {
+                self.new_xattrs(xp, s, a.src)?;
+                e.bytes(&path).meta(meta).bytes(s.link(a.src)).bool(new);
+                send(self.out, tag::MAKE, &e.take())
+            }
+            Op::SetAttrs => {
+                let (want, have) = (s.xattrs_of(a.src), dst.xattrs_of(a.dst));
+                if xp.any() && want != have {
+                    let masked = remote::attrs_masked(xp, a.change, meta, dst.meta(a.dst));
+                    self.xattrs(&path, want, masked)?;
+                }
+                e.bytes(&path)
+                    .meta(meta)
+                    .bool(a.change.contains(Change::OWNER))
+                    .bool(a.change.contains(Change::GROUP));
+                send(self.out, tag::ATTRS, &e.take())
+            }
+            _ => Ok(()),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn actions(
         &mut self,
@@ -888,17 +928,18 @@ impl Stream<'_> {
         // Changed files that exist in DST go as deltas: their signatures are asked for first,
         // in one request, and arrive while the other actions are sent. With `-H` the groups'
         // first members too: the deltas are all applied before the link phase.
+        let is_candidate = |a: &remote::Action| {
+            a.op == Op::Copy
+                && a.dst != NONE
+                && dst.meta(a.dst).kind == Kind::File
+                && dst.meta(a.dst).size >= delta::DELTA_MIN
+                && s.meta(a.src).size >= delta::DELTA_MIN
+        };
         let candidates: Vec<&remote::Action> = plan
             .actions
             .iter()
             .chain(links.iter().flat_map(|g| &g.actions))
-            .filter(|a| {
-                a.op == Op::Copy
-                    && a.dst != NONE
-                    && dst.meta(a.dst).kind == Kind::File
-                    && dst.meta(a.dst).size >= delta::DELTA_MIN
-                    && s.meta(a.src).size >= delta::DELTA_MIN
-            })
+            .filter(|a| is_candidate(a))
             .collect();
         if !candidates.is_empty() {
             e.u32(candidates.len() as u32);
@@ -908,13 +949,6 @@ impl Stream<'_> {
             send(out, tag::SIG_REQUEST, &e.take())?;
             flush(out)?;
         }
-        let is_candidate = |a: &remote::Action| {
-            a.op == Op::Copy
-                && a.dst != NONE
-                && dst.meta(a.dst).kind == Kind::File
-                && dst.meta(a.dst).size >= delta::DELTA_MIN
-                && s.meta(a.src).size >= delta::DELTA_MIN
-        };
         // Directories whose entries change get their attributes (mtime) set again afterwards.
         let mut touched = vec![false; plan.groups.len()];
         for (gi, touched) in touched.iter_mut().enumerate() {
@@ -930,33 +964,8 @@ impl Stream<'_> {
                         send(out, tag::MKDIR, &e.take())?;
                     }
                     Op::Copy if is_candidate(a) => {}
-                    Op::Copy => {
-                        let new = a.change.contains(Change::NEW);
-                        self.new_xattrs(xp, s, a.src)?;
-                        self.file(&mut source, &s.path(a.src), s.meta(a.src), new, &mut buf)?;
-                    }
-                    Op::Symlink | Op::Mknod => {
-                        self.new_xattrs(xp, s, a.src)?;
-                        let m = s.meta(a.src);
-                        let new = a.change.contains(Change::NEW);
-                        e.bytes(&s.path(a.src))
-                            .meta(m)
-                            .bytes(s.link(a.src))
-                            .bool(new);
-                        send(out, tag::MAKE, &e.take())?;
-                    }
-                    Op::SetAttrs => {
-                        let (want, have) = (s.xattrs_of(a.src), dst.xattrs_of(a.dst));
-                        if xp.any() && want != have {
-                            let (sm, dm) = (s.meta(a.src), dst.meta(a.dst));
-                            let masked = remote::attrs_masked(xp, a.change, sm, dm);
-                            self.xattrs(&s.path(a.src), want, masked)?;
-                        }
-                        e.bytes(&s.path(a.src))
-                            .meta(s.meta(a.src))
-                            .bool(a.change.contains(Change::OWNER))
-                            .bool(a.change.contains(Change::GROUP));
-                        send(out, tag::ATTRS, &e.take())?;
+                    Op::Copy | Op::Symlink | Op::Mknod | Op::SetAttrs => {
+                        self.entry(a, s, dst, xp, &mut source, &mut buf)?;
                     }
                     Op::Link | Op::Stamp | Op::Unchanged => {}
                 }
@@ -1012,34 +1021,10 @@ impl Stream<'_> {
         let mut link_dirs: Vec<Idx> = Vec::new();
         for g in links {
             for a in &g.actions {
-                let path = s.path(a.src);
                 match a.op {
                     Op::Copy if is_candidate(a) => {}
-                    Op::Copy => {
-                        self.new_xattrs(xp, s, a.src)?;
-                        let new = a.change.contains(Change::NEW);
-                        self.file(&mut source, &path, s.meta(a.src), new, &mut buf)?;
-                    }
-                    Op::Mknod => {
-                        self.new_xattrs(xp, s, a.src)?;
-                        e.bytes(&path)
-                            .meta(s.meta(a.src))
-                            .bytes(b"")
-                            .bool(a.change.contains(Change::NEW));
-                        send(out, tag::MAKE, &e.take())?;
-                    }
-                    Op::SetAttrs => {
-                        let (want, have) = (s.xattrs_of(a.src), dst.xattrs_of(a.dst));
-                        if xp.any() && want != have {
-                            let (sm, dm) = (s.meta(a.src), dst.meta(a.dst));
-                            let masked = remote::attrs_masked(xp, a.change, sm, dm);
-                            self.xattrs(&path, want, masked)?;
-                        }
-                        e.bytes(&path)
-                            .meta(s.meta(a.src))
-                            .bool(a.change.contains(Change::OWNER))
-                            .bool(a.change.contains(Change::GROUP));
-                        send(out, tag::ATTRS, &e.take())?;
+                    Op::Copy | Op::Mknod | Op::SetAttrs => {
+                        self.entry(a, s, dst, xp, &mut source, &mut buf)?;
                     }
                     _ => {}
                 }
